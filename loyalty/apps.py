@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class LoyaltyConfig(AppConfig):
+    name = "loyalty"
+    verbose_name = _("Loyalty")
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the settings checks)

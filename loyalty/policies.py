@@ -1,0 +1,65 @@
+"""Settings-driven rules: when points expire, how long they stay pending, what an order earns."""
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from .models import Currency
+
+
+@dataclass(frozen=True)
+class ExpiryPolicy:
+    """``rolling`` N months after earning, ``calendar`` end of the Nth year after, or ``never``."""
+
+    kind: str
+    months_or_years: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "ExpiryPolicy":
+        kind, _sep, number = text.strip().partition(":")
+        if kind == "never" and not number:
+            return cls("never")
+        if kind in ("rolling", "calendar") and number.isdigit() and int(number) > 0:
+            return cls(kind, int(number))
+        raise ValueError(f"expiry policy must be 'rolling:N', 'calendar:N' or 'never', not {text!r}")
+
+    def expires_at(self, earned_at: dt.datetime) -> dt.datetime | None:
+        if self.kind == "never":
+            return None
+        local = timezone.localtime(earned_at)
+        if self.kind == "calendar":
+            # 31 December of year N after the year of earning, end of that day.
+            end = dt.datetime(local.year + self.months_or_years + 1, 1, 1)
+            return timezone.make_aware(end, timezone.get_current_timezone())
+        month_index = local.month - 1 + self.months_or_years
+        year, month = local.year + month_index // 12, month_index % 12 + 1
+        day = min(local.day, calendar.monthrange(year, month)[1])
+        return local.replace(year=year, month=month, day=day)
+
+    def describe(self) -> str:
+        if self.kind == "never":
+            return "never"
+        return f"{self.kind}:{self.months_or_years}"
+
+
+def expiry_policy(currency: str) -> ExpiryPolicy:
+    text = settings.LOYALTY_POINTS_EXPIRY if currency == Currency.POINTS else settings.LOYALTY_GROWTH_EXPIRY
+    return ExpiryPolicy.parse(text)
+
+
+def pending_until(occurred_at: dt.datetime) -> dt.datetime:
+    """The end of an order's return window: its points are pending until then."""
+    return occurred_at + dt.timedelta(days=settings.LOYALTY_PENDING_DAYS)
+
+
+def earn_rate(currency: str) -> int:
+    return settings.LOYALTY_POINTS_PER_YUAN if currency == Currency.POINTS else settings.LOYALTY_GROWTH_PER_YUAN
+
+
+def base_earn(currency: str, earnable_amount: Decimal) -> int:
+    """Whole points for ``earnable_amount`` yuan, rounded down (a fraction of a yuan earns nothing)."""
+    return int((earnable_amount * earn_rate(currency)).to_integral_value(rounding=ROUND_FLOOR))

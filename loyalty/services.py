@@ -1,0 +1,686 @@
+"""Every change to the points ledger. One function per business action, transaction inside.
+
+Locking: every writer locks the member's account rows first (``SELECT ... FOR UPDATE``
+in id order), then the lots it will touch, so the balance it decides on cannot change
+under it. Entries are appended, never updated. Spending and expiry consume lots first in,
+first out by ``expires_at`` then ``id`` and record which lots they took as allocations.
+
+Before an account changes, it is *settled*: lots whose return window has ended are
+released and lots past their expiry are expired, so a member never spends expired points
+and sees released ones even when the scheduled job has not run yet. The jobs
+(``lots_release_matured``, ``lots_expire_due``) run the same code over chunks of accounts.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from members.models import Member, Store
+
+from .errors import LoyaltyError
+from .models import Account, Allocation, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
+from .policies import base_earn, earn_rate, expiry_policy, pending_until
+
+CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
+# A till's clock may run a little ahead of ours; further than this is a mistake.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+CENT = Decimal("0.01")
+
+
+@dataclass
+class OrderLineInput:
+    sku: str
+    amount: Decimal
+    category: str = ""
+    name: str = ""
+    quantity: int = 1
+
+
+@dataclass
+class EarnResult:
+    order: Order
+    entries: dict[str, LedgerEntry] = field(default_factory=dict)
+    replayed: bool = False
+
+
+@dataclass
+class RefundResult:
+    refund: Refund
+    entries: dict[str, LedgerEntry] = field(default_factory=dict)
+    replayed: bool = False
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _money(value: Decimal | int | str, *, field_name: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        amount = None
+    if amount is None or not amount.is_finite() or amount != amount.quantize(CENT) or abs(amount) >= 10**10:
+        raise LoyaltyError(
+            "invalid_amount",
+            _("%(field)s must be an amount in yuan with at most two decimals, not “%(value)s”.")
+            % {"field": field_name, "value": value},
+        )
+    return amount.quantize(CENT)
+
+
+def _points(value: int, *, allow_negative: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0 or (value < 0 and not allow_negative):
+        raise LoyaltyError(
+            "invalid_amount",
+            _("The number of points must be a whole number other than zero, not “%(value)s”.") % {"value": value},
+        )
+    if abs(value) > 10**12:
+        raise LoyaltyError("invalid_amount", _("%(value)s points is more than any account can hold.") % {"value": value})
+    return value
+
+
+def _key(value: str | None, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise LoyaltyError("idempotency_key_required", _("An idempotency key is required for this change."))
+        return None
+    if not isinstance(value, str) or len(value) > 128:
+        raise LoyaltyError("invalid_idempotency_key", _("The idempotency key must be text of at most 128 characters."))
+    return value
+
+
+def _lock_accounts(member_id: int, currencies: Sequence[str] = CURRENCIES) -> dict[str, Account]:
+    """Lock the member's accounts in id order, opening any that do not exist yet."""
+
+    def fetch() -> dict[str, Account]:
+        rows = Account.objects.select_for_update().filter(member_id=member_id, currency__in=currencies).order_by("id")
+        return {account.currency: account for account in rows}
+
+    accounts = fetch()
+    if len(accounts) < len(currencies):
+        for currency in currencies:
+            if currency not in accounts:
+                Account.objects.get_or_create(member_id=member_id, currency=currency)
+        accounts = fetch()
+    return accounts
+
+
+def _require_active(member_id: int) -> None:
+    status = Member.objects.values_list("status", flat=True).get(pk=member_id)
+    if status != Member.Status.ACTIVE:
+        raise LoyaltyError(
+            "member_inactive",
+            _("This member is %(status)s and cannot earn or spend points. Reactivate the member first.")
+            % {"status": Member.Status(status).label},
+        )
+
+
+def _new_entry(
+    account: Account, *, kind: str, now: dt.datetime, amount: int = 0, pending_amount: int = 0, **fields
+) -> LedgerEntry:
+    """Apply a change to the locked account in memory and return its (unsaved) entry."""
+    account.balance += amount
+    account.pending += pending_amount
+    account.updated_at = now
+    return LedgerEntry(
+        account=account,
+        member_id=account.member_id,
+        currency=account.currency,
+        kind=kind,
+        amount=amount,
+        pending_amount=pending_amount,
+        balance_after=account.balance,
+        pending_after=account.pending,
+        created_at=now,
+        **fields,
+    )
+
+
+def _save_entry(account: Account, entry: LedgerEntry) -> LedgerEntry:
+    entry.save()
+    account.save(update_fields=["balance", "pending", "lifetime_earned", "lifetime_spent", "updated_at"])
+    return entry
+
+
+def _open_lots(account: Account, *, first: Lot | None = None) -> list[Lot]:
+    """The account's available lots in spending order, locked; ``first`` goes to the front."""
+    lots = list(
+        Lot.objects.select_for_update()
+        .filter(account=account, pending=False, remaining__gt=0)
+        .order_by(F("expires_at").asc(nulls_last=True), "id")
+    )
+    if first is not None:
+        lots.sort(key=lambda lot: lot.pk != first.pk)
+    return lots
+
+
+def _consume(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> int:
+    """Take up to ``amount`` from ``lots`` in order for the saved ``entry``; return what was taken."""
+    taken, allocations, touched = 0, [], []
+    for lot in lots:
+        if taken == amount:
+            break
+        take = min(lot.remaining, amount - taken)
+        if take <= 0:
+            continue
+        lot.remaining -= take
+        taken += take
+        touched.append(lot)
+        allocations.append(Allocation(entry=entry, lot=lot, amount=take))
+    Lot.objects.bulk_update(touched, ["remaining"])
+    Allocation.objects.bulk_create(allocations)
+    return taken
+
+
+def _open_lot(account: Account, entry: LedgerEntry, *, amount: int, pending: bool, available_at, earned_at) -> Lot:
+    return Lot.objects.create(
+        account=account,
+        member_id=account.member_id,
+        currency=account.currency,
+        entry=entry,
+        amount=amount,
+        remaining=amount,
+        pending=pending,
+        available_at=available_at,
+        expires_at=expiry_policy(account.currency).expires_at(earned_at),
+        created_at=entry.created_at,
+    )
+
+
+# --- settling: release and expiry, for one account or a chunk of them ------------------
+
+
+def _release(accounts: Sequence[Account], now: dt.datetime) -> list[LedgerEntry]:
+    """Make pending lots whose return window has ended available. Accounts must be locked."""
+    by_id = {account.pk: account for account in accounts}
+    lots = list(
+        Lot.objects.select_for_update()
+        .filter(account_id__in=by_id, pending=True, available_at__lte=now)
+        .order_by("id")
+        .only("id", "account_id", "remaining")
+    )
+    if not lots:
+        return []
+    totals: dict[int, int] = defaultdict(int)
+    lot_ids: dict[int, list[int]] = defaultdict(list)
+    for lot in lots:
+        totals[lot.account_id] += lot.remaining
+        lot_ids[lot.account_id].append(lot.pk)
+    Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(pending=False)
+    entries = [
+        _new_entry(by_id[account_id], kind=LedgerEntry.Kind.RELEASE, now=now, amount=total, pending_amount=-total,
+                   detail={"lots": lot_ids[account_id]})
+        for account_id, total in totals.items()
+        if total > 0
+    ]
+    LedgerEntry.objects.bulk_create(entries)
+    Account.objects.bulk_update([by_id[e.account_id] for e in entries], ["balance", "pending", "updated_at"])
+    return entries
+
+
+def _expire(accounts: Sequence[Account], now: dt.datetime) -> list[LedgerEntry]:
+    """Expire what is left of available lots past their expiry. Accounts must be locked."""
+    by_id = {account.pk: account for account in accounts}
+    lots = list(
+        Lot.objects.select_for_update()
+        .filter(account_id__in=by_id, pending=False, remaining__gt=0, expires_at__lte=now)
+        .order_by("account_id", "expires_at", "id")
+        .only("id", "account_id", "remaining", "expires_at")
+    )
+    if not lots:
+        return []
+    by_account: dict[int, list[Lot]] = defaultdict(list)
+    for lot in lots:
+        by_account[lot.account_id].append(lot)
+    entries = {
+        account_id: _new_entry(
+            by_id[account_id],
+            kind=LedgerEntry.Kind.EXPIRE,
+            now=now,
+            amount=-sum(lot.remaining for lot in account_lots),
+            reason="expired",
+        )
+        for account_id, account_lots in by_account.items()
+    }
+    LedgerEntry.objects.bulk_create(entries.values())
+    Allocation.objects.bulk_create(
+        Allocation(entry=entries[lot.account_id], lot=lot, amount=lot.remaining) for lot in lots
+    )
+    Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(remaining=0)
+    Account.objects.bulk_update([by_id[account_id] for account_id in entries], ["balance", "pending", "updated_at"])
+    return list(entries.values())
+
+
+def _settle(accounts: Sequence[Account], now: dt.datetime) -> None:
+    _release(accounts, now)
+    _expire(accounts, now)
+
+
+def _run_in_chunks(lot_filter: dict, step, *, now: dt.datetime, chunk_size: int) -> int:
+    """Run ``step`` over every account with lots matching ``lot_filter``, a chunk per transaction.
+
+    Each chunk locks its accounts and re-reads the lots under the lock, so a rerun, a
+    concurrent run or a run killed halfway neither repeats nor loses work.
+    """
+    written, after = 0, 0
+    while True:
+        account_ids = list(
+            Lot.objects.filter(account_id__gt=after, **lot_filter)
+            .order_by("account_id")
+            .values_list("account_id", flat=True)
+            .distinct()[:chunk_size]
+        )
+        if not account_ids:
+            return written
+        with transaction.atomic():
+            accounts = list(Account.objects.select_for_update().filter(pk__in=account_ids).order_by("id"))
+            written += len(step(accounts, now))
+        after = account_ids[-1]
+
+
+def lots_release_matured(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> int:
+    """Release every pending lot whose return window has ended; returns entries written.
+
+    Safe to run twice, concurrently, or again after being stopped halfway.
+    """
+    now = now or timezone.now()
+    return _run_in_chunks({"pending": True, "available_at__lte": now}, _release, now=now, chunk_size=chunk_size)
+
+
+def lots_expire_due(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> int:
+    """Expire what remains of every lot past its expiry; returns entries written.
+
+    Safe to run twice, concurrently, or again after being stopped halfway.
+    """
+    now = now or timezone.now()
+    due = {"pending": False, "remaining__gt": 0, "expires_at__lte": now}
+    return _run_in_chunks(due, _expire, now=now, chunk_size=chunk_size)
+
+
+# --- earning --------------------------------------------------------------------------
+
+
+def _order_result(order: Order, request_hash: str) -> EarnResult:
+    if order.request_hash != request_hash:
+        raise LoyaltyError(
+            "order_number_taken",
+            _("Order %(number)s was already recorded at this store with different details. "
+              "Use a new order number, or resend exactly the original order.") % {"number": order.number},
+        )
+    entries = {e.currency: e for e in order.entries.filter(kind=LedgerEntry.Kind.EARN)}
+    return EarnResult(order=order, entries=entries, replayed=True)
+
+
+@transaction.atomic
+def order_earn(
+    *,
+    member: Member,
+    store: Store,
+    number: str,
+    amount: Decimal | int | str,
+    points_paid_amount: Decimal | int | str = 0,
+    occurred_at: dt.datetime | None = None,
+    lines: Sequence[OrderLineInput] = (),
+    now: dt.datetime | None = None,
+) -> EarnResult:
+    """Record an order and earn points and growth for the part paid with money.
+
+    The earn is pending until the order's return window ends. Replaying the same order
+    (same store and number, same content) returns the first result and writes nothing.
+    Refuses: a frozen or closed member; the order number already used at this store for
+    a different order; a bad amount; lines that do not add up; an order in the future.
+    """
+    now = now or timezone.now()
+    number = (number or "").strip()
+    if not number or len(number) > 64:
+        raise LoyaltyError("invalid_order_number", _("The order number must be 1 to 64 characters."))
+    amount = _money(amount, field_name=_("Order amount"))
+    points_paid_amount = _money(points_paid_amount, field_name=_("Amount paid with points"))
+    if amount < 0 or not (0 <= points_paid_amount <= amount):
+        raise LoyaltyError(
+            "invalid_amount",
+            _("The order amount must not be negative, and the part paid with points must lie between 0 and it."),
+        )
+    lines = [
+        OrderLineInput(
+            sku=str(line.sku)[:64],
+            amount=_money(line.amount, field_name=_("Line amount")),
+            category=str(line.category or "")[:64],
+            name=str(line.name or "")[:200],
+            quantity=int(line.quantity),
+        )
+        for line in lines
+    ]
+    if lines and sum(line.amount for line in lines) != amount:
+        raise LoyaltyError(
+            "lines_do_not_add_up",
+            _("The order lines add up to %(lines)s but the order amount is %(amount)s.")
+            % {"lines": sum(line.amount for line in lines), "amount": amount},
+        )
+    if any(line.amount < 0 or line.quantity < 1 or not line.sku for line in lines):
+        raise LoyaltyError("invalid_line", _("Every order line needs a SKU, a quantity of at least 1 and an amount."))
+    if occurred_at is not None and occurred_at > now + CLOCK_SKEW:
+        raise LoyaltyError("order_in_future", _("The order time lies in the future; check the till's clock."))
+
+    payload = {
+        "member": member.pk,
+        "store": store.pk,
+        "number": number,
+        "amount": str(amount),
+        "points_paid_amount": str(points_paid_amount),
+        "occurred_at": occurred_at.isoformat() if occurred_at else None,
+        "lines": [[line.sku, line.category, line.quantity, str(line.amount)] for line in lines],
+    }
+    request_hash = _fingerprint(payload)
+    occurred_at = occurred_at or now
+
+    accounts = _lock_accounts(member.pk)
+    existing = Order.objects.filter(store=store, number=number).first()
+    if existing is not None:
+        return _order_result(existing, request_hash)
+    _require_active(member.pk)
+    _settle(list(accounts.values()), now)
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                member=member,
+                store=store,
+                number=number,
+                amount=amount,
+                points_paid_amount=points_paid_amount,
+                occurred_at=occurred_at,
+                created_at=now,
+                request_hash=request_hash,
+            )
+    except IntegrityError:
+        # Another member's transaction recorded the same store + number first.
+        return _order_result(Order.objects.get(store=store, number=number), request_hash)
+    OrderLine.objects.bulk_create(
+        OrderLine(order=order, sku=line.sku, name=line.name, category=line.category, quantity=line.quantity,
+                  amount=line.amount)
+        for line in lines
+    )
+
+    earnable = amount - points_paid_amount
+    available_at = pending_until(occurred_at)
+    pending = available_at > now
+    result = EarnResult(order=order)
+    for currency, account in accounts.items():
+        earned = base_earn(currency, earnable)
+        if earned <= 0:
+            continue
+        account.lifetime_earned += earned
+        entry = _new_entry(
+            account,
+            kind=LedgerEntry.Kind.EARN,
+            now=now,
+            amount=0 if pending else earned,
+            pending_amount=earned if pending else 0,
+            idempotency_key=f"order:{store.pk}:{number}",
+            request_hash=request_hash,
+            order=order,
+            store=store,
+            reason=f"order {number}",
+            detail={
+                "lines": [{"rule": "base", "rate": earn_rate(currency), "amount": str(earnable), "points": earned}],
+                "order_amount": str(amount),
+                "points_paid_amount": str(points_paid_amount),
+                "available_at": available_at.isoformat(),
+            },
+        )
+        _save_entry(account, entry)
+        _open_lot(account, entry, amount=earned, pending=pending, available_at=available_at, earned_at=occurred_at)
+        result.entries[currency] = entry
+    return result
+
+
+# --- spending -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def points_spend(
+    *,
+    member: Member,
+    amount: int,
+    idempotency_key: str,
+    reason: str,
+    store: Store | None = None,
+    detail: dict | None = None,
+    now: dt.datetime | None = None,
+) -> LedgerEntry:
+    """Spend available points, oldest-expiring first.
+
+    Refuses: more than the available balance (pending points cannot be spent), a frozen
+    or closed member, and an idempotency key already used for a different spend. A
+    replay with the same key and content returns the first entry and writes nothing.
+    """
+    now = now or timezone.now()
+    amount = _points(amount)
+    idempotency_key = _key(idempotency_key, required=True)
+    reason = (reason or "").strip()[:200]
+    request_hash = _fingerprint({"kind": "spend", "amount": amount, "store": store.pk if store else None})
+
+    account = _lock_accounts(member.pk, (Currency.POINTS,))[Currency.POINTS]
+    replay = _replayed_entry(account, idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    _require_active(member.pk)
+    _settle([account], now)
+    if account.balance < amount:
+        message = _("Not enough points: %(balance)s available, %(amount)s needed.") % {
+            "balance": account.balance,
+            "amount": amount,
+        }
+        if account.pending:
+            message += " " + _("%(pending)s more are pending until their orders' return windows end.") % {
+                "pending": account.pending
+            }
+        raise LoyaltyError("insufficient_balance", message, balance=account.balance, pending=account.pending)
+    account.lifetime_spent += amount
+    entry = _save_entry(
+        account,
+        _new_entry(account, kind=LedgerEntry.Kind.SPEND, now=now, amount=-amount, idempotency_key=idempotency_key,
+                   request_hash=request_hash, store=store, reason=reason, detail=detail or {}),
+    )
+    _consume(entry, _open_lots(account), amount)
+    return entry
+
+
+def _replayed_entry(account: Account, idempotency_key: str | None, request_hash: str) -> LedgerEntry | None:
+    if idempotency_key is None:
+        return None
+    entry = LedgerEntry.objects.filter(account=account, idempotency_key=idempotency_key).first()
+    if entry is None:
+        return None
+    if entry.request_hash != request_hash:
+        raise LoyaltyError(
+            "idempotency_key_reused",
+            _("This idempotency key was already used for a different request. Send a new key for a new request."),
+        )
+    return entry
+
+
+# --- refunds --------------------------------------------------------------------------
+
+
+def _proportional(earned: int, part: Decimal, whole: Decimal) -> int:
+    """Points owed back for ``part`` of ``whole``, rounded down, so refunds add up to the earn."""
+    if whole <= 0:
+        return 0
+    return int(earned * part // whole)
+
+
+@transaction.atomic
+def order_refund(
+    *,
+    order: Order,
+    amount: Decimal | int | str,
+    number: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> RefundResult:
+    """Refund all or part of an order and take back the proportional points and growth.
+
+    Inside the return window the pending points are cancelled and the balance is not
+    touched. After it, the points are taken back from the balance (the order's own lot
+    first), never below zero: what cannot be taken is recorded as a shortfall. Points of
+    the order that already expired are not taken a second time from other lots.
+    Refuses more than the order has left to refund; a replay (same refund number and
+    amount) returns the first result.
+    """
+    now = now or timezone.now()
+    number = (number or "").strip()
+    if not number or len(number) > 64:
+        raise LoyaltyError("invalid_refund_number", _("The refund number must be 1 to 64 characters."))
+    amount = _money(amount, field_name=_("Refund amount"))
+    request_hash = _fingerprint({"amount": str(amount)})
+
+    accounts = _lock_accounts(order.member_id)
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    existing = Refund.objects.filter(order=order, number=number).first()
+    if existing is not None:
+        if existing.request_hash != request_hash:
+            raise LoyaltyError(
+                "refund_number_taken",
+                _("Refund %(number)s of this order was already recorded with a different amount.") % {"number": number},
+            )
+        return RefundResult(refund=existing, entries={e.currency: e for e in existing.entries.all()}, replayed=True)
+    refundable = order.amount - order.refunded_amount
+    if amount <= 0 or amount > refundable:
+        raise LoyaltyError(
+            "refund_too_large",
+            _("A refund must be more than 0 and at most the %(refundable)s yuan left on this order.")
+            % {"refundable": refundable},
+        )
+    _settle(list(accounts.values()), now)
+
+    refund = Refund.objects.create(order=order, number=number, amount=amount, reason=reason[:200], created_at=now,
+                                   request_hash=request_hash)
+    refunded_before, refunded_after = order.refunded_amount, order.refunded_amount + amount
+    result = RefundResult(refund=refund)
+    earns = {e.currency: e for e in order.entries.filter(kind=LedgerEntry.Kind.EARN).select_related("lot")}
+    for currency, earn in earns.items():
+        account, lot = accounts[currency], Lot.objects.select_for_update().get(pk=earn.lot.pk)
+        earned = lot.amount
+        owed_before = _proportional(earned, refunded_before, order.amount)
+        owed_after = _proportional(earned, refunded_after, order.amount)
+        entry = _take_back(account, lot, refund, owed_before=owed_before, owed_after=owed_after, now=now)
+        if entry is not None:
+            result.entries[currency] = entry
+
+    order.refunded_amount = refunded_after
+    order.status = Order.Status.REFUNDED if refunded_after == order.amount else Order.Status.PARTIALLY_REFUNDED
+    order.save(update_fields=["refunded_amount", "status"])
+    return result
+
+
+def _take_back(
+    account: Account, lot: Lot, refund: Refund, *, owed_before: int, owed_after: int, now: dt.datetime
+) -> LedgerEntry | None:
+    common = {"order": refund.order, "refund": refund, "store": refund.order.store, "reverses": lot.entry,
+              "reason": refund.reason or f"refund {refund.number}"}
+    if lot.pending:
+        cancel = owed_after - owed_before
+        if cancel <= 0:
+            return None
+        entry = _save_entry(account, _new_entry(account, kind=LedgerEntry.Kind.CANCEL, now=now,
+                                                pending_amount=-cancel, detail={"owed": cancel}, **common))
+        _consume(entry, [lot], cancel)
+        return entry
+
+    # Points of this order that expired are already gone: they count against what is
+    # owed before anything is taken from the member's other points.
+    expired = (
+        Allocation.objects.filter(lot=lot, entry__kind=LedgerEntry.Kind.EXPIRE).aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    owed = max(0, owed_after - expired) - max(0, owed_before - expired)
+    if owed <= 0:
+        return None
+    taken = min(owed, account.balance)
+    shortfall = owed - taken
+    if shortfall:
+        setattr(refund, f"{account.currency}_shortfall", shortfall)
+        refund.save(update_fields=[f"{account.currency}_shortfall"])
+    if taken == 0:
+        return None
+    entry = _save_entry(
+        account,
+        _new_entry(account, kind=LedgerEntry.Kind.REFUND, now=now, amount=-taken,
+                   detail={"owed": owed_after - owed_before, "already_expired": owed_after - owed_before - owed,
+                           "taken": taken, "shortfall": shortfall}, **common),
+    )
+    _consume(entry, _open_lots(account, first=lot), taken)
+    return entry
+
+
+# --- staff adjustments ----------------------------------------------------------------
+
+
+@transaction.atomic
+def points_adjust(
+    *,
+    member: Member,
+    currency: str,
+    amount: int,
+    reason: str,
+    operator: AbstractBaseUser,
+    idempotency_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> LedgerEntry:
+    """A staff correction: add (a new lot, available at once) or remove points or growth.
+
+    Refuses: no reason, no staff operator, an unknown currency, removing more than the
+    available balance. Works on frozen members too: corrections are what staff do there.
+    """
+    now = now or timezone.now()
+    if currency not in CURRENCIES:
+        raise LoyaltyError("invalid_currency", _("Unknown currency “%(currency)s”.") % {"currency": currency})
+    amount = _points(amount, allow_negative=True)
+    reason = (reason or "").strip()
+    if not reason:
+        raise LoyaltyError("reason_required", _("Say why you are adjusting: a reason is required."))
+    if len(reason) > 200:
+        raise LoyaltyError("reason_too_long", _("Keep the reason to 200 characters."))
+    if operator is None or not getattr(operator, "is_staff", False):
+        raise LoyaltyError("operator_required", _("Only a signed-in staff user can adjust points."))
+    idempotency_key = _key(idempotency_key, required=False) or f"adjust:{uuid.uuid4()}"
+    request_hash = _fingerprint({"kind": "adjust", "currency": currency, "amount": amount, "reason": reason})
+
+    account = _lock_accounts(member.pk, (currency,))[currency]
+    replay = _replayed_entry(account, idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    _settle([account], now)
+    if amount < 0 and account.balance < -amount:
+        raise LoyaltyError(
+            "insufficient_balance",
+            _("Cannot remove %(amount)s: only %(balance)s available.") % {"amount": -amount, "balance": account.balance},
+            balance=account.balance,
+        )
+    if amount > 0:
+        account.lifetime_earned += amount
+    entry = _save_entry(
+        account,
+        _new_entry(account, kind=LedgerEntry.Kind.ADJUST, now=now, amount=amount, idempotency_key=idempotency_key,
+                   request_hash=request_hash, operator=operator, reason=reason),
+    )
+    if amount > 0:
+        _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
+    else:
+        _consume(entry, _open_lots(account), -amount)
+    return entry

@@ -1,0 +1,97 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Store(models.Model):
+    code = models.SlugField(_("code"), max_length=32, unique=True, help_text=_("Short code used by tills and APIs."))
+    name = models.CharField(_("name"), max_length=100)
+    city = models.CharField(_("city"), max_length=50, blank=True)
+    address = models.CharField(_("address"), max_length=200, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("store")
+        verbose_name_plural = _("stores")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class Member(models.Model):
+    class Gender(models.TextChoices):
+        UNKNOWN = "unknown", _("not given")
+        FEMALE = "female", _("female")
+        MALE = "male", _("male")
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("active")
+        FROZEN = "frozen", _("frozen")
+        CLOSED = "closed", _("closed")
+
+    # Identity: the phone number in E.164 form (+8613800138000); see members.phone.
+    phone = models.CharField(_("phone"), max_length=20, unique=True)
+    member_number = models.CharField(
+        _("member number"), max_length=12, unique=True, help_text=_("Printed on the member card.")
+    )
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    gender = models.CharField(_("gender"), max_length=10, choices=Gender.choices, default=Gender.UNKNOWN)
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    email = models.EmailField(_("email"), blank=True)
+    home_store = models.ForeignKey(
+        Store, verbose_name=_("home store"), null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+    )
+    joined_at = models.DateTimeField(_("joined at"), default=timezone.now)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # Marketing consent per channel: when it was given, or empty when it was not
+    # (or was withdrawn). ConsentRecord keeps the history.
+    sms_consent_at = models.DateTimeField(_("SMS marketing consent"), null=True, blank=True)
+    email_consent_at = models.DateTimeField(_("email marketing consent"), null=True, blank=True)
+    wechat_consent_at = models.DateTimeField(_("WeChat marketing consent"), null=True, blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("sign-in user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="member",
+    )
+
+    class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        ordering = ["-joined_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(phone__startswith="+"), name="member_phone_e164"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.member_number} ({self.phone})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class ConsentRecord(models.Model):
+    """Append-only history of marketing consent, one row per change (PIPL art. 14, 24)."""
+
+    class Channel(models.TextChoices):
+        SMS = "sms", _("SMS")
+        EMAIL = "email", _("email")
+        WECHAT = "wechat", _("WeChat")
+
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="consent_records")
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    granted = models.BooleanField(_("granted"))
+    source = models.CharField(_("source"), max_length=50, help_text=_("Where it was given: web, api, import, admin."))
+    recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("consent record")
+        verbose_name_plural = _("consent records")
+        ordering = ["-recorded_at", "-id"]

@@ -1,0 +1,1 @@
+# The rewards mall (catalogue, redemptions, coupons) arrives with its own issue.

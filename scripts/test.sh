@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite against PostgreSQL (DATABASE_URL) and Redis (REDIS_URL).
+# It never falls back to SQLite: if a server is unreachable it says how to start it and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/venv.sh requirements-dev.txt
+
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/loyalty}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+export DJANGO_ENV=development
+python scripts/check_services.py
+
+echo "==> ruff"
+ruff check --quiet .
+echo "==> migrations are up to date"
+python manage.py makemigrations --check --dry-run >/dev/null
+echo "==> pytest"
+exec python -m pytest "$@"
