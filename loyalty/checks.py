@@ -13,7 +13,9 @@ def check_loyalty_settings(app_configs, **kwargs):
         try:
             ExpiryPolicy.parse(getattr(settings, name))
         except ValueError as exc:
-            errors.append(Error(f"{name}: {exc}", hint=f"Set {name}=rolling:12, calendar:1 or never.", id="loyalty.E001"))
+            errors.append(
+                Error(f"{name}: {exc}", hint=f"Set {name}=rolling:12, calendar:1 or never.", id="loyalty.E001")
+            )
     for name in ("LOYALTY_PENDING_DAYS", "LOYALTY_POINTS_PER_YUAN", "LOYALTY_GROWTH_PER_YUAN"):
         if getattr(settings, name) < 0:
             errors.append(Error(f"{name} must not be negative.", id="loyalty.E002"))

@@ -119,7 +119,9 @@ class Refund(models.Model):
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     reason = models.CharField(_("reason"), max_length=200, blank=True)
     points_shortfall = models.BigIntegerField(
-        _("points shortfall"), default=0, help_text=_("Points the refund should have taken back but the balance lacked.")
+        _("points shortfall"),
+        default=0,
+        help_text=_("Points the refund should have taken back but the balance lacked."),
     )
     growth_shortfall = models.BigIntegerField(_("growth shortfall"), default=0)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -159,7 +161,8 @@ class LedgerEntry(models.Model):
     pending_amount = models.BigIntegerField(_("pending change"), default=0)
     balance_after = models.BigIntegerField(_("balance after"))
     pending_after = models.BigIntegerField(_("pending after"), default=0)
-    idempotency_key = models.CharField(_("idempotency key"), max_length=128, null=True, blank=True)
+    # NULL, not "", for system entries (release, expiry): NULLs never collide in the unique key.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True, editable=False)
     order = models.ForeignKey(
         Order, verbose_name=_("order"), null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
@@ -193,9 +196,7 @@ class LedgerEntry(models.Model):
             models.UniqueConstraint(fields=["account", "idempotency_key"], name="entry_idempotency_key_per_account"),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="entry_balance_after_not_negative"),
             models.CheckConstraint(condition=Q(pending_after__gte=0), name="entry_pending_after_not_negative"),
-            models.CheckConstraint(
-                condition=~Q(amount=0) | ~Q(pending_amount=0), name="entry_changes_something"
-            ),
+            models.CheckConstraint(condition=~Q(amount=0) | ~Q(pending_amount=0), name="entry_changes_something"),
         ]
         indexes = [
             models.Index(fields=["account", "-id"], name="entry_account_latest"),

@@ -89,7 +89,9 @@ def _points(value: int, *, allow_negative: bool = False) -> int:
             _("The number of points must be a whole number other than zero, not “%(value)s”.") % {"value": value},
         )
     if abs(value) > 10**12:
-        raise LoyaltyError("invalid_amount", _("%(value)s points is more than any account can hold.") % {"value": value})
+        raise LoyaltyError(
+            "invalid_amount", _("%(value)s points is more than any account can hold.") % {"value": value}
+        )
     return value
 
 
@@ -222,8 +224,14 @@ def _release(accounts: Sequence[Account], now: dt.datetime) -> list[LedgerEntry]
         lot_ids[lot.account_id].append(lot.pk)
     Lot.objects.filter(pk__in=[lot.pk for lot in lots]).update(pending=False)
     entries = [
-        _new_entry(by_id[account_id], kind=LedgerEntry.Kind.RELEASE, now=now, amount=total, pending_amount=-total,
-                   detail={"lots": lot_ids[account_id]})
+        _new_entry(
+            by_id[account_id],
+            kind=LedgerEntry.Kind.RELEASE,
+            now=now,
+            amount=total,
+            pending_amount=-total,
+            detail={"lots": lot_ids[account_id]},
+        )
         for account_id, total in totals.items()
         if total > 0
     ]
@@ -318,8 +326,11 @@ def _order_result(order: Order, request_hash: str) -> EarnResult:
     if order.request_hash != request_hash:
         raise LoyaltyError(
             "order_number_taken",
-            _("Order %(number)s was already recorded at this store with different details. "
-              "Use a new order number, or resend exactly the original order.") % {"number": order.number},
+            _(
+                "Order %(number)s was already recorded at this store with different details. "
+                "Use a new order number, or resend exactly the original order."
+            )
+            % {"number": order.number},
         )
     entries = {e.currency: e for e in order.entries.filter(kind=LedgerEntry.Kind.EARN)}
     return EarnResult(order=order, entries=entries, replayed=True)
@@ -410,8 +421,14 @@ def order_earn(
         # Another member's transaction recorded the same store + number first.
         return _order_result(Order.objects.get(store=store, number=number), request_hash)
     OrderLine.objects.bulk_create(
-        OrderLine(order=order, sku=line.sku, name=line.name, category=line.category, quantity=line.quantity,
-                  amount=line.amount)
+        OrderLine(
+            order=order,
+            sku=line.sku,
+            name=line.name,
+            category=line.category,
+            quantity=line.quantity,
+            amount=line.amount,
+        )
         for line in lines
     )
 
@@ -493,8 +510,17 @@ def points_spend(
     account.lifetime_spent += amount
     entry = _save_entry(
         account,
-        _new_entry(account, kind=LedgerEntry.Kind.SPEND, now=now, amount=-amount, idempotency_key=idempotency_key,
-                   request_hash=request_hash, store=store, reason=reason, detail=detail or {}),
+        _new_entry(
+            account,
+            kind=LedgerEntry.Kind.SPEND,
+            now=now,
+            amount=-amount,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            store=store,
+            reason=reason,
+            detail=detail or {},
+        ),
     )
     _consume(entry, _open_lots(account), amount)
     return entry
@@ -568,8 +594,9 @@ def order_refund(
         )
     _settle(list(accounts.values()), now)
 
-    refund = Refund.objects.create(order=order, number=number, amount=amount, reason=reason[:200], created_at=now,
-                                   request_hash=request_hash)
+    refund = Refund.objects.create(
+        order=order, number=number, amount=amount, reason=reason[:200], created_at=now, request_hash=request_hash
+    )
     refunded_before, refunded_after = order.refunded_amount, order.refunded_amount + amount
     result = RefundResult(refund=refund)
     earns = {e.currency: e for e in order.entries.filter(kind=LedgerEntry.Kind.EARN).select_related("lot")}
@@ -591,14 +618,28 @@ def order_refund(
 def _take_back(
     account: Account, lot: Lot, refund: Refund, *, owed_before: int, owed_after: int, now: dt.datetime
 ) -> LedgerEntry | None:
-    common = {"order": refund.order, "refund": refund, "store": refund.order.store, "reverses": lot.entry,
-              "reason": refund.reason or f"refund {refund.number}"}
+    common = {
+        "order": refund.order,
+        "refund": refund,
+        "store": refund.order.store,
+        "reverses": lot.entry,
+        "reason": refund.reason or f"refund {refund.number}",
+    }
     if lot.pending:
         cancel = owed_after - owed_before
         if cancel <= 0:
             return None
-        entry = _save_entry(account, _new_entry(account, kind=LedgerEntry.Kind.CANCEL, now=now,
-                                                pending_amount=-cancel, detail={"owed": cancel}, **common))
+        entry = _save_entry(
+            account,
+            _new_entry(
+                account,
+                kind=LedgerEntry.Kind.CANCEL,
+                now=now,
+                pending_amount=-cancel,
+                detail={"owed": cancel},
+                **common,
+            ),
+        )
         _consume(entry, [lot], cancel)
         return entry
 
@@ -620,9 +661,19 @@ def _take_back(
         return None
     entry = _save_entry(
         account,
-        _new_entry(account, kind=LedgerEntry.Kind.REFUND, now=now, amount=-taken,
-                   detail={"owed": owed_after - owed_before, "already_expired": owed_after - owed_before - owed,
-                           "taken": taken, "shortfall": shortfall}, **common),
+        _new_entry(
+            account,
+            kind=LedgerEntry.Kind.REFUND,
+            now=now,
+            amount=-taken,
+            detail={
+                "owed": owed_after - owed_before,
+                "already_expired": owed_after - owed_before - owed,
+                "taken": taken,
+                "shortfall": shortfall,
+            },
+            **common,
+        ),
     )
     _consume(entry, _open_lots(account, first=lot), taken)
     return entry
@@ -669,15 +720,24 @@ def points_adjust(
     if amount < 0 and account.balance < -amount:
         raise LoyaltyError(
             "insufficient_balance",
-            _("Cannot remove %(amount)s: only %(balance)s available.") % {"amount": -amount, "balance": account.balance},
+            _("Cannot remove %(amount)s: only %(balance)s available.")
+            % {"amount": -amount, "balance": account.balance},
             balance=account.balance,
         )
     if amount > 0:
         account.lifetime_earned += amount
     entry = _save_entry(
         account,
-        _new_entry(account, kind=LedgerEntry.Kind.ADJUST, now=now, amount=amount, idempotency_key=idempotency_key,
-                   request_hash=request_hash, operator=operator, reason=reason),
+        _new_entry(
+            account,
+            kind=LedgerEntry.Kind.ADJUST,
+            now=now,
+            amount=amount,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            operator=operator,
+            reason=reason,
+        ),
     )
     if amount > 0:
         _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)

@@ -61,7 +61,9 @@ def member_create(
     normalized = normalize_phone(phone)
     joined_at = joined_at or timezone.now()
     if Member.objects.filter(phone=normalized).exists():
-        raise LoyaltyError("phone_taken", _("A member with phone number %(phone)s already exists.") % {"phone": normalized})
+        raise LoyaltyError(
+            "phone_taken", _("A member with phone number %(phone)s already exists.") % {"phone": normalized}
+        )
     for _attempt in range(10):
         try:
             with transaction.atomic():

@@ -10,10 +10,18 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 SCHEDULES = [
     # name, task, crontab (minute, hour), description
-    ("Release matured pending points", "loyalty.release_matured_points", ("*/15", "*"),
-     "Every 15 minutes: points whose order's return window ended become available."),
-    ("Expire due points", "loyalty.expire_due_points", ("30", "0"),
-     "Daily at 00:30: what is left of lots past their expiry date expires."),
+    (
+        "Release matured pending points",
+        "loyalty.release_matured_points",
+        ("*/15", "*"),
+        "Every 15 minutes: points whose order's return window ended become available.",
+    ),
+    (
+        "Expire due points",
+        "loyalty.expire_due_points",
+        ("30", "0"),
+        "Daily at 00:30: what is left of lots past their expiry date expires.",
+    ),
 ]
 
 
@@ -23,7 +31,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         for name, task, (minute, hour), description in SCHEDULES:
             crontab, _ = CrontabSchedule.objects.get_or_create(
-                minute=minute, hour=hour, day_of_week="*", day_of_month="*", month_of_year="*",
+                minute=minute,
+                hour=hour,
+                day_of_week="*",
+                day_of_month="*",
+                month_of_year="*",
                 timezone=settings.TIME_ZONE,
             )
             periodic, created = PeriodicTask.objects.get_or_create(
