@@ -95,7 +95,7 @@ class Order(models.Model):
 
 
 class OrderLine(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    order = models.ForeignKey(Order, verbose_name=_("order"), on_delete=models.CASCADE, related_name="lines")
     sku = models.CharField(_("SKU"), max_length=64)
     name = models.CharField(_("name"), max_length=200, blank=True)
     category = models.CharField(_("category"), max_length=64, blank=True)
@@ -191,6 +191,7 @@ class LedgerEntry(models.Model):
     class Meta:
         verbose_name = _("ledger entry")
         verbose_name_plural = _("ledger entries")
+        permissions = [("adjust_points", _("Can adjust members' points and growth"))]
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["account", "idempotency_key"], name="entry_idempotency_key_per_account"),
@@ -204,7 +205,9 @@ class LedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.amount:+d} {self.currency}"
+        if self.amount == 0:
+            return f"{self.get_kind_display()} {self.pending_amount:+d} {self.get_currency_display()} ({_('pending')})"
+        return f"{self.get_kind_display()} {self.amount:+d} {self.get_currency_display()}"
 
 
 class Lot(models.Model):
@@ -251,9 +254,9 @@ class Lot(models.Model):
 class Allocation(models.Model):
     """How much of a lot an entry consumed (spend, expiry, refund, cancellation)."""
 
-    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations")
-    lot = models.ForeignKey(Lot, on_delete=models.PROTECT, related_name="allocations")
-    amount = models.BigIntegerField()
+    entry = models.ForeignKey(LedgerEntry, verbose_name=_("entry"), on_delete=models.PROTECT, related_name="allocations")
+    lot = models.ForeignKey(Lot, verbose_name=_("lot"), on_delete=models.PROTECT, related_name="allocations")
+    amount = models.BigIntegerField(_("amount"))
 
     class Meta:
         verbose_name = _("allocation")

@@ -260,7 +260,6 @@ def _expire(accounts: Sequence[Account], now: dt.datetime) -> list[LedgerEntry]:
             kind=LedgerEntry.Kind.EXPIRE,
             now=now,
             amount=-sum(lot.remaining for lot in account_lots),
-            reason="expired",
         )
         for account_id, account_lots in by_account.items()
     }
@@ -451,7 +450,6 @@ def order_earn(
             request_hash=request_hash,
             order=order,
             store=store,
-            reason=f"order {number}",
             detail={
                 "lines": [{"rule": "base", "rate": earn_rate(currency), "amount": str(earnable), "points": earned}],
                 "order_amount": str(amount),
@@ -623,7 +621,7 @@ def _take_back(
         "refund": refund,
         "store": refund.order.store,
         "reverses": lot.entry,
-        "reason": refund.reason or f"refund {refund.number}",
+        "reason": refund.reason,
     }
     if lot.pending:
         cancel = owed_after - owed_before
@@ -707,7 +705,7 @@ def points_adjust(
         raise LoyaltyError("reason_required", _("Say why you are adjusting: a reason is required."))
     if len(reason) > 200:
         raise LoyaltyError("reason_too_long", _("Keep the reason to 200 characters."))
-    if operator is None or not getattr(operator, "is_staff", False):
+    if operator is None or not getattr(operator, "is_staff", False) or not operator.is_active:
         raise LoyaltyError("operator_required", _("Only a signed-in staff user can adjust points."))
     idempotency_key = _key(idempotency_key, required=False) or f"adjust:{uuid.uuid4()}"
     request_hash = _fingerprint({"kind": "adjust", "currency": currency, "amount": amount, "reason": reason})

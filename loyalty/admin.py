@@ -1,0 +1,162 @@
+"""Staff admin for the points ledger and orders: look, search, never edit.
+
+Accounts, entries, lots, allocations and orders are written only by ``loyalty.services``
+(the ledger is append-only; orders are records of the till), so every admin here is
+read-only and nothing can be deleted. Staff change points with the "Adjust points"
+action on members.
+"""
+
+from django.contrib import admin
+from django.db.models import F
+from django.utils.translation import gettext_lazy as _
+
+from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
+
+from .models import Account, Allocation, LedgerEntry, Lot, Order, OrderLine, Refund
+
+MEMBER_SEARCH_FIELDS = ("member__phone", "member__member_number")
+MEMBER_SEARCH_HELP = _("Member's phone number or member number.")
+
+
+class LedgerAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
+    phone_lookup = "member__phone"
+    search_fields = MEMBER_SEARCH_FIELDS
+    search_help_text = MEMBER_SEARCH_HELP
+    # These tables grow without end: skip the unfiltered count on every search.
+    show_full_result_count = False
+
+
+@admin.register(Account)
+class AccountAdmin(LedgerAdmin):
+    list_display = ("member", "currency", "balance", "pending", "lifetime_earned", "lifetime_spent", "updated_at")
+    list_filter = ("currency",)
+    list_select_related = ("member",)
+
+
+class AllocationInline(ReadOnlyInline):
+    model = Allocation
+    limit = 100
+    show_change_link = False
+
+
+class EntryAllocationInline(AllocationInline):
+    fk_name = "entry"
+    verbose_name_plural = _("lots consumed")
+    fields = ("lot", "amount")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("lot").order_by("id")
+
+
+class LotAllocationInline(AllocationInline):
+    fk_name = "lot"
+    verbose_name_plural = _("consumed by")
+    fields = ("entry", "amount")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("entry").order_by("id")
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(LedgerAdmin):
+    list_display = (
+        "created_at",
+        "member",
+        "currency",
+        "kind",
+        "amount",
+        "pending_amount",
+        "balance_after",
+        "reason",
+        "operator",
+        "store",
+        "order",
+    )
+    list_filter = ("kind", "currency", "created_at", "store")
+    list_select_related = ("member", "operator", "store", "order")
+    inlines = (EntryAllocationInline,)
+
+
+@admin.register(Lot)
+class LotAdmin(LedgerAdmin):
+    list_display = (
+        "id",
+        "member",
+        "currency",
+        "amount",
+        "remaining",
+        "pending",
+        "available_at",
+        "expires_at",
+        "created_at",
+    )
+    list_filter = ("currency", "pending", "created_at", "expires_at")
+    list_select_related = ("member",)
+    inlines = (LotAllocationInline,)
+    # Spending order: the lot that expires first is used first.
+    ordering = (F("expires_at").asc(nulls_last=True), "id")
+
+
+@admin.register(Allocation)
+class AllocationAdmin(LedgerAdmin):
+    phone_lookup = "entry__member__phone"
+    list_display = ("id", "entry", "entry_member", "lot", "amount")
+    list_filter = ("entry__kind", "lot__currency")
+    list_select_related = ("entry__member", "lot")
+    search_fields = ("entry__member__phone", "entry__member__member_number")
+
+    @admin.display(description=_("member"), ordering="entry__member")
+    def entry_member(self, allocation):
+        return allocation.entry.member
+
+
+# --- orders -----------------------------------------------------------------------------
+
+
+class OrderLineInline(ReadOnlyInline):
+    model = OrderLine
+    formset = admin.TabularInline.formset  # every line of an order, however many
+    fields = ("sku", "name", "category", "quantity", "amount")
+    readonly_fields = fields
+    show_change_link = False
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    formset = admin.TabularInline.formset
+    fields = ("number", "amount", "reason", "points_shortfall", "growth_shortfall", "created_at")
+    readonly_fields = fields
+    show_change_link = False
+
+
+class OrderEntryInline(ReadOnlyInline):
+    model = LedgerEntry
+    fk_name = "order"
+    verbose_name_plural = _("ledger entries of this order")
+    fields = ("created_at", "currency", "kind", "amount", "pending_amount", "reason", "refund")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("refund")
+
+
+@admin.register(Order)
+class OrderAdmin(LedgerAdmin):
+    list_display = (
+        "store",
+        "number",
+        "member",
+        "amount",
+        "points_paid_amount",
+        "refunded_amount",
+        "status",
+        "occurred_at",
+    )
+    list_display_links = ("number",)
+    list_filter = ("status", "store", "occurred_at")
+    list_select_related = ("store", "member")
+    search_fields = ("number", *MEMBER_SEARCH_FIELDS)
+    search_help_text = _("Order number, or the member's phone number or member number.")
+    inlines = (OrderLineInline, RefundInline, OrderEntryInline)

@@ -1,0 +1,1 @@
+# The rewards mall (catalogue, redemptions, coupons) registers its admin with its own issue.
