@@ -254,7 +254,9 @@ class Lot(models.Model):
 class Allocation(models.Model):
     """How much of a lot an entry consumed (spend, expiry, refund, cancellation)."""
 
-    entry = models.ForeignKey(LedgerEntry, verbose_name=_("entry"), on_delete=models.PROTECT, related_name="allocations")
+    entry = models.ForeignKey(
+        LedgerEntry, verbose_name=_("entry"), on_delete=models.PROTECT, related_name="allocations"
+    )
     lot = models.ForeignKey(Lot, verbose_name=_("lot"), on_delete=models.PROTECT, related_name="allocations")
     amount = models.BigIntegerField(_("amount"))
 

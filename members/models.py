@@ -85,7 +85,9 @@ class ConsentRecord(models.Model):
         EMAIL = "email", _("email")
         WECHAT = "wechat", _("WeChat")
 
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="consent_records")
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="consent_records"
+    )
     channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
     granted = models.BooleanField(_("granted"))
     source = models.CharField(_("source"), max_length=50, help_text=_("Where it was given: web, api, import, admin."))
