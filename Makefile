@@ -1,4 +1,4 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench messages
 # Start the whole system on the embedded defaults (SQLite + filesystem broker).
 run:
 	bash scripts/run.sh
@@ -9,3 +9,7 @@ lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 bench:
 	bash scripts/bench.sh
+# Refresh the Chinese catalogue after changing strings; translate the new entries, then compile.
+messages:
+	.venv/bin/python manage.py makemessages -l zh_Hans --no-fuzzy-matching -i ".venv/*" -i "bench/*" -i "*/tests/*" -i "var/*"
+	.venv/bin/python manage.py compilemessages -l zh_Hans -i .venv

@@ -38,7 +38,7 @@ class Member(models.Model):
     member_number = models.CharField(
         _("member number"), max_length=12, unique=True, help_text=_("Printed on the member card.")
     )
-    name = models.CharField(_("name"), max_length=100, blank=True)
+    name = models.CharField(_("full name"), max_length=100, blank=True)
     gender = models.CharField(_("gender"), max_length=10, choices=Gender.choices, default=Gender.UNKNOWN)
     birthday = models.DateField(_("birthday"), null=True, blank=True)
     email = models.EmailField(_("email"), blank=True)
