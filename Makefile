@@ -11,5 +11,5 @@ bench:
 	bash scripts/bench.sh
 # Refresh the Chinese catalogue after changing strings; translate the new entries, then compile.
 messages:
-	.venv/bin/python manage.py makemessages -l zh_Hans --no-fuzzy-matching -i ".venv/*" -i "bench/*" -i "*/tests/*" -i "var/*"
+	.venv/bin/python manage.py makemessages -l zh_Hans --no-obsolete -i ".venv/*" -i "bench/*" -i "*/tests/*" -i "var/*"
 	.venv/bin/python manage.py compilemessages -l zh_Hans -i .venv

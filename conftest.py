@@ -8,6 +8,16 @@ def staff_user(django_user_model):
     return django_user_model.objects.create_user("clerk", password="not-a-real-password-42", is_staff=True)
 
 
+@pytest.fixture
+def adjuster(django_user_model):
+    """A staff user allowed to adjust points."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("supervisor", password="not-a-real-password-42", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="adjust_points", content_type__app_label="loyalty"))
+    return user
+
+
 @pytest.fixture(autouse=True)
 def english_by_default(settings):
     """Tests read messages in English unless they ask for another language (see test_i18n)."""

@@ -85,6 +85,8 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL", "")
+if PRODUCTION and not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+    raise ImproperlyConfigured("DJANGO_ENV=production needs DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/NAME.")
 if not DATABASE_URL:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
@@ -143,7 +145,9 @@ REST_FRAMEWORK = {
 
 # --- Celery ---------------------------------------------------------------------------
 # Production and CI: redis://... or amqp://...; the default needs no server.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "" if PRODUCTION else "filesystem://")
+if PRODUCTION and not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+    raise ImproperlyConfigured("DJANGO_ENV=production needs CELERY_BROKER_URL=redis://HOST:6379/0 or amqp://...")
 if CELERY_BROKER_URL == "filesystem://":
     _queue_dir = VAR_DIR / "celery-queue"
     for _folder in (_queue_dir, VAR_DIR / "celery-processed"):

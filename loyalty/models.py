@@ -204,6 +204,9 @@ class LedgerEntry(models.Model):
             models.Index(fields=["member", "-created_at", "-id"], name="entry_member_history"),
         ]
 
+    # Set to True on an entry a service returns for a replayed request (nothing written).
+    replayed = False
+
     def __str__(self) -> str:
         if self.amount == 0:
             return f"{self.get_kind_display()} {self.pending_amount:+d} {self.get_currency_display()} ({_('pending')})"

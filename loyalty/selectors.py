@@ -93,7 +93,3 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
             f"lot {lot_id}: remaining {remaining} != amount {amount} - allocated {allocated_total}"
         )
     return sorted(found.values(), key=lambda v: v.account_id)
-
-
-def member_accounts(member_id: int) -> dict[str, Account]:
-    return {account.currency: account for account in Account.objects.filter(member_id=member_id)}

@@ -71,9 +71,10 @@ def _fingerprint(payload: dict) -> str:
 def _money(value: Decimal | int | str, *, field_name: str) -> Decimal:
     try:
         amount = Decimal(str(value))
+        exact = amount.is_finite() and abs(amount) < 10**10 and amount == amount.quantize(CENT)
     except (InvalidOperation, ValueError):
-        amount = None
-    if amount is None or not amount.is_finite() or amount != amount.quantize(CENT) or abs(amount) >= 10**10:
+        exact = False
+    if not exact:
         raise LoyaltyError(
             "invalid_amount",
             _("%(field)s must be an amount in yuan with at most two decimals, not “%(value)s”.")
@@ -91,6 +92,25 @@ def _points(value: int, *, allow_negative: bool = False) -> int:
     if abs(value) > 10**12:
         raise LoyaltyError(
             "invalid_amount", _("%(value)s points is more than any account can hold.") % {"value": value}
+        )
+    return value
+
+
+def _text(value, *, field_name: str, max_length: int, required: bool = True) -> str:
+    """Strip a client's text field, refusing what is not text, empty (when required) or too long."""
+    text = value.strip() if isinstance(value, str) else None if value is not None else ""
+    if text is None or (required and not text) or len(text) > max_length:
+        raise LoyaltyError(
+            "invalid_text",
+            _("%(field)s must be text of 1 to %(max)s characters.") % {"field": field_name, "max": max_length},
+        )
+    return text
+
+
+def _moment(value, *, field_name: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime) or timezone.is_naive(value):
+        raise LoyaltyError(
+            "invalid_time", _("%(field)s must be a date and time with its time zone.") % {"field": field_name}
         )
     return value
 
@@ -321,6 +341,22 @@ def lots_expire_due(*, now: dt.datetime | None = None, chunk_size: int = 1000) -
 # --- earning --------------------------------------------------------------------------
 
 
+def _order_line(line: OrderLineInput) -> OrderLineInput:
+    quantity = line.quantity
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 100_000:
+        raise LoyaltyError("invalid_line", _("Every order line needs a quantity from 1 to 100000."))
+    amount = _money(line.amount, field_name=_("Line amount"))
+    if amount < 0:
+        raise LoyaltyError("invalid_line", _("An order line's amount must not be negative."))
+    return OrderLineInput(
+        sku=_text(line.sku, field_name=_("SKU"), max_length=64),
+        amount=amount,
+        category=_text(line.category, field_name=_("Category"), max_length=64, required=False),
+        name=_text(line.name, field_name=_("Product name"), max_length=200, required=False),
+        quantity=quantity,
+    )
+
+
 def _order_result(order: Order, request_hash: str) -> EarnResult:
     if order.request_hash != request_hash:
         raise LoyaltyError(
@@ -355,9 +391,7 @@ def order_earn(
     a different order; a bad amount; lines that do not add up; an order in the future.
     """
     now = now or timezone.now()
-    number = (number or "").strip()
-    if not number or len(number) > 64:
-        raise LoyaltyError("invalid_order_number", _("The order number must be 1 to 64 characters."))
+    number = _text(number, field_name=_("Order number"), max_length=64)
     amount = _money(amount, field_name=_("Order amount"))
     points_paid_amount = _money(points_paid_amount, field_name=_("Amount paid with points"))
     if amount < 0 or not (0 <= points_paid_amount <= amount):
@@ -365,26 +399,18 @@ def order_earn(
             "invalid_amount",
             _("The order amount must not be negative, and the part paid with points must lie between 0 and it."),
         )
-    lines = [
-        OrderLineInput(
-            sku=str(line.sku)[:64],
-            amount=_money(line.amount, field_name=_("Line amount")),
-            category=str(line.category or "")[:64],
-            name=str(line.name or "")[:200],
-            quantity=int(line.quantity),
-        )
-        for line in lines
-    ]
-    if lines and sum(line.amount for line in lines) != amount:
+    lines = [_order_line(line) for line in lines]
+    lines_total = sum(line.amount for line in lines)
+    if lines and lines_total != amount:
         raise LoyaltyError(
             "lines_do_not_add_up",
             _("The order lines add up to %(lines)s but the order amount is %(amount)s.")
-            % {"lines": sum(line.amount for line in lines), "amount": amount},
+            % {"lines": lines_total, "amount": amount},
         )
-    if any(line.amount < 0 or line.quantity < 1 or not line.sku for line in lines):
-        raise LoyaltyError("invalid_line", _("Every order line needs a SKU, a quantity of at least 1 and an amount."))
-    if occurred_at is not None and occurred_at > now + CLOCK_SKEW:
-        raise LoyaltyError("order_in_future", _("The order time lies in the future; check the till's clock."))
+    if occurred_at is not None:
+        occurred_at = _moment(occurred_at, field_name=_("Order time"))
+        if occurred_at > now + CLOCK_SKEW:
+            raise LoyaltyError("order_in_future", _("The order time lies in the future; check the till's clock."))
 
     payload = {
         "member": member.pk,
@@ -392,7 +418,7 @@ def order_earn(
         "number": number,
         "amount": str(amount),
         "points_paid_amount": str(points_paid_amount),
-        "occurred_at": occurred_at.isoformat() if occurred_at else None,
+        "occurred_at": occurred_at.astimezone(dt.UTC).isoformat() if occurred_at else None,
         "lines": [[line.sku, line.category, line.quantity, str(line.amount)] for line in lines],
     }
     request_hash = _fingerprint(payload)
@@ -446,7 +472,7 @@ def order_earn(
             now=now,
             amount=0 if pending else earned,
             pending_amount=earned if pending else 0,
-            idempotency_key=f"order:{store.pk}:{number}",
+            # No idempotency key: the order (unique per store) makes the earn idempotent.
             request_hash=request_hash,
             order=order,
             store=store,
@@ -460,6 +486,9 @@ def order_earn(
         _save_entry(account, entry)
         _open_lot(account, entry, amount=earned, pending=pending, available_at=available_at, earned_at=occurred_at)
         result.entries[currency] = entry
+    # An order recorded after its points' expiry date (a late import) earns them, and
+    # they expire at once: the balance never shows points that cannot be spent.
+    _expire(list(accounts.values()), now)
     return result
 
 
@@ -530,6 +559,7 @@ def _replayed_entry(account: Account, idempotency_key: str | None, request_hash:
     entry = LedgerEntry.objects.filter(account=account, idempotency_key=idempotency_key).first()
     if entry is None:
         return None
+    entry.replayed = True
     if entry.request_hash != request_hash:
         raise LoyaltyError(
             "idempotency_key_reused",
@@ -567,9 +597,8 @@ def order_refund(
     amount) returns the first result.
     """
     now = now or timezone.now()
-    number = (number or "").strip()
-    if not number or len(number) > 64:
-        raise LoyaltyError("invalid_refund_number", _("The refund number must be 1 to 64 characters."))
+    number = _text(number, field_name=_("Refund number"), max_length=64)
+    reason = _text(reason, field_name=_("Reason"), max_length=200, required=False)
     amount = _money(amount, field_name=_("Refund amount"))
     request_hash = _fingerprint({"amount": str(amount)})
 
@@ -593,17 +622,16 @@ def order_refund(
     _settle(list(accounts.values()), now)
 
     refund = Refund.objects.create(
-        order=order, number=number, amount=amount, reason=reason[:200], created_at=now, request_hash=request_hash
+        order=order, number=number, amount=amount, reason=reason, created_at=now, request_hash=request_hash
     )
-    refunded_before, refunded_after = order.refunded_amount, order.refunded_amount + amount
+    refunded_after = order.refunded_amount + amount
     result = RefundResult(refund=refund)
     earns = {e.currency: e for e in order.entries.filter(kind=LedgerEntry.Kind.EARN).select_related("lot")}
     for currency, earn in earns.items():
         account, lot = accounts[currency], Lot.objects.select_for_update().get(pk=earn.lot.pk)
         earned = lot.amount
-        owed_before = _proportional(earned, refunded_before, order.amount)
         owed_after = _proportional(earned, refunded_after, order.amount)
-        entry = _take_back(account, lot, refund, owed_before=owed_before, owed_after=owed_after, now=now)
+        entry = _take_back(account, lot, refund, owed_after=owed_after, now=now)
         if entry is not None:
             result.entries[currency] = entry
 
@@ -613,9 +641,14 @@ def order_refund(
     return result
 
 
-def _take_back(
-    account: Account, lot: Lot, refund: Refund, *, owed_before: int, owed_after: int, now: dt.datetime
-) -> LedgerEntry | None:
+def _take_back(account: Account, lot: Lot, refund: Refund, *, owed_after: int, now: dt.datetime) -> LedgerEntry | None:
+    """Charge the member what this order owes back in ``account``'s currency after ``refund``.
+
+    ``owed_after`` is what all refunds of the order owe so far. Points of the order that
+    expired are gone already and count against it first; what earlier refunds cancelled,
+    took or recorded as shortfall counts too. Inside the return window the pending lot
+    is cancelled; after it, points are taken from the balance, the order's lot first.
+    """
     common = {
         "order": refund.order,
         "refund": refund,
@@ -623,33 +656,24 @@ def _take_back(
         "reverses": lot.entry,
         "reason": refund.reason,
     }
+    expired = Allocation.objects.filter(lot=lot, entry__kind=LedgerEntry.Kind.EXPIRE).aggregate(t=Sum("amount"))["t"]
+    charged = LedgerEntry.objects.filter(
+        order=refund.order, currency=account.currency, kind__in=[LedgerEntry.Kind.REFUND, LedgerEntry.Kind.CANCEL]
+    ).aggregate(t=Sum(F("amount") + F("pending_amount")))["t"]
+    shortfalls = Refund.objects.filter(order=refund.order).aggregate(t=Sum(f"{account.currency}_shortfall"))["t"]
+    owed = max(0, owed_after - (expired or 0)) - (-(charged or 0) + (shortfalls or 0))
+    if owed <= 0:
+        return None
     if lot.pending:
-        cancel = owed_after - owed_before
-        if cancel <= 0:
-            return None
         entry = _save_entry(
             account,
             _new_entry(
-                account,
-                kind=LedgerEntry.Kind.CANCEL,
-                now=now,
-                pending_amount=-cancel,
-                detail={"owed": cancel},
-                **common,
+                account, kind=LedgerEntry.Kind.CANCEL, now=now, pending_amount=-owed, detail={"owed": owed}, **common
             ),
         )
-        _consume(entry, [lot], cancel)
+        _consume(entry, [lot], owed)
         return entry
 
-    # Points of this order that expired are already gone: they count against what is
-    # owed before anything is taken from the member's other points.
-    expired = (
-        Allocation.objects.filter(lot=lot, entry__kind=LedgerEntry.Kind.EXPIRE).aggregate(total=Sum("amount"))["total"]
-        or 0
-    )
-    owed = max(0, owed_after - expired) - max(0, owed_before - expired)
-    if owed <= 0:
-        return None
     taken = min(owed, account.balance)
     shortfall = owed - taken
     if shortfall:
@@ -665,8 +689,7 @@ def _take_back(
             now=now,
             amount=-taken,
             detail={
-                "owed": owed_after - owed_before,
-                "already_expired": owed_after - owed_before - owed,
+                "owed": owed,
                 "taken": taken,
                 "shortfall": shortfall,
             },
@@ -705,8 +728,15 @@ def points_adjust(
         raise LoyaltyError("reason_required", _("Say why you are adjusting: a reason is required."))
     if len(reason) > 200:
         raise LoyaltyError("reason_too_long", _("Keep the reason to 200 characters."))
-    if operator is None or not getattr(operator, "is_staff", False) or not operator.is_active:
-        raise LoyaltyError("operator_required", _("Only a signed-in staff user can adjust points."))
+    if (
+        operator is None
+        or not getattr(operator, "is_staff", False)
+        or not operator.is_active
+        or not operator.has_perm("loyalty.adjust_points")
+    ):
+        raise LoyaltyError(
+            "operator_required", _("Only a staff user with the “adjust points” permission can adjust points.")
+        )
     idempotency_key = _key(idempotency_key, required=False) or f"adjust:{uuid.uuid4()}"
     request_hash = _fingerprint({"kind": "adjust", "currency": currency, "amount": amount, "reason": reason})
 

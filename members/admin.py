@@ -19,7 +19,6 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -193,12 +192,13 @@ class MemberAdmin(PhoneSearchMixin, admin.ModelAdmin):
     search_help_text = gettext_lazy("Phone number (with or without +86), name or member number.")
     # A full count of a large member table on every search costs more than it tells.
     show_full_result_count = False
-    raw_id_fields = ("user",)
     actions = ("adjust_points",)
     inlines = (LedgerEntryInline, LotInline, ConsentRecordInline)
     readonly_fields = (
         "member_number",
         "joined_at",
+        # The sign-in link is made by the member signing in, never by staff.
+        "user",
         "points_balance",
         "points_pending",
         "growth_balance",
@@ -376,8 +376,6 @@ class MemberAdmin(PhoneSearchMixin, admin.ModelAdmin):
         """
         currency, amount, reason = data["currency"], data["amount"], data["reason"]
         currency_label = Currency(currency).label
-        # Passing one ``now`` tells a fresh entry from the replay of an earlier submission.
-        now = timezone.now()
         applied = replayed = 0
         for member in members:
             try:
@@ -388,7 +386,6 @@ class MemberAdmin(PhoneSearchMixin, admin.ModelAdmin):
                     reason=reason,
                     operator=request.user,
                     idempotency_key=f"admin-adjust:{data['token']}:{member.pk}",
-                    now=now,
                 )
             except LoyaltyError as error:
                 self.message_user(
@@ -397,7 +394,7 @@ class MemberAdmin(PhoneSearchMixin, admin.ModelAdmin):
                     messages.ERROR,
                 )
                 continue
-            if entry.created_at != now:
+            if entry.replayed:
                 replayed += 1
                 continue
             applied += 1

@@ -36,7 +36,7 @@ class MemberAddForm(MemberPhoneMixin, forms.ModelForm):
 class MemberChangeForm(MemberPhoneMixin, forms.ModelForm):
     class Meta:
         model = Member
-        fields = ["phone", "name", "gender", "birthday", "email", "home_store", "status", "user"]
+        fields = ["phone", "name", "gender", "birthday", "email", "home_store", "status"]
 
 
 def _label(field_name: str) -> str:

@@ -13,6 +13,8 @@ REAL_KEY = "k" * 20 + "3f9a0c7d1e5b8a2c4d6e8f0a1b3c5d7e9f" + "x" * 10
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
+    environment.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/loyalty")
+    environment.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
     environment.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
@@ -23,6 +25,11 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     ("env", "message"),
     [
         ({}, "DJANGO_SECRET_KEY"),
+        ({"DJANGO_SECRET_KEY": REAL_KEY, "DJANGO_ALLOWED_HOSTS": "x.example.com", "DATABASE_URL": ""}, "DATABASE_URL"),
+        (
+            {"DJANGO_SECRET_KEY": REAL_KEY, "DJANGO_ALLOWED_HOSTS": "x.example.com", "CELERY_BROKER_URL": ""},
+            "CELERY_BROKER_URL",
+        ),
         ({"DJANGO_SECRET_KEY": "short"}, "DJANGO_SECRET_KEY"),
         ({"DJANGO_SECRET_KEY": REAL_KEY}, "DJANGO_ALLOWED_HOSTS"),
         ({"DJANGO_SECRET_KEY": REAL_KEY, "DJANGO_ALLOWED_HOSTS": "x.example.com", "DJANGO_DEBUG": "1"}, "DJANGO_DEBUG"),

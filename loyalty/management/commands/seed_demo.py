@@ -24,6 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Count, Sum
@@ -214,6 +215,9 @@ class Command(BaseCommand):
             # Attributes the demo's adjustments; nobody signs in as this user.
             user.set_unusable_password()
             user.save(update_fields=["password"])
+            user.user_permissions.add(
+                Permission.objects.get(codename="adjust_points", content_type__app_label="loyalty")
+            )
         return user
 
     # --- planning: everything random is drawn here, before any write ---------------------
