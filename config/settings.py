@@ -181,6 +181,15 @@ LOYALTY_PENDING_DAYS = env_int("LOYALTY_PENDING_DAYS", 7)
 # (31 December of the Nth calendar year after the year of earning) or "never".
 LOYALTY_POINTS_EXPIRY = env("LOYALTY_POINTS_EXPIRY", "rolling:12")
 LOYALTY_GROWTH_EXPIRY = env("LOYALTY_GROWTH_EXPIRY", "rolling:12")
+# Tiers: a tier can only go down at its review date, this many months after it started;
+# with soft landing on, by at most one step. The qualification window is the growth
+# expiry: rolling:12 is a rolling 12-month window, calendar:0 the calendar year.
+LOYALTY_TIER_REVIEW_MONTHS = env_int("LOYALTY_TIER_REVIEW_MONTHS", 12)
+LOYALTY_TIER_SOFT_LANDING = env_bool("LOYALTY_TIER_SOFT_LANDING", True)
+# Members are told about points that expire within this many days, once per lot.
+LOYALTY_EXPIRY_NOTICE_DAYS = env_int("LOYALTY_EXPIRY_NOTICE_DAYS", 30)
+# Delivers notifications from the outbox; the default writes them to the log.
+LOYALTY_NOTIFICATION_SENDER = env("LOYALTY_NOTIFICATION_SENDER", "members.notifications.LogSender")
 # Phone numbers without a country code are read as numbers of this region.
 LOYALTY_PHONE_REGION = env("LOYALTY_PHONE_REGION", "CN")
 

@@ -160,3 +160,6 @@ class OrderAdmin(LedgerAdmin):
     search_fields = ("number", *MEMBER_SEARCH_FIELDS)
     search_help_text = _("Order number, or the member's phone number or member number.")
     inlines = (OrderLineInline, RefundInline, OrderEntryInline)
+
+# Tiers, benefits and earning rules keep their admin in modules of their own.
+from . import admin_rules, admin_tiers  # noqa: E402, F401

@@ -270,3 +270,227 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} of lot {self.lot_id}"
+
+
+# --- tiers and benefits -------------------------------------------------------------------
+
+
+class Tier(models.Model):
+    """A membership level over the growth balance. A higher ``rank`` is a better tier."""
+
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=50)
+    rank = models.PositiveSmallIntegerField(
+        _("rank"), unique=True, help_text=_("Higher is better; 0 is the entry tier.")
+    )
+    qualify_threshold = models.BigIntegerField(
+        _("growth to qualify"), default=0, help_text=_("Growth balance at which a member moves up to this tier.")
+    )
+    retain_threshold = models.BigIntegerField(
+        _("growth to keep"), default=0, help_text=_("Growth balance needed at the review date to stay in this tier.")
+    )
+    is_default = models.BooleanField(_("default tier"), default=False, help_text=_("New members start here."))
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        verbose_name = _("tier")
+        verbose_name_plural = _("tiers")
+        ordering = ["rank"]
+        constraints = [
+            models.CheckConstraint(condition=Q(qualify_threshold__gte=0), name="tier_qualify_not_negative"),
+            models.CheckConstraint(
+                condition=Q(retain_threshold__gte=0, retain_threshold__lte=models.F("qualify_threshold")),
+                name="tier_retain_within_qualify",
+            ),
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="tier_one_default"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MemberTier(models.Model):
+    """A member's current tier, when it started, when it is reviewed, and any staff pin."""
+
+    member = models.OneToOneField(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="tier_state")
+    tier = models.ForeignKey(Tier, verbose_name=_("tier"), on_delete=models.PROTECT, related_name="members")
+    started_at = models.DateTimeField(_("tier since"))
+    review_at = models.DateTimeField(_("review date"), help_text=_("The tier can only go down on or after this date."))
+    pinned_until = models.DateTimeField(
+        _("pinned until"), null=True, blank=True, help_text=_("Staff pinned this tier; no change before this date.")
+    )
+
+    class Meta:
+        verbose_name = _("member tier")
+        verbose_name_plural = _("member tiers")
+        indexes = [models.Index(fields=["review_at"], name="member_tier_review")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.tier_id}"
+
+
+class TierChange(models.Model):
+    """Append-only history of tier changes, each with its reason."""
+
+    class Reason(models.TextChoices):
+        JOINED = "joined", _("joined")
+        UPGRADE = "upgrade", _("qualified for a higher tier")
+        DOWNGRADE = "downgrade", _("did not keep the tier at review")
+        RETAINED = "retained", _("kept the tier at review")
+        PINNED = "pinned", _("pinned by staff")
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="tier_changes")
+    from_tier = models.ForeignKey(
+        Tier, verbose_name=_("from tier"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_tier = models.ForeignKey(Tier, verbose_name=_("to tier"), on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    growth = models.BigIntegerField(_("growth at the time"), default=0)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("operator"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("tier change")
+        verbose_name_plural = _("tier changes")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["member", "-created_at"], name="tier_change_member_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.from_tier_id} -> {self.to_tier_id} ({self.reason})"
+
+
+class Benefit(models.Model):
+    """Something a tier gives its members. Those that issue something are issued by jobs."""
+
+    class Kind(models.TextChoices):
+        EARN_MULTIPLIER = "earn_multiplier", _("earn multiplier")
+        BIRTHDAY_POINTS = "birthday_points", _("birthday gift: points")
+        BIRTHDAY_COUPON = "birthday_coupon", _("birthday gift: coupon")
+        MONTHLY_COUPON = "monthly_coupon", _("monthly coupon")
+        DISCOUNT_PERCENT = "discount_percent", _("discount percent")
+        FREE_SHIPPING = "free_shipping", _("free shipping")
+        CUSTOM_TEXT = "custom_text", _("custom text")
+
+    tier = models.ForeignKey(Tier, verbose_name=_("tier"), on_delete=models.CASCADE, related_name="benefits")
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    value = models.DecimalField(
+        _("value"),
+        max_digits=10,
+        decimal_places=2,
+        default=0,
+        help_text=_("Multiplier (1.5), points for a birthday, or discount percent (10 = 10% off)."),
+    )
+    title = models.CharField(_("title"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("benefit")
+        verbose_name_plural = _("benefits")
+        ordering = ["tier__rank", "kind"]
+        constraints = [models.CheckConstraint(condition=Q(value__gte=0), name="benefit_value_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.tier}: {self.title}"
+
+
+class BenefitGrant(models.Model):
+    """One issue of a benefit to a member for a period ("2026" or "2026-11"): at most once."""
+
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="benefit_grants"
+    )
+    benefit = models.ForeignKey(Benefit, verbose_name=_("benefit"), on_delete=models.PROTECT, related_name="grants")
+    period = models.CharField(_("period"), max_length=10)
+    entry = models.ForeignKey(
+        LedgerEntry, verbose_name=_("ledger entry"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("benefit grant")
+        verbose_name_plural = _("benefit grants")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "benefit", "period"], name="benefit_grant_once_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.benefit_id} {self.period}"
+
+
+# --- earning rules and campaigns ------------------------------------------------------------
+
+
+class EarnRule(models.Model):
+    """A base rate or a campaign, valid for orders that happened inside its window.
+
+    Rules are never edited in place once they have been used: a change closes the old
+    rule (``valid_until``) and opens a new one, so an order always earns by the rules in
+    force when it happened.
+    """
+
+    class Kind(models.TextChoices):
+        BASE = "base", _("base rate per yuan")
+        MULTIPLIER = "multiplier", _("campaign: multiplier")
+        BONUS = "bonus", _("campaign: fixed bonus")
+        SIGNUP = "signup", _("signup bonus")
+
+    class Applies(models.TextChoices):
+        POINTS = "points", _("points")
+        GROWTH = "growth", _("growth")
+        BOTH = "both", _("points and growth")
+
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    applies_to = models.CharField(_("applies to"), max_length=8, choices=Applies.choices, default=Applies.POINTS)
+    value = models.DecimalField(
+        _("value"),
+        max_digits=10,
+        decimal_places=2,
+        help_text=_("Points per yuan (base), a multiplier such as 2 (campaign), or a number of points (bonus)."),
+    )
+    priority = models.PositiveSmallIntegerField(_("priority"), default=100, help_text=_("Lower runs first."))
+    valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+    stores = models.ManyToManyField(
+        Store, verbose_name=_("stores"), blank=True, related_name="+", help_text=_("Empty: every store.")
+    )
+    weekdays = models.CharField(
+        _("weekdays"),
+        max_length=7,
+        blank=True,
+        help_text=_("ISO weekdays it runs on, e.g. 67 for weekends; empty: every day."),
+    )
+    include_categories = models.JSONField(_("only these categories"), default=list, blank=True)
+    exclude_categories = models.JSONField(_("not these categories"), default=list, blank=True)
+    include_skus = models.JSONField(_("only these SKUs"), default=list, blank=True)
+    exclude_skus = models.JSONField(_("not these SKUs"), default=list, blank=True)
+    birthday_month_only = models.BooleanField(_("member's birthday month only"), default=False)
+    first_purchase_only = models.BooleanField(_("first purchase only"), default=False)
+    cap_per_order = models.PositiveIntegerField(_("cap per order"), null=True, blank=True)
+    cap_per_day = models.PositiveIntegerField(_("cap per member per day"), null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("earning rule")
+        verbose_name_plural = _("earning rules")
+        ordering = ["priority", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gte=0), name="earn_rule_value_not_negative"),
+            models.CheckConstraint(
+                condition=Q(valid_until__isnull=True) | Q(valid_until__gt=models.F("valid_from")),
+                name="earn_rule_window_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

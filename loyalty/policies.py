@@ -13,7 +13,10 @@ from .models import Currency
 
 @dataclass(frozen=True)
 class ExpiryPolicy:
-    """``rolling`` N months after earning, ``calendar`` end of the Nth year after, or ``never``."""
+    """``rolling`` N months after earning, ``calendar`` end of the Nth year after, or ``never``.
+
+    ``calendar:0`` ends with the year of earning: a calendar-year tier window for growth.
+    """
 
     kind: str
     months_or_years: int = 0
@@ -23,9 +26,11 @@ class ExpiryPolicy:
         kind, _sep, number = text.strip().partition(":")
         if kind == "never" and not number:
             return cls("never")
-        if kind in ("rolling", "calendar") and number.isdigit() and int(number) > 0:
+        if kind == "rolling" and number.isdigit() and int(number) > 0:
             return cls(kind, int(number))
-        raise ValueError(f"expiry policy must be 'rolling:N', 'calendar:N' or 'never', not {text!r}")
+        if kind == "calendar" and number.isdigit():
+            return cls(kind, int(number))
+        raise ValueError(f"expiry policy must be 'rolling:N' (N >= 1), 'calendar:N' (N >= 0) or 'never', not {text!r}")
 
     def expires_at(self, earned_at: dt.datetime) -> dt.datetime | None:
         if self.kind == "never":

@@ -31,6 +31,7 @@ from members.models import Member, Store
 from .errors import LoyaltyError
 from .models import Account, Allocation, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
 from .policies import base_earn, earn_rate, expiry_policy, pending_until
+from .tiers import tier_assign_default, tier_upgrade_if_qualified
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 # A till's clock may run a little ahead of ours; further than this is a mistake.
@@ -769,6 +770,17 @@ def points_adjust(
     )
     if amount > 0:
         _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
+        if currency == Currency.GROWTH:
+            tier_upgrade_if_qualified(member_id=member.pk, growth=account.balance + account.pending, now=now)
     else:
         _consume(entry, _open_lots(account), -amount)
     return entry
+
+
+def member_joined(*, member: Member, now: dt.datetime) -> None:
+    """What loyalty does when a member joins, inside the joining transaction:
+    the default tier and any signup bonus."""
+    from .rules import signup_bonus  # the rule engine builds on these services
+
+    tier_assign_default(member=member, now=now)
+    signup_bonus(member=member, now=now)

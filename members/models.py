@@ -100,3 +100,42 @@ class ConsentRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}: {'granted' if self.granted else 'withdrawn'}"
+
+
+class Notification(models.Model):
+    """The outbox: a notice to a member, written in the transaction that caused it.
+
+    A sender (``members.notifications``) delivers unsent rows after commit; member pages
+    and the API read them. ``dedupe_key`` makes "once per lot / per member per period"
+    a database rule: a job that runs twice cannot notify twice.
+    """
+
+    class Kind(models.TextChoices):
+        EXPIRY_WARNING = "expiry_warning", _("points expiring soon")
+        TIER_UP = "tier_up", _("tier upgrade")
+        TIER_DOWN = "tier_down", _("tier downgrade")
+        BIRTHDAY_GIFT = "birthday_gift", _("birthday gift")
+        MONTHLY_BENEFIT = "monthly_benefit", _("monthly benefit")
+        OTHER = "other", _("other")
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("message"), blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    dedupe_key = models.CharField(_("deduplication key"), max_length=200, unique=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="notification_member_recent"),
+            models.Index(fields=["created_at"], name="notification_unsent", condition=Q(sent_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.title}"

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.errors import LoyaltyError
+from loyalty.services import member_joined
 
 from .models import ConsentRecord, Member, Store
 from .phone import normalize_phone
@@ -79,6 +80,7 @@ def member_create(
                 )
                 for channel in consents:
                     _record_consent(member, channel=channel, granted=True, source=source, at=joined_at)
+                member_joined(member=member, now=joined_at)
                 return member
         except IntegrityError:
             # Either two sign-ups raced for one phone, or the random card number was taken.

@@ -1,0 +1,1 @@
+"""Admin for earning rules and campaigns (issue 3)."""

@@ -1,0 +1,1 @@
+"""Admin for tiers, member tiers, tier changes and benefits (issue 3)."""
