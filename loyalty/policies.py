@@ -1,9 +1,8 @@
-"""Settings-driven rules: when points expire, how long they stay pending, what an order earns."""
+"""Settings-driven rules: when points expire, how long they stay pending, the fallback earn rate."""
 
 import calendar
 import datetime as dt
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
 
 from django.conf import settings
 from django.utils import timezone
@@ -64,7 +63,3 @@ def pending_until(occurred_at: dt.datetime) -> dt.datetime:
 def earn_rate(currency: str) -> int:
     return settings.LOYALTY_POINTS_PER_YUAN if currency == Currency.POINTS else settings.LOYALTY_GROWTH_PER_YUAN
 
-
-def base_earn(currency: str, earnable_amount: Decimal) -> int:
-    """Whole points for ``earnable_amount`` yuan, rounded down (a fraction of a yuan earns nothing)."""
-    return int((earnable_amount * earn_rate(currency)).to_integral_value(rounding=ROUND_FLOOR))

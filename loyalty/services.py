@@ -30,7 +30,7 @@ from members.models import Member, Store
 
 from .errors import LoyaltyError
 from .models import Account, Allocation, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
-from .policies import base_earn, earn_rate, expiry_policy, pending_until
+from .policies import expiry_policy, pending_until
 from .tiers import tier_assign_default, tier_upgrade_if_qualified
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
@@ -390,7 +390,11 @@ def order_earn(
     (same store and number, same content) returns the first result and writes nothing.
     Refuses: a frozen or closed member; the order number already used at this store for
     a different order; a bad amount; lines that do not add up; an order in the future.
+    What it earns comes from the earning rules (``loyalty.rules.evaluate``); the entries'
+    ``detail["lines"]`` keep the breakdown. Growth earned may move the member up a tier.
     """
+    from . import rules  # the rule engine builds on these services
+
     now = now or timezone.now()
     number = _text(number, field_name=_("Order number"), max_length=64)
     amount = _money(amount, field_name=_("Order amount"))
@@ -431,6 +435,11 @@ def order_earn(
         return _order_result(existing, request_hash)
     _require_active(member.pk)
     _settle(list(accounts.values()), now)
+    earnable = amount - points_paid_amount
+    # Before the order exists, so "first purchase" and the daily caps see only earlier orders.
+    breakdown = rules.evaluate(
+        member=member, store=store, occurred_at=occurred_at, lines=lines, earnable_amount=earnable, now=now
+    )
     try:
         with transaction.atomic():
             order = Order.objects.create(
@@ -458,12 +467,13 @@ def order_earn(
         for line in lines
     )
 
-    earnable = amount - points_paid_amount
     available_at = pending_until(occurred_at)
     pending = available_at > now
+    eligible = rules.eligible_amount(lines, earnable)
     result = EarnResult(order=order)
     for currency, account in accounts.items():
-        earned = base_earn(currency, earnable)
+        rule_lines = breakdown.get(currency, [])
+        earned = rules.total(rule_lines)
         if earned <= 0:
             continue
         account.lifetime_earned += earned
@@ -478,9 +488,10 @@ def order_earn(
             order=order,
             store=store,
             detail={
-                "lines": [{"rule": "base", "rate": earn_rate(currency), "amount": str(earnable), "points": earned}],
+                "lines": [line.as_dict() for line in rule_lines],
                 "order_amount": str(amount),
                 "points_paid_amount": str(points_paid_amount),
+                "eligible_amount": str(eligible),
                 "available_at": available_at.isoformat(),
             },
         )
@@ -490,6 +501,9 @@ def order_earn(
     # An order recorded after its points' expiry date (a late import) earns them, and
     # they expire at once: the balance never shows points that cannot be spent.
     _expire(list(accounts.values()), now)
+    if Currency.GROWTH in result.entries:
+        growth = accounts[Currency.GROWTH]
+        tier_upgrade_if_qualified(member_id=member.pk, growth=growth.balance + growth.pending, now=now)
     return result
 
 
@@ -774,6 +788,72 @@ def points_adjust(
             tier_upgrade_if_qualified(member_id=member.pk, growth=account.balance + account.pending, now=now)
     else:
         _consume(entry, _open_lots(account), -amount)
+    return entry
+
+
+# --- awards outside orders: signup bonus, birthday gifts ---------------------------------
+
+
+AWARD_KINDS = (LedgerEntry.Kind.EARN, LedgerEntry.Kind.ADJUST)
+
+
+@transaction.atomic
+def points_award(
+    *,
+    member: Member,
+    currency: str,
+    amount: int,
+    reason: str,
+    idempotency_key: str,
+    kind: str = LedgerEntry.Kind.EARN,
+    detail: dict | None = None,
+    store: Store | None = None,
+    now: dt.datetime | None = None,
+) -> LedgerEntry:
+    """Give a member points or growth that no order earned: a signup bonus, a birthday gift.
+
+    Opens a new lot, available at once, expiring by the currency's policy counted from
+    ``now``; growth may move the member up a tier. The idempotency key (e.g.
+    ``signup:<rule id>``, ``birthday:<benefit id>:<year>``) makes it happen once per
+    account: a replay returns the first entry and writes nothing.
+    Refuses: an unknown currency or kind, an amount that is not a positive whole number,
+    no reason, no idempotency key, the key already used for a different award, and a
+    frozen or closed member.
+    """
+    now = now or timezone.now()
+    if currency not in CURRENCIES:
+        raise LoyaltyError("invalid_currency", _("Unknown currency “%(currency)s”.") % {"currency": currency})
+    if kind not in AWARD_KINDS:
+        raise LoyaltyError("invalid_kind", _("An award is an earn or an adjustment, not “%(kind)s”.") % {"kind": kind})
+    amount = _points(amount)
+    reason = _text(reason, field_name=_("Reason"), max_length=200)
+    idempotency_key = _key(idempotency_key, required=True)
+    request_hash = _fingerprint({"kind": kind, "currency": currency, "amount": amount})
+
+    account = _lock_accounts(member.pk, (currency,))[currency]
+    replay = _replayed_entry(account, idempotency_key, request_hash)
+    if replay is not None:
+        return replay
+    _require_active(member.pk)
+    _settle([account], now)
+    account.lifetime_earned += amount
+    entry = _save_entry(
+        account,
+        _new_entry(
+            account,
+            kind=kind,
+            now=now,
+            amount=amount,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            store=store,
+            reason=reason,
+            detail=detail or {},
+        ),
+    )
+    _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
+    if currency == Currency.GROWTH:
+        tier_upgrade_if_qualified(member_id=member.pk, growth=account.balance + account.pending, now=now)
     return entry
 
 

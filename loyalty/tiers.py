@@ -1,16 +1,468 @@
 """Tier services: default tier on joining, upgrade on earn, the review sweep, staff pins.
 
-(Being written: see issue 3.)
+A member's tier follows their **growth**: what is left of their growth lots that have not
+expired (available or pending), i.e. ``balance + pending`` of the growth account once it
+is settled. The rolling tier window is the growth expiry policy.
+
+- Upgrades happen at once: the earn (or adjustment) that crosses a higher tier's
+  ``qualify_threshold`` moves the member up inside its own transaction
+  (``tier_upgrade_if_qualified``), and the nightly ``tiers_sweep`` catches anyone else.
+- Downgrades happen only in the sweep, on or after the member's ``review_at``: to the best
+  tier whose ``retain_threshold`` is met, at most one step down when
+  ``LOYALTY_TIER_SOFT_LANDING`` is on. A member who keeps their tier gets a RETAINED row
+  and a review date ``LOYALTY_TIER_REVIEW_MONTHS`` later.
+- A staff pin (``pinned_until`` in the future) freezes the tier: no upgrade, no downgrade.
+  The pin's end is the member's review date.
+
+Locking: the member's ``MemberTier`` row is locked (``SELECT ... FOR UPDATE``) before any
+decision. Earning locks the accounts first and the tier row second; the sweep locks only
+tier rows, so the two cannot deadlock. Every change appends a ``TierChange`` row and a
+notice in the outbox (``members.models.Notification``) in the same transaction.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 
-from members.models import Member
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from members.models import Member, Notification
+
+from .errors import LoyaltyError
+from .models import Currency, Lot, MemberTier, Tier, TierChange
+from .policies import ExpiryPolicy
+
+# --- helpers --------------------------------------------------------------------------
 
 
-def tier_assign_default(*, member: Member, now: dt.datetime) -> None:
-    """Put a new member in the default tier (no-op when no default tier is configured)."""
+def _review_after(moment: dt.datetime) -> dt.datetime:
+    """``LOYALTY_TIER_REVIEW_MONTHS`` calendar months after ``moment`` (same local day, clamped)."""
+    return ExpiryPolicy("rolling", settings.LOYALTY_TIER_REVIEW_MONTHS).expires_at(moment)
 
 
-def tier_upgrade_if_qualified(*, member_id: int, growth: int, now: dt.datetime) -> None:
-    """Move the member up as soon as ``growth`` reaches a higher tier's threshold."""
+def _tiers() -> list[Tier]:
+    """Every tier, lowest rank first (a handful of rows)."""
+    return list(Tier.objects.order_by("rank"))
+
+
+def _best_qualifying(tiers: list[Tier], growth: int) -> Tier | None:
+    """The highest-ranked tier whose qualify threshold ``growth`` reaches."""
+    qualifying = [tier for tier in tiers if tier.qualify_threshold <= growth]
+    return qualifying[-1] if qualifying else None
+
+
+def _review_target(tiers: list[Tier], current: Tier, growth: int) -> Tier:
+    """Where a member in ``current`` with ``growth`` lands at their review date.
+
+    The best tier at or below ``current`` whose retain threshold is met (the lowest tier
+    if none is); with soft landing at most one step below ``current``.
+    """
+    index = next(i for i, tier in enumerate(tiers) if tier.pk == current.pk)
+    target = 0
+    for i in range(index, -1, -1):
+        if tiers[i].retain_threshold <= growth:
+            target = i
+            break
+    if settings.LOYALTY_TIER_SOFT_LANDING:
+        target = max(target, index - 1)
+    return tiers[target]
+
+
+def growth_expression(now: dt.datetime, member_ref: str = "member_id") -> Coalesce:
+    """A member's growth at ``now`` as a correlated subquery over their growth lots.
+
+    Counts what remains of lots not expired at ``now``, available or pending, so the
+    answer does not depend on whether the expiry job has run yet.
+    """
+    lots = (
+        Lot.objects.filter(member_id=OuterRef(member_ref), currency=Currency.GROWTH, remaining__gt=0)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by()
+        .values("member_id")
+        .annotate(total=Sum("remaining"))
+        .values("total")
+    )
+    return Coalesce(Subquery(lots, output_field=BigIntegerField()), Value(0))
+
+
+def _member_growth(member_id: int, now: dt.datetime) -> int:
+    return (
+        Member.objects.filter(pk=member_id)
+        .annotate(growth=growth_expression(now, "pk"))
+        .values_list("growth", flat=True)
+        .first()
+        or 0
+    )
+
+
+def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Notification:
+    """The outbox row telling the member about ``change`` (unsaved). One per change."""
+    up = from_tier is None or to_tier.rank > from_tier.rank
+    values = {"tier": to_tier.name, "growth": change.growth, "old": from_tier.name if from_tier else ""}
+    kind = Notification.Kind.TIER_UP if up else Notification.Kind.TIER_DOWN
+    if change.reason == TierChange.Reason.PINNED:
+        title = _("Your tier is now %(tier)s") % values
+        body = _("Our staff set your tier to %(tier)s.") % values
+    elif up:
+        title = _("Welcome to %(tier)s") % values
+        body = _("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.") % values
+    else:
+        title = _("Your tier is now %(tier)s") % values
+        body = (
+            _("At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s.")
+            % values
+        )
+    return Notification(
+        member_id=change.member_id,
+        kind=kind,
+        title=title,
+        body=body,
+        data={
+            "tier_change": change.pk,
+            "from_tier": from_tier.code if from_tier else None,
+            "to_tier": to_tier.code,
+            "growth": change.growth,
+        },
+        dedupe_key=f"tier:{change.member_id}:{change.pk}",
+        created_at=change.created_at,
+    )
+
+
+def _change(state: MemberTier, to_tier: Tier, *, reason: str, growth: int, now: dt.datetime, **fields) -> TierChange:
+    """Move the (locked, in-memory) ``state`` to ``to_tier``; return the unsaved history row."""
+    change = TierChange(
+        member_id=state.member_id,
+        from_tier_id=state.tier_id,
+        to_tier=to_tier,
+        reason=reason,
+        growth=growth,
+        created_at=now,
+        **fields,
+    )
+    state.tier = to_tier
+    state.started_at = now
+    state.review_at = _review_after(now)
+    state.pinned_until = None
+    return change
+
+
+def _lock_state(member_id: int) -> MemberTier | None:
+    # of=("self",): lock the member's row only, never the shared tier rows.
+    return MemberTier.objects.select_for_update(of=("self",)).filter(member_id=member_id).first()
+
+
+def _place(member_id: int, tiers: list[Tier], growth: int, now: dt.datetime) -> MemberTier | None:
+    """Give a member without a tier one; the caller holds the member row lock.
+
+    The default tier (reason JOINED), or straight the best tier ``growth`` qualifies for
+    when there is no default tier.
+    """
+    default = next((tier for tier in tiers if tier.is_default), None)
+    tier = default or _best_qualifying(tiers, growth)
+    if tier is None:
+        return None
+    state = MemberTier.objects.create(member_id=member_id, tier=tier, started_at=now, review_at=_review_after(now))
+    reason = TierChange.Reason.JOINED if tier.is_default else TierChange.Reason.UPGRADE
+    change = TierChange.objects.create(
+        member_id=member_id, from_tier=None, to_tier=tier, reason=reason, growth=growth, created_at=now
+    )
+    if reason == TierChange.Reason.UPGRADE:
+        _notice(change, from_tier=None, to_tier=tier).save()
+    return state
+
+
+# --- services -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def tier_assign_default(*, member: Member, now: dt.datetime) -> MemberTier | None:
+    """Put a new member in the default tier, reviewed ``LOYALTY_TIER_REVIEW_MONTHS`` later.
+
+    Does nothing when no tier is the default or the member already has a tier.
+    Runs inside the joining transaction (``loyalty.services.member_joined``).
+    """
+    default = Tier.objects.filter(is_default=True).first()
+    if default is None:
+        return None
+    Member.objects.select_for_update(no_key=True).filter(pk=member.pk).first()
+    existing = _lock_state(member.pk)
+    if existing is not None:
+        return existing
+    state = MemberTier.objects.create(member=member, tier=default, started_at=now, review_at=_review_after(now))
+    TierChange.objects.create(member=member, to_tier=default, reason=TierChange.Reason.JOINED, created_at=now)
+    return state
+
+
+# No savepoint: this runs inside every earn, and a failure here fails the earn anyway.
+@transaction.atomic(savepoint=False)
+def tier_upgrade_if_qualified(*, member_id: int, growth: int, now: dt.datetime) -> TierChange | None:
+    """Move the member up as soon as ``growth`` reaches a higher tier's threshold.
+
+    ``growth`` is the member's growth balance plus pending growth, read by the caller
+    under its account lock (called inside the earn or adjustment transaction). Moves to
+    the best tier that ``growth`` qualifies for, never down; a member without a tier
+    gets one first. Does nothing while a staff pin holds. Returns the UPGRADE change,
+    or None when nothing changed.
+    """
+    tiers = _tiers()
+    if not tiers:
+        return None
+    state = _lock_state(member_id)
+    if state is None:
+        # Lock the member so two first earns cannot both create the tier row.
+        Member.objects.select_for_update(no_key=True).filter(pk=member_id).first()
+        state = _lock_state(member_id) or _place(member_id, tiers, growth, now)
+        if state is None:
+            return None
+    if state.pinned_until is not None and state.pinned_until > now:
+        return None
+    by_id = {tier.pk: tier for tier in tiers}
+    current = by_id[state.tier_id]
+    best = _best_qualifying(tiers, growth)
+    if best is None or best.rank <= current.rank:
+        return None
+    change = _change(state, best, reason=TierChange.Reason.UPGRADE, growth=growth, now=now)
+    state.save(update_fields=["tier", "started_at", "review_at", "pinned_until"])
+    change.save()
+    _notice(change, from_tier=current, to_tier=best).save()
+    return change
+
+
+@transaction.atomic
+def tier_pin(
+    *,
+    member: Member,
+    tier: Tier,
+    until: dt.datetime,
+    operator: AbstractBaseUser,
+    note: str,
+    now: dt.datetime | None = None,
+) -> TierChange:
+    """Staff put a member in ``tier`` and keep them there until ``until``.
+
+    While pinned the tier neither rises nor falls; ``until`` becomes the review date (or
+    stays the later review date when the tier does not change), so the member is reviewed
+    when the pin ends. Writes a PINNED change with the operator and note, and a notice
+    when the tier changes. Refuses: no note, ``until`` not in the future, a tier that
+    does not exist, an operator who is not an active staff user allowed to change
+    member tiers.
+    """
+    now = now or timezone.now()
+    note = note.strip() if isinstance(note, str) else ""
+    if not note or len(note) > 200:
+        raise LoyaltyError("reason_required", _("Say why you are pinning the tier: a note of 1 to 200 characters."))
+    if not isinstance(until, dt.datetime) or timezone.is_naive(until):
+        raise LoyaltyError("invalid_time", _("The pin end must be a date and time with its time zone."))
+    if until <= now:
+        raise LoyaltyError("pin_in_past", _("The pin must end in the future."))
+    if (
+        operator is None
+        or not getattr(operator, "is_staff", False)
+        or not operator.is_active
+        or not operator.has_perm("loyalty.change_membertier")
+    ):
+        raise LoyaltyError(
+            "operator_required", _("Only an active staff user allowed to change member tiers can pin a tier.")
+        )
+    if not isinstance(tier, Tier) or tier.pk is None or not Tier.objects.filter(pk=tier.pk).exists():
+        raise LoyaltyError("invalid_tier", _("Choose an existing tier."))
+
+    Member.objects.select_for_update(no_key=True).filter(pk=member.pk).first()
+    state = _lock_state(member.pk)
+    growth = _member_growth(member.pk, now)
+    from_tier = Tier.objects.get(pk=state.tier_id) if state is not None else None
+    if state is None:
+        state = MemberTier(member=member, tier=tier, started_at=now, review_at=until)
+    elif state.tier_id != tier.pk:
+        state.tier, state.started_at, state.review_at = tier, now, until
+    else:
+        state.review_at = max(state.review_at, until)
+    state.pinned_until = until
+    state.save()
+    change = TierChange.objects.create(
+        member=member,
+        from_tier=from_tier,
+        to_tier=tier,
+        reason=TierChange.Reason.PINNED,
+        growth=growth,
+        note=note,
+        operator=operator,
+        created_at=now,
+    )
+    if from_tier is None or from_tier.pk != tier.pk:
+        _notice(change, from_tier=from_tier, to_tier=tier).save()
+    return change
+
+
+# --- the nightly sweep ----------------------------------------------------------------
+
+
+def _sweep_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
+    """Upgrade, review and unpin the members of one chunk. Runs in the chunk's transaction."""
+    # Lock first, read second: the read below then sees every earn committed before it.
+    list(
+        MemberTier.objects.select_for_update()
+        .filter(member_id__in=member_ids)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    next_qualify = Tier.objects.filter(rank__gt=OuterRef("tier__rank")).order_by("qualify_threshold")
+    rows = list(
+        MemberTier.objects.filter(member_id__in=member_ids)
+        .annotate(
+            growth=growth_expression(now),
+            next_qualify=Subquery(next_qualify.values("qualify_threshold")[:1]),
+        )
+        .exclude(pinned_until__gt=now)
+        .filter(Q(review_at__lte=now) | Q(pinned_until__isnull=False) | Q(growth__gte=F("next_qualify")))
+        .order_by("id")
+    )
+    if not rows:
+        return
+    by_id = {tier.pk: tier for tier in tiers}
+    changed: list[MemberTier] = []
+    changes: list[tuple[TierChange, Tier, Tier | None]] = []  # change, from, notify-to (None: no notice)
+    for state in rows:
+        current, growth = by_id[state.tier_id], state.growth
+        if state.pinned_until is not None:
+            state.pinned_until = None
+            counts["pins_cleared"] += 1
+        best = _best_qualifying(tiers, growth)
+        if best is not None and best.rank > current.rank:
+            change = _change(state, best, reason=TierChange.Reason.UPGRADE, growth=growth, now=now)
+            changes.append((change, current, best))
+            counts["upgraded"] += 1
+        elif state.review_at <= now:
+            target = _review_target(tiers, current, growth)
+            if target.pk == current.pk:
+                change = TierChange(
+                    member_id=state.member_id,
+                    from_tier=current,
+                    to_tier=current,
+                    reason=TierChange.Reason.RETAINED,
+                    growth=growth,
+                    created_at=now,
+                )
+                review_at = _review_after(state.review_at)
+                state.review_at = review_at if review_at > now else _review_after(now)
+                changes.append((change, current, None))
+                counts["retained"] += 1
+            else:
+                reason = TierChange.Reason.DOWNGRADE
+                changes.append((_change(state, target, reason=reason, growth=growth, now=now), current, target))
+                counts["downgraded"] += 1
+        changed.append(state)
+    TierChange.objects.bulk_create([change for change, _from, _to in changes])
+    Notification.objects.bulk_create(
+        _notice(change, from_tier=from_tier, to_tier=to_tier) for change, from_tier, to_tier in changes if to_tier
+    )
+    MemberTier.objects.bulk_update(changed, ["tier", "started_at", "review_at", "pinned_until"])
+
+
+def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
+    """Give the members of one chunk who have no tier yet their first tier."""
+    locked = list(
+        Member.objects.select_for_update(of=("self",), no_key=True)
+        .filter(pk__in=member_ids, tier_state__isnull=True)
+        .order_by("id")
+        .annotate(growth=growth_expression(now, "pk"))
+        .values_list("id", "growth")
+    )
+    for member_id, growth in locked:
+        if _place(member_id, tiers, growth, now) is not None:
+            counts["placed"] += 1
+            if tier_upgrade_if_qualified(member_id=member_id, growth=growth, now=now) is not None:
+                counts["upgraded"] += 1
+
+
+def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict[str, int]:
+    """The nightly tier job: upgrades, reviews, expired pins, members without a tier.
+
+    Over member-id ranges of ``chunk_size``, one transaction per chunk that locks the
+    chunk's tier rows (id order) and reads every member's growth in one query:
+
+    - anyone whose growth qualifies for a higher tier moves up (UPGRADE, notice);
+    - at the review date (``review_at <= now``) and not pinned: down to the best tier whose
+      retain threshold is met, one step at most with soft landing (DOWNGRADE, notice), or
+      RETAINED with the review date ``LOYALTY_TIER_REVIEW_MONTHS`` on;
+    - an ended pin is cleared (and the member reviewed, the pin's end being the review date);
+    - members without a tier get the default one (or the tier they qualify for).
+
+    Safe to run twice (the second run finds nothing due) and to stop halfway (every
+    finished chunk is committed; a rerun does the rest). Returns counts per outcome.
+    """
+    now = now or timezone.now()
+    counts = {"upgraded": 0, "downgraded": 0, "retained": 0, "pins_cleared": 0, "placed": 0}
+    tiers = _tiers()
+    if not tiers:
+        return counts
+    after = 0
+    while True:
+        member_ids = list(
+            MemberTier.objects.filter(member_id__gt=after)
+            .order_by("member_id")
+            .values_list("member_id", flat=True)[:chunk_size]
+        )
+        if not member_ids:
+            break
+        with transaction.atomic():
+            _sweep_chunk(member_ids, tiers, now, counts)
+        after = member_ids[-1]
+    after = 0
+    while True:
+        member_ids = list(
+            Member.objects.filter(pk__gt=after, tier_state__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:chunk_size]
+        )
+        if not member_ids:
+            break
+        with transaction.atomic():
+            _place_chunk(member_ids, tiers, now, counts)
+        after = member_ids[-1]
+    return counts
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    """Where a member stands: for the member pages, the API and the admin."""
+
+    tier: Tier | None
+    next_tier: Tier | None
+    growth: int
+    growth_to_next: int | None  # None at the top tier
+    review_at: dt.datetime | None
+    growth_to_keep: int  # 0 when the member already has enough to keep the tier at review
+    pinned_until: dt.datetime | None
+
+
+def tier_progress(member: Member, *, now: dt.datetime | None = None) -> TierProgress:
+    """The member's tier, the next one up and the growth still needed for each.
+
+    Three queries whatever the member's history: tiers, tier row, growth.
+    """
+    now = now or timezone.now()
+    tiers = _tiers()
+    state = MemberTier.objects.filter(member=member).first()
+    growth = _member_growth(member.pk, now)
+    by_id = {tier.pk: tier for tier in tiers}
+    current = by_id.get(state.tier_id) if state else None
+    higher = [tier for tier in tiers if current is None or tier.rank > current.rank]
+    next_tier = higher[0] if higher else None
+    return TierProgress(
+        tier=current,
+        next_tier=next_tier,
+        growth=growth,
+        growth_to_next=max(0, next_tier.qualify_threshold - growth) if next_tier else None,
+        review_at=state.review_at if state else None,
+        growth_to_keep=max(0, current.retain_threshold - growth) if current else 0,
+        pinned_until=state.pinned_until if state and state.pinned_until and state.pinned_until > now else None,
+    )

@@ -67,7 +67,7 @@ def test_earn_outside_return_window_is_available_at_once(member, store):
     assert balance(member, Currency.GROWTH) == (128, 0)
     entry = result.entries[Currency.POINTS]
     assert entry.balance_after == 128
-    assert entry.detail["lines"] == [{"rule": "base", "rate": 1, "amount": "128.90", "points": 128}]
+    assert entry.detail["lines"] == [{"rule": "base", "name": "base rate", "kind": "base", "points": 128}]
     lot = entry.lot
     assert (lot.amount, lot.remaining, lot.pending) == (128, 128, False)
     # Rolling 12 months from the order, not from when it was recorded.
