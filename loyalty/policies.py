@@ -62,4 +62,3 @@ def pending_until(occurred_at: dt.datetime) -> dt.datetime:
 
 def earn_rate(currency: str) -> int:
     return settings.LOYALTY_POINTS_PER_YUAN if currency == Currency.POINTS else settings.LOYALTY_GROWTH_PER_YUAN
-

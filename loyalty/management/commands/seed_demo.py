@@ -247,8 +247,13 @@ class Command(BaseCommand):
         for code, name, rank, qualify, retain, default in TIERS:
             tiers[code], _created = Tier.objects.get_or_create(
                 code=code,
-                defaults={"name": name, "rank": rank, "qualify_threshold": qualify, "retain_threshold": retain,
-                          "is_default": default},
+                defaults={
+                    "name": name,
+                    "rank": rank,
+                    "qualify_threshold": qualify,
+                    "retain_threshold": retain,
+                    "is_default": default,
+                },
             )
         for code, kind, value, title in BENEFITS:
             Benefit.objects.get_or_create(tier=tiers[code], kind=kind, defaults={"value": value, "title": title})
