@@ -161,5 +161,6 @@ class OrderAdmin(LedgerAdmin):
     search_help_text = _("Order number, or the member's phone number or member number.")
     inlines = (OrderLineInline, RefundInline, OrderEntryInline)
 
+
 # Tiers, benefits and earning rules keep their admin in modules of their own.
 from . import admin_rules, admin_tiers  # noqa: E402, F401

@@ -386,7 +386,7 @@ class Benefit(models.Model):
         max_digits=10,
         decimal_places=2,
         default=0,
-        help_text=_("Multiplier (1.5), points for a birthday, or discount percent (10 = 10% off)."),
+        help_text=_("Multiplier (1.5), points for a birthday, or discount in percent (10 = 10 percent off)."),
     )
     title = models.CharField(_("title"), max_length=100)
     description = models.TextField(_("description"), blank=True)

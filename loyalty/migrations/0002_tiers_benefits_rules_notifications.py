@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('kind', models.CharField(choices=[('earn_multiplier', 'earn multiplier'), ('birthday_points', 'birthday gift: points'), ('birthday_coupon', 'birthday gift: coupon'), ('monthly_coupon', 'monthly coupon'), ('discount_percent', 'discount percent'), ('free_shipping', 'free shipping'), ('custom_text', 'custom text')], max_length=20, verbose_name='kind')),
-                ('value', models.DecimalField(decimal_places=2, default=0, help_text='Multiplier (1.5), points for a birthday, or discount percent (10 = 10% off).', max_digits=10, verbose_name='value')),
+                ('value', models.DecimalField(decimal_places=2, default=0, help_text='Multiplier (1.5), points for a birthday, or discount in percent (10 = 10 percent off).', max_digits=10, verbose_name='value')),
                 ('title', models.CharField(max_length=100, verbose_name='title')),
                 ('description', models.TextField(blank=True, verbose_name='description')),
                 ('is_active', models.BooleanField(default=True, verbose_name='active')),

@@ -1,7 +1,13 @@
-"""Write the loyalty schedules into django-celery-beat's tables (idempotent).
+"""Write the scheduled jobs into django-celery-beat's tables (idempotent).
 
 Operators can then change them in the admin (Periodic tasks); a rerun restores the task
-name and arguments but keeps an operator's schedule and enabled flag.
+name but keeps an operator's schedule and enabled flag, and adds schedules that are new.
+
+Times are local (``settings.TIME_ZONE``, Asia/Shanghai by default, which has no daylight
+saving time). No daily job runs between 01:00 and 03:00: in a zone with daylight saving
+time that hour is skipped once a year (the job would not run that day) and repeated once
+(it would run twice). The jobs are safe to run twice, but a skipped expiry or birthday
+run is a visible mistake, so the schedule keeps clear of it wherever it is deployed.
 """
 
 from django.conf import settings
@@ -21,6 +27,30 @@ SCHEDULES = [
         "loyalty.expire_due_points",
         ("30", "0"),
         "Daily at 00:30: what is left of lots past their expiry date expires.",
+    ),
+    (
+        "Evaluate tiers",
+        "loyalty.evaluate_tiers",
+        ("30", "3"),
+        "Daily at 03:30, after expiry: upgrades, and downgrades of members whose review date has come.",
+    ),
+    (
+        "Issue birthday benefits",
+        "loyalty.issue_birthday_benefits",
+        ("0", "8"),
+        "Daily at 08:00: members born today get their tier's birthday points, once a year.",
+    ),
+    (
+        "Send expiry notices",
+        "loyalty.send_expiry_notices",
+        ("0", "10"),
+        "Daily at 10:00: members are told about points expiring within LOYALTY_EXPIRY_NOTICE_DAYS, once per lot.",
+    ),
+    (
+        "Send notifications",
+        "members.send_notifications",
+        ("*", "*"),
+        "Every minute: deliver unsent notifications from the outbox through the configured sender.",
     ),
 ]
 

@@ -1,0 +1,287 @@
+"""Scheduled jobs at scale: expiry, release, tier evaluation and notices over N members.
+
+Builds N members (default 100 000) with 10 points lots and one growth lot each straight in
+SQL (INSERT ... SELECT generate_series, with their earn entries and account figures), in
+a database of its own, then times each job as the worker runs it (``loyalty.jobs``) and
+prints rows per second and the longest chunk: how long one transaction held its row
+locks, which is what members waiting on their account would feel.
+
+Per member: 7 available points lots already past their expiry, 2 pending lots whose
+return window has ended, 1 available lot expiring in 10 days; 1 growth lot. So N members
+give 7N due lots for the expiry, 2N lots for the release, N members for the tier sweep and
+N expiry notices.
+
+    python bench/jobs.py                     # 100 000 members, set-based expiry
+    python bench/jobs.py --members 1000000
+    python bench/jobs.py --expiry orm        # the ORM path (services.lots_expire_due)
+
+DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/loyalty_bench_jobs; it is
+created if missing, migrated, and emptied of bench data before every run. The bench
+refuses a database holding members it did not create.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench_jobs"
+PHONE_PREFIX = "+86135"  # bench members only
+STORE_CODE = "bench-jobs"
+
+
+def setup_django() -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+
+
+def ensure_database(url: str) -> str:
+    import psycopg
+    from psycopg import sql
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql"):
+        sys.exit(f"DATABASE_URL={url} is not PostgreSQL; the bench measures PostgreSQL only.")
+    name = parsed.path.lstrip("/")
+    maintenance = parsed._replace(path="/postgres").geturl()
+    try:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                print(f"created database {name}")
+    except psycopg.OperationalError as exc:
+        sys.exit(f"PostgreSQL at {parsed.hostname}:{parsed.port or 5432} is unreachable: {str(exc).strip()}")
+    return name
+
+
+BUILD_SQL = [
+    # Members and their two accounts.
+    """
+    INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id)
+    SELECT %(prefix)s || lpad(g::text, 8, '0'), 'J' || lpad(g::text, 11, '0'), '', 'unknown', '',
+           now() - interval '2 years', 'active', %(store)s
+    FROM generate_series(1, %(members)s) g
+    """,
+    """
+    INSERT INTO loyalty_account (member_id, currency, balance, pending, lifetime_earned, lifetime_spent, updated_at)
+    SELECT m.id, c.currency, 0, 0, 0, 0, now()
+    FROM members_member m CROSS JOIN (VALUES ('points'), ('growth')) c(currency)
+    WHERE m.phone LIKE %(prefix)s || '%%'
+    """,
+    # The plan of every lot: lot 1-7 expired, 8-9 pending and due for release, 10 live;
+    # growth: one live lot. Entry ids are drawn up front so lots can point at them.
+    """
+    CREATE TEMP TABLE bench_plan ON COMMIT DROP AS
+    SELECT nextval(pg_get_serial_sequence('loyalty_ledgerentry', 'id')) AS entry_id, a.id AS account_id,
+           a.member_id, a.currency, k,
+           CASE WHEN a.currency = 'growth' THEN 1 + (a.member_id * 37) %% 5000
+                ELSE 10 + (a.member_id * 7 + k * 13) %% 90 END::bigint AS amount,
+           (a.currency = 'points' AND k IN (8, 9)) AS pending,
+           CASE WHEN a.currency = 'points' AND k <= 7 THEN now() - interval '400 days'
+                WHEN a.currency = 'points' AND k <= 9 THEN now() - interval '8 days'
+                ELSE now() - interval '355 days' END AS earned_at,
+           CASE WHEN a.currency = 'points' AND k <= 7 THEN now() - (k || ' days')::interval
+                WHEN a.currency = 'points' AND k <= 9 THEN now() + interval '357 days'
+                ELSE now() + interval '10 days' END AS expires_at
+    FROM loyalty_account a
+    JOIN members_member m ON m.id = a.member_id AND m.phone LIKE %(prefix)s || '%%'
+    CROSS JOIN generate_series(1, 10) k
+    WHERE a.currency = 'points' OR k = 10
+    ORDER BY a.id, k
+    """,
+    """
+    INSERT INTO loyalty_ledgerentry (id, account_id, member_id, currency, kind, amount, pending_amount,
+        balance_after, pending_after, idempotency_key, request_hash, reason, created_at, detail, store_id)
+    SELECT entry_id, account_id, member_id, currency, 'earn',
+           CASE WHEN pending THEN 0 ELSE amount END, CASE WHEN pending THEN amount ELSE 0 END,
+           SUM(CASE WHEN pending THEN 0 ELSE amount END) OVER w, SUM(CASE WHEN pending THEN amount ELSE 0 END) OVER w,
+           NULL, '', '', earned_at, '{}'::jsonb, %(store)s
+    FROM bench_plan
+    WINDOW w AS (PARTITION BY account_id ORDER BY entry_id)
+    """,
+    """
+    INSERT INTO loyalty_lot (account_id, member_id, currency, entry_id, amount, remaining, pending,
+        available_at, expires_at, created_at)
+    SELECT account_id, member_id, currency, entry_id, amount, amount, pending,
+           earned_at + interval '7 days', expires_at, earned_at
+    FROM bench_plan ORDER BY entry_id
+    """,
+    """
+    UPDATE loyalty_account a SET balance = t.balance, pending = t.pending, lifetime_earned = t.earned
+    FROM (SELECT account_id, SUM(CASE WHEN pending THEN 0 ELSE amount END) AS balance,
+                 SUM(CASE WHEN pending THEN amount ELSE 0 END) AS pending, SUM(amount) AS earned
+          FROM bench_plan GROUP BY account_id) t
+    WHERE a.id = t.account_id
+    """,
+]
+
+
+def build(members: int) -> None:
+    from django.conf import settings
+    from django.db import connection, transaction
+
+    from loyalty.models import Tier
+    from members.models import Member, Store
+
+    if settings.PRODUCTION:
+        sys.exit("The bench writes made-up members; it refuses to run with DJANGO_ENV=production.")
+    foreign = Member.objects.exclude(phone__startswith=PHONE_PREFIX).count()
+    if foreign:
+        sys.exit(f"This database holds {foreign} members the bench did not create; use a database of its own.")
+    store, _ = Store.objects.get_or_create(code=STORE_CODE, defaults={"name": "压测门店", "city": "上海"})
+    for rank, (code, qualify, retain) in enumerate([("bronze", 0, 0), ("silver", 1000, 500), ("gold", 3000, 2000)]):
+        Tier.objects.get_or_create(
+            code=code,
+            defaults={
+                "name": code.title(),
+                "rank": rank,
+                "qualify_threshold": qualify,
+                "retain_threshold": retain,
+                "is_default": rank == 0,
+            },
+        )
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        # Start clean: every bench table, in one statement (the tables reference each other).
+        # CASCADE empties whatever else points at members (notifications, tiers, orders):
+        # only bench rows live here, checked above.
+        cursor.execute(
+            "TRUNCATE members_member, loyalty_account, loyalty_ledgerentry, loyalty_lot, loyalty_allocation CASCADE"
+        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in BUILD_SQL:
+            cursor.execute(statement, {"prefix": PHONE_PREFIX, "store": store.pk, "members": members})
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+        cursor.execute("SELECT count(*) FROM loyalty_lot")
+        lots = cursor.fetchone()[0]
+    print(f"built {members} members, {lots} lots in {time.monotonic() - started:.1f} s", flush=True)
+
+
+class ChunkTimer:
+    """Wrap a per-chunk function to record how long each call (one chunk's transaction) took."""
+
+    def __init__(self, module, name: str):
+        self.module, self.name, self.original, self.longest = module, name, getattr(module, name), 0.0
+
+    def __enter__(self):
+        def timed(*args, **kwargs):
+            started = time.monotonic()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.longest = max(self.longest, time.monotonic() - started)
+
+        setattr(self.module, self.name, timed)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self.module, self.name, self.original)
+
+
+def report(label: str, rows: int, unit: str, seconds: float, longest: float, result) -> None:
+    rate = rows / seconds if seconds else 0.0
+    print(
+        f"{label:<22}{rows:>10} {unit:<9}{seconds:>9.2f}{rate:>12.0f}{longest:>12.3f}   {result}",
+        flush=True,
+    )
+
+
+def time_expiry(args, now) -> None:
+    from loyalty import jobs, services
+    from loyalty.models import Lot
+
+    due = Lot.objects.filter(pending=False, remaining__gt=0, expires_at__lte=now).count()
+    started = time.monotonic()
+    if args.expiry == "sql":
+        with jobs.job_lock("expire_due_points"):  # what jobs.expire_due_points runs on PostgreSQL
+            stats = jobs.expire_due_sql(now=now, size=args.chunk, workers=args.workers)
+        result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
+        longest = stats["longest_chunk_s"]
+    else:
+        with ChunkTimer(services, "_expire") as timer:
+            result = {"entries": services.lots_expire_due(now=now)}
+        longest = timer.longest
+    report(f"expire ({args.expiry})", due, "lots", time.monotonic() - started, longest, result)
+
+
+def time_release(args, now) -> None:
+    from loyalty import jobs, services
+    from loyalty.models import Lot
+
+    matured = Lot.objects.filter(pending=True, available_at__lte=now).count()
+    started = time.monotonic()
+    with ChunkTimer(services, "_release") as timer:
+        result = jobs.release_matured_points(now=now)
+    report("release", matured, "lots", time.monotonic() - started, timer.longest, result)
+
+
+def time_tiers(args, now) -> None:
+    from loyalty import jobs, tiers
+
+    started = time.monotonic()
+    with ChunkTimer(tiers, "_sweep_chunk") as sweep, ChunkTimer(tiers, "_place_chunk") as place:
+        result = jobs.evaluate_tiers(now=now)
+    longest = max(sweep.longest, place.longest)
+    report("evaluate tiers", args.members, "members", time.monotonic() - started, longest, result)
+
+
+def time_notices(args, now) -> None:
+    from loyalty import jobs
+
+    started = time.monotonic()
+    result = jobs.send_expiry_notices(now=now, size=args.chunk)
+    report(
+        "expiry notices", result["notices"], "notices", time.monotonic() - started, result["longest_chunk_s"], result
+    )
+
+
+JOBS = {"expire": time_expiry, "release": time_release, "tiers": time_tiers, "notices": time_notices}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--expiry", choices=["sql", "orm"], default="sql", help="Expiry path to time.")
+    parser.add_argument("--chunk", type=int, default=5000, help="Member ids per chunk (set-based expiry, notices).")
+    parser.add_argument("--workers", type=int, default=1, help="Parallel connections for the set-based expiry.")
+    parser.add_argument("--jobs", default=",".join(JOBS), help="Comma-separated jobs to time, in this order.")
+    args = parser.parse_args()
+    unknown = set(args.jobs.split(",")) - set(JOBS)
+    if unknown:
+        parser.error(f"unknown jobs {sorted(unknown)}; choose from {', '.join(JOBS)}")
+
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    name = ensure_database(os.environ["DATABASE_URL"])
+    setup_django()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.utils import timezone
+
+    from loyalty.selectors import ledger_violations
+
+    call_command("migrate", verbosity=0)
+    build(args.members)
+    server = connection.cursor().connection.info.parameter_status("server_version")
+    print(f"scheduled jobs over {args.members} members, PostgreSQL {server} ({name}), chunk {args.chunk} members")
+    print(f"{'job':<22}{'rows':>10} {'':<9}{'wall s':>9}{'rows/s':>12}{'longest s':>12}   result")
+    now = timezone.now()
+    for job in args.jobs.split(","):
+        JOBS[job](args, now)
+
+    started = time.monotonic()
+    violations = ledger_violations()
+    print(f"ledger violations: {len(violations)} (checked in {time.monotonic() - started:.1f} s)")
+    for violation in violations[:20]:
+        print(f"  {violation}")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

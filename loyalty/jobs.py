@@ -1,0 +1,446 @@
+"""The scheduled jobs: what celery-beat runs, each guarded by a lock and split into chunks.
+
+Every job here is
+
+- *guarded*: :func:`job_lock` lets one process at a time run a given job, so two beat
+  processes, or a task redelivered while its first copy still runs, cannot overlap. The
+  loser logs and returns :data:`SKIPPED`;
+- *chunked*: work is split into member-id ranges (:func:`member_id_ranges`), one
+  transaction per range, so a job stopped halfway keeps what it committed and a rerun
+  picks up the rest;
+- *idempotent*: each chunk decides from what is in the database under its locks (lots
+  still due, notices and grants not yet written), so running a job twice does the work once.
+
+The jobs return counts (JSON-friendly dicts) that the celery tasks pass on as results.
+Not built yet: monthly coupons (``Benefit.Kind.MONTHLY_COUPON``), birthday coupons and
+coupon expiry need the rewards app's coupons.
+"""
+
+import calendar
+import contextlib
+import datetime as dt
+import fcntl
+import functools
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max, Min, Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from members.models import Member, Notification
+from members.notifications import notify
+
+from . import services
+from .errors import LoyaltyError
+from .models import Benefit, BenefitGrant, Currency, LedgerEntry, Lot, MemberTier
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = "skipped"
+# Member ids per chunk: small enough that a chunk's transaction (and its row locks) stays
+# short, big enough that the per-chunk overhead does not dominate.
+MEMBER_CHUNK = 5000
+
+
+# --- the lock -----------------------------------------------------------------------------
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for ``name`` (the same in every process and release)."""
+    return int.from_bytes(hashlib.sha256(f"loyalty.job:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def job_lock(name: str) -> Iterator[bool]:
+    """Hold the lock of job ``name`` while the block runs; yields False when another holds it.
+
+    PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``), held across the
+    job's many chunk transactions and released in ``finally``; if the process dies the
+    server drops it with the connection. (It needs a real session: not through a
+    transaction-pooling pgbouncer.) SQLite, the one-machine embedded default: an
+    exclusive ``flock`` on a file in ``VAR_DIR/locks``, dropped by the OS with the process.
+    """
+    if connection.vendor == "postgresql":
+        key = lock_key(name)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+            acquired = cursor.fetchone()[0]
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+                except Exception:
+                    # A broken connection has lost the lock already; close it to be sure.
+                    logger.exception("releasing the lock of job %s failed; closing the connection", name)
+                    connection.close()
+        return
+
+    folder = Path(settings.VAR_DIR) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def guarded(name: str) -> Callable:
+    """Run the decorated job under :func:`job_lock`; return :data:`SKIPPED` when it is taken."""
+
+    def decorate(job: Callable[..., dict]) -> Callable[..., dict | str]:
+        @functools.wraps(job)
+        def run(*args, **kwargs) -> dict | str:
+            with job_lock(name) as acquired:
+                if not acquired:
+                    logger.info("job %s is running elsewhere; skipped", name)
+                    return SKIPPED
+                started = time.monotonic()
+                result = job(*args, **kwargs)
+                logger.info("job %s done in %.1f s: %s", name, time.monotonic() - started, result)
+                return result
+
+        return run
+
+    return decorate
+
+
+# --- chunking -----------------------------------------------------------------------------
+
+
+def member_id_ranges(*, size: int = MEMBER_CHUNK) -> Iterator[tuple[int, int]]:
+    """Half-open ranges ``[lo, hi)`` of ``size`` member ids covering every member."""
+    bounds = Member.objects.aggregate(lo=Min("id"), hi=Max("id"))
+    if bounds["lo"] is None:
+        return
+    for lo in range(bounds["lo"], bounds["hi"] + 1, size):
+        yield lo, min(lo + size, bounds["hi"] + 1)
+
+
+def run_in_member_chunks(
+    step: Callable[[int, int], int], *, size: int = MEMBER_CHUNK, workers: int = 1
+) -> dict[str, float]:
+    """Call ``step(lo, hi)`` for every member-id range, each in its own transaction.
+
+    With ``workers`` > 1 (PostgreSQL), that many threads take ranges side by side, each
+    on its own connection; ranges hold disjoint members, so they never wait on each other.
+    Returns the summed counts ``step`` returned, the number of chunks and the longest
+    chunk in seconds (how long one transaction held its row locks).
+    """
+
+    def run(bounds: tuple[int, int]) -> tuple[int, float]:
+        started = time.monotonic()
+        with transaction.atomic():
+            count = step(*bounds)
+        return count, time.monotonic() - started
+
+    ranges = member_id_ranges(size=size)
+    if workers > 1 and connection.vendor == "postgresql":
+
+        def run_in_thread(bounds: tuple[int, int]) -> tuple[int, float]:
+            try:
+                return run(bounds)
+            finally:
+                connection.close()  # this thread's own connection
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run_in_thread, ranges))
+    else:
+        results = [run(bounds) for bounds in ranges]
+    longest = max((seconds for _count, seconds in results), default=0.0)
+    return {"count": sum(count for count, _s in results), "chunks": len(results), "longest_chunk_s": round(longest, 3)}
+
+
+# --- release and expiry -------------------------------------------------------------------
+
+
+@guarded("release_matured_points")
+def release_matured_points(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict:
+    """Release pending lots whose return window has ended (``services.lots_release_matured``)."""
+    return {"entries": services.lots_release_matured(now=now, chunk_size=chunk_size)}
+
+
+@guarded("expire_due_points")
+def expire_due_points(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int = 1) -> dict:
+    """Expire what is left of lots past their expiry.
+
+    PostgreSQL: the set-based :func:`expire_due_sql` over member-id ranges (``workers``
+    connections side by side); elsewhere the ORM path ``services.lots_expire_due``. Both
+    write the same rows.
+    """
+    if connection.vendor == "postgresql":
+        stats = expire_due_sql(now=now, workers=workers)
+        return {"entries": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+    return {"entries": services.lots_expire_due(now=now, chunk_size=chunk_size)}
+
+
+# The set-based expiry, one statement per table per chunk. It does what services._expire
+# does for the accounts of one member-id range: lock the accounts holding due lots (id
+# order), one EXPIRE entry per account with balance_after computed in SQL, one
+# allocation per due lot, the lots emptied and the accounts debited.
+_EXPIRE_SQL = """
+WITH due_accounts AS (
+    SELECT a.id, a.member_id, a.currency, a.balance, a.pending
+    FROM loyalty_account a
+    WHERE a.member_id >= %(lo)s AND a.member_id < %(hi)s
+      AND a.id IN (
+        SELECT l.account_id FROM loyalty_lot l
+        WHERE l.member_id >= %(lo)s AND l.member_id < %(hi)s
+          AND NOT l.pending AND l.remaining > 0 AND l.expires_at <= %(now)s
+      )
+    ORDER BY a.id
+    FOR UPDATE
+),
+due_lots AS (
+    -- Read after the accounts are locked: what a concurrent spend left is what expires.
+    SELECT l.id, l.account_id, l.remaining, l.expires_at
+    FROM loyalty_lot l
+    WHERE l.member_id >= %(lo)s AND l.member_id < %(hi)s
+      AND l.account_id IN (SELECT id FROM due_accounts)
+      AND NOT l.pending AND l.remaining > 0 AND l.expires_at <= %(now)s
+    ORDER BY l.id
+    FOR UPDATE
+),
+totals AS (
+    SELECT account_id, SUM(remaining) AS total FROM due_lots GROUP BY account_id
+),
+entries AS (
+    INSERT INTO loyalty_ledgerentry (
+        account_id, member_id, currency, kind, amount, pending_amount, balance_after, pending_after,
+        idempotency_key, request_hash, reason, created_at, detail
+    )
+    SELECT a.id, a.member_id, a.currency, 'expire', -t.total, 0, a.balance - t.total, a.pending,
+           NULL, '', '', %(now)s, '{}'::jsonb
+    FROM due_accounts a JOIN totals t ON t.account_id = a.id
+    ORDER BY a.id
+    RETURNING id, account_id, amount
+),
+allocations AS (
+    INSERT INTO loyalty_allocation (entry_id, lot_id, amount)
+    SELECT e.id, l.id, l.remaining FROM due_lots l JOIN entries e ON e.account_id = l.account_id
+    ORDER BY l.account_id, l.expires_at, l.id
+),
+-- "= ANY(ARRAY(...))": look the rows up by primary key instead of hashing the whole table.
+emptied AS (
+    UPDATE loyalty_lot SET remaining = 0 WHERE id = ANY(ARRAY(SELECT id FROM due_lots))
+)
+UPDATE loyalty_account a SET balance = a.balance + e.amount, updated_at = %(now)s
+FROM entries e
+WHERE a.id = e.account_id AND a.id = ANY(ARRAY(SELECT account_id FROM entries))
+"""
+
+
+def expire_due_sql(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK, workers: int = 1) -> dict[str, float]:
+    """PostgreSQL only: expire due lots with one statement per member-id chunk.
+
+    Writes exactly what ``services._expire`` writes (entries, allocations, lots,
+    accounts), so the ledger invariants hold after every chunk. Safe to rerun: a chunk
+    reads the due lots after locking their accounts, and emptied lots are no longer due.
+    """
+    now = now or timezone.now()
+
+    def step(lo: int, hi: int) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(_EXPIRE_SQL, {"lo": lo, "hi": hi, "now": now})
+            return cursor.rowcount
+
+    return run_in_member_chunks(step, size=size, workers=workers)
+
+
+# --- tiers ------------------------------------------------------------------------------
+
+
+@guarded("evaluate_tiers")
+def evaluate_tiers(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict:
+    """The nightly tier sweep (upgrades, reviews, downgrades): ``loyalty.tiers.tiers_sweep``."""
+    from . import tiers
+
+    return tiers.tiers_sweep(now=now, chunk_size=chunk_size)
+
+
+# --- pre-expiry notices -------------------------------------------------------------------
+
+
+def _expiry_notices(lo: int, hi: int, *, now: dt.datetime, horizon: dt.datetime) -> int:
+    """Write the expiry notices of members ``[lo, hi)``; returns how many were new.
+
+    One query for the lots expiring inside the notice window, one for the expiry notices
+    those members already have (a lot listed in one is never announced again), one
+    insert of the new notices. Each notice gathers a member's newly due lots; its
+    ``dedupe_key`` names the first of them, so a rerun or a second worker writes nothing.
+    """
+    lots = (
+        Lot.objects.filter(
+            member_id__gte=lo,
+            member_id__lt=hi,
+            currency=Currency.POINTS,
+            pending=False,
+            remaining__gt=0,
+            expires_at__gt=now,
+            expires_at__lte=horizon,
+            member__status=Member.Status.ACTIVE,
+        )
+        .order_by("member_id", "expires_at", "id")
+        .values_list("member_id", "id", "remaining", "expires_at")
+    )
+    due: dict[int, list[tuple[int, int, dt.datetime]]] = defaultdict(list)
+    for member_id, lot_id, remaining, expires_at in lots:
+        due[member_id].append((lot_id, remaining, expires_at))
+    if not due:
+        return 0
+    # A lot can only be in the window for LOYALTY_EXPIRY_NOTICE_DAYS, so older notices
+    # cannot list a lot that is still due.
+    announced: dict[int, set[int]] = defaultdict(set)
+    earlier = Notification.objects.filter(
+        member_id__gte=lo,
+        member_id__lt=hi,
+        kind=Notification.Kind.EXPIRY_WARNING,
+        created_at__gte=now - (horizon - now) - dt.timedelta(days=1),
+    ).values_list("member_id", "data")
+    for member_id, data in earlier:
+        announced[member_id].update((data or {}).get("lots", []))
+
+    notices = []
+    with translation.override(settings.LANGUAGE_CODE):
+        for member_id, member_lots in due.items():
+            new = [lot for lot in member_lots if lot[0] not in announced[member_id]]
+            if not new:
+                continue
+            points = sum(remaining for _id, remaining, _at in new)
+            first = timezone.localdate(new[0][2])
+            notices.append(
+                Notification(
+                    member_id=member_id,
+                    kind=Notification.Kind.EXPIRY_WARNING,
+                    title=_("Your points expire soon"),
+                    body=_("%(points)s points expire soon, the first of them on %(date)s. Use them before then.")
+                    % {"points": points, "date": first.isoformat()},
+                    data={
+                        "lots": [lot_id for lot_id, _r, _at in new],
+                        "points": points,
+                        "expires_on": first.isoformat(),
+                    },
+                    dedupe_key=f"expiry:{new[0][0]}",
+                    created_at=now,
+                )
+            )
+    if not notices:
+        return 0
+    keys = [notice.dedupe_key for notice in notices]
+    existing = set(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
+    Notification.objects.bulk_create(notices, ignore_conflicts=True)
+    return len(set(keys) - existing)
+
+
+@guarded("send_expiry_notices")
+def send_expiry_notices(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Tell members about points expiring within ``LOYALTY_EXPIRY_NOTICE_DAYS``, once per lot."""
+    now = now or timezone.now()
+    horizon = now + dt.timedelta(days=settings.LOYALTY_EXPIRY_NOTICE_DAYS)
+    stats = run_in_member_chunks(functools.partial(_expiry_notices, now=now, horizon=horizon), size=size)
+    return {"notices": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+
+
+# --- birthday benefits --------------------------------------------------------------------
+
+
+def birthday_filter(today: dt.date, *, prefix: str = "") -> Q:
+    """Members whose birthday is ``today``; 29 February birthdays fall on 28 February in other years."""
+    month, day = f"{prefix}birthday__month", f"{prefix}birthday__day"
+    query = Q(**{month: today.month, day: today.day})
+    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+        query |= Q(**{month: 2, day: 29})
+    return query
+
+
+def _birthday_points(lo: int, hi: int, *, now: dt.datetime, today: dt.date) -> int:
+    """Grant the birthday-points benefits of members ``[lo, hi)`` born on ``today``; returns grants."""
+    period = str(today.year)
+    candidates = list(
+        MemberTier.objects.filter(
+            birthday_filter(today, prefix="member__"),
+            member_id__gte=lo,
+            member_id__lt=hi,
+            member__status=Member.Status.ACTIVE,
+            tier__benefits__kind=Benefit.Kind.BIRTHDAY_POINTS,
+            tier__benefits__is_active=True,
+        )
+        .order_by("member_id", "tier__benefits__id")
+        .values_list("member_id", "tier__benefits__id", "tier__benefits__value", "tier__benefits__title")
+    )
+    if not candidates:
+        return 0
+    # Once per member per year, even if the member changed tier since the first gift.
+    done = set(
+        BenefitGrant.objects.filter(
+            member_id__in={member_id for member_id, *_rest in candidates},
+            benefit__kind=Benefit.Kind.BIRTHDAY_POINTS,
+            period=period,
+        ).values_list("member_id", flat=True)
+    )
+    granted = 0
+    with translation.override(settings.LANGUAGE_CODE):
+        for member_id, benefit_id, value, title in candidates:
+            points = int(value)
+            if member_id in done or points < 1:
+                continue
+            reason = _("Birthday gift %(year)s") % {"year": period}
+            try:
+                # A savepoint per member: one refusal does not undo the chunk's other gifts.
+                with transaction.atomic():
+                    grant = BenefitGrant.objects.create(
+                        member_id=member_id, benefit_id=benefit_id, period=period, created_at=now
+                    )
+                    grant.entry = services.points_award(
+                        member=Member.objects.get(pk=member_id),
+                        currency=Currency.POINTS,
+                        amount=points,
+                        reason=reason,
+                        idempotency_key=f"birthday:{benefit_id}:{period}",
+                        kind=LedgerEntry.Kind.EARN,
+                        detail={"benefit": benefit_id, "period": period},
+                        now=now,
+                    )
+                    grant.save(update_fields=["entry"])
+                    notify(
+                        member_id=member_id,
+                        kind=Notification.Kind.BIRTHDAY_GIFT,
+                        title=_("Happy birthday!"),
+                        body=_("Happy birthday! %(points)s points are our gift to you: %(benefit)s.")
+                        % {"points": points, "benefit": title},
+                        data={"benefit": benefit_id, "period": period, "points": points, "entry": grant.entry_id},
+                        dedupe_key=f"birthday:{member_id}:{benefit_id}:{period}",
+                        now=now,
+                    )
+            except IntegrityError:
+                continue  # a concurrent run granted it first
+            except LoyaltyError as error:
+                logger.warning("birthday gift for member %s refused: %s", member_id, error)
+                continue
+            granted += 1
+    return granted
+
+
+@guarded("issue_birthday_benefits")
+def issue_birthday_benefits(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Give members born today (local date) their tier's birthday points, once per year."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    stats = run_in_member_chunks(functools.partial(_birthday_points, now=now, today=today), size=size)
+    # Birthday and monthly coupons wait for the rewards app's coupons.
+    return {"birthday_points": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
