@@ -365,7 +365,11 @@ def _sweep_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
 
 
 def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
-    """Give the members of one chunk who have no tier yet their first tier."""
+    """Give the members of one chunk who have no tier yet their first tier, in bulk.
+
+    The default tier (JOINED), then straight on to the best tier their growth qualifies
+    for (UPGRADE, with a notice); the same outcome as joining and then earning.
+    """
     locked = list(
         Member.objects.select_for_update(of=("self",), no_key=True)
         .filter(pk__in=member_ids, tier_state__isnull=True)
@@ -373,11 +377,41 @@ def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
         .annotate(growth=growth_expression(now, "pk"))
         .values_list("id", "growth")
     )
+    default = next((tier for tier in tiers if tier.is_default), None)
+    states, joins, upgrades = [], [], []
     for member_id, growth in locked:
-        if _place(member_id, tiers, growth, now) is not None:
-            counts["placed"] += 1
-            if tier_upgrade_if_qualified(member_id=member_id, growth=growth, now=now) is not None:
-                counts["upgraded"] += 1
+        best = _best_qualifying(tiers, growth)
+        if default is not None:
+            joins.append(
+                TierChange(
+                    member_id=member_id, to_tier=default, reason=TierChange.Reason.JOINED, growth=growth, created_at=now
+                )
+            )
+        start = default
+        if best is not None and (start is None or best.rank > start.rank):
+            upgrades.append(
+                (
+                    TierChange(
+                        member_id=member_id,
+                        from_tier=start,
+                        to_tier=best,
+                        reason=TierChange.Reason.UPGRADE,
+                        growth=growth,
+                        created_at=now,
+                    ),
+                    start,
+                )
+            )
+            counts["upgraded"] += 1
+            start = best
+        if start is not None:
+            states.append(MemberTier(member_id=member_id, tier=start, started_at=now, review_at=_review_after(now)))
+    MemberTier.objects.bulk_create(states)
+    TierChange.objects.bulk_create(joins + [change for change, _from in upgrades])
+    Notification.objects.bulk_create(
+        _notice(change, from_tier=from_tier, to_tier=change.to_tier) for change, from_tier in upgrades
+    )
+    counts["placed"] += len(states)
 
 
 def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict[str, int]:
