@@ -3,7 +3,14 @@ from django.urls import path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 
+from loyalty.admin import programme_settings_view
+
 urlpatterns = [
+    path(
+        "admin/loyalty/settings/",
+        admin.site.admin_view(programme_settings_view),
+        name="loyalty_programme_settings",
+    ),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]

@@ -8,6 +8,7 @@ action on members.
 
 from django.contrib import admin
 from django.db.models import F
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
@@ -77,6 +78,26 @@ class LedgerEntryAdmin(LedgerAdmin):
     list_filter = ("kind", "currency", "created_at", "store")
     list_select_related = ("member", "operator", "store", "order")
     inlines = (EntryAllocationInline,)
+    readonly_fields = ("breakdown",)
+
+    @admin.display(description=_("why it earned this"))
+    def breakdown(self, entry):
+        """The earning rules' lines kept with the entry: which rule gave how many points."""
+        lines = entry.detail.get("lines") if isinstance(entry.detail, dict) else None
+        if not lines:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td style='text-align:right'>{}</td></tr>",
+            ((line.get("name") or line.get("rule"), line.get("kind", ""), line.get("points")) for line in lines),
+        )
+        return format_html(
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>{}</tbody></table>",
+            _("rule"),
+            _("kind"),
+            _("points"),
+            rows,
+        )
 
 
 @admin.register(Lot)
@@ -160,6 +181,37 @@ class OrderAdmin(LedgerAdmin):
     search_fields = ("number", *MEMBER_SEARCH_FIELDS)
     search_help_text = _("Order number, or the member's phone number or member number.")
     inlines = (OrderLineInline, RefundInline, OrderEntryInline)
+
+
+# --- the programme's settings, for staff to read --------------------------------------------
+
+
+def programme_settings_view(request):
+    """What the deployment configured (environment variables): staff can read it, not change it."""
+    from django.conf import settings
+    from django.template.response import TemplateResponse
+
+    from .models import Currency
+    from .policies import expiry_policy
+
+    rows = [
+        (_("Points"), expiry_policy(Currency.POINTS).describe(), "LOYALTY_POINTS_EXPIRY"),
+        (_("Growth (tier window)"), expiry_policy(Currency.GROWTH).describe(), "LOYALTY_GROWTH_EXPIRY"),
+        (_("Order return window"), _("%(days)s days pending") % {"days": settings.LOYALTY_PENDING_DAYS},
+         "LOYALTY_PENDING_DAYS"),
+        (_("Default earn rate"), _("%(points)s points and %(growth)s growth per yuan when no base rule matches")
+         % {"points": settings.LOYALTY_POINTS_PER_YUAN, "growth": settings.LOYALTY_GROWTH_PER_YUAN},
+         "LOYALTY_POINTS_PER_YUAN, LOYALTY_GROWTH_PER_YUAN"),
+        (_("Tier review"), _("%(months)s months after the tier started")
+         % {"months": settings.LOYALTY_TIER_REVIEW_MONTHS}, "LOYALTY_TIER_REVIEW_MONTHS"),
+        (_("Soft landing"), _("on: down at most one tier per review") if settings.LOYALTY_TIER_SOFT_LANDING
+         else _("off: down to the tier the growth keeps"), "LOYALTY_TIER_SOFT_LANDING"),
+        (_("Expiry notice"), _("%(days)s days before points expire") % {"days": settings.LOYALTY_EXPIRY_NOTICE_DAYS},
+         "LOYALTY_EXPIRY_NOTICE_DAYS"),
+        (_("Time zone"), settings.TIME_ZONE, "DJANGO_TIME_ZONE"),
+    ]  # fmt: skip
+    context = {**admin.site.each_context(request), "title": _("Programme settings"), "rows": rows}
+    return TemplateResponse(request, "admin/loyalty/programme_settings.html", context)
 
 
 # Tiers, benefits and earning rules keep their admin in modules of their own.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from .models import Currency
 
@@ -45,9 +46,16 @@ class ExpiryPolicy:
         return local.replace(year=year, month=month, day=day)
 
     def describe(self) -> str:
+        """The policy in words, for staff."""
         if self.kind == "never":
-            return "never"
-        return f"{self.kind}:{self.months_or_years}"
+            return gettext("never expire")
+        if self.kind == "rolling":
+            return gettext("expire %(n)s months after they were earned") % {"n": self.months_or_years}
+        if self.months_or_years == 0:
+            return gettext("expire at the end of the calendar year they were earned in")
+        return gettext("expire at the end of the %(n)s. calendar year after the year they were earned in") % {
+            "n": self.months_or_years
+        }
 
 
 def expiry_policy(currency: str) -> ExpiryPolicy:
