@@ -185,6 +185,11 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Points and growth earned per yuan of the part of an order paid with money.
 LOYALTY_POINTS_PER_YUAN = env_int("LOYALTY_POINTS_PER_YUAN", 1)
 LOYALTY_GROWTH_PER_YUAN = env_int("LOYALTY_GROWTH_PER_YUAN", 1)
+# Order lines in these categories never earn (gift cards), comma-separated.
+LOYALTY_NON_EARNING_CATEGORIES = env_list("LOYALTY_NON_EARNING_CATEGORIES", "gift_card,礼品卡")
+# Which currencies a tier's earn multiplier applies to; growth qualifies tiers, so
+# multiplying it by tier would feed back on itself.
+LOYALTY_TIER_MULTIPLIER_CURRENCIES = env_list("LOYALTY_TIER_MULTIPLIER_CURRENCIES", "points")
 # An order's points stay pending for its return window (days after the order).
 LOYALTY_PENDING_DAYS = env_int("LOYALTY_PENDING_DAYS", 7)
 # Expiry policy per currency: "rolling:N" (N months after earning), "calendar:N"
