@@ -79,6 +79,12 @@ class LedgerEntryAdmin(LedgerAdmin):
     list_select_related = ("member", "operator", "store", "order")
     inlines = (EntryAllocationInline,)
     readonly_fields = ("breakdown",)
+    fieldsets = (
+        (None, {"fields": ("member", "account", "currency", "kind", "amount", "pending_amount", "balance_after",
+                           "pending_after", "breakdown")}),
+        (_("Where from"), {"fields": ("order", "refund", "store", "operator", "reason", "reverses", "created_at")}),
+        (_("For auditors"), {"classes": ("collapse",), "fields": ("idempotency_key", "detail")}),
+    )  # fmt: skip
 
     @admin.display(description=_("why it earned this"))
     def breakdown(self, entry):

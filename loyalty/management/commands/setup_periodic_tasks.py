@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 SCHEDULES = [
-    # name, task, crontab (minute, hour), description
+    # name, task, crontab (minute, hour[, day of month]), description
     (
         "Release matured pending points",
         "loyalty.release_matured_points",
@@ -41,6 +41,24 @@ SCHEDULES = [
         "Daily at 08:00: members born today get their tier's birthday points, once a year.",
     ),
     (
+        "Issue birthday coupons",
+        "rewards.issue_birthday_coupons",
+        ("5", "8"),
+        "Daily at 08:05: members born today get their tier's birthday coupon, once a year, valid 30 days.",
+    ),
+    (
+        "Issue monthly benefits",
+        "rewards.issue_monthly_benefits",
+        ("10", "8", "1"),
+        "On the 1st of each month at 08:10: members get their tier's monthly coupons, valid to the month's end.",
+    ),
+    (
+        "Expire coupons",
+        "rewards.expire_coupons",
+        ("40", "0"),
+        "Daily at 00:40: issued coupons past their expiry date become expired.",
+    ),
+    (
         "Send expiry notices",
         "loyalty.send_expiry_notices",
         ("0", "10"),
@@ -59,12 +77,12 @@ class Command(BaseCommand):
     help = "Create the loyalty periodic tasks in django-celery-beat if they are missing."
 
     def handle(self, *args, **options):
-        for name, task, (minute, hour), description in SCHEDULES:
+        for name, task, (minute, hour, *day), description in SCHEDULES:
             crontab, _ = CrontabSchedule.objects.get_or_create(
                 minute=minute,
                 hour=hour,
                 day_of_week="*",
-                day_of_month="*",
+                day_of_month=day[0] if day else "*",
                 month_of_year="*",
                 timezone=settings.TIME_ZONE,
             )

@@ -1,0 +1,195 @@
+"""Scheduled coupon jobs: birthday coupons, monthly benefit coupons, coupon expiry.
+
+They use ``loyalty.jobs``' lock (:func:`~loyalty.jobs.guarded`) and member-id chunks
+(:func:`~loyalty.jobs.run_in_member_chunks`, one transaction per chunk). Inside a chunk
+the work is set-based: one query for the eligible (member, benefit) pairs that have no
+grant for the period yet, then one insert each for the ``BenefitGrant`` rows, the coupons
+and the notifications. The unique keys (grant per member/benefit/period, coupon per
+member/benefit/period, notification ``dedupe_key``) make a run without the lock harmless
+too: a conflicting row is skipped, and the notices are built from the coupons actually
+in the database.
+"""
+
+import datetime as dt
+import functools
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from loyalty.jobs import MEMBER_CHUNK, birthday_filter, guarded, run_in_member_chunks
+from loyalty.models import Benefit, BenefitGrant, MemberTier
+from members.models import Member, Notification
+
+from . import services
+from .models import Coupon, new_code
+
+BIRTHDAY_COUPON_DAYS = 30
+
+
+def _start_of_day(day: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+def coupon_kind_for(value: Decimal) -> str:
+    """A benefit's coupon: so many yuan off when it has a value, otherwise a gift (its title says what)."""
+    return Coupon.Kind.AMOUNT_OFF if value > 0 else Coupon.Kind.GIFT
+
+
+def _issue_benefit_coupons(
+    lo: int,
+    hi: int,
+    *,
+    kind: str,
+    period: str,
+    now: dt.datetime,
+    valid_from: dt.datetime,
+    expires_at: dt.datetime,
+    notice_kind: str,
+    dedupe_prefix: str,
+    extra_filter=None,
+) -> int:
+    """Issue the ``kind`` benefit coupons of members ``[lo, hi)`` for ``period``; returns coupons issued.
+
+    Once per member per period and benefit kind: a member who already has a grant of this
+    kind for the period (say, from the tier held before an upgrade) gets nothing more.
+    """
+    already = BenefitGrant.objects.filter(member_id=OuterRef("member_id"), benefit__kind=kind, period=period)
+    eligible = MemberTier.objects.filter(
+        member_id__gte=lo,
+        member_id__lt=hi,
+        member__status=Member.Status.ACTIVE,
+        tier__benefits__kind=kind,
+        tier__benefits__is_active=True,
+    ).filter(~Exists(already))
+    if extra_filter is not None:
+        eligible = eligible.filter(extra_filter)
+    pairs = list(
+        eligible.order_by("member_id", "tier__benefits__id").values_list(
+            "member_id", "tier__benefits__id", "tier__benefits__value", "tier__benefits__title"
+        )
+    )
+    if not pairs:
+        return 0
+    BenefitGrant.objects.bulk_create(
+        [BenefitGrant(member_id=m, benefit_id=b, period=period, created_at=now) for m, b, _v, _t in pairs],
+        ignore_conflicts=True,
+    )
+    descriptions = dict(Benefit.objects.filter(pk__in={b for _m, b, _v, _t in pairs}).values_list("pk", "description"))
+    ours: set[str] = set()
+    missing = pairs
+    # A coupon that conflicts is skipped: either another run issued it (fine) or, once in
+    # about 2**59 draws, its random code was taken; those get a fresh code and go again.
+    for _attempt in range(3):
+        coupons = [
+            Coupon(
+                member_id=member_id,
+                code=new_code(),
+                title=title,
+                description=descriptions.get(benefit_id, ""),
+                kind=coupon_kind_for(value),
+                value=value,
+                source=Coupon.Source.BENEFIT,
+                benefit_id=benefit_id,
+                period=period,
+                issued_at=now,
+                valid_from=valid_from,
+                expires_at=expires_at,
+            )
+            for member_id, benefit_id, value, title in missing
+        ]
+        Coupon.objects.bulk_create(coupons, ignore_conflicts=True)
+        ours.update(coupon.code for coupon in coupons)
+        issued = {
+            (coupon.member_id, coupon.benefit_id): coupon
+            for coupon in Coupon.objects.filter(
+                member_id__in={m for m, _b, _v, _t in pairs},
+                benefit_id__in={b for _m, b, _v, _t in pairs},
+                period=period,
+            )
+        }
+        missing = [pair for pair in pairs if (pair[0], pair[1]) not in issued]
+        if not missing:
+            break
+
+    notices = []
+    with translation.override(settings.LANGUAGE_CODE):
+        for member_id, benefit_id, _value, title in pairs:
+            coupon = issued.get((member_id, benefit_id))
+            if coupon is None:
+                continue
+            expires_on = (timezone.localtime(coupon.expires_at) - dt.timedelta(seconds=1)).date().isoformat()
+            if notice_kind == Notification.Kind.BIRTHDAY_GIFT:
+                heading = _("Happy birthday!")
+                body = _("Happy birthday! A coupon is our gift to you: %(title)s, valid until %(date)s.")
+            else:
+                heading = _("Your monthly coupon")
+                body = _("Your member benefit for this month: %(title)s, valid until %(date)s.")
+            notices.append(
+                Notification(
+                    member_id=member_id,
+                    kind=notice_kind,
+                    title=heading[:200],
+                    body=body % {"title": title, "date": expires_on},
+                    data={"benefit": benefit_id, "period": period, "coupon": coupon.pk},
+                    dedupe_key=f"{dedupe_prefix}:{benefit_id}:{period}:{member_id}",
+                    created_at=now,
+                )
+            )
+    Notification.objects.bulk_create(notices, ignore_conflicts=True)
+    return sum(1 for coupon in issued.values() if coupon.code in ours)
+
+
+@guarded("rewards.issue_birthday_coupons")
+def issue_birthday_coupons(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Give members born today (local date) their tier's birthday coupon, once per year, valid 30 days.
+
+    29 February birthdays fall on 28 February in other years (``loyalty.jobs.birthday_filter``).
+    """
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    valid_from = _start_of_day(today)
+    step = functools.partial(
+        _issue_benefit_coupons,
+        kind=Benefit.Kind.BIRTHDAY_COUPON,
+        period=str(today.year),
+        now=now,
+        valid_from=valid_from,
+        expires_at=_start_of_day(today + dt.timedelta(days=BIRTHDAY_COUPON_DAYS)),
+        notice_kind=Notification.Kind.BIRTHDAY_GIFT,
+        dedupe_prefix="birthday-coupon",
+        extra_filter=birthday_filter(today, prefix="member__"),
+    )
+    stats = run_in_member_chunks(step, size=size)
+    return {"coupons": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+
+
+@guarded("rewards.issue_monthly_benefits")
+def issue_monthly_benefits(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Give every member their current tier's monthly coupons, once per month, valid to the month's end."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    first = today.replace(day=1)
+    next_month = (first + dt.timedelta(days=32)).replace(day=1)
+    step = functools.partial(
+        _issue_benefit_coupons,
+        kind=Benefit.Kind.MONTHLY_COUPON,
+        period=f"{today:%Y-%m}",
+        now=now,
+        valid_from=_start_of_day(first),
+        expires_at=_start_of_day(next_month),
+        notice_kind=Notification.Kind.MONTHLY_BENEFIT,
+        dedupe_prefix="monthly-coupon",
+    )
+    stats = run_in_member_chunks(step, size=size)
+    return {"coupons": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+
+
+@guarded("rewards.expire_coupons")
+def expire_coupons(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Mark issued coupons past their expiry as expired, one UPDATE per member-id chunk."""
+    now = now or timezone.now()
+    stats = run_in_member_chunks(lambda lo, hi: services.coupons_expire(now=now, member_ids=(lo, hi)), size=size)
+    return {"expired": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
