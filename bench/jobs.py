@@ -8,12 +8,14 @@ locks, which is what members waiting on their account would feel.
 
 Per member: 7 available points lots already past their expiry, 2 pending lots whose
 return window has ended, 1 available lot expiring in 10 days; 1 growth lot. So N members
-give 7N due lots for the expiry, 2N lots for the release, N members for the tier sweep and
-N expiry notices.
+give 7N due lots for the expiry, 2N lots for the release, N members for the tier sweep
+(placement: nobody has a tier yet), N members for the tier review (every member then gets
+a tier row whose review date has passed, a third each bronze/silver/gold) and N expiry
+notices.
 
-    python bench/jobs.py                     # 100 000 members, set-based expiry
-    python bench/jobs.py --members 1000000
-    python bench/jobs.py --expiry orm        # the ORM path (services.lots_expire_due)
+    python bench/jobs.py                     # 100 000 members, set-based expiry and release
+    python bench/jobs.py --members 1000000 --jobs expire,release
+    python bench/jobs.py --expiry orm --release orm   # the ORM paths (services.lots_*)
 
 DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/loyalty_bench_jobs; it is
 created if missing, migrated, and emptied of bench data before every run. The bench
@@ -217,12 +219,20 @@ def time_release(args, now) -> None:
 
     matured = Lot.objects.filter(pending=True, available_at__lte=now).count()
     started = time.monotonic()
-    with ChunkTimer(services, "_release") as timer:
-        result = jobs.release_matured_points(now=now)
-    report("release", matured, "lots", time.monotonic() - started, timer.longest, result)
+    if args.release == "sql":
+        with jobs.job_lock("release_matured_points"):  # what jobs.release_matured_points runs on PostgreSQL
+            stats = jobs.release_matured_sql(now=now, size=args.chunk, workers=args.workers)
+        result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
+        longest = stats["longest_chunk_s"]
+    else:
+        with ChunkTimer(services, "_release") as timer:
+            result = {"entries": services.lots_release_matured(now=now)}
+        longest = timer.longest
+    report(f"release ({args.release})", matured, "lots", time.monotonic() - started, longest, result)
 
 
 def time_tiers(args, now) -> None:
+    """The nightly sweep as it runs: placement of members without a tier, upgrades, reviews."""
     from loyalty import jobs, tiers
 
     started = time.monotonic()
@@ -232,25 +242,64 @@ def time_tiers(args, now) -> None:
     report("evaluate tiers", args.members, "members", time.monotonic() - started, longest, result)
 
 
+# Every bench member gets a tier row whose review date has passed: a third gold, a third
+# silver, a third bronze (by member id), started 13 months ago. Against the growth lots
+# (1-5000, retain gold 2000, silver 500; qualify silver 1000, gold 3000) the sweep then
+# downgrades some, keeps some (RETAINED, review date a year on) and upgrades some bronze.
+REVIEW_SQL = [
+    "DELETE FROM loyalty_membertier",
+    """
+    INSERT INTO loyalty_membertier (member_id, tier_id, started_at, review_at, pinned_until)
+    SELECT m.id, t.id, %(now)s - interval '13 months', %(now)s - interval '1 day', NULL
+    FROM members_member m
+    JOIN loyalty_tier t ON t.code = (ARRAY['bronze', 'silver', 'gold'])[1 + m.id %% 3]
+    WHERE m.phone LIKE %(prefix)s || '%%'
+    """,
+]
+
+
+def time_tier_review(args, now) -> None:
+    """The sweep's review path: every member's review date has passed (``tiers._sweep_chunk``)."""
+    from django.db import connection, transaction
+
+    from loyalty import jobs, tiers
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in REVIEW_SQL:
+            cursor.execute(statement, {"prefix": PHONE_PREFIX, "now": now})
+        cursor.execute("ANALYZE loyalty_membertier")
+    started = time.monotonic()
+    with ChunkTimer(tiers, "_sweep_chunk") as sweep:
+        result = jobs.evaluate_tiers(now=now)
+    report("tier review", args.members, "members", time.monotonic() - started, sweep.longest, result)
+
+
 def time_notices(args, now) -> None:
     from loyalty import jobs
 
     started = time.monotonic()
-    result = jobs.send_expiry_notices(now=now, size=args.chunk)
+    result = jobs.send_expiry_notices(now=now)
     report(
         "expiry notices", result["notices"], "notices", time.monotonic() - started, result["longest_chunk_s"], result
     )
 
 
-JOBS = {"expire": time_expiry, "release": time_release, "tiers": time_tiers, "notices": time_notices}
+JOBS = {
+    "expire": time_expiry,
+    "release": time_release,
+    "tiers": time_tiers,
+    "tier-review": time_tier_review,
+    "notices": time_notices,
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--expiry", choices=["sql", "orm"], default="sql", help="Expiry path to time.")
-    parser.add_argument("--chunk", type=int, default=5000, help="Member ids per chunk (set-based expiry, notices).")
-    parser.add_argument("--workers", type=int, default=1, help="Parallel connections for the set-based expiry.")
+    parser.add_argument("--release", choices=["sql", "orm"], default="sql", help="Release path to time.")
+    parser.add_argument("--chunk", type=int, default=1000, help="Member ids per chunk (set-based expiry and release).")
+    parser.add_argument("--workers", type=int, default=1, help="Parallel connections for the set-based jobs.")
     parser.add_argument("--jobs", default=",".join(JOBS), help="Comma-separated jobs to time, in this order.")
     args = parser.parse_args()
     unknown = set(args.jobs.split(",")) - set(JOBS)
@@ -269,7 +318,10 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     build(args.members)
     server = connection.cursor().connection.info.parameter_status("server_version")
-    print(f"scheduled jobs over {args.members} members, PostgreSQL {server} ({name}), chunk {args.chunk} members")
+    print(
+        f"scheduled jobs over {args.members} members, PostgreSQL {server} ({name}), "
+        f"expiry/release chunk {args.chunk} members"
+    )
     print(f"{'job':<22}{'rows':>10} {'':<9}{'wall s':>9}{'rows/s':>12}{'longest s':>12}   result")
     now = timezone.now()
     for job in args.jobs.split(","):

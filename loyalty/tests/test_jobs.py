@@ -88,10 +88,11 @@ def test_release_job_run_twice_releases_once(store):
         earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
     assert points(members[0]) == (0, 20)
 
-    assert jobs.release_matured_points() == {"entries": 6}  # points and growth per member
-    assert jobs.release_matured_points() == {"entries": 0}
+    assert jobs.release_matured_points()["entries"] == 6  # points and growth per member
+    assert jobs.release_matured_points()["entries"] == 0
     assert [points(member) for member in members] == [(20, 0)] * 3
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 6
+    assert not Lot.objects.filter(pending=True).exists()
 
 
 @pytest.mark.django_db
@@ -99,24 +100,29 @@ def test_release_job_stopped_after_a_chunk_finishes_on_rerun(store, monkeypatch)
     members = MemberFactory.create_batch(3)
     for index, member in enumerate(members):
         earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
-    original, calls = services._release, []
+    restore = first_range_only(monkeypatch)
 
-    def release_then_stop(accounts, now):
-        calls.append(len(accounts))
-        if len(calls) > 1:
-            raise Interrupted
-        return original(accounts, now)
-
-    monkeypatch.setattr(services, "_release", release_then_stop)
     with pytest.raises(Interrupted):
-        jobs.release_matured_points(chunk_size=2)
-    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 2  # the first chunk stayed
+        jobs.release_matured_sql(size=1)
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 2  # member 0's two accounts
     assert ledger_violations() == []
 
-    monkeypatch.setattr(services, "_release", original)
-    assert jobs.release_matured_points(chunk_size=2) == {"entries": 4}
+    restore()
+    assert jobs.release_matured_points()["entries"] == 4
     per_account = Counter(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).values_list("account", flat=True))
     assert set(per_account.values()) == {1} and len(per_account) == 6
+    assert [points(member) for member in members] == [(20, 0)] * 3
+
+
+@pytest.mark.django_db
+def test_the_orm_release_still_works_in_chunks(store):
+    """The path SQLite runs (``services.lots_release_matured``), here on PostgreSQL."""
+    members = MemberFactory.create_batch(3)
+    for index, member in enumerate(members):
+        earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
+    assert services.lots_release_matured(chunk_size=2) == 6
+    assert services.lots_release_matured(chunk_size=2) == 0
+    assert [points(member) for member in members] == [(20, 0)] * 3
 
 
 def expiring_members(store, count: int = 3) -> list[Member]:
@@ -162,17 +168,20 @@ def test_expire_job_stopped_after_a_chunk_finishes_on_rerun(store, monkeypatch):
     assert [points(member)[0] for member in members] == [5, 5, 5]
 
 
-def ledger_rows() -> dict:
-    """What the expiry wrote, keyed by things both paths share (not the generated ids)."""
+def ledger_rows(kind: str = LedgerEntry.Kind.EXPIRE, *, after: int = 0) -> dict:
+    """What the expiry (or release) wrote, keyed by things both paths share (not the generated ids).
+
+    Entries of ``kind`` with ids above ``after``, their allocations, every lot and account.
+    """
     entries = {
         entry.pk: (entry.account_id, entry.member_id, entry.currency, entry.amount, entry.pending_amount)
         + (entry.balance_after, entry.pending_after, entry.idempotency_key, entry.request_hash, entry.reason)
         + (entry.created_at, entry.detail, entry.order_id, entry.store_id, entry.operator_id, entry.reverses_id)
-        for entry in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE)
+        for entry in LedgerEntry.objects.filter(kind=kind, pk__gt=after)
     }
     allocations = sorted(
         (entries[entry_id], lot_id, amount)
-        for entry_id, lot_id, amount in Allocation.objects.filter(entry__kind=LedgerEntry.Kind.EXPIRE).values_list(
+        for entry_id, lot_id, amount in Allocation.objects.filter(entry__kind=kind, entry__pk__gt=after).values_list(
             "entry_id", "lot_id", "amount"
         )
     )
@@ -203,6 +212,71 @@ def test_set_based_expiry_writes_exactly_what_the_service_writes(store, adjuster
     by_sql = ledger_rows()
 
     assert by_service["entries"] and by_sql == by_service
+
+
+@pytest.mark.django_db
+def test_set_based_release_writes_exactly_what_the_service_writes(store, adjuster):
+    members = MemberFactory.create_batch(5)
+    earlier = timezone.now() - dt.timedelta(days=30)
+    for index, member in enumerate(members):
+        earn(member, store, f"P{index}", str(20 + index), days_ago=8, recorded_late=False)  # matured
+        earn(member, store, f"Q{index}", "30", days_ago=9, recorded_late=False)  # matured
+        earn(member, store, f"N{index}", "15", days_ago=2, recorded_late=False)  # still in its window
+    # An available lot next to the pending ones (released when P0 was recorded), an adjustment.
+    earn(members[0], store, "A0", "40", days_ago=20, recorded_late=False)
+    services.points_adjust(
+        member=members[1], currency=Currency.POINTS, amount=7, reason="fix", operator=adjuster, now=earlier
+    )
+    # Refunds inside the window: one pending lot emptied (released without points), one halved.
+    for number, amount in (("Q2", "30"), ("P3", "11")):
+        order = members[int(number[1])].orders.get(number=number)
+        services.order_refund(order=order, amount=amount, number=f"RF-{number}", now=order.occurred_at)
+    # Member 4's matured lots are all emptied: lots released, no entry, account untouched.
+    for number in ("P4", "Q4"):
+        order = members[4].orders.get(number=number)
+        services.order_refund(order=order, amount=order.amount, number=f"RF-{number}", now=order.occurred_at)
+    later = timezone.now() + dt.timedelta(minutes=1)
+
+    last = LedgerEntry.objects.latest("pk").pk
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT before_release")
+    assert services.lots_release_matured(now=later, chunk_size=2) > 0
+    by_service = ledger_rows(LedgerEntry.Kind.RELEASE, after=last)
+    with connection.cursor() as cursor:
+        cursor.execute("ROLLBACK TO SAVEPOINT before_release")
+    assert not LedgerEntry.objects.filter(pk__gt=last).exists()
+    stats = jobs.release_matured_sql(now=later, size=2)
+    by_sql = ledger_rows(LedgerEntry.Kind.RELEASE, after=last)
+
+    assert by_service["entries"] and by_sql == by_service
+    assert stats["count"] == len(by_sql["entries"])
+    assert ledger_violations() == []
+    assert Lot.objects.filter(pending=True).count() == 2 * len(members)  # the N lots (points and growth)
+    assert jobs.release_matured_sql(now=later, size=2)["count"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_set_based_release_racing_refunds_keeps_the_ledger_exact(store):
+    members = MemberFactory.create_batch(4)
+    for index, member in enumerate(members):
+        earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
+    later = timezone.now()
+
+    def refund(member):
+        order = member.orders.get()
+        return services.order_refund(order=order, amount="10", number="RF", now=later)
+
+    outcomes = run_concurrently(
+        lambda: jobs.release_matured_sql(now=later, size=1),
+        *[lambda member=member: refund(member) for member in members],
+        lambda: jobs.release_matured_sql(now=later, size=3),
+    )
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+    per_account = Counter(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).values_list("account", flat=True))
+    assert set(per_account.values()) <= {1}
+    assert [points(member) for member in members] == [(10, 0)] * 4
+    assert not Lot.objects.filter(pending=True).exists()
+    assert ledger_violations() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -245,14 +319,14 @@ def test_two_runs_at_once_do_the_work_once_and_the_second_skips(store, monkeypat
     for index, member in enumerate(members):
         earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
     holding, second_done = threading.Event(), threading.Event()
-    original = services.lots_release_matured
+    original = jobs.release_matured_sql
 
     def slow_release(**kwargs):
         holding.set()
         second_done.wait(timeout=20)  # keep the lock until the other run has tried
         return original(**kwargs)
 
-    monkeypatch.setattr(services, "lots_release_matured", slow_release)
+    monkeypatch.setattr(jobs, "release_matured_sql", slow_release)
 
     def second():
         holding.wait(timeout=20)
@@ -262,10 +336,10 @@ def test_two_runs_at_once_do_the_work_once_and_the_second_skips(store, monkeypat
             second_done.set()
 
     outcomes = run_concurrently(jobs.release_matured_points, second)
-    assert outcomes == [{"entries": 4}, jobs.SKIPPED]
+    assert outcomes == [{"entries": 4, "chunks": ANY, "longest_chunk_s": ANY}, jobs.SKIPPED]
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 4
     # The lock was released: the next run takes it again.
-    assert jobs.release_matured_points() == {"entries": 0}
+    assert jobs.release_matured_points()["entries"] == 0
 
 
 @pytest.mark.django_db(transaction=True)
