@@ -27,7 +27,8 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
+
+from common import ensure_database  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench"
@@ -41,26 +42,6 @@ def setup_django() -> None:
     import django
 
     django.setup()
-
-
-def ensure_database(url: str) -> str:
-    """Create the bench database if it does not exist; return its name."""
-    import psycopg
-    from psycopg import sql
-
-    parsed = urlparse(url)
-    if parsed.scheme not in ("postgres", "postgresql"):
-        sys.exit(f"DATABASE_URL={url} is not PostgreSQL; the bench measures PostgreSQL only.")
-    name = parsed.path.lstrip("/")
-    maintenance = parsed._replace(path="/postgres").geturl()
-    try:
-        with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                print(f"created database {name}")
-    except psycopg.OperationalError as exc:
-        sys.exit(f"PostgreSQL at {parsed.hostname}:{parsed.port or 5432} is unreachable: {str(exc).strip()}")
-    return name
 
 
 def ensure_members(count: int) -> tuple[list[int], list[int]]:
