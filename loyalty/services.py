@@ -767,27 +767,24 @@ def points_adjust(
             % {"amount": -amount, "balance": account.balance},
             balance=account.balance,
         )
+    fields = {"idempotency_key": idempotency_key, "request_hash": request_hash, "operator": operator, "reason": reason}
     if amount > 0:
-        account.lifetime_earned += amount
-    entry = _save_entry(
-        account,
-        _new_entry(
-            account,
-            kind=LedgerEntry.Kind.ADJUST,
-            now=now,
-            amount=amount,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            operator=operator,
-            reason=reason,
-        ),
-    )
-    if amount > 0:
-        _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
-        if currency == Currency.GROWTH:
-            tier_upgrade_if_qualified(member_id=member.pk, growth=account.balance + account.pending, now=now)
-    else:
-        _consume(entry, _open_lots(account), -amount)
+        return _credit(account, kind=LedgerEntry.Kind.ADJUST, amount=amount, now=now, **fields)
+    entry = _save_entry(account, _new_entry(account, kind=LedgerEntry.Kind.ADJUST, now=now, amount=amount, **fields))
+    _consume(entry, _open_lots(account), -amount)
+    return entry
+
+
+def _credit(account: Account, *, kind: str, amount: int, now: dt.datetime, **fields) -> LedgerEntry:
+    """Add ``amount`` to the locked, settled account as a new lot available at once.
+
+    Shared by positive adjustments and awards; growth may move the member up a tier.
+    """
+    account.lifetime_earned += amount
+    entry = _save_entry(account, _new_entry(account, kind=kind, now=now, amount=amount, **fields))
+    _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
+    if account.currency == Currency.GROWTH:
+        tier_upgrade_if_qualified(member_id=account.member_id, growth=account.balance + account.pending, now=now)
     return entry
 
 
@@ -836,25 +833,17 @@ def points_award(
         return replay
     _require_active(member.pk)
     _settle([account], now)
-    account.lifetime_earned += amount
-    entry = _save_entry(
+    return _credit(
         account,
-        _new_entry(
-            account,
-            kind=kind,
-            now=now,
-            amount=amount,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            store=store,
-            reason=reason,
-            detail=detail or {},
-        ),
+        kind=kind,
+        amount=amount,
+        now=now,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        store=store,
+        reason=reason,
+        detail=detail or {},
     )
-    _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
-    if currency == Currency.GROWTH:
-        tier_upgrade_if_qualified(member_id=member.pk, growth=account.balance + account.pending, now=now)
-    return entry
 
 
 def member_joined(*, member: Member, now: dt.datetime) -> None:
