@@ -29,7 +29,7 @@ MEMBER_SEARCH_HELP = _("Member's phone number, member number or name.")
 class BenefitInline(admin.TabularInline):
     model = Benefit
     extra = 0
-    fields = ("kind", "title", "value", "description", "is_active")
+    fields = ("kind", "title", "value", "coupon_kind", "coupon_valid_days", "description", "is_active")
 
 
 @admin.register(Tier)

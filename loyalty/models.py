@@ -10,6 +10,7 @@ Invariants (checked by ``manage.py audit_ledger`` and the tests after every step
 """
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -151,6 +152,7 @@ class LedgerEntry(models.Model):
         RELEASE = "release", _("released from pending")
         EXPIRE = "expire", _("expired")
         ADJUST = "adjust", _("staff adjustment")
+        REVERSE = "reverse", _("spend reversed")
 
     account = models.ForeignKey(Account, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries")
     # Denormalised from the account so member pages and the admin read one table.
@@ -367,6 +369,15 @@ class TierChange(models.Model):
         return f"{self.member_id}: {self.from_tier_id} -> {self.to_tier_id} ({self.reason})"
 
 
+class CouponKind(models.TextChoices):
+    """What a coupon gives; ``rewards.Coupon`` uses the same choices."""
+
+    DISCOUNT_PERCENT = "discount_percent", _("discount percent")
+    AMOUNT_OFF = "amount_off", _("amount off")
+    GIFT = "gift", _("gift")
+    FREE_SHIPPING = "free_shipping", _("free shipping")
+
+
 class Benefit(models.Model):
     """Something a tier gives its members. Those that issue something are issued by jobs."""
 
@@ -390,13 +401,35 @@ class Benefit(models.Model):
     )
     title = models.CharField(_("title"), max_length=100)
     description = models.TextField(_("description"), blank=True)
+    coupon_kind = models.CharField(
+        _("coupon kind"),
+        max_length=20,
+        choices=CouponKind.choices,
+        default=CouponKind.AMOUNT_OFF,
+        help_text=_("For birthday and monthly coupons: what the coupon gives. Its value is the benefit's value."),
+    )
+    coupon_valid_days = models.PositiveSmallIntegerField(
+        _("coupon valid for (days)"),
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text=_("For birthday and monthly coupons: days from issue until the coupon expires."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
         verbose_name = _("benefit")
         verbose_name_plural = _("benefits")
         ordering = ["tier__rank", "kind"]
-        constraints = [models.CheckConstraint(condition=Q(value__gte=0), name="benefit_value_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gte=0), name="benefit_value_not_negative"),
+            models.CheckConstraint(
+                condition=~Q(kind__in=["birthday_coupon", "monthly_coupon"], coupon_kind="discount_percent")
+                | Q(value__lte=100),
+                name="benefit_coupon_percent_at_most_100",
+                violation_error_message=_("A percent-off coupon cannot take more than 100 percent off."),
+            ),
+            models.CheckConstraint(condition=Q(coupon_valid_days__gte=1), name="benefit_coupon_valid_days_positive"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tier}: {self.title}"

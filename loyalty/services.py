@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from members.models import Member, Store
 
 from .errors import LoyaltyError
-from .models import Account, Allocation, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
+from .models import Account, Allocation, BenefitGrant, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
 from .policies import expiry_policy, pending_until
 from .tiers import tier_assign_default, tier_upgrade_if_qualified
 
@@ -853,3 +853,15 @@ def member_joined(*, member: Member, now: dt.datetime) -> None:
 
     tier_assign_default(member=member, now=now)
     signup_bonus(member=member, now=now)
+
+
+def benefit_grants_record(pairs: Iterable[tuple[int, int]], *, period: str, now: dt.datetime) -> None:
+    """Record that each (member id, benefit id) pair got its benefit for ``period``.
+
+    For jobs that issue something other than points (coupons): at most one grant per
+    member, benefit and period, so a pair already recorded is left as it is.
+    """
+    BenefitGrant.objects.bulk_create(
+        [BenefitGrant(member_id=m, benefit_id=b, period=period, created_at=now) for m, b in pairs],
+        ignore_conflicts=True,
+    )

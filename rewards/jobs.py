@@ -3,22 +3,23 @@
 They use ``loyalty.jobs``' lock (:func:`~loyalty.jobs.guarded`) and member-id chunks
 (:func:`~loyalty.jobs.run_in_member_chunks`, one transaction per chunk). Inside a chunk
 the work is set-based: one query for the eligible (member, benefit) pairs that have no
-grant for the period yet, then one insert each for the ``BenefitGrant`` rows, the coupons
-and the notifications. The unique keys (grant per member/benefit/period, coupon per
-member/benefit/period, notification ``dedupe_key``) make a run without the lock harmless
-too: a conflicting row is skipped, and the notices are built from the coupons actually
-in the database.
+grant for the period yet, then one insert each for the grants
+(``loyalty.services.benefit_grants_record``), the coupons and the notifications. The
+unique keys (grant per member/benefit/period, coupon per member/benefit/period,
+notification ``dedupe_key``) make a run without the lock harmless too: a conflicting row
+is skipped, and the notices are built from the coupons actually in the database.
 """
 
 import datetime as dt
 import functools
-from decimal import Decimal
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from loyalty import services as loyalty_services
 from loyalty.jobs import MEMBER_CHUNK, birthday_filter, guarded, run_in_member_chunks
 from loyalty.models import Benefit, BenefitGrant, MemberTier
 from members.models import Member, Notification
@@ -26,16 +27,9 @@ from members.models import Member, Notification
 from . import services
 from .models import Coupon, new_code
 
-BIRTHDAY_COUPON_DAYS = 30
-
 
 def _start_of_day(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-
-def coupon_kind_for(value: Decimal) -> str:
-    """A benefit's coupon: so many yuan off when it has a value, otherwise a gift (its title says what)."""
-    return Coupon.Kind.AMOUNT_OFF if value > 0 else Coupon.Kind.GIFT
 
 
 def _issue_benefit_coupons(
@@ -46,7 +40,7 @@ def _issue_benefit_coupons(
     period: str,
     now: dt.datetime,
     valid_from: dt.datetime,
-    expires_at: dt.datetime,
+    expires_at: Callable[[int], dt.datetime],
     notice_kind: str,
     dedupe_prefix: str,
     extra_filter=None,
@@ -73,11 +67,10 @@ def _issue_benefit_coupons(
     )
     if not pairs:
         return 0
-    BenefitGrant.objects.bulk_create(
-        [BenefitGrant(member_id=m, benefit_id=b, period=period, created_at=now) for m, b, _v, _t in pairs],
-        ignore_conflicts=True,
+    loyalty_services.benefit_grants_record(
+        [(member_id, benefit_id) for member_id, benefit_id, _v, _t in pairs], period=period, now=now
     )
-    descriptions = dict(Benefit.objects.filter(pk__in={b for _m, b, _v, _t in pairs}).values_list("pk", "description"))
+    benefits = Benefit.objects.in_bulk({b for _m, b, _v, _t in pairs})
     ours: set[str] = set()
     missing = pairs
     # A coupon that conflicts is skipped: either another run issued it (fine) or, once in
@@ -88,15 +81,15 @@ def _issue_benefit_coupons(
                 member_id=member_id,
                 code=new_code(),
                 title=title,
-                description=descriptions.get(benefit_id, ""),
-                kind=coupon_kind_for(value),
+                description=benefits[benefit_id].description,
+                kind=benefits[benefit_id].coupon_kind,
                 value=value,
                 source=Coupon.Source.BENEFIT,
                 benefit_id=benefit_id,
                 period=period,
                 issued_at=now,
                 valid_from=valid_from,
-                expires_at=expires_at,
+                expires_at=expires_at(benefits[benefit_id].coupon_valid_days),
             )
             for member_id, benefit_id, value, title in missing
         ]
@@ -144,7 +137,9 @@ def _issue_benefit_coupons(
 
 @guarded("rewards.issue_birthday_coupons")
 def issue_birthday_coupons(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
-    """Give members born today (local date) their tier's birthday coupon, once per year, valid 30 days.
+    """Give members born today (local date) their tier's birthday coupon, once per year.
+
+    The coupon is valid from today for the benefit's ``coupon_valid_days``.
 
     29 February birthdays fall on 28 February in other years (``loyalty.jobs.birthday_filter``).
     """
@@ -157,7 +152,7 @@ def issue_birthday_coupons(*, now: dt.datetime | None = None, size: int = MEMBER
         period=str(today.year),
         now=now,
         valid_from=valid_from,
-        expires_at=_start_of_day(today + dt.timedelta(days=BIRTHDAY_COUPON_DAYS)),
+        expires_at=lambda days: _start_of_day(today + dt.timedelta(days=days)),
         notice_kind=Notification.Kind.BIRTHDAY_GIFT,
         dedupe_prefix="birthday-coupon",
         extra_filter=birthday_filter(today, prefix="member__"),
@@ -179,7 +174,7 @@ def issue_monthly_benefits(*, now: dt.datetime | None = None, size: int = MEMBER
         period=f"{today:%Y-%m}",
         now=now,
         valid_from=_start_of_day(first),
-        expires_at=_start_of_day(next_month),
+        expires_at=lambda _days: _start_of_day(next_month),
         notice_kind=Notification.Kind.MONTHLY_BENEFIT,
         dedupe_prefix="monthly-coupon",
     )

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.models import Benefit
+from loyalty.models import Benefit, CouponKind
 from members.models import Member, Store
 
 # No 0/O, 1/I/L: a code read aloud or typed at a till is not mistaken.
@@ -31,11 +31,7 @@ def normalise_code(code: str) -> str:
 
 
 class Coupon(models.Model):
-    class Kind(models.TextChoices):
-        DISCOUNT_PERCENT = "discount_percent", _("discount percent")
-        AMOUNT_OFF = "amount_off", _("amount off")
-        GIFT = "gift", _("gift")
-        FREE_SHIPPING = "free_shipping", _("free shipping")
+    Kind = CouponKind
 
     class Source(models.TextChoices):
         BENEFIT = "benefit", _("tier benefit")

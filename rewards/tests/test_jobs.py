@@ -33,8 +33,16 @@ def postgresql_only():
 @pytest.fixture
 def gold():
     tier = Tier.objects.create(code="gold", name="Gold", rank=1)
-    Benefit.objects.create(tier=tier, kind=Benefit.Kind.BIRTHDAY_COUPON, value=Decimal("50"), title="50 off")
-    Benefit.objects.create(tier=tier, kind=Benefit.Kind.MONTHLY_COUPON, value=Decimal("0"), title="Free coffee")
+    Benefit.objects.create(
+        tier=tier, kind=Benefit.Kind.BIRTHDAY_COUPON, value=Decimal("50"), title="50 off", coupon_valid_days=14
+    )
+    Benefit.objects.create(
+        tier=tier,
+        kind=Benefit.Kind.MONTHLY_COUPON,
+        value=Decimal("0"),
+        title="Free coffee",
+        coupon_kind=Coupon.Kind.GIFT,
+    )
     Benefit.objects.create(tier=tier, kind=Benefit.Kind.BIRTHDAY_POINTS, value=Decimal("88"), title="88 points")
     return tier
 
@@ -80,13 +88,13 @@ def test_birthday_coupons_are_issued_once_a_year(gold):
     assert (coupon.member, coupon.benefit, coupon.period, coupon.source) == (born_today, benefit, "2026", "benefit")
     assert (coupon.kind, coupon.value, coupon.title) == (Coupon.Kind.AMOUNT_OFF, Decimal("50"), "50 off")
     assert coupon.valid_from == dt.datetime(2026, 6, 15, tzinfo=SHANGHAI)
-    assert coupon.expires_at == dt.datetime(2026, 7, 15, tzinfo=SHANGHAI)
+    assert coupon.expires_at == dt.datetime(2026, 6, 29, tzinfo=SHANGHAI)  # the benefit's 14 days
     grant = BenefitGrant.objects.get()
     assert (grant.member, grant.benefit, grant.period) == (born_today, benefit, "2026")
     notice = Notification.objects.get()
     assert notice.kind == Notification.Kind.BIRTHDAY_GIFT
     assert notice.dedupe_key == f"birthday-coupon:{benefit.pk}:2026:{born_today.pk}"
-    assert notice.data["coupon"] == coupon.pk and "2026-07-14" in notice.body
+    assert notice.data["coupon"] == coupon.pk and "2026-06-28" in notice.body
 
     assert jobs.issue_birthday_coupons(now=JUNE_15.replace(year=2027))["coupons"] == 1
     assert sorted(Coupon.objects.values_list("period", flat=True)) == ["2026", "2027"]
@@ -165,7 +173,7 @@ def test_chunks_racing_without_the_lock_still_issue_once(gold):
                 period="2026",
                 now=JUNE_15,
                 valid_from=JUNE_15,
-                expires_at=JUNE_15 + dt.timedelta(days=30),
+                expires_at=lambda days: JUNE_15 + dt.timedelta(days=days),
                 notice_kind=Notification.Kind.BIRTHDAY_GIFT,
                 dedupe_prefix="birthday-coupon",
             )
@@ -268,3 +276,20 @@ def test_coupon_schedules_are_written_in_local_time(settings):
         assert (crontab.minute, crontab.hour, crontab.day_of_month, crontab.day_of_week) == (minute, hour, day, "*")
         assert str(crontab.timezone) == settings.TIME_ZONE
     assert PeriodicTask.objects.filter(task__startswith="rewards.").count() == 3
+
+
+@pytest.mark.django_db
+def test_a_percent_off_benefit_coupon_above_100_is_refused_by_the_database(gold):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Benefit.objects.create(
+            tier=gold, kind=Benefit.Kind.MONTHLY_COUPON, value=150, title="x", coupon_kind=Coupon.Kind.DISCOUNT_PERCENT
+        )
+    benefit = Benefit.objects.create(
+        tier=gold, kind=Benefit.Kind.MONTHLY_COUPON, value=15, title="15% off", coupon_kind=Coupon.Kind.DISCOUNT_PERCENT
+    )
+    member = member_in(gold)
+    jobs.issue_monthly_benefits(now=dt.datetime(2026, 11, 1, 8, 10, tzinfo=SHANGHAI))
+    coupon = Coupon.objects.get(member=member, benefit=benefit)
+    assert (coupon.kind, coupon.value) == (Coupon.Kind.DISCOUNT_PERCENT, Decimal("15"))

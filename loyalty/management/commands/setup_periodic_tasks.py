@@ -44,7 +44,7 @@ SCHEDULES = [
         "Issue birthday coupons",
         "rewards.issue_birthday_coupons",
         ("5", "8"),
-        "Daily at 08:05: members born today get their tier's birthday coupon, once a year, valid 30 days.",
+        "Daily at 08:05: members born today get their tier's birthday coupon, once a year.",
     ),
     (
         "Issue monthly benefits",
