@@ -246,13 +246,15 @@ allocations AS (
     SELECT e.id, l.id, l.remaining FROM due_lots l JOIN entries e ON e.account_id = l.account_id
     ORDER BY l.account_id, l.expires_at, l.id
 ),
--- "= ANY(ARRAY(...))": look the rows up by primary key instead of hashing the whole table.
+-- "= ANY(ARRAY(...))": look the lots up by primary key instead of hashing the whole table.
+-- The accounts below are joined plainly: the planner then probes the primary key per entry
+-- (an ANY(ARRAY) there made it compare every entry with every account, 1000 x 1000).
 emptied AS (
     UPDATE loyalty_lot SET remaining = 0 WHERE id = ANY(ARRAY(SELECT id FROM due_lots))
 )
 UPDATE loyalty_account a SET balance = a.balance + e.amount, updated_at = %(now)s
 FROM entries e
-WHERE a.id = e.account_id AND a.id = ANY(ARRAY(SELECT account_id FROM entries))
+WHERE a.id = e.account_id
 """
 
 
@@ -323,7 +325,7 @@ entries AS (
 UPDATE loyalty_account a
 SET balance = a.balance + e.amount, pending = a.pending - e.amount, updated_at = %(now)s
 FROM entries e
-WHERE a.id = e.account_id AND a.id = ANY(ARRAY(SELECT account_id FROM entries))
+WHERE a.id = e.account_id
 """
 
 

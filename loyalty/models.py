@@ -154,9 +154,16 @@ class LedgerEntry(models.Model):
         ADJUST = "adjust", _("staff adjustment")
         REVERSE = "reverse", _("spend reversed")
 
-    account = models.ForeignKey(Account, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries")
+    # Indexes: the composite ones in Meta lead with account and member, and the optional
+    # references are indexed only where set, so a system entry (expiry, release) writes
+    # into five indexes instead of twelve.
+    account = models.ForeignKey(
+        Account, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     # Denormalised from the account so member pages and the admin read one table.
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="entries")
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     currency = models.CharField(_("currency"), max_length=10, choices=Currency.choices)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     amount = models.BigIntegerField(_("amount"), help_text=_("Change to the available balance."))
@@ -167,13 +174,31 @@ class LedgerEntry(models.Model):
     idempotency_key = models.CharField(_("idempotency key"), max_length=128, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(max_length=64, blank=True, editable=False)
     order = models.ForeignKey(
-        Order, verbose_name=_("order"), null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+        Order,
+        verbose_name=_("order"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_index=False,
     )
     refund = models.ForeignKey(
-        Refund, verbose_name=_("refund"), null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+        Refund,
+        verbose_name=_("refund"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_index=False,
     )
     store = models.ForeignKey(
-        Store, verbose_name=_("store"), null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+        Store,
+        verbose_name=_("store"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="entries",
+        db_index=False,
     )
     operator = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -182,10 +207,17 @@ class LedgerEntry(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="ledger_entries",
+        db_index=False,
     )
     reason = models.CharField(_("reason"), max_length=200, blank=True)
     reverses = models.ForeignKey(
-        "self", verbose_name=_("reverses"), null=True, blank=True, on_delete=models.PROTECT, related_name="reversals"
+        "self",
+        verbose_name=_("reverses"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reversals",
+        db_index=False,
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     detail = models.JSONField(_("detail"), default=dict, blank=True)
@@ -204,6 +236,10 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["account", "-id"], name="entry_account_latest"),
             models.Index(fields=["member", "-created_at", "-id"], name="entry_member_history"),
+            *(
+                models.Index(fields=[field], name=f"entry_{field}", condition=Q(**{f"{field}__isnull": False}))
+                for field in ("order", "refund", "store", "operator", "reverses")
+            ),
         ]
 
     # Set to True on an entry a service returns for a replayed request (nothing written).
@@ -247,8 +283,7 @@ class Lot(models.Model):
                 name="lot_open_fifo",
                 condition=Q(remaining__gt=0, pending=False),
             ),
-            # The expiry and release jobs find due lots across all accounts.
-            models.Index(fields=["expires_at"], name="lot_open_expiry", condition=Q(remaining__gt=0, pending=False)),
+            # The jobs find due lots by member-id range (the member index) and account.
             models.Index(fields=["available_at"], name="lot_pending_release", condition=Q(pending=True)),
         ]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -361,7 +361,39 @@ def _sweep_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
     Notification.objects.bulk_create(
         _notice(change, from_tier=from_tier, to_tier=to_tier) for change, from_tier, to_tier in changes if to_tier
     )
-    MemberTier.objects.bulk_update(changed, ["tier", "started_at", "review_at", "pinned_until"])
+    _save_states(changed)
+
+
+def _save_states(states: list[MemberTier]) -> None:
+    """Write the tier, dates and pin of ``states`` back in one statement.
+
+    On PostgreSQL an ``UPDATE ... FROM unnest(arrays)``: Django's ``bulk_update`` builds a
+    CASE with one branch per row for each column, which for a chunk of 1000 members cost
+    more than the rest of the sweep together (about 1.5 s a chunk).
+    """
+    if not states:
+        return
+    if connection.vendor != "postgresql":
+        MemberTier.objects.bulk_update(states, ["tier", "started_at", "review_at", "pinned_until"])
+        return
+    table = connection.ops.quote_name(MemberTier._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS t
+            SET tier_id = v.tier_id, started_at = v.started_at, review_at = v.review_at, pinned_until = v.pinned_until
+            FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
+                AS v(id, tier_id, started_at, review_at, pinned_until)
+            WHERE t.id = v.id
+            """,
+            [
+                [state.pk for state in states],
+                [state.tier_id for state in states],
+                [state.started_at for state in states],
+                [state.review_at for state in states],
+                [state.pinned_until for state in states],
+            ],
+        )
 
 
 def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
