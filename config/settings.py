@@ -123,6 +123,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Uploads (reward images). The web server serves MEDIA_ROOT at MEDIA_URL; in development
+# ``django.conf.urls.static.static(MEDIA_URL, document_root=MEDIA_ROOT)`` in the root URLs.
+MEDIA_URL = env("DJANGO_MEDIA_URL", "media/")
+MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
 
 # --- Security (production) ------------------------------------------------------------
 SESSION_COOKIE_SECURE = PRODUCTION
@@ -203,6 +207,11 @@ LOYALTY_TIER_REVIEW_MONTHS = env_int("LOYALTY_TIER_REVIEW_MONTHS", 12)
 LOYALTY_TIER_SOFT_LANDING = env_bool("LOYALTY_TIER_SOFT_LANDING", True)
 # Members are told about points that expire within this many days, once per lot.
 LOYALTY_EXPIRY_NOTICE_DAYS = env_int("LOYALTY_EXPIRY_NOTICE_DAYS", 30)
+# Connections the nightly expiry and release run their member-id chunks on side by side
+# (PostgreSQL). 1 leaves the database's other cores to the tills.
+LOYALTY_JOB_WORKERS = env_int("LOYALTY_JOB_WORKERS", 1)
+# The admin dashboard computes its figures at most this often (loyalty.dashboard).
+LOYALTY_DASHBOARD_CACHE_SECONDS = env_int("LOYALTY_DASHBOARD_CACHE_SECONDS", 600)
 # Delivers notifications from the outbox; the default writes them to the log.
 LOYALTY_NOTIFICATION_SENDER = env("LOYALTY_NOTIFICATION_SENDER", "members.notifications.LogSender")
 # Phone numbers without a country code are read as numbers of this region.

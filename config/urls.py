@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 
 from loyalty.admin import programme_settings_view
+from loyalty.admin_dashboard import dashboard_view
 
 urlpatterns = [
     path(
@@ -11,6 +12,7 @@ urlpatterns = [
         admin.site.admin_view(programme_settings_view),
         name="loyalty_programme_settings",
     ),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="loyalty_dashboard"),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]

@@ -4,7 +4,9 @@ Invariants (checked by ``manage.py audit_ledger`` and the tests after every step
 
 - ``account.balance == sum(entry.amount) == sum(lot.remaining)`` over released lots;
 - ``account.pending == sum(entry.pending_amount) == sum(lot.remaining)`` over pending lots;
-- ``lot.remaining == lot.amount - sum(allocation.amount)`` for every lot;
+- ``lot.remaining == lot.amount - consumed + given back`` for every lot, where the
+  allocations of a REVERSE entry give back what its spend's allocations consumed and
+  every other allocation consumes;
 - the newest entry's ``balance_after``/``pending_after`` equal the account's figures;
 - no balance, pending figure or lot remainder below zero (database checks).
 """
@@ -225,7 +227,10 @@ class LedgerEntry(models.Model):
     class Meta:
         verbose_name = _("ledger entry")
         verbose_name_plural = _("ledger entries")
-        permissions = [("adjust_points", _("Can adjust members' points and growth"))]
+        permissions = [
+            ("adjust_points", _("Can adjust members' points and growth")),
+            ("view_dashboard", _("Can view the operations dashboard")),
+        ]
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["account", "idempotency_key"], name="entry_idempotency_key_per_account"),
@@ -292,7 +297,8 @@ class Lot(models.Model):
 
 
 class Allocation(models.Model):
-    """How much of a lot an entry consumed (spend, expiry, refund, cancellation)."""
+    """How much of a lot an entry consumed (spend, expiry, refund, cancellation), or, for
+    a REVERSE entry, gave back to it."""
 
     entry = models.ForeignKey(
         LedgerEntry, verbose_name=_("entry"), on_delete=models.PROTECT, related_name="allocations"
@@ -447,7 +453,10 @@ class Benefit(models.Model):
         _("coupon valid for (days)"),
         default=30,
         validators=[MinValueValidator(1)],
-        help_text=_("For birthday and monthly coupons: days from issue until the coupon expires."),
+        help_text=_(
+            "For birthday coupons: days from the birthday until the coupon expires. "
+            "Monthly coupons last to the end of their month."
+        ),
     )
     is_active = models.BooleanField(_("active"), default=True)
 

@@ -1,11 +1,34 @@
 """Reads of the ledger shared by the admin, the audit command, pages and the API."""
 
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.db.models import BigIntegerField, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    BigIntegerField,
+    Case,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from .models import Account, Allocation, LedgerEntry, Lot
+from members.models import Member
+
+from .errors import LoyaltyError
+from .models import Account, Allocation, Currency, LedgerEntry, Lot
+from .policies import ExpiryPolicy
 
 
 def _sum(queryset: QuerySet, column: str) -> Coalesce:
@@ -80,7 +103,13 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
             problems.append("negative figure")
         found[account.pk] = Violation(account.pk, account.member_id, account.currency, problems)
 
-    allocated = Allocation.objects.filter(lot_id=OuterRef("pk")).order_by().values("lot_id").annotate(t=Sum("amount"))
+    # A reversal's allocations give back what its spend took; every other allocation consumes.
+    net = Case(
+        When(entry__kind=LedgerEntry.Kind.REVERSE, then=-F("amount")),
+        default=F("amount"),
+        output_field=BigIntegerField(),
+    )
+    allocated = Allocation.objects.filter(lot_id=OuterRef("pk")).order_by().values("lot_id").annotate(t=Sum(net))
     bad_lots = (
         lots.annotate(allocated=Coalesce(Subquery(allocated.values("t"), output_field=BigIntegerField()), Value(0)))
         .exclude(remaining=F("amount") - F("allocated"))
@@ -93,3 +122,198 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
             f"lot {lot_id}: remaining {remaining} != amount {amount} - allocated {allocated_total}"
         )
     return sorted(found.values(), key=lambda v: v.account_id)
+
+
+# --- a member's own figures: home page, balance endpoint, history ------------------------
+
+# An expiry at 00:00 belongs to the day before: points expiring at the end of 31 December
+# (``expires_at`` = 1 January 00:00) are shown as expiring on 31 December.
+_JUST_BEFORE = Value(dt.timedelta(microseconds=1))
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One currency's figures as a member sees them."""
+
+    balance: int
+    pending: int
+    expiring_soon: int  # available points whose expiry falls within ``soon_days``
+    next_expiry_date: dt.date | None  # local date of the soonest expiry of available points
+    pending_next_release_date: dt.date | None  # local date the next pending points become available
+
+
+@dataclass(frozen=True)
+class ExpiryBucket:
+    date: dt.date
+    amount: int
+
+
+@dataclass(frozen=True)
+class PendingRelease:
+    date: dt.date
+    amount: int
+
+
+def _expiry_date(expires_at: dt.datetime) -> dt.date:
+    return timezone.localtime(expires_at - dt.timedelta(microseconds=1)).date()
+
+
+def _currency(currency: str) -> str:
+    if currency not in Currency.values:
+        raise LoyaltyError("invalid_filter", _("Unknown currency “%(value)s”.") % {"value": currency})
+    return currency
+
+
+def member_balances(member: Member, *, now: dt.datetime | None = None, soon_days: int = 30) -> dict[str, Balance]:
+    """The member's balance, pending points and what expires soon, per currency ("points", "growth").
+
+    Two queries whatever the history: the accounts, and one aggregate over the open lots.
+    Dates are local dates; a date already past (the job has not run yet) shows as today.
+    A currency without an account shows zeros.
+    """
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    horizon = now + dt.timedelta(days=soon_days)
+    figures = {
+        currency: (balance, pending)
+        for currency, balance, pending in Account.objects.filter(member=member).values_list(
+            "currency", "balance", "pending"
+        )
+    }
+    lots = {
+        row["currency"]: row
+        for row in Lot.objects.filter(member=member, remaining__gt=0)
+        .values("currency")
+        .annotate(
+            expiring=Sum("remaining", filter=Q(pending=False, expires_at__lte=horizon)),
+            next_expiry=Min("expires_at", filter=Q(pending=False)),
+            next_release=Min("available_at", filter=Q(pending=True)),
+        )
+        .order_by()
+    }
+    result = {}
+    for currency in Currency.values:
+        balance, pending = figures.get(currency, (0, 0))
+        row = lots.get(currency, {})
+        next_expiry, next_release = row.get("next_expiry"), row.get("next_release")
+        result[currency] = Balance(
+            balance=balance,
+            pending=pending,
+            expiring_soon=row.get("expiring") or 0,
+            next_expiry_date=max(_expiry_date(next_expiry), today) if next_expiry else None,
+            pending_next_release_date=max(timezone.localdate(next_release), today) if next_release else None,
+        )
+    return result
+
+
+def _by_day(rows: Iterable[tuple[dt.date, int]], today: dt.date) -> list[tuple[dt.date, int]]:
+    """Merge (date, amount) rows, dates already past counting as today; soonest first."""
+    totals: dict[dt.date, int] = defaultdict(int)
+    for day, amount in rows:
+        totals[max(day, today)] += amount
+    return sorted(totals.items())
+
+
+def expiry_calendar(
+    member: Member, *, currency: str = Currency.POINTS, now: dt.datetime | None = None, months: int = 12
+) -> list[ExpiryBucket]:
+    """Which of the member's available points expire on which local date, soonest first.
+
+    Open lots (points left, not pending) expiring within ``months`` months, summed per
+    date in the database: one query whatever the history. Refuses an unknown currency
+    (``invalid_filter``).
+    """
+    now = now or timezone.now()
+    currency = _currency(currency)
+    horizon = ExpiryPolicy("rolling", max(1, months)).expires_at(now)
+    day = TruncDate(ExpressionWrapper(F("expires_at") - _JUST_BEFORE, output_field=DateTimeField()))
+    rows = (
+        Lot.objects.filter(member=member, currency=currency, pending=False, remaining__gt=0, expires_at__lte=horizon)
+        .annotate(day=day)
+        .values("day")
+        .annotate(amount=Sum("remaining"))
+        .order_by("day")
+        .values_list("day", "amount")
+    )
+    return [ExpiryBucket(date=d, amount=a) for d, a in _by_day(rows, timezone.localdate(now))]
+
+
+def pending_releases(
+    member: Member, *, now: dt.datetime | None = None, currency: str = Currency.POINTS
+) -> list[PendingRelease]:
+    """The member's pending points by the local date they become available, soonest first.
+
+    One query. Points whose return window has ended but that the release job has not
+    reached yet show as released today. Refuses an unknown currency (``invalid_filter``).
+    """
+    now = now or timezone.now()
+    currency = _currency(currency)
+    rows = (
+        Lot.objects.filter(member=member, currency=currency, pending=True, remaining__gt=0)
+        .annotate(day=TruncDate("available_at"))
+        .values("day")
+        .annotate(amount=Sum("remaining"))
+        .order_by("day")
+        .values_list("day", "amount")
+    )
+    return [PendingRelease(date=d, amount=a) for d, a in _by_day(rows, timezone.localdate(now))]
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+def _moment(value, *, field_name: str, end_of_day: bool) -> dt.datetime:
+    """A filter bound: an aware datetime as it is, a date as the start of that local day
+    (``end_of_day``: of the next day, so the whole date is included)."""
+    if isinstance(value, dt.datetime):
+        if timezone.is_naive(value):
+            raise LoyaltyError(
+                "invalid_filter",
+                _("%(field)s must be a date, or a date and time with its time zone.") % {"field": field_name},
+            )
+        return value
+    if isinstance(value, dt.date):
+        return _day_start(value + dt.timedelta(days=1) if end_of_day else value)
+    raise LoyaltyError(
+        "invalid_filter",
+        _("%(field)s must be a date, or a date and time with its time zone.") % {"field": field_name},
+    )
+
+
+def entries_for_member(
+    member: Member,
+    *,
+    kind: str | Sequence[str] | None = None,
+    currency: str | None = None,
+    since: dt.date | dt.datetime | None = None,
+    until: dt.date | dt.datetime | None = None,
+) -> QuerySet[LedgerEntry]:
+    """The member's ledger entries, newest first, with store, order and refund joined in.
+
+    ``kind`` is one kind or several; ``since`` and ``until`` are inclusive: a date means
+    the whole local day, a datetime that moment. A page of entries is one query (two with
+    a count). Refuses an unknown kind or currency, or a bound that is not a date or an
+    aware datetime (``invalid_filter``).
+    """
+    entries = LedgerEntry.objects.filter(member=member)
+    if kind is not None:
+        kinds = [kind] if isinstance(kind, str) else list(kind)
+        unknown = [k for k in kinds if k not in LedgerEntry.Kind.values]
+        if unknown or not kinds:
+            raise LoyaltyError(
+                "invalid_filter",
+                _("Unknown kind of entry “%(value)s”. Use one of: %(choices)s.")
+                % {"value": ", ".join(map(str, unknown)), "choices": ", ".join(LedgerEntry.Kind.values)},
+            )
+        entries = entries.filter(kind__in=kinds)
+    if currency is not None:
+        entries = entries.filter(currency=_currency(currency))
+    if since is not None:
+        entries = entries.filter(created_at__gte=_moment(since, field_name=_("Start"), end_of_day=False))
+    if until is not None:
+        bound = _moment(until, field_name=_("End"), end_of_day=True)
+        # A date's bound is the next day's start (excluded); a datetime is itself (included).
+        lookup = "created_at__lte" if isinstance(until, dt.datetime) else "created_at__lt"
+        entries = entries.filter(**{lookup: bound})
+    return entries.select_related("store", "order", "refund").order_by("-created_at", "-id")

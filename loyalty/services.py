@@ -865,3 +865,84 @@ def benefit_grants_record(pairs: Iterable[tuple[int, int]], *, period: str, now:
         [BenefitGrant(member_id=m, benefit_id=b, period=period, created_at=now) for m, b in pairs],
         ignore_conflicts=True,
     )
+
+
+# --- reversing a spend (a cancelled redemption) ------------------------------------------
+
+
+@transaction.atomic
+def points_spend_reverse(
+    *,
+    entry: LedgerEntry,
+    reason: str,
+    idempotency_key: str | None = None,
+    now: dt.datetime | None = None,
+) -> LedgerEntry:
+    """Give back what a spend took: exactly the lots it consumed, each with its own expiry.
+
+    Writes one ``reverse`` entry (``+amount``, ``reverses=entry``) with an allocation per
+    restored lot, and lowers ``lifetime_spent``. A restored lot whose expiry has already
+    passed expires again in the same transaction (an ``expire`` entry follows), so the
+    balance never shows points that cannot be spent. A spend is reversed at most once:
+    reversing it again returns the first reversal and writes nothing (the entry's key,
+    ``reverse:<spend id>``, is unique per account, so the database enforces it too).
+    Works on frozen and closed members, like refunds.
+    Refuses: an entry that is not a spend (``not_a_spend``); ``idempotency_key``, when
+    given, already used for another reversal (``idempotency_key_reused``).
+    """
+    now = now or timezone.now()
+    if entry.kind != LedgerEntry.Kind.SPEND:
+        raise LoyaltyError(
+            "not_a_spend",
+            _("Only a spend can be reversed; this entry is “%(kind)s”.") % {"kind": LedgerEntry.Kind(entry.kind).label},
+        )
+    reason = _text(reason, field_name=_("Reason"), max_length=200, required=False)
+    client_key = _key(idempotency_key, required=False)
+
+    account = _lock_accounts(entry.member_id, (entry.currency,))[entry.currency]
+    existing = LedgerEntry.objects.filter(reverses=entry, kind=LedgerEntry.Kind.REVERSE).first()
+    if existing is not None:
+        existing.replayed = True
+        return existing
+    if (
+        client_key is not None
+        and LedgerEntry.objects.filter(
+            account=account, kind=LedgerEntry.Kind.REVERSE, detail__idempotency_key=client_key
+        ).exists()
+    ):
+        raise LoyaltyError(
+            "idempotency_key_reused",
+            _("This idempotency key was already used for a different request. Send a new key for a new request."),
+        )
+    _settle([account], now)
+
+    taken = list(Allocation.objects.filter(entry=entry).order_by("lot_id").values_list("lot_id", "amount"))
+    lots = {lot.pk: lot for lot in Lot.objects.select_for_update().filter(pk__in=[lot_id for lot_id, _a in taken])}
+    amount = sum(amount for _lot_id, amount in taken)
+    account.lifetime_spent -= amount
+    reversal = _save_entry(
+        account,
+        _new_entry(
+            account,
+            kind=LedgerEntry.Kind.REVERSE,
+            now=now,
+            amount=amount,
+            idempotency_key=f"reverse:{entry.pk}",
+            request_hash=_fingerprint({"kind": "reverse", "entry": entry.pk}),
+            store=entry.store,
+            reverses=entry,
+            reason=reason,
+            detail={"idempotency_key": client_key} if client_key else {},
+        ),
+    )
+    # The reversal's allocations record what went back into each lot; the audit counts
+    # them as given back (``lot.remaining == amount - consumed + given back``).
+    for lot_id, lot_amount in taken:
+        lots[lot_id].remaining += lot_amount
+    Lot.objects.bulk_update(lots.values(), ["remaining"])
+    Allocation.objects.bulk_create(
+        Allocation(entry=reversal, lot_id=lot_id, amount=lot_amount) for lot_id, lot_amount in taken
+    )
+    # Lots whose expiry passed since the spend expire again now, as the nightly job would have.
+    _expire([account], now)
+    return reversal

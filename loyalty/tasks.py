@@ -7,6 +7,7 @@ is retried with exponential backoff.
 """
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from . import jobs
@@ -27,12 +28,12 @@ JOB_OPTIONS = {
 
 @shared_task(name="loyalty.release_matured_points", **JOB_OPTIONS)
 def release_matured_points() -> dict | str:
-    return jobs.release_matured_points()
+    return jobs.release_matured_points(workers=settings.LOYALTY_JOB_WORKERS)
 
 
 @shared_task(name="loyalty.expire_due_points", **JOB_OPTIONS)
 def expire_due_points() -> dict | str:
-    return jobs.expire_due_points()
+    return jobs.expire_due_points(workers=settings.LOYALTY_JOB_WORKERS)
 
 
 @shared_task(name="loyalty.send_expiry_notices", **JOB_OPTIONS)

@@ -1,7 +1,9 @@
-"""Staff admin for coupons: look and search; the only change is the "Void" action.
+"""Staff admin for the rewards mall and coupons.
 
-Coupons are written by ``rewards.services`` (issue, verify, void, expire), so every field
-is read-only and nothing can be added or deleted here.
+Rewards are catalogue configuration that staff edit here. Redemptions and coupons are
+written by ``rewards.services`` only, so every field is read-only and nothing can be added
+or deleted; their one change each is an action ("Cancel redemption", "Void") that calls
+the service and reports refusals as messages.
 """
 
 from django.contrib import admin, messages
@@ -11,7 +13,7 @@ from loyalty.errors import LoyaltyError
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
 
 from . import services
-from .models import Coupon
+from .models import Coupon, Redemption, Reward
 
 
 @admin.register(Coupon)
@@ -45,3 +47,69 @@ class CouponAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
                 voided += 1
         if voided:
             self.message_user(request, _("%(count)d coupons voided.") % {"count": voided}, messages.SUCCESS)
+
+
+@admin.register(Reward)
+class RewardAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "points_cost",
+        "cash_cost",
+        "stock_display",
+        "per_member_limit",
+        "available_from",
+        "available_until",
+        "min_tier",
+        "is_active",
+        "sort_order",
+    )
+    list_filter = ("is_active", "min_tier", "coupon_kind")
+    list_select_related = ("min_tier",)
+    search_fields = ("name",)
+    ordering = ("sort_order", "points_cost", "id")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "image", "is_active", "sort_order")}),
+        (_("Cost and stock"), {"fields": ("points_cost", "cash_cost", "stock", "per_member_limit")}),
+        (_("Who and when"), {"fields": ("min_tier", "available_from", "available_until")}),
+        (_("Coupon issued on redemption"), {"fields": ("coupon_kind", "coupon_value", "coupon_valid_days")}),
+    )
+
+    @admin.display(description=_("stock"), ordering="stock")
+    def stock_display(self, reward: Reward) -> str:
+        return _("unlimited") if reward.stock is None else str(reward.stock)
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
+    list_display = ("created_at", "member", "reward", "points_cost", "cash_cost", "status", "coupon", "cancelled_at")
+    list_filter = ("status", "reward", "created_at")
+    list_select_related = ("member", "reward", "coupon")
+    search_fields = ("member__phone", "member__member_number", "=coupon__code")
+    search_help_text = _("Member's phone number or member number, or the coupon code.")
+    phone_lookup = "member__phone"
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+    actions = ("cancel",)
+    readonly_fields = [field.name for field in Redemption._meta.fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        # Coupon codes are stored upper case; staff type them any way.
+        return super().get_search_results(request, queryset, search_term.strip().upper() or search_term)
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("rewards.cancel_redemption")
+
+    @admin.action(description=_("Cancel redemption (points and stock back, coupon void)"), permissions=["cancel"])
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for redemption in queryset.select_related("reward").order_by("pk"):
+            try:
+                services.redemption_cancel(
+                    redemption=redemption, by=request.user, reason=str(_("Cancelled in the admin"))
+                )
+            except LoyaltyError as error:
+                self.message_user(request, f"{redemption.reward}: {error.message}", messages.WARNING)
+            else:
+                cancelled += 1
+        if cancelled:
+            self.message_user(request, _("%(count)d redemptions cancelled.") % {"count": cancelled}, messages.SUCCESS)

@@ -1,5 +1,7 @@
-"""Coupons: what a tier benefit, a redemption (the rewards mall, a later issue) or staff give a member.
+"""The rewards mall (rewards, redemptions) and coupons.
 
+A reward costs points (and optionally cash paid at the till); redeeming it spends the
+points, takes one from stock and issues a coupon, which the member shows at a till.
 A coupon is issued, then used once at a till (verified: store, staff, time), or it
 expires, or staff void it. The code is random and unguessable; a benefit's coupon is
 unique per member, benefit and period, so a job run twice cannot issue it twice.
@@ -8,12 +10,13 @@ unique per member, benefit and period, so a job run twice cannot issue it twice.
 import secrets
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.models import Benefit, CouponKind
+from loyalty.models import Benefit, CouponKind, LedgerEntry, Tier
 from members.models import Member, Store
 
 # No 0/O, 1/I/L: a code read aloud or typed at a till is not mistaken.
@@ -135,3 +138,186 @@ class Coupon(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.title}"
+
+
+class Reward(models.Model):
+    """Something in the points mall. Redeeming it issues a coupon of ``coupon_kind``."""
+
+    name = models.CharField(_("name"), max_length=100, help_text=_("What members see in the mall and on the coupon."))
+    description = models.TextField(_("description"), blank=True, help_text=_("Details and how to use it."))
+    image = models.ImageField(
+        _("image"), upload_to="rewards/", blank=True, help_text=_("Optional picture for the mall (square works best).")
+    )
+    points_cost = models.PositiveIntegerField(
+        _("points cost"), validators=[MinValueValidator(1)], help_text=_("Points a member spends to redeem it.")
+    )
+    cash_cost = models.DecimalField(
+        _("cash to pay"),
+        max_digits=10,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text=_("Yuan the member still pays at the till when using the coupon (points + cash); 0 for none."),
+    )
+    stock = models.PositiveIntegerField(
+        _("stock"), null=True, blank=True, help_text=_("How many are left to redeem; empty means unlimited.")
+    )
+    per_member_limit = models.PositiveIntegerField(
+        _("limit per member"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("How many times one member may redeem it (cancelled redemptions do not count); empty: no limit."),
+    )
+    available_from = models.DateTimeField(
+        _("available from"), null=True, blank=True, help_text=_("Empty: available now.")
+    )
+    available_until = models.DateTimeField(
+        _("available until"), null=True, blank=True, help_text=_("Empty: no end date.")
+    )
+    min_tier = models.ForeignKey(
+        Tier,
+        verbose_name=_("lowest tier"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Only members in this tier or a higher one may redeem it; empty: every member."),
+    )
+    is_active = models.BooleanField(
+        _("in the mall"), default=True, help_text=_("Untick to take it out of the mall without deleting it.")
+    )
+    sort_order = models.PositiveSmallIntegerField(
+        _("sort order"), default=100, help_text=_("Lower numbers come first in the mall.")
+    )
+    coupon_kind = models.CharField(
+        _("coupon kind"),
+        max_length=20,
+        choices=CouponKind.choices,
+        default=CouponKind.GIFT,
+        help_text=_("What the coupon issued on redemption gives."),
+    )
+    coupon_value = models.DecimalField(
+        _("coupon value"),
+        max_digits=10,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0)],
+        help_text=_("Percent off (10 = 10 percent), yuan off, or 0 for a gift or free shipping."),
+    )
+    coupon_valid_days = models.PositiveSmallIntegerField(
+        _("coupon valid for (days)"),
+        default=30,
+        validators=[MinValueValidator(1)],
+        help_text=_("Days from redemption until the coupon expires."),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("reward")
+        verbose_name_plural = _("rewards")
+        ordering = ["sort_order", "points_cost", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(points_cost__gte=1), name="reward_points_cost_positive"),
+            models.CheckConstraint(condition=Q(cash_cost__gte=0), name="reward_cash_cost_not_negative"),
+            models.CheckConstraint(condition=Q(stock__isnull=True) | Q(stock__gte=0), name="reward_stock_not_negative"),
+            models.CheckConstraint(
+                condition=Q(per_member_limit__isnull=True) | Q(per_member_limit__gte=1),
+                name="reward_per_member_limit_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(available_from__isnull=True)
+                | Q(available_until__isnull=True)
+                | Q(available_until__gt=models.F("available_from")),
+                name="reward_window_ordered",
+                violation_error_message=_("The end of availability must come after its start."),
+            ),
+            models.CheckConstraint(
+                condition=Q(coupon_kind__in=["discount_percent", "amount_off", "gift", "free_shipping"]),
+                name="reward_coupon_kind_valid",
+            ),
+            models.CheckConstraint(condition=Q(coupon_value__gte=0), name="reward_coupon_value_not_negative"),
+            models.CheckConstraint(
+                condition=~Q(coupon_kind="discount_percent") | Q(coupon_value__lte=100),
+                name="reward_coupon_percent_at_most_100",
+                violation_error_message=_("A percent-off coupon cannot take more than 100 percent off."),
+            ),
+            models.CheckConstraint(condition=Q(coupon_valid_days__gte=1), name="reward_coupon_valid_days_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["sort_order", "points_cost"], name="reward_mall_order", condition=Q(is_active=True))
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Redemption(models.Model):
+    """One redemption of a reward by a member: the spend, the coupon, and any cancellation."""
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed", _("completed")
+        CANCELLED = "cancelled", _("cancelled")
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="redemptions")
+    reward = models.ForeignKey(Reward, verbose_name=_("reward"), on_delete=models.PROTECT, related_name="redemptions")
+    # The costs at the time of redemption; the reward's may change later.
+    points_cost = models.PositiveIntegerField(_("points spent"))
+    cash_cost = models.DecimalField(_("cash to pay"), max_digits=10, decimal_places=2, default=0)
+    spend_entry = models.OneToOneField(
+        LedgerEntry, verbose_name=_("spend entry"), on_delete=models.PROTECT, related_name="redemption"
+    )
+    reversal_entry = models.OneToOneField(
+        LedgerEntry,
+        verbose_name=_("reversal entry"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="cancelled_redemption",
+    )
+    coupon = models.OneToOneField(Coupon, verbose_name=_("coupon"), on_delete=models.PROTECT, related_name="redemption")
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.COMPLETED)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128)
+    # Fingerprint of the request (the reward), to tell a replay from a conflict.
+    request_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("redeemed at"), default=timezone.now)
+    cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("cancelled by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Empty when the member cancelled it."),
+    )
+    cancel_reason = models.CharField(_("reason for cancelling"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("redemption")
+        verbose_name_plural = _("redemptions")
+        ordering = ["-created_at", "-id"]
+        permissions = [("cancel_redemption", _("Can cancel redemptions"))]
+        constraints = [
+            models.UniqueConstraint(fields=["member", "idempotency_key"], name="redemption_key_unique_per_member"),
+            models.CheckConstraint(condition=Q(points_cost__gte=1), name="redemption_points_cost_positive"),
+            models.CheckConstraint(condition=Q(cash_cost__gte=0), name="redemption_cash_cost_not_negative"),
+            models.CheckConstraint(condition=Q(status__in=["completed", "cancelled"]), name="redemption_status_valid"),
+            # A cancelled redemption says when and carries its reversal; a completed one has neither.
+            models.CheckConstraint(
+                condition=Q(status="cancelled", cancelled_at__isnull=False, reversal_entry__isnull=False)
+                | Q(status="completed", cancelled_at__isnull=True, reversal_entry__isnull=True),
+                name="redemption_cancelled_has_reversal",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["member", "-created_at", "-id"], name="redemption_member_recent"),
+            # The per-member limit counts a member's completed redemptions of one reward.
+            models.Index(fields=["reward", "member"], name="redemption_limit", condition=Q(status="completed")),
+        ]
+
+    # Set to True on a redemption a service returns for a replayed request (nothing written).
+    replayed = False
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.reward_id} ({self.status})"

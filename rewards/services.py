@@ -1,22 +1,29 @@
-"""Coupon state changes: issue, verify (核销) at a till, void, expire.
+"""Rewards mall and coupon state changes: redeem, cancel a redemption; issue, verify (核销)
+at a till, void and expire coupons.
 
 Every refusal is a ``loyalty.errors.LoyaltyError`` with a stable code. Verify and void
 lock the coupon row first, so two tills verifying one code at once cannot both succeed.
+Redeem and cancel lock the reward row first, then the member's points account (inside
+``loyalty.services``), then the coupon: the same order everywhere, so they cannot deadlock.
 """
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty import services as ledger
 from loyalty.errors import LoyaltyError
-from loyalty.models import Benefit
+from loyalty.models import Benefit, MemberTier
 from members.models import Member, Store
 
-from .models import Coupon, new_code, normalise_code
+from . import eligibility
+from .models import Coupon, Redemption, Reward, new_code, normalise_code
 
 
 def coupon_issue(
@@ -155,3 +162,177 @@ def coupons_expire(*, now: dt.datetime | None = None, member_ids: tuple[int, int
     if member_ids is not None:
         due = due.filter(member_id__gte=member_ids[0], member_id__lt=member_ids[1])
     return due.update(status=Coupon.Status.EXPIRED)
+
+
+# --- the rewards mall -------------------------------------------------------------------
+
+# The spend's key is "redeem:" + the redemption's key, and ledger keys hold 128 characters.
+REDEMPTION_KEY_MAX = 120
+
+
+def _redemption_key(value: str) -> str:
+    if value is None or value == "":
+        raise LoyaltyError("idempotency_key_required", _("An idempotency key is required for this change."))
+    if not isinstance(value, str) or len(value) > REDEMPTION_KEY_MAX:
+        raise LoyaltyError(
+            "invalid_idempotency_key",
+            _("The idempotency key must be text of at most %(max)s characters.") % {"max": REDEMPTION_KEY_MAX},
+        )
+    return value
+
+
+def _replayed_redemption(member: Member, key: str, request_hash: str) -> Redemption | None:
+    redemption = (
+        Redemption.objects.select_related("reward", "coupon").filter(member=member, idempotency_key=key).first()
+    )
+    if redemption is None:
+        return None
+    if redemption.request_hash != request_hash:
+        raise _conflict()
+    redemption.replayed = True
+    return redemption
+
+
+def _conflict() -> LoyaltyError:
+    return LoyaltyError(
+        "idempotency_conflict",
+        _("This idempotency key was already used to redeem another reward. Send a new key for a new redemption."),
+    )
+
+
+@transaction.atomic
+def reward_redeem(
+    *, member: Member, reward: Reward, idempotency_key: str, now: dt.datetime | None = None
+) -> Redemption:
+    """Redeem a reward: spend its points, take one from stock, issue its coupon; all or nothing.
+
+    Locks the reward row, then (through ``loyalty.services.points_spend``) the member's
+    points account. The same key for the same reward returns the first redemption
+    (``replayed=True``) and writes nothing, also when both requests arrive at once.
+    Refuses: ``member_inactive``, ``reward_unavailable`` (out of the mall or outside its
+    window), ``tier_too_low``, ``out_of_stock``, ``limit_reached`` (completed
+    redemptions per member), ``insufficient_balance``, ``idempotency_conflict`` (the key
+    was used for another reward), ``idempotency_key_required``/``invalid_idempotency_key``.
+    """
+    now = now or timezone.now()
+    key = _redemption_key(idempotency_key)
+    request_hash = hashlib.sha256(f"reward:{reward.pk}".encode()).hexdigest()
+    replay = _replayed_redemption(member, key, request_hash)
+    if replay is not None:
+        return replay
+
+    # Stock and the per-member limit are decided under this lock; FOR UPDATE OF the
+    # reward only, not the tier joined in.
+    reward = Reward.objects.select_for_update(of=("self",)).select_related("min_tier").get(pk=reward.pk)
+    # A request with the same key may have committed while this one waited for the lock.
+    replay = _replayed_redemption(member, key, request_hash)
+    if replay is not None:
+        return replay
+    member_status = Member.objects.values_list("status", flat=True).get(pk=member.pk)
+    tier_rank = MemberTier.objects.filter(member_id=member.pk).values_list("tier__rank", flat=True).first()
+    redeemed = 0
+    if reward.per_member_limit is not None:
+        redeemed = Redemption.objects.filter(
+            member_id=member.pk, reward=reward, status=Redemption.Status.COMPLETED
+        ).count()
+    refused = eligibility.refusal(
+        reward, now=now, member_status=member_status, tier_rank=tier_rank, redeemed=redeemed, balance=None
+    )
+    if refused is not None:
+        raise LoyaltyError(refused.code, refused.message)
+
+    try:
+        spend = ledger.points_spend(
+            member=member,
+            amount=reward.points_cost,
+            idempotency_key=f"redeem:{key}",
+            reason=reward.name[:200],
+            detail={"reward": reward.pk, "reward_name": reward.name, "redemption_key": key},
+            now=now,
+        )
+    except LoyaltyError as error:
+        if error.code == "idempotency_key_reused":
+            raise _conflict() from None
+        raise
+    if spend.replayed:
+        # The same key, for another reward of the same cost, won the account lock first.
+        replay = _replayed_redemption(member, key, request_hash)
+        if replay is not None:
+            return replay
+        raise _conflict()
+
+    if reward.stock is not None:
+        Reward.objects.filter(pk=reward.pk).update(stock=F("stock") - 1)
+        reward.stock -= 1
+    coupon = coupon_issue(
+        member=member,
+        title=reward.name,
+        description=reward.description,
+        kind=reward.coupon_kind,
+        value=reward.coupon_value,
+        expires_at=now + dt.timedelta(days=reward.coupon_valid_days),
+        source=Coupon.Source.REDEMPTION,
+        now=now,
+    )
+    return Redemption.objects.create(
+        member=member,
+        reward=reward,
+        points_cost=reward.points_cost,
+        cash_cost=reward.cash_cost,
+        spend_entry=spend,
+        coupon=coupon,
+        idempotency_key=key,
+        request_hash=request_hash,
+        created_at=now,
+    )
+
+
+@transaction.atomic
+def redemption_cancel(
+    *,
+    redemption: Redemption,
+    by: AbstractBaseUser | None = None,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> Redemption:
+    """Cancel a redemption whose coupon is unused and not expired: points back, stock back, coupon void.
+
+    The points go back to exactly the lots the redemption spent, each with its own expiry
+    (``loyalty.services.points_spend_reverse``); points whose expiry has passed meanwhile
+    expire again at once. ``by`` is the staff user who cancelled, None when the member did.
+    Refuses: ``already_cancelled``, ``coupon_used``, ``coupon_expired``. A coupon staff
+    voided earlier does not stop the cancellation (the member could not use it).
+    """
+    now = now or timezone.now()
+    reason = (reason or "").strip()[:200]
+    redemption = Redemption.objects.select_for_update().get(pk=redemption.pk)
+    if redemption.status == Redemption.Status.CANCELLED:
+        raise LoyaltyError(
+            "already_cancelled",
+            _("This redemption was already cancelled on %(date)s.")
+            % {"date": timezone.localtime(redemption.cancelled_at).strftime("%Y-%m-%d %H:%M")},
+        )
+    reward = Reward.objects.select_for_update().get(pk=redemption.reward_id)
+    coupon = Coupon.objects.select_for_update().get(pk=redemption.coupon_id)
+    if coupon.status == Coupon.Status.USED:
+        raise LoyaltyError(
+            "coupon_used", _("Its coupon was already used, so this redemption can no longer be cancelled.")
+        )
+    if coupon.status == Coupon.Status.EXPIRED or coupon.expires_at <= now:
+        raise LoyaltyError(
+            "coupon_expired", _("Its coupon has expired, so this redemption can no longer be cancelled.")
+        )
+
+    reversal = ledger.points_spend_reverse(entry=redemption.spend_entry, reason=reason or reward.name[:200], now=now)
+    if reward.stock is not None:
+        Reward.objects.filter(pk=reward.pk).update(stock=F("stock") + 1)
+    if coupon.status == Coupon.Status.ISSUED:
+        coupon_void(coupon=coupon, staff=by, reason=reason or _("Redemption cancelled"), now=now)
+    redemption.status = Redemption.Status.CANCELLED
+    redemption.reversal_entry = reversal
+    redemption.cancelled_at = now
+    redemption.cancelled_by = by
+    redemption.cancel_reason = reason
+    redemption.save(update_fields=["status", "reversal_entry", "cancelled_at", "cancelled_by", "cancel_reason"])
+    redemption.coupon = Coupon.objects.get(pk=coupon.pk)
+    return redemption

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='benefit',
             name='coupon_valid_days',
-            field=models.PositiveSmallIntegerField(default=30, help_text='For birthday and monthly coupons: days from issue until the coupon expires.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='coupon valid for (days)'),
+            field=models.PositiveSmallIntegerField(default=30, help_text='For birthday coupons: days from the birthday until the coupon expires. Monthly coupons last to the end of their month.', validators=[django.core.validators.MinValueValidator(1)], verbose_name='coupon valid for (days)'),
         ),
         migrations.AlterField(
             model_name='ledgerentry',

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('loyalty', '0003_reverse_kind_benefit_coupons'),
-        ('members', '0003_member_identity_one_time_code'),
+        ('members', '0002_tiers_benefits_rules_notifications'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

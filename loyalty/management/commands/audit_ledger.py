@@ -7,7 +7,8 @@ from loyalty.selectors import ledger_violations
 class Command(BaseCommand):
     help = (
         "Check every account's ledger invariants: balance == sum of entries == sum of available lots, "
-        "pending == sum of pending entries == sum of pending lots, each lot's remainder == amount - allocations. "
+        "pending == sum of pending entries == sum of pending lots, "
+        "each lot's remainder == amount - what allocations consumed + what reversals gave back. "
         "Exits with status 1 naming each account that fails."
     )
 

@@ -145,6 +145,28 @@ REWARDS = [
     ("兑换: 100 元代金券", 10000),
 ]
 REFUND_REASONS = ["尺码不合适", "颜色与预期不符", "质量问题: 开线", "重复购买", "七天无理由退货"]
+# The points mall (rewards.Reward): code (image file), name, description, points, cash,
+# stock (None: unlimited), per-member limit, lowest tier code, days until available
+# (a negative window end: ended), coupon kind, coupon value, coupon valid days, colour.
+MALL = [
+    ("coffee", "咖啡券 Coffee voucher", "门店任意一杯中杯咖啡。Any medium coffee in store.",
+     500, "0", None, None, None, 0, "gift", "0", 30, (111, 78, 55)),
+    ("sample-set", "香氛小样套装 Fragrance sample set", "五支 2ml 香氛小样。Five 2 ml fragrance samples.",
+     800, "0", 200, 2, None, 0, "gift", "0", 30, (200, 150, 170)),
+    ("ten-off", "全场 9 折券 10 percent off", "单笔订单 9 折，14 天内有效。10 percent off one order.",
+     300, "0", None, None, None, 0, "discount_percent", "10", 14, (220, 90, 60)),
+    ("tote", "帆布托特包 Canvas tote bag", "品牌限定帆布包，每人限兑 1 个。One per member.",
+     1500, "0", 50, 1, None, 0, "gift", "0", 60, (90, 120, 90)),
+    ("voucher-50", "50 元代金券 50 yuan voucher", "满 200 元可用。On orders of 200 yuan or more.",
+     5000, "0", None, 3, None, 0, "amount_off", "50", 30, (200, 60, 60)),
+    ("voucher-100", "100 元代金券 100 yuan voucher", "金卡及以上会员专享。Gold members and above.",
+     10000, "0", None, None, "gold", 0, "amount_off", "100", 30, (190, 150, 40)),
+    ("tumbler", "限量联名水杯 Limited tumbler", "积分 + 29 元换购，已兑完。Points plus 29 yuan; sold out.",
+     3000, "29.00", 0, 1, None, 0, "gift", "0", 30, (60, 110, 160)),
+    ("cinema", "电影票两张 Two cinema tickets", "下周开放兑换。Opens next week.",
+     2000, "0", 100, 2, None, 7, "gift", "0", 30, (70, 70, 110)),
+]  # fmt: skip
+DEMO_REDEMPTIONS = 6  # members who redeemed something recently, so "my coupons" has coupons
 
 # Members given a role keep a situation the demo must show, whatever the random draw.
 EXPIRED, EXPIRING, PENDING = "expired", "expiring", "pending"
@@ -222,12 +244,14 @@ class Command(BaseCommand):
             self.stores = self._stores()
             self.staff = self._staff_user()
             self._programme()
+            self._rewards_mall()
             events = self._plan(members)
             for event in sorted(events):
                 event.action(event.at)
             final = timezone.now()
             services.lots_release_matured(now=final)
             services.lots_expire_due(now=final)
+            self._demo_redemptions(final)
         self._summary(time.monotonic() - started, final)
 
     # --- fixed rows ----------------------------------------------------------------------
@@ -274,6 +298,52 @@ class Command(BaseCommand):
                 Permission.objects.get(codename="adjust_points", content_type__app_label="loyalty")
             )
         return user
+
+    # --- the rewards mall ------------------------------------------------------------------
+
+    def _rewards_mall(self) -> None:
+        """The demo's points mall: rewards with generated pictures, one sold out, one not open yet,
+        one for gold members and above."""
+        from rewards.models import Reward
+
+        tiers = {tier.code: tier for tier in Tier.objects.all()}
+        for position, row in enumerate(MALL, start=1):
+            code, name, description, points, cash, stock, limit, tier, opens_in, kind, value, days, colour = row
+            opens = self.end + dt.timedelta(days=opens_in) if opens_in > 0 else None
+            Reward.objects.get_or_create(
+                name=name,
+                defaults={
+                    "description": description,
+                    "image": _reward_image(code, colour),
+                    "points_cost": points,
+                    "cash_cost": Decimal(cash),
+                    "stock": stock,
+                    "per_member_limit": limit,
+                    "min_tier": tiers.get(tier) if tier else None,
+                    "available_from": opens,
+                    "sort_order": position * 10,
+                    "coupon_kind": kind,
+                    "coupon_value": Decimal(value),
+                    "coupon_valid_days": days,
+                },
+            )
+
+    def _demo_redemptions(self, now: dt.datetime) -> None:
+        """A few members redeem the best reward they may have, through the service, today."""
+        from rewards.selectors import reward_offers
+        from rewards.services import reward_redeem
+
+        self.counts["redemptions"] = 0
+        members = Member.objects.filter(home_store__code__in=DEMO_STORE_CODES, status=Member.Status.ACTIVE)
+        for member in members.order_by("id"):
+            if self.counts["redemptions"] >= DEMO_REDEMPTIONS:
+                return
+            offers = [offer for offer in reward_offers(member=member, now=now) if offer.eligible]
+            if not offers:
+                continue
+            best = max(offers, key=lambda offer: offer.reward.points_cost)
+            reward_redeem(member=member, reward=best.reward, idempotency_key="demo-redeem", now=now)
+            self.counts["redemptions"] += 1
 
     # --- planning: everything random is drawn here, before any write ---------------------
 
@@ -662,9 +732,33 @@ class Command(BaseCommand):
             f"\n  orders: {Order.objects.filter(member__in=members).count()},"
             f" refunds: {Refund.objects.filter(order__member__in=members).count()},"
             f" spends: {self.counts['spends']}, staff adjustments: {self.counts['adjustments']}"
+            f"\n  rewards in the mall: {len(MALL)}, redeemed today: {self.counts.get('redemptions', 0)}"
             f"\n  ledger entries: {LedgerEntry.objects.filter(member__in=members).count()}"
             f"\n  points pending: {pending['total'] or 0} ({pending['members']} members)"
             f"\n  points expiring within 30 days: {expiring['total'] or 0} ({expiring['members']} members)"
             f"\n  points expired so far: {-(expired['total'] or 0)} ({expired['members']} members)"
             f"\n  adjustments are by staff user {DEMO_STAFF_USERNAME!r} (cannot sign in)"
         )
+
+
+def _reward_image(code: str, colour: tuple[int, int, int]) -> str:
+    """A plain picture for a demo reward, drawn with Pillow into MEDIA_ROOT once; returns its name.
+
+    Generated rather than committed: a coloured square with a lighter circle, the look of a
+    product shot placeholder.
+    """
+    from io import BytesIO
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from PIL import Image, ImageDraw
+
+    name = f"rewards/demo-{code}.png"
+    if not default_storage.exists(name):
+        image = Image.new("RGB", (480, 480), colour)
+        light = tuple(min(255, c + 70) for c in colour)
+        ImageDraw.Draw(image).ellipse((110, 110, 370, 370), fill=light)
+        buffer = BytesIO()
+        image.save(buffer, format="PNG")
+        default_storage.save(name, ContentFile(buffer.getvalue()))
+    return name

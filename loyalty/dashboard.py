@@ -1,0 +1,262 @@
+"""The operations dashboard's figures, each from one query (docs/dashboard.md defines them).
+
+``dashboard()`` computes every figure at most once per ``LOYALTY_DASHBOARD_CACHE_SECONDS``
+and keeps the result in Django's cache, so the database's work does not grow with page
+views; staff can ask for fresh figures (``refresh=True``). The queries aggregate the last
+twelve months of orders and ledger entries, which on a large programme takes seconds: the
+cache is what makes the page cheap.
+
+"Months" are calendar months in ``TIME_ZONE``. Refunded orders (status ``refunded``) do
+not count as purchases; partly refunded ones do.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncMonth
+from django.utils import timezone
+
+from members.models import Member
+
+from .models import Account, Currency, LedgerEntry, MemberTier, Order, Tier
+
+CACHE_KEY = "loyalty:dashboard:v1"
+MONTHS = 12  # months of history in the per-month figures
+COHORT_MONTHS = 6  # months after joining shown per cohort
+
+
+@dataclass(frozen=True)
+class PointsMonth:
+    month: dt.date
+    issued: int  # earned (pending included) and positive adjustments
+    redeemed: int  # spent, less spends reversed
+    expired: int
+    taken_back: int  # refunds, cancelled pending points, negative adjustments
+
+
+@dataclass(frozen=True)
+class Cohort:
+    month: dt.date  # the month the members joined
+    size: int
+    # Share of the cohort (0-1) that bought in month 0, 1, ... after joining; None for a
+    # month that has not happened yet.
+    retention: list[float | None]
+
+
+@dataclass(frozen=True)
+class TierCount:
+    name: str
+    members: int
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    as_of: dt.datetime
+    members_total: int
+    members_new_this_month: int
+    active_30: int  # members with a purchase in the last 30 days
+    active_90: int
+    buyers_12m: int  # members with a purchase in the last 12 months
+    repeat_buyers_12m: int  # ... of whom bought at least twice
+    points_by_month: list[PointsMonth]
+    outstanding_points: int  # available points on all accounts
+    pending_points: int  # points waiting for their orders' return windows
+    point_value: Decimal  # yuan per point (LOYALTY_POINT_VALUE)
+    cohorts: list[Cohort]
+    tiers: list[TierCount]
+    without_tier: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def repurchase_rate(self) -> float | None:
+        return self.repeat_buyers_12m / self.buyers_12m if self.buyers_12m else None
+
+    @property
+    def liability(self) -> Decimal:
+        """What the available and pending points are worth, in yuan."""
+        return (self.outstanding_points + self.pending_points) * self.point_value
+
+    def _totals(self) -> PointsMonth:
+        return PointsMonth(
+            month=self.as_of.date(),
+            issued=sum(m.issued for m in self.points_by_month),
+            redeemed=sum(m.redeemed for m in self.points_by_month),
+            expired=sum(m.expired for m in self.points_by_month),
+            taken_back=sum(m.taken_back for m in self.points_by_month),
+        )
+
+    @property
+    def redemption_rate(self) -> float | None:
+        """Points redeemed per point issued, over the months shown."""
+        totals = self._totals()
+        return totals.redeemed / totals.issued if totals.issued else None
+
+    @property
+    def breakage_rate(self) -> float | None:
+        """Of the points that left accounts by being used or by lapsing, the share that lapsed."""
+        totals = self._totals()
+        gone = totals.redeemed + totals.expired
+        return totals.expired / gone if gone else None
+
+
+def _month_start(day: dt.date, back: int = 0) -> dt.date:
+    """The first day of the month ``back`` months before ``day``'s month."""
+    index = day.year * 12 + day.month - 1 - back
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def _aware(day: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+def _months_between(start: dt.date, end: dt.date) -> int:
+    return (end.year - start.year) * 12 + end.month - start.month
+
+
+def _as_date(value) -> dt.date:
+    """TruncMonth gives a datetime on PostgreSQL and SQLite alike; the dashboard wants dates."""
+    return timezone.localtime(value).date() if isinstance(value, dt.datetime) else value
+
+
+def _purchases():
+    return Order.objects.exclude(status=Order.Status.REFUNDED)
+
+
+def compute(now: dt.datetime | None = None) -> Dashboard:
+    """Every figure, straight from the database (9 queries, whatever the data size)."""
+    now = now or timezone.now()
+    today = timezone.localdate(now)
+    this_month = _aware(_month_start(today))
+    first_month = _month_start(today, MONTHS - 1)
+    since = _aware(first_month)
+
+    # 1. Members.
+    members = Member.objects.aggregate(total=Count("id"), new=Count("id", filter=Q(joined_at__gte=this_month)))
+
+    # 2. Active members: a purchase in the last 30 / 90 days.
+    active = _purchases().aggregate(
+        d30=Count("member", distinct=True, filter=Q(occurred_at__gte=now - dt.timedelta(days=30))),
+        d90=Count("member", distinct=True, filter=Q(occurred_at__gte=now - dt.timedelta(days=90))),
+    )
+
+    # 3. Repurchase: of the members who bought in the last 12 months, those who bought twice or more.
+    buyers = (
+        _purchases()
+        .filter(occurred_at__gte=now - dt.timedelta(days=365))
+        .values("member")
+        .annotate(orders=Count("id"))
+        .order_by()
+        .aggregate(all=Count("member"), repeat=Count("member", filter=Q(orders__gte=2)))
+    )
+
+    # 4. Points per month by what happened to them.
+    def signed(sign: str):
+        return Sum(
+            Case(When(**{f"amount__{sign}": 0}, then=F("amount")), default=Value(0), output_field=IntegerField())
+        )
+
+    rows = (
+        LedgerEntry.objects.filter(currency=Currency.POINTS, created_at__gte=since)
+        .annotate(month=TruncMonth("created_at"))
+        .values("month", "kind")
+        .annotate(total=Coalesce(Sum("amount"), 0), pending=Coalesce(Sum("pending_amount"), 0), up=signed("gt"))
+        .order_by()
+    )
+    zero = {"issued": 0, "redeemed": 0, "expired": 0, "taken_back": 0}
+    months = {_month_start(first_month, -i): dict(zero) for i in range(MONTHS)}
+    Kind = LedgerEntry.Kind
+    for row in rows:
+        bucket = months.get(_as_date(row["month"]))
+        if bucket is None:
+            continue
+        kind, amount, pending, up = row["kind"], row["total"], row["pending"], row["up"] or 0
+        if kind == Kind.EARN:
+            bucket["issued"] += amount + pending
+        elif kind == Kind.ADJUST:
+            bucket["issued"] += up
+            bucket["taken_back"] += up - amount
+        elif kind in (Kind.SPEND, Kind.REVERSE):  # a reversal's amount is positive: it lowers the figure
+            bucket["redeemed"] -= amount
+        elif kind == Kind.EXPIRE:
+            bucket["expired"] -= amount
+        elif kind in (Kind.REFUND, Kind.CANCEL):
+            bucket["taken_back"] -= amount + pending
+        # RELEASE moves points from pending to available: neither issued nor used.
+    points_by_month = [PointsMonth(month=month, **figures) for month, figures in sorted(months.items())]
+
+    # 5. Outstanding points.
+    outstanding = Account.objects.filter(currency=Currency.POINTS).aggregate(
+        balance=Coalesce(Sum("balance"), 0), pending=Coalesce(Sum("pending"), 0)
+    )
+
+    # 6-7. Retention by monthly cohort: cohort sizes, then buyers per cohort and month.
+    cohort_start = _aware(_month_start(today, MONTHS - 1))
+    sizes = {
+        _as_date(row["month"]): row["n"]
+        for row in Member.objects.filter(joined_at__gte=cohort_start)
+        .annotate(month=TruncMonth("joined_at"))
+        .values("month")
+        .annotate(n=Count("id"))
+        .order_by()
+    }
+    active_by_cohort: dict[tuple[dt.date, int], int] = {}
+    for row in (
+        _purchases()
+        .filter(member__joined_at__gte=cohort_start)
+        .annotate(cohort=TruncMonth("member__joined_at"), month=TruncMonth("occurred_at"))
+        .values("cohort", "month")
+        .annotate(n=Count("member", distinct=True))
+        .order_by()
+    ):
+        offset = _months_between(_as_date(row["cohort"]), _as_date(row["month"]))
+        if 0 <= offset < COHORT_MONTHS:
+            active_by_cohort[(_as_date(row["cohort"]), offset)] = row["n"]
+    cohorts = []
+    for month in sorted(sizes):
+        elapsed = _months_between(month, today)
+        cohorts.append(
+            Cohort(
+                month=month,
+                size=sizes[month],
+                retention=[
+                    active_by_cohort.get((month, k), 0) / sizes[month] if k <= elapsed else None
+                    for k in range(COHORT_MONTHS)
+                ],
+            )
+        )
+
+    # 8. Members per tier, in rank order (tiers nobody holds included).
+    held = dict(MemberTier.objects.values("tier").annotate(n=Count("id")).values_list("tier", "n").order_by())
+    tiers = [TierCount(name=tier.name, members=held.get(tier.pk, 0)) for tier in Tier.objects.order_by("rank")]
+
+    return Dashboard(
+        as_of=now,
+        members_total=members["total"],
+        members_new_this_month=members["new"],
+        active_30=active["d30"],
+        active_90=active["d90"],
+        buyers_12m=buyers["all"],
+        repeat_buyers_12m=buyers["repeat"],
+        points_by_month=points_by_month,
+        outstanding_points=outstanding["balance"],
+        pending_points=outstanding["pending"],
+        point_value=Decimal(str(getattr(settings, "LOYALTY_POINT_VALUE", "0.01"))),
+        cohorts=cohorts,
+        tiers=tiers,
+        without_tier=members["total"] - sum(held.values()),
+    )
+
+
+def dashboard(*, refresh: bool = False, now: dt.datetime | None = None) -> Dashboard:
+    """The figures from the cache, computed when missing, stale or asked for."""
+    if not refresh:
+        cached = cache.get(CACHE_KEY)
+        if cached is not None:
+            return cached
+    figures = compute(now)
+    cache.set(CACHE_KEY, figures, settings.LOYALTY_DASHBOARD_CACHE_SECONDS)
+    return figures

@@ -1,0 +1,40 @@
+"""The demo's points mall: seeded with pictures, every kind of offer, and real redemptions."""
+
+from io import StringIO
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+
+from loyalty.management.commands.seed_demo import DEMO_REDEMPTIONS, MALL
+from loyalty.selectors import ledger_violations
+from members.models import Member
+from rewards.models import Coupon, Redemption, Reward
+from rewards.selectors import reward_offers
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media_in_tmp(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def test_seed_demo_fills_the_mall_and_some_members_redeem():
+    out = StringIO()
+    call_command("seed_demo", members=30, stdout=out)
+
+    rewards = list(Reward.objects.order_by("sort_order"))
+    assert [r.name for r in rewards] == [row[1] for row in MALL]
+    assert all(r.image and default_storage.exists(r.image.name) for r in rewards)
+    member = Member.objects.order_by("id").first()
+    codes = {offer.reward.name: offer.code for offer in reward_offers(member=member)}
+    assert codes["限量联名水杯 Limited tumbler"] == "out_of_stock"
+    assert codes["电影票两张 Two cinema tickets"] == "reward_unavailable"
+    redemptions = Redemption.objects.filter(status=Redemption.Status.COMPLETED)
+    assert 1 <= redemptions.count() <= DEMO_REDEMPTIONS
+    assert Coupon.objects.filter(source=Coupon.Source.REDEMPTION, status=Coupon.Status.ISSUED).count() == (
+        redemptions.count()
+    )
+    assert ledger_violations() == []
+    assert "rewards in the mall: 8" in out.getvalue()
