@@ -22,3 +22,25 @@ def ensure_database(url: str) -> str:
     except psycopg.OperationalError as exc:
         sys.exit(f"PostgreSQL at {parsed.hostname}:{parsed.port or 5432} is unreachable: {str(exc).strip()}")
     return name
+
+
+def database_exists(url: str, name: str) -> bool:
+    import psycopg
+
+    maintenance = urlparse(url)._replace(path="/postgres").geturl()
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def copy_database(url: str, source: str, target: str) -> None:
+    """Make ``target`` a fresh copy of ``source`` (a file-level copy: seconds, not a rebuild).
+
+    Nobody may be connected to ``source`` meanwhile; ``target`` is dropped first.
+    """
+    import psycopg
+    from psycopg import sql
+
+    maintenance = urlparse(url)._replace(path="/postgres").geturl()
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(source)))
