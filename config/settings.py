@@ -5,9 +5,11 @@ Development defaults need no server: SQLite in ./var and kombu's filesystem tran
 and turns on the HTTPS-only settings that `manage.py check --deploy` asks for.
 """
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -46,16 +48,21 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "corsheaders",
     "django_celery_beat",
     "import_export",
     "members",
     "loyalty",
     "rewards",
+    "api",
+    "center",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -143,8 +150,62 @@ if env_bool("DJANGO_BEHIND_PROXY", False):
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.BearerTokenAuthentication",
+        "api.authentication.StoreKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per client IP for sign-in and one-time codes, per member for redemptions (api.throttles).
+    "DEFAULT_THROTTLE_RATES": {
+        "sign_in": env("API_THROTTLE_SIGN_IN", "20/minute"),
+        "otp_send": env("API_THROTTLE_OTP_SEND", "5/minute"),
+        "redeem": env("API_THROTTLE_REDEEM", "30/minute"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loyalty API",
+    "DESCRIPTION": "Members, points, tiers, rewards and coupons for mini-programs, tills and shop systems. "
+    "Walk-through with curl: docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI (/api/docs/swagger/) loads its script from this address in the reader's
+    # browser; point it at a self-hosted copy where the CDN is not reachable. /api/docs/
+    # itself is rendered by the server and needs nothing from outside.
+    "SWAGGER_UI_DIST": env("API_SWAGGER_UI_DIST", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"),
+    "SWAGGER_UI_FAVICON_HREF": env(
+        "API_SWAGGER_UI_FAVICON", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/favicon-32x32.png"
+    ),
+}
+# Token lifetimes of the REST API (minutes / days).
+API_ACCESS_TOKEN_LIFETIME = dt.timedelta(minutes=env_int("API_ACCESS_TOKEN_MINUTES", 30))
+API_REFRESH_TOKEN_LIFETIME = dt.timedelta(days=env_int("API_REFRESH_TOKEN_DAYS", 30))
+API_STAFF_TOKEN_LIFETIME = dt.timedelta(days=env_int("API_STAFF_TOKEN_DAYS", 7))
+# The mini-program's origin(s) that may call the API from a browser context, comma-separated.
+CORS_ALLOWED_ORIGINS = env_list("API_CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = (*default_cors_headers, "idempotency-key")
+# Mini-program sign-in: members.miniprogram.FakeAdapter (development) or .WeChatAdapter.
+LOYALTY_MINIPROGRAM_ADAPTER = env(
+    "LOYALTY_MINIPROGRAM_ADAPTER",
+    "members.miniprogram.WeChatAdapter" if PRODUCTION else "members.miniprogram.FakeAdapter",
+)
+WECHAT_APP_ID = env("WECHAT_APP_ID", "")
+WECHAT_APP_SECRET = env("WECHAT_APP_SECRET", "")
+# Shared cache (throttle counters, the WeChat access token): redis://... in production so
+# every web process counts together; a per-process memory cache otherwise.
+CACHE_URL = env("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL.startswith(("redis://", "rediss://"))
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
 # --- Celery ---------------------------------------------------------------------------
@@ -216,6 +277,10 @@ LOYALTY_DASHBOARD_CACHE_SECONDS = env_int("LOYALTY_DASHBOARD_CACHE_SECONDS", 600
 LOYALTY_NOTIFICATION_SENDER = env("LOYALTY_NOTIFICATION_SENDER", "members.notifications.LogSender")
 # Phone numbers without a country code are read as numbers of this region.
 LOYALTY_PHONE_REGION = env("LOYALTY_PHONE_REGION", "CN")
+# Checkout points deduction (积分抵扣): yuan one point is worth, and the largest share of
+# an order that points may pay.
+LOYALTY_POINT_VALUE = env("LOYALTY_POINT_VALUE", "0.01")
+LOYALTY_MAX_DEDUCTION_SHARE = env("LOYALTY_MAX_DEDUCTION_SHARE", "0.5")
 
 # --- Logging --------------------------------------------------------------------------
 LOGGING = {

@@ -1,8 +1,12 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from api.views.docs import docs_page
 from loyalty.admin import programme_settings_view
 from loyalty.admin_dashboard import dashboard_view
 
@@ -14,8 +18,17 @@ urlpatterns = [
     ),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="loyalty_dashboard"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", docs_page, name="api-docs"),
+    path("api/docs/swagger/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-swagger"),
+    path("me/", include("center.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
+# Reward images in development (DEBUG only; static() adds nothing otherwise); in
+# production the web server serves MEDIA_ROOT.
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 
 admin.site.site_header = _("Membership and loyalty")
 admin.site.site_title = _("Loyalty admin")

@@ -60,6 +60,16 @@ class Member(models.Model):
         on_delete=models.SET_NULL,
         related_name="member",
     )
+    # Mini-program identity (members.miniprogram). The platform's session key is never kept.
+    wechat_openid = models.CharField(  # noqa: DJ001 - NULL, not "", so unbound members never collide
+        _("mini-program openid"), max_length=64, null=True, blank=True, unique=True
+    )
+    wechat_unionid = models.CharField(  # noqa: DJ001
+        _("WeChat unionid"), max_length=64, null=True, blank=True, unique=True
+    )
+    erased_at = models.DateTimeField(
+        _("erased at"), null=True, blank=True, help_text=_("Personal data removed at the member's request.")
+    )
 
     class Meta:
         verbose_name = _("member")
@@ -116,6 +126,7 @@ class Notification(models.Model):
         TIER_DOWN = "tier_down", _("tier downgrade")
         BIRTHDAY_GIFT = "birthday_gift", _("birthday gift")
         MONTHLY_BENEFIT = "monthly_benefit", _("monthly benefit")
+        ONE_TIME_CODE = "one_time_code", _("one-time code")
         OTHER = "other", _("other")
 
     member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="notifications")
@@ -139,3 +150,24 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.title}"
+
+
+class OneTimeCode(models.Model):
+    """A sign-in code sent by SMS (members.otp). Only a keyed hash of the code is kept."""
+
+    phone = models.CharField(_("phone"), max_length=20)
+    purpose = models.CharField(_("purpose"), max_length=20, default="sign_in")
+    code_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    attempts = models.PositiveSmallIntegerField(_("failed attempts"), default=0)
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("one-time code")
+        verbose_name_plural = _("one-time codes")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["phone", "purpose", "-created_at"], name="otp_phone_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.phone} {self.purpose} {self.created_at:%Y-%m-%d %H:%M}"

@@ -115,3 +115,141 @@ def member_set_status(*, member: Member, status: str) -> Member:
     Member.objects.filter(pk=member.pk).update(status=status)
     member.refresh_from_db(fields=["status"])
     return member
+
+
+# --- sign-in and profile (API and member pages) -------------------------------------------
+
+
+def member_for_phone_sign_in(*, phone: str, now: dt.datetime | None = None) -> Member:
+    """The member who signs in with ``phone`` (already verified by a one-time code or the
+    mini-program), registering a new member when the number is new.
+
+    Refuses an invalid phone number (``invalid_phone``) and a closed or erased member
+    (``member_closed``). A frozen member may sign in and look, but not earn or spend.
+    """
+    now = now or timezone.now()
+    normalized = normalize_phone(phone)
+    member = Member.objects.filter(phone=normalized).first()
+    if member is None:
+        try:
+            member = member_create(phone=normalized, joined_at=now, source="sign_in")
+        except LoyaltyError as error:
+            if error.code != "phone_taken":
+                raise
+            # Two first sign-ins raced; the other one registered the member.
+            member = Member.objects.get(phone=normalized)
+    if member.status == Member.Status.CLOSED:
+        raise LoyaltyError("member_closed", _("This membership is closed. Contact the store to reopen it."))
+    return member
+
+
+PROFILE_FIELDS = ("name", "gender", "email", "birthday")
+EARLIEST_BIRTHDAY = dt.date(1900, 1, 1)
+
+
+def _profile_values(member: Member, fields: dict, today: dt.date) -> dict:
+    """Validate the profile fields a member sent; return the cleaned values or raise ``invalid``."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    errors: dict[str, str] = {}
+    cleaned: dict = {}
+    for name in fields:
+        if name not in PROFILE_FIELDS:
+            errors[name] = _("This field cannot be changed here.")
+    if "name" in fields:
+        value = fields["name"]
+        if not isinstance(value, str) or len(value.strip()) > 100:
+            errors["name"] = _("Enter a name of at most 100 characters.")
+        else:
+            cleaned["name"] = value.strip()
+    if "gender" in fields:
+        if fields["gender"] not in Member.Gender.values:
+            errors["gender"] = _("Choose one of: %(choices)s.") % {"choices": ", ".join(Member.Gender.values)}
+        else:
+            cleaned["gender"] = fields["gender"]
+    if "email" in fields:
+        value = (fields["email"] or "").strip() if isinstance(fields["email"], str | None) else None
+        try:
+            if value is None or len(value) > 254:
+                raise ValidationError("")
+            if value:
+                validate_email(value)
+            cleaned["email"] = value
+        except ValidationError:
+            errors["email"] = _("Enter a valid email address.")
+    if "birthday" in fields:
+        value = fields["birthday"]
+        if isinstance(value, str):
+            try:
+                value = dt.date.fromisoformat(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+            errors["birthday"] = _("Enter the date as YYYY-MM-DD.")
+        elif not EARLIEST_BIRTHDAY <= value <= today:
+            errors["birthday"] = _("Enter a birthday between 1900 and today.")
+        elif member.birthday is not None and value != member.birthday:
+            raise LoyaltyError(
+                "birthday_locked",
+                _("Your birthday is already set and cannot be changed. Contact the store if it is wrong."),
+            )
+        else:
+            cleaned["birthday"] = value
+    if errors:
+        raise LoyaltyError("invalid", _("Some fields are not valid."), fields=errors)
+    return cleaned
+
+
+@transaction.atomic
+def member_update_profile(*, member: Member, **fields) -> Member:
+    """Change the member's own profile: name, gender, email, birthday.
+
+    The birthday can be set once (it drives birthday gifts), then ``birthday_locked``.
+    Refuses any other field and bad values with ``invalid`` and a message per field in
+    ``error.extra["fields"]``; nothing is saved unless every field is valid.
+    """
+    member = Member.objects.select_for_update().get(pk=member.pk)
+    cleaned = _profile_values(member, fields, timezone.localdate())
+    for name, value in cleaned.items():
+        setattr(member, name, value)
+    if cleaned:
+        member.save(update_fields=list(cleaned))
+    return member
+
+
+def member_for_miniprogram(*, openid: str) -> Member | None:
+    """The member bound to this mini-program openid, or None (a new user must bind a phone)."""
+    return Member.objects.filter(wechat_openid=openid).first()
+
+
+@transaction.atomic
+def member_bind_miniprogram(*, member: Member, openid: str, unionid: str | None = None) -> Member:
+    """Bind a mini-program user (openid, unionid) to the member who proved their phone.
+
+    Refuses a member already bound to another mini-program user and an openid already
+    bound to another member (``miniprogram_already_bound``); binding the same again is a no-op.
+    """
+    member = Member.objects.select_for_update().get(pk=member.pk)
+    if member.wechat_openid == openid:
+        return member
+    taken = Member.objects.filter(wechat_openid=openid).exclude(pk=member.pk).exists()
+    if member.wechat_openid or taken:
+        raise LoyaltyError(
+            "miniprogram_already_bound",
+            _("This phone number or this mini-program account is already bound to another one."),
+        )
+    member.wechat_openid = openid
+    update = ["wechat_openid"]
+    if unionid and not Member.objects.filter(wechat_unionid=unionid).exclude(pk=member.pk).exists():
+        member.wechat_unionid = unionid
+        update.append("wechat_unionid")
+    try:
+        with transaction.atomic():
+            member.save(update_fields=update)
+    except IntegrityError:
+        raise LoyaltyError(
+            "miniprogram_already_bound",
+            _("This phone number or this mini-program account is already bound to another one."),
+        ) from None
+    return member

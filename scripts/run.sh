@@ -15,6 +15,7 @@ python manage.py migrate --noinput
 python manage.py setup_periodic_tasks
 python manage.py seed_demo
 python manage.py demo_staff_login --url "http://$HOST:$PORT/admin/"
+python manage.py demo_member_login --url "http://$HOST:$PORT/me/"
 
 pids=()
 stop() {
@@ -33,6 +34,6 @@ python manage.py runserver --noreload "$HOST:$PORT" & pids+=($!)
 celery -A config worker --loglevel=INFO "${pool_args[@]}" & pids+=($!)
 celery -A config beat --loglevel=INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler \
   --pidfile= & pids+=($!)
-echo "==> running: web http://$HOST:$PORT/admin/, celery worker, celery beat (Ctrl-C stops all three)"
+echo "==> running: web http://$HOST:$PORT/admin/ (staff), http://$HOST:$PORT/me/ (members), http://$HOST:$PORT/api/docs/ (API); celery worker, celery beat (Ctrl-C stops all three)"
 # If any of the three dies, stop the others instead of limping on.
 wait -n

@@ -11,6 +11,19 @@ export CELERY_BROKER_URL="${CELERY_BROKER_URL:-$REDIS_URL}"
 export DJANGO_ENV=development
 python scripts/check_services.py
 
+# The member center's browser tests (pytest -m browser) drive Debian's Chromium through
+# Playwright and need a CJK font for the Chinese pages. CI runs as root.
+if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+  echo "==> installing chromium and a CJK font (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei
+fi
+# Screenshots of the browser tests land here (git-ignored under var/).
+export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/var/artifacts}"
+mkdir -p "$ARTIFACTS_DIR"
+
 echo "==> ruff"
 ruff check --quiet .
 echo "==> migrations are up to date"

@@ -1,0 +1,41 @@
+"""Who may call what: members their own /me/ endpoints, staff and store keys the POS actions."""
+
+from rest_framework.permissions import BasePermission
+
+from .models import ApiToken, StoreApiKey
+
+# Django permission a staff user needs for each POS action.
+STAFF_PERMISSIONS = {
+    StoreApiKey.Action.LOOKUP: "api.pos_lookup",
+    StoreApiKey.Action.EARN: "api.pos_earn",
+    StoreApiKey.Action.REFUND: "api.pos_refund",
+    StoreApiKey.Action.ADJUST: "loyalty.adjust_points",
+    StoreApiKey.Action.VERIFY_COUPON: "api.pos_verify_coupon",
+    StoreApiKey.Action.CHECKOUT: "api.pos_checkout",
+}
+
+
+class IsMember(BasePermission):
+    """A member's access token."""
+
+    def has_permission(self, request, view):
+        auth = request.auth
+        return isinstance(auth, ApiToken) and auth.kind == ApiToken.Kind.ACCESS
+
+
+def _is_staff_caller(request) -> bool:
+    auth = request.auth
+    if isinstance(auth, ApiToken):
+        return auth.kind == ApiToken.Kind.STAFF
+    # A staff user's admin session (SessionAuthentication leaves request.auth None).
+    return auth is None and request.user.is_authenticated and request.user.is_staff
+
+
+class PosAction(BasePermission):
+    """A store key listing the view's ``pos_action``, or staff with the matching Django permission."""
+
+    def has_permission(self, request, view):
+        action = view.pos_action
+        if isinstance(request.auth, StoreApiKey):
+            return request.auth.allows(action)
+        return _is_staff_caller(request) and request.user.is_active and request.user.has_perm(STAFF_PERMISSIONS[action])

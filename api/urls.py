@@ -1,0 +1,41 @@
+from django.urls import path
+
+from .views import auth, me, pos, rewards
+
+app_name = "api"
+
+urlpatterns = [
+    # sign-in
+    path("auth/otp/", auth.OtpSendView.as_view(), name="otp-send"),
+    path("auth/otp/sign-in/", auth.OtpSignInView.as_view(), name="otp-sign-in"),
+    path("auth/miniprogram/", auth.MiniProgramSignInView.as_view(), name="miniprogram-sign-in"),
+    path("auth/refresh/", auth.RefreshView.as_view(), name="refresh"),
+    path("auth/sign-out/", auth.SignOutView.as_view(), name="sign-out"),
+    path("auth/staff-token/", auth.StaffTokenView.as_view(), name="staff-token"),
+    # the signed-in member
+    path("me/", me.ProfileView.as_view(), name="me"),
+    path("me/balances/", me.BalancesView.as_view(), name="me-balances"),
+    path("me/expiry-calendar/", me.ExpiryCalendarView.as_view(), name="me-expiry-calendar"),
+    path("me/entries/", me.EntriesView.as_view(), name="me-entries"),
+    path("me/tier/", me.TierView.as_view(), name="me-tier"),
+    path("me/benefits/", me.BenefitsView.as_view(), name="me-benefits"),
+    path("me/notifications/", me.NotificationsView.as_view(), name="me-notifications"),
+    path("me/notifications/<int:pk>/read/", me.NotificationReadView.as_view(), name="me-notification-read"),
+    path("me/coupons/", me.CouponsView.as_view(), name="me-coupons"),
+    path("me/checkout-quote/", me.CheckoutQuoteView.as_view(), name="me-checkout-quote"),
+    path("me/export/", me.ExportView.as_view(), name="me-export"),
+    path("me/erase/", me.EraseView.as_view(), name="me-erase"),
+    # the points mall
+    path("rewards/", rewards.RewardsView.as_view(), name="rewards"),
+    path("rewards/<int:pk>/redeem/", rewards.RedeemView.as_view(), name="reward-redeem"),
+    path("me/redemptions/", rewards.RedemptionsView.as_view(), name="me-redemptions"),
+    path("me/redemptions/<int:pk>/cancel/", rewards.CancelRedemptionView.as_view(), name="me-redemption-cancel"),
+    # staff and tills
+    path("pos/members/lookup/", pos.LookupView.as_view(), name="pos-lookup"),
+    path("pos/orders/", pos.OrderEarnView.as_view(), name="pos-orders"),
+    path("pos/refunds/", pos.RefundView.as_view(), name="pos-refunds"),
+    path("pos/adjustments/", pos.AdjustView.as_view(), name="pos-adjustments"),
+    path("pos/coupons/verify/", pos.VerifyCouponView.as_view(), name="pos-coupon-verify"),
+    path("pos/checkout/quote/", pos.CheckoutQuoteView.as_view(), name="pos-checkout-quote"),
+    path("pos/checkout/", pos.CheckoutView.as_view(), name="pos-checkout"),
+]

@@ -1,0 +1,23 @@
+from django.urls import path
+
+from . import views
+
+app_name = "center"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("sign-in/", views.sign_in, name="sign_in"),
+    path("sign-in/code/", views.sign_in_code, name="sign_in_code"),
+    path("sign-in/password/", views.sign_in_password, name="sign_in_password"),
+    path("sign-out/", views.sign_out, name="sign_out"),
+    path("history/", views.history, name="history"),
+    path("rewards/", views.rewards, name="rewards"),
+    path("rewards/<int:reward_id>/redeem/", views.redeem, name="redeem"),
+    path("redemptions/<int:redemption_id>/", views.redemption, name="redemption"),
+    path("coupons/", views.coupons, name="coupons"),
+    path("coupons/<int:coupon_id>/", views.coupon, name="coupon"),
+    path("profile/", views.profile, name="profile"),
+    path("profile/password/", views.password, name="password"),
+    path("profile/export/", views.export, name="export"),
+    path("profile/erase/", views.erase, name="erase"),
+]

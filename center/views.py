@@ -1,0 +1,452 @@
+"""Member center pages. Thin: a form checks the input, one service or selector does the work.
+
+Refusals from services (``LoyaltyError``) become a message that says what to do next
+(``_error_message``); another member's ids give 404 because every lookup starts from
+``request.member``.
+"""
+
+import datetime as dt
+import json
+import uuid
+
+from django.contrib import messages
+from django.contrib.auth import authenticate, update_session_auth_hash
+from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
+from django.contrib.auth.hashers import make_password
+from django.core.paginator import Paginator
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from loyalty import selectors as loyalty_selectors
+from loyalty.errors import LoyaltyError
+from loyalty.models import Currency
+from loyalty.tiers import tier_progress
+from members.models import Member, Notification
+from members.services import member_set_consent
+from rewards import selectors as rewards_selectors
+from rewards.models import Coupon
+
+from . import auth
+from .forms import (
+    CodeForm,
+    EraseForm,
+    HistoryFilterForm,
+    PasswordSignInForm,
+    PhoneForm,
+    ProfileForm,
+    RedeemForm,
+    erase_word,
+)
+
+PAGE_SIZE = 20
+SOON_DAYS = 30
+SESSION_PHONE = "center_sign_in_phone"
+SESSION_NEXT = "center_sign_in_next"
+
+
+def _next_steps() -> dict[str, str]:
+    return {
+        "insufficient_balance": _("Points from recent orders become available when the return window ends."),
+        "out_of_stock": _("Choose another reward, or check back later."),
+        "limit_reached": _("Choose another reward."),
+        "tier_too_low": _("Earn growth with every order to reach the tier this reward needs."),
+        "reward_unavailable": _("Choose another reward."),
+        "member_inactive": _("Please contact our staff in any store."),
+        "member_closed": _("Please contact our staff in any store."),
+        "otp_rate_limited": _("Wait a minute, then ask for a new code."),
+        "otp_expired": _("Ask for a new code."),
+        "otp_too_many_attempts": _("Ask for a new code."),
+        "otp_invalid": _("Check the code in the text message and try again."),
+    }
+
+
+def _error_message(error: LoyaltyError) -> str:
+    hint = _next_steps().get(error.code)
+    return f"{error.message} {hint}" if hint else str(error.message)
+
+
+def _safe_next(request: HttpRequest, target: str | None) -> str:
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("center:home")
+
+
+def _today(now: dt.datetime) -> dt.date:
+    return timezone.localtime(now).date()
+
+
+# --- sign-in --------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in(request: HttpRequest) -> HttpResponse:
+    """Step 1 of the code sign-in: the phone number; sends the one-time code."""
+    from members.otp import otp_send
+
+    if auth.current_member(request) is not None:
+        return redirect(_safe_next(request, request.GET.get("next")))
+    if request.method == "GET" and request.GET.get("next"):
+        request.session[SESSION_NEXT] = request.GET["next"]
+    form = PhoneForm(request.POST or None, initial={"phone": request.session.get(SESSION_PHONE, "")})
+    if request.method == "POST" and form.is_valid():
+        phone = form.cleaned_data["phone"]
+        try:
+            otp_send(phone=phone, purpose="sign_in")
+        except LoyaltyError as error:
+            messages.error(request, _error_message(error))
+        else:
+            request.session[SESSION_PHONE] = phone
+            return redirect("center:sign_in_code")
+    return render(
+        request,
+        "center/sign_in.html",
+        {"form": form, "password_form": PasswordSignInForm(), "staff_without_member": _staff_without_member(request)},
+    )
+
+
+def _staff_without_member(request: HttpRequest) -> bool:
+    return request.user.is_authenticated
+
+
+def _finish_sign_in(request: HttpRequest, member: Member) -> HttpResponse:
+    target = _safe_next(request, request.session.get(SESSION_NEXT))
+    auth.sign_in(request, member)
+    request.session.pop(SESSION_PHONE, None)
+    request.session.pop(SESSION_NEXT, None)
+    return redirect(target)
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in_code(request: HttpRequest) -> HttpResponse:
+    """Step 2: the code from the text message; signs the member in (creating them if new)."""
+    from members.otp import otp_verify
+    from members.services import member_for_phone_sign_in
+
+    phone = request.session.get(SESSION_PHONE)
+    if not phone:
+        return redirect("center:sign_in")
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            verified = otp_verify(phone=phone, code=form.cleaned_data["code"], purpose="sign_in")
+            member = member_for_phone_sign_in(phone=verified)
+        except LoyaltyError as error:
+            form.add_error("code", _error_message(error))
+        else:
+            return _finish_sign_in(request, member)
+    return render(request, "center/sign_in_code.html", {"form": form, "phone": phone})
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in_password(request: HttpRequest) -> HttpResponse:
+    """Phone and password, for members who set a password; rate limited per phone and client."""
+    form = PasswordSignInForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        phone, password = form.cleaned_data["phone"], form.cleaned_data["password"]
+        if auth.password_attempts_exhausted(request, phone):
+            form.add_error(
+                None,
+                _("Too many attempts. Try again in 15 minutes, or sign in with a code sent to your phone."),
+            )
+        else:
+            member = Member.objects.select_related("user").filter(phone=phone).first()
+            user = None
+            if member is not None and member.user is not None and member.user.has_usable_password():
+                user = authenticate(request, username=member.user.get_username(), password=password)
+            else:
+                make_password(password)  # the same work as a real check, so timing tells nothing
+            if user is None or member.status == Member.Status.CLOSED:
+                auth.password_failure_record(request, phone)
+                form.add_error(
+                    None,
+                    _(
+                        "That phone number and password do not match. "
+                        "If you have not set a password, sign in with a code."
+                    ),
+                )
+            else:
+                auth.password_failures_clear(request, phone)
+                return _finish_sign_in(request, member)
+    return render(
+        request,
+        "center/sign_in.html",
+        {"form": PhoneForm(), "password_form": form, "method": "password"},
+    )
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    auth.sign_out(request)
+    messages.success(request, _("You have signed out."))
+    return redirect("center:sign_in")
+
+
+# --- home -----------------------------------------------------------------------------
+
+
+@auth.member_required
+def home(request: HttpRequest) -> HttpResponse:
+    member = request.member
+    now = timezone.now()
+    today = _today(now)
+    progress = tier_progress(member, now=now)
+    balances = loyalty_selectors.member_balances(member, now=now, soon_days=SOON_DAYS)
+    soon = today + dt.timedelta(days=SOON_DAYS)
+    expiring = [
+        bucket
+        for bucket in loyalty_selectors.expiry_calendar(member, currency=Currency.POINTS, now=now, months=2)
+        if bucket.date <= soon
+    ]
+    pending = loyalty_selectors.pending_releases(member, now=now)
+    notifications = list(Notification.objects.filter(member=member).order_by("-created_at", "-id")[:5])
+    return render(
+        request,
+        "center/home.html",
+        {
+            "progress": progress,
+            "progress_percent": _progress_percent(progress),
+            "points": balances.get(Currency.POINTS),
+            "growth": balances.get(Currency.GROWTH),
+            "expiring": expiring,
+            "pending": pending,
+            "notifications": notifications,
+            "soon_days": SOON_DAYS,
+            "nav": "home",
+        },
+    )
+
+
+def _progress_percent(progress) -> int:
+    """How far the member is from their tier's threshold to the next one, 0 to 100."""
+    if progress.next_tier is None:
+        return 100
+    start = progress.tier.qualify_threshold if progress.tier else 0
+    span = progress.next_tier.qualify_threshold - start
+    if span <= 0:
+        return 100
+    return max(0, min(100, int((progress.growth - start) * 100 / span)))
+
+
+# --- history --------------------------------------------------------------------------
+
+
+@auth.member_required
+def history(request: HttpRequest) -> HttpResponse:
+    form = HistoryFilterForm(request.GET or None)
+    filters = {}
+    if form.is_bound and form.is_valid():
+        filters = {key: value for key, value in form.cleaned_data.items() if value}
+    entries = loyalty_selectors.entries_for_member(request.member, **filters)
+    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "center/history.html",
+        {"form": form, "page": page, "query": query.urlencode(), "nav": "history"},
+    )
+
+
+# --- rewards --------------------------------------------------------------------------
+
+
+@auth.member_required
+def rewards(request: HttpRequest) -> HttpResponse:
+    member = request.member
+    now = timezone.now()
+    offers = rewards_selectors.reward_offers(member=member, now=now)
+    balances = loyalty_selectors.member_balances(member, now=now, soon_days=SOON_DAYS)
+    return render(
+        request,
+        "center/rewards.html",
+        {"offers": offers, "points": balances.get(Currency.POINTS), "nav": "rewards"},
+    )
+
+
+def _offer_for(member: Member, reward_id: int, now: dt.datetime):
+    for offer in rewards_selectors.reward_offers(member=member, now=now):
+        if offer.reward.pk == reward_id:
+            return offer
+    raise Http404
+
+
+@auth.member_required
+@require_http_methods(["GET", "POST"])
+def redeem(request: HttpRequest, reward_id: int) -> HttpResponse:
+    """GET: the confirmation step, carrying a fresh idempotency key. POST: redeem once."""
+    from rewards.services import reward_redeem
+
+    member = request.member
+    now = timezone.now()
+    offer = _offer_for(member, reward_id, now)
+    if request.method == "POST":
+        form = RedeemForm(request.POST)
+        if form.is_valid():
+            try:
+                redemption = reward_redeem(
+                    member=member,
+                    reward=offer.reward,
+                    idempotency_key=f"web:{form.cleaned_data['idempotency_key']}",
+                    now=now,
+                )
+            except LoyaltyError as error:
+                messages.error(request, _error_message(error))
+                return redirect("center:rewards")
+            if not getattr(redemption, "replayed", False):
+                messages.success(request, _("Redeemed. Your coupon is ready."))
+            return redirect("center:redemption", redemption_id=redemption.pk)
+        messages.error(request, _("That confirmation has expired; please confirm again."))
+
+    balances = loyalty_selectors.member_balances(member, now=now, soon_days=SOON_DAYS)
+    points = balances.get(Currency.POINTS)
+    return render(
+        request,
+        "center/redeem_confirm.html",
+        {
+            "offer": offer,
+            "form": RedeemForm(initial={"idempotency_key": uuid.uuid4()}),
+            "points": points,
+            "balance_after": (points.balance if points else 0) - offer.reward.points_cost,
+            "nav": "rewards",
+        },
+    )
+
+
+@auth.member_required
+def redemption(request: HttpRequest, redemption_id: int) -> HttpResponse:
+    found = get_object_or_404(rewards_selectors.redemptions_for_member(member=request.member), pk=redemption_id)
+    context = {"redemption": found, "coupon": found.coupon, "usable": _usable(found.coupon), "nav": "rewards"}
+    return render(request, "center/redemption.html", context)
+
+
+def _usable(coupon: Coupon | None) -> bool:
+    return coupon is not None and coupon.status == Coupon.Status.ISSUED and coupon.expires_at > timezone.now()
+
+
+# --- coupons --------------------------------------------------------------------------
+
+COUPON_TABS = ("active", "used", "expired")
+
+
+def _coupons_in_tab(member: Member, tab: str, now: dt.datetime):
+    coupons = rewards_selectors.coupons_for_member(member=member, status=None)
+    if tab == "active":
+        return coupons.filter(status=Coupon.Status.ISSUED, expires_at__gt=now)
+    if tab == "used":
+        return coupons.filter(status=Coupon.Status.USED).order_by("-used_at", "-id")
+    # An issued coupon past its date is expired even before the nightly job marks it.
+
+    return coupons.filter(
+        Q(status__in=[Coupon.Status.EXPIRED, Coupon.Status.VOID]) | Q(status=Coupon.Status.ISSUED, expires_at__lte=now)
+    ).order_by("-expires_at", "-id")
+
+
+@auth.member_required
+def coupons(request: HttpRequest) -> HttpResponse:
+    tab = request.GET.get("tab", "active")
+    if tab not in COUPON_TABS:
+        tab = "active"
+    page = Paginator(_coupons_in_tab(request.member, tab, timezone.now()), PAGE_SIZE).get_page(request.GET.get("page"))
+    tabs = [
+        ("active", _("Active")),
+        ("used", _("Used")),
+        ("expired", _("Expired")),
+    ]
+    return render(request, "center/coupons.html", {"page": page, "tab": tab, "tabs": tabs, "nav": "coupons"})
+
+
+@auth.member_required
+def coupon(request: HttpRequest, coupon_id: int) -> HttpResponse:
+    found = get_object_or_404(rewards_selectors.coupons_for_member(member=request.member, status=None), pk=coupon_id)
+    return render(request, "center/coupon.html", {"coupon": found, "usable": _usable(found), "nav": "coupons"})
+
+
+# --- profile --------------------------------------------------------------------------
+
+
+@auth.member_required
+@require_http_methods(["GET", "POST"])
+def profile(request: HttpRequest) -> HttpResponse:
+    from members.services import member_update_profile
+
+    member = request.member
+    form = ProfileForm(request.POST or None, member=member)
+    if request.method == "POST" and form.is_valid():
+        try:
+            fields = form.changed_profile_fields()
+            if fields:
+                member = member_update_profile(member=member, **fields)
+            for channel, granted in form.changed_consents():
+                member = member_set_consent(member=member, channel=channel, granted=granted, source="web")
+        except LoyaltyError as error:
+            for field, problem in (error.extra.get("fields") or {}).items():
+                form.add_error(field if field in form.fields else None, problem)
+            if not error.extra.get("fields"):
+                form.add_error(None, _error_message(error))
+        else:
+            messages.success(request, _("Your profile is saved."))
+            return redirect("center:profile")
+    has_password = member.user is not None and member.user.has_usable_password()
+    return render(request, "center/profile.html", {"form": form, "has_password": has_password, "nav": "profile"})
+
+
+@auth.member_required
+@require_http_methods(["GET", "POST"])
+def password(request: HttpRequest) -> HttpResponse:
+    """Set a password (first time) or change it (then the current one is asked for)."""
+    user = request.user
+    form_class = PasswordChangeForm if user.has_usable_password() else SetPasswordForm
+    form = form_class(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        update_session_auth_hash(request, user)  # stay signed in here; other sessions end
+        messages.success(request, _("Your password is set. You can now sign in with it."))
+        return redirect("center:profile")
+    return render(
+        request,
+        "center/password.html",
+        {"form": form, "changing": form_class is PasswordChangeForm, "nav": "profile"},
+    )
+
+
+@auth.member_required
+def export(request: HttpRequest) -> HttpResponse:
+    """Everything we hold about the member, as a JSON download."""
+    from members.privacy import member_export
+
+    data = member_export(member=request.member)
+    response = HttpResponse(
+        json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2),
+        content_type="application/json; charset=utf-8",
+    )
+    filename = f"my-data-{request.member.member_number}.json"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@auth.member_required
+@require_http_methods(["GET", "POST"])
+def erase(request: HttpRequest) -> HttpResponse:
+    """Erase the account after the member types the confirmation word; then sign out."""
+    from members.privacy import member_erase
+
+    form = EraseForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            member_erase(member=request.member)
+        except LoyaltyError as error:
+            form.add_error(None, _error_message(error))
+        else:
+            auth.sign_out(request)
+            messages.success(request, _("Your account is erased and you are signed out. Thank you for being a member."))
+            return redirect("center:sign_in")
+    return render(request, "center/erase.html", {"form": form, "word": erase_word(), "nav": "profile"})

@@ -1,0 +1,219 @@
+"""A member's rights over their data: download it, erase it (PIPL art. 45, 47).
+
+Erasure removes what identifies the person and keeps the ledger: entries, lots, orders
+and coupons stay for accounting, attached to a member row that no longer says who it was.
+"""
+
+import datetime as dt
+import json
+
+from django.apps import apps
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from loyalty.errors import LoyaltyError
+
+from .models import ConsentRecord, Member, Notification, OneTimeCode
+
+PROFILE_EXPORT_FIELDS = (
+    "member_number",
+    "phone",
+    "name",
+    "gender",
+    "birthday",
+    "email",
+    "joined_at",
+    "status",
+    "sms_consent_at",
+    "email_consent_at",
+    "wechat_consent_at",
+    "wechat_openid",
+    "wechat_unionid",
+)
+
+
+def _rows(queryset, *fields: str) -> list[dict]:
+    return list(queryset.values(*fields))
+
+
+def member_export(*, member: Member) -> dict:
+    """Everything kept about the member, as a JSON-serialisable dict (dates and amounts as text).
+
+    Sections: profile, consents, balances, entries, lots, orders (with lines and refunds),
+    coupons, redemptions (when the rewards mall has them), notifications, tier changes.
+    """
+    from loyalty.models import Account, LedgerEntry, Lot, Order, OrderLine, Refund, TierChange
+
+    member = Member.objects.select_related("home_store").get(pk=member.pk)
+    profile = {name: getattr(member, name) for name in PROFILE_EXPORT_FIELDS}
+    profile["home_store"] = member.home_store.code if member.home_store else None
+    orders = _rows(
+        Order.objects.filter(member=member).order_by("occurred_at", "id"),
+        "id",
+        "store__code",
+        "number",
+        "amount",
+        "points_paid_amount",
+        "refunded_amount",
+        "status",
+        "occurred_at",
+    )
+    lines: dict[int, list] = {}
+    for line in (
+        OrderLine.objects.filter(order__member=member)
+        .order_by("id")
+        .values("order_id", "sku", "name", "category", "quantity", "amount")
+    ):
+        lines.setdefault(line.pop("order_id"), []).append(line)
+    refunds: dict[int, list] = {}
+    for refund in (
+        Refund.objects.filter(order__member=member)
+        .order_by("id")
+        .values("order_id", "number", "amount", "reason", "created_at")
+    ):
+        refunds.setdefault(refund.pop("order_id"), []).append(refund)
+    for order in orders:
+        order["lines"] = lines.get(order["id"], [])
+        order["refunds"] = refunds.get(order["id"], [])
+
+    data = {
+        "exported_at": timezone.now(),
+        "profile": profile,
+        "consents": _rows(
+            ConsentRecord.objects.filter(member=member).order_by("recorded_at", "id"),
+            "channel",
+            "granted",
+            "source",
+            "recorded_at",
+        ),
+        "balances": _rows(
+            Account.objects.filter(member=member).order_by("currency"),
+            "currency",
+            "balance",
+            "pending",
+            "lifetime_earned",
+            "lifetime_spent",
+        ),
+        "entries": _rows(
+            LedgerEntry.objects.filter(member=member).order_by("created_at", "id"),
+            "id",
+            "currency",
+            "kind",
+            "amount",
+            "pending_amount",
+            "balance_after",
+            "order__number",
+            "store__code",
+            "reason",
+            "detail",
+            "created_at",
+        ),
+        "lots": _rows(
+            Lot.objects.filter(member=member).order_by("id"),
+            "currency",
+            "amount",
+            "remaining",
+            "pending",
+            "available_at",
+            "expires_at",
+        ),
+        "orders": orders,
+        "tier_changes": _rows(
+            TierChange.objects.filter(member=member).order_by("created_at", "id"),
+            "from_tier__code",
+            "to_tier__code",
+            "reason",
+            "created_at",
+        ),
+        "coupons": [],
+        "redemptions": [],
+        "notifications": _rows(
+            Notification.objects.filter(member=member).order_by("created_at", "id"),
+            "kind",
+            "title",
+            "body",
+            "created_at",
+            "read_at",
+        ),
+    }
+    if apps.is_installed("rewards"):
+        Coupon = apps.get_model("rewards", "Coupon")
+        data["coupons"] = _rows(
+            Coupon.objects.filter(member=member).order_by("issued_at", "id"),
+            "code",
+            "title",
+            "kind",
+            "value",
+            "source",
+            "status",
+            "issued_at",
+            "expires_at",
+            "used_at",
+        )
+        try:
+            Redemption = apps.get_model("rewards", "Redemption")
+        except LookupError:
+            Redemption = None
+        if Redemption is not None:
+            data["redemptions"] = list(Redemption.objects.filter(member=member).order_by("id").values())
+    # One pass through the JSON encoder: dates, decimals and UUIDs become text.
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+def _placeholder_phone(member: Member) -> str:
+    # Starts with "+" (the model's check), unique per member, and no real number can look like it.
+    return f"+erased-{member.pk}"
+
+
+@transaction.atomic
+def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
+    """Erase the member's personal data at their request and close the membership.
+
+    Clears name, phone (a unique placeholder takes its place), email, birthday, gender,
+    mini-program ids and marketing consent (a withdrawal is recorded); deletes their
+    notifications and sign-in codes; revokes every API token; deactivates a sign-in user
+    that is not staff. Keeps the ledger, orders and coupons for accounting.
+    Refuses a member already erased (``member_erased``).
+    """
+    now = now or timezone.now()
+    member = Member.objects.select_for_update().get(pk=member.pk)
+    if member.erased_at is not None:
+        raise LoyaltyError("member_erased", _("This account was already erased."))
+    old_phone = member.phone
+    for channel, field in (
+        (ConsentRecord.Channel.SMS, "sms_consent_at"),
+        (ConsentRecord.Channel.EMAIL, "email_consent_at"),
+        (ConsentRecord.Channel.WECHAT, "wechat_consent_at"),
+    ):
+        if getattr(member, field) is not None:
+            ConsentRecord.objects.create(
+                member=member, channel=channel, granted=False, source="erasure", recorded_at=now
+            )
+        setattr(member, field, None)
+    member.phone = _placeholder_phone(member)
+    member.name = ""
+    member.email = ""
+    member.birthday = None
+    member.gender = Member.Gender.UNKNOWN
+    member.wechat_openid = None
+    member.wechat_unionid = None
+    member.status = Member.Status.CLOSED
+    member.erased_at = now
+    user = member.user
+    member.user = None
+    member.save()
+    Notification.objects.filter(member=member).delete()
+    OneTimeCode.objects.filter(phone=old_phone).delete()
+    if user is not None and not user.is_staff:
+        user.is_active = False
+        # The username may be the phone number the member signed up with.
+        user.username = f"erased-{user.pk}"
+        user.email = ""
+        user.first_name = ""
+        user.last_name = ""
+        user.set_unusable_password()
+        user.save()
+    if apps.is_installed("api"):
+        apps.get_model("api", "ApiToken").objects.filter(member=member, revoked_at__isnull=True).update(revoked_at=now)

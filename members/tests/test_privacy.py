@@ -1,0 +1,68 @@
+import json
+
+import pytest
+from django.utils import timezone
+
+from api.models import ApiToken
+from api.services import tokens_issue
+from loyalty.errors import LoyaltyError
+from loyalty.models import LedgerEntry
+from loyalty.selectors import ledger_violations
+from loyalty.services import order_earn
+from loyalty.tests.factories import MemberFactory, StoreFactory
+from members.models import ConsentRecord, Member, Notification
+from members.notifications import notify
+from members.privacy import member_erase, member_export
+from members.services import member_for_phone_sign_in, member_set_consent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def member_with_history():
+    member = MemberFactory(phone="+8613800138000", email="a@example.com", wechat_openid="o-1")
+    member_set_consent(member=member, channel=ConsentRecord.Channel.SMS, granted=True, source="web")
+    order_earn(member=member, store=StoreFactory(), number="A1", amount="100.00")
+    notify(member_id=member.pk, kind=Notification.Kind.OTHER, title="Hello", dedupe_key=f"hello:{member.pk}")
+    return Member.objects.get(pk=member.pk)
+
+
+def test_export_holds_every_section_and_is_json(member_with_history):
+    data = member_export(member=member_with_history)
+    json.dumps(data)
+    assert data["profile"]["phone"] == "+8613800138000"
+    assert data["orders"][0]["number"] == "A1"
+    assert {e["kind"] for e in data["entries"]} == {"earn"}
+    assert data["consents"][0]["channel"] == "sms"
+    assert data["notifications"][0]["title"] == "Hello"
+    for section in ("balances", "lots", "coupons", "redemptions", "tier_changes"):
+        assert section in data
+
+
+def test_erase_removes_personal_data_and_keeps_the_ledger(member_with_history):
+    member = member_with_history
+    tokens_issue(member=member)
+    entries = LedgerEntry.objects.filter(member=member).count()
+    member_erase(member=member)
+    member.refresh_from_db()
+    assert member.phone == f"+erased-{member.pk}"
+    assert (member.name, member.email, member.birthday, member.wechat_openid) == ("", "", None, None)
+    assert member.status == Member.Status.CLOSED and member.erased_at is not None
+    assert member.sms_consent_at is None
+    assert LedgerEntry.objects.filter(member=member).count() == entries
+    assert not Notification.objects.filter(member=member).exists()
+    assert not ApiToken.objects.filter(member=member, revoked_at__isnull=True).exists()
+    assert ledger_violations() == []
+
+
+def test_a_second_erase_is_refused(member_with_history):
+    member_erase(member=member_with_history)
+    with pytest.raises(LoyaltyError) as error:
+        member_erase(member=member_with_history)
+    assert error.value.code == "member_erased"
+
+
+def test_the_phone_can_sign_up_again_after_erasure(member_with_history):
+    member_erase(member=member_with_history, now=timezone.now())
+    again = member_for_phone_sign_in(phone="13800138000")
+    assert again.pk != member_with_history.pk
