@@ -41,6 +41,7 @@ STATUS_BY_CODE = {
     "reward_not_found": status.HTTP_404_NOT_FOUND,
     "redemption_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the request is fine but the state of things refuses it
+    "already_given_back": status.HTTP_409_CONFLICT,
     "coupon_used": status.HTTP_409_CONFLICT,
     "coupon_void": status.HTTP_409_CONFLICT,
     "coupon_expired": status.HTTP_409_CONFLICT,

@@ -176,13 +176,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    # Swagger UI (/api/docs/swagger/) loads its script from this address in the reader's
-    # browser; point it at a self-hosted copy where the CDN is not reachable. /api/docs/
-    # itself is rendered by the server and needs nothing from outside.
-    "SWAGGER_UI_DIST": env("API_SWAGGER_UI_DIST", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14"),
-    "SWAGGER_UI_FAVICON_HREF": env(
-        "API_SWAGGER_UI_FAVICON", "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/favicon-32x32.png"
-    ),
+    # Swagger UI (/api/docs/swagger/): its scripts are served from our own static files
+    # (swagger-ui-dist 5.17.14 in static/vendor/swagger-ui), so it works without a CDN.
+    "SWAGGER_UI_DIST": env("API_SWAGGER_UI_DIST", "/" + STATIC_URL + "vendor/swagger-ui"),
+    "SWAGGER_UI_FAVICON_HREF": env("API_SWAGGER_UI_FAVICON", "/" + STATIC_URL + "vendor/swagger-ui/favicon-32x32.png"),
 }
 # Token lifetimes of the REST API (minutes / days).
 API_ACCESS_TOKEN_LIFETIME = dt.timedelta(minutes=env_int("API_ACCESS_TOKEN_MINUTES", 30))

@@ -58,8 +58,11 @@ class EarnResult:
 @dataclass
 class RefundResult:
     refund: Refund
+    # What the refund took back (``refund`` or ``cancel`` entries), by currency.
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
     replayed: bool = False
+    # The ``reverse`` entry giving back points that paid part of the order, if any.
+    returned: LedgerEntry | None = None
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -610,6 +613,11 @@ def order_refund(
     the order that already expired are not taken a second time from other lots.
     Refuses more than the order has left to refund; a replay (same refund number and
     amount) returns the first result.
+
+    Points that paid part of the order at checkout (``loyalty.checkout.order_checkout``)
+    come back proportionally, before the take-back: after refunds totalling R of an order
+    of amount A paid partly with p points, ``floor(p × R / A)`` have been given back in
+    all (one ``reverse`` entry per refund, see :func:`_give_back`).
     """
     now = now or timezone.now()
     number = _text(number, field_name=_("Refund number"), max_length=64)
@@ -626,7 +634,13 @@ def order_refund(
                 "refund_number_taken",
                 _("Refund %(number)s of this order was already recorded with a different amount.") % {"number": number},
             )
-        return RefundResult(refund=existing, entries={e.currency: e for e in existing.entries.all()}, replayed=True)
+        result = RefundResult(refund=existing, replayed=True)
+        for entry in existing.entries.all():
+            if entry.kind == LedgerEntry.Kind.REVERSE:
+                result.returned = entry
+            else:
+                result.entries[entry.currency] = entry
+        return result
     refundable = order.amount - order.refunded_amount
     if amount <= 0 or amount > refundable:
         raise LoyaltyError(
@@ -641,6 +655,9 @@ def order_refund(
     )
     refunded_after = order.refunded_amount + amount
     result = RefundResult(refund=refund)
+    # The points the member paid with come back first, so that taking back the earned
+    # points can use them: a member who already spent the earned points then owes less.
+    result.returned = _return_points_paid(accounts[Currency.POINTS], refund, refunded_after=refunded_after, now=now)
     earns = {e.currency: e for e in order.entries.filter(kind=LedgerEntry.Kind.EARN).select_related("lot")}
     for currency, earn in earns.items():
         account, lot = accounts[currency], Lot.objects.select_for_update().get(pk=earn.lot.pk)
@@ -654,6 +671,54 @@ def order_refund(
     order.status = Order.Status.REFUNDED if refunded_after == order.amount else Order.Status.PARTIALLY_REFUNDED
     order.save(update_fields=["refunded_amount", "status"])
     return result
+
+
+def _return_points_paid(
+    account: Account, refund: Refund, *, refunded_after: Decimal, now: dt.datetime
+) -> LedgerEntry | None:
+    """Give back the points that paid part of ``refund``'s order, in proportion to what is refunded.
+
+    ``account`` is the member's points account, locked and settled. The order's checkout
+    spend (key ``checkout:<store id>:<order number>``) is what paid; after this refund the
+    order owes back ``floor(paid × refunded_after / amount)`` in all, less what earlier
+    refunds of the order gave back. A full reversal of the spend counts too: a spend is
+    never given back more than it took (:func:`_give_back` caps each lot).
+    """
+    order = refund.order
+    if order.points_paid_amount <= 0:
+        return None
+    spend = LedgerEntry.objects.filter(
+        account=account, kind=LedgerEntry.Kind.SPEND, idempotency_key=f"checkout:{order.store_id}:{order.number}"
+    ).first()
+    if spend is None:  # paid with points outside our checkout: nothing of ours to give back
+        return None
+    paid = -spend.amount
+    returned = (
+        LedgerEntry.objects.filter(reverses=spend, kind=LedgerEntry.Kind.REVERSE, refund__isnull=False).aggregate(
+            t=Sum("amount")
+        )["t"]
+        or 0
+    )
+    owed_after = _proportional(paid, refunded_after, order.amount)
+    due = owed_after - returned
+    if due <= 0:
+        return None
+    return _give_back(
+        account,
+        spend,
+        up_to=due,
+        now=now,
+        idempotency_key=f"reverse:{spend.pk}:refund:{refund.pk}",
+        request_hash=_fingerprint({"kind": "reverse", "entry": spend.pk, "refund": refund.pk}),
+        order=order,
+        refund=refund,
+        store=order.store,
+        reason=(
+            _("Points paid for order %(order)s given back for refund %(refund)s")
+            % {"order": order.number, "refund": refund.number}
+        )[:200],
+        detail={"points_paid": paid, "owed": owed_after, "returned_before": returned},
+    )
 
 
 def _take_back(account: Account, lot: Lot, refund: Refund, *, owed_after: int, now: dt.datetime) -> LedgerEntry | None:
@@ -867,7 +932,7 @@ def benefit_grants_record(pairs: Iterable[tuple[int, int]], *, period: str, now:
     )
 
 
-# --- reversing a spend (a cancelled redemption) ------------------------------------------
+# --- reversing a spend (a cancelled redemption, a refunded checkout) ----------------------
 
 
 @transaction.atomic
@@ -886,9 +951,13 @@ def points_spend_reverse(
     balance never shows points that cannot be spent. A spend is reversed at most once:
     reversing it again returns the first reversal and writes nothing (the entry's key,
     ``reverse:<spend id>``, is unique per account, so the database enforces it too).
+    When refunds of the order a checkout spend paid for already gave part of it back
+    (``order_refund``), the reversal gives back only the rest: a spend never gets back
+    more than it took in total.
     Works on frozen and closed members, like refunds.
     Refuses: an entry that is not a spend (``not_a_spend``); ``idempotency_key``, when
-    given, already used for another reversal (``idempotency_key_reused``).
+    given, already used for another reversal (``idempotency_key_reused``); a spend that
+    refunds already gave back in full (``already_given_back``).
     """
     now = now or timezone.now()
     if entry.kind != LedgerEntry.Kind.SPEND:
@@ -900,7 +969,8 @@ def points_spend_reverse(
     client_key = _key(idempotency_key, required=False)
 
     account = _lock_accounts(entry.member_id, (entry.currency,))[entry.currency]
-    existing = LedgerEntry.objects.filter(reverses=entry, kind=LedgerEntry.Kind.REVERSE).first()
+    # A full reversal's key is ``reverse:<spend id>``; refunds' partial returns have their own.
+    existing = LedgerEntry.objects.filter(account=account, idempotency_key=f"reverse:{entry.pk}").first()
     if existing is not None:
         existing.replayed = True
         return existing
@@ -915,34 +985,69 @@ def points_spend_reverse(
             _("This idempotency key was already used for a different request. Send a new key for a new request."),
         )
     _settle([account], now)
-
-    taken = list(Allocation.objects.filter(entry=entry).order_by("lot_id").values_list("lot_id", "amount"))
-    lots = {lot.pk: lot for lot in Lot.objects.select_for_update().filter(pk__in=[lot_id for lot_id, _a in taken])}
-    amount = sum(amount for _lot_id, amount in taken)
-    account.lifetime_spent -= amount
-    reversal = _save_entry(
+    reversal = _give_back(
         account,
-        _new_entry(
-            account,
-            kind=LedgerEntry.Kind.REVERSE,
-            now=now,
-            amount=amount,
-            idempotency_key=f"reverse:{entry.pk}",
-            request_hash=_fingerprint({"kind": "reverse", "entry": entry.pk}),
-            store=entry.store,
-            reverses=entry,
-            reason=reason,
-            detail={"idempotency_key": client_key} if client_key else {},
-        ),
+        entry,
+        up_to=None,
+        now=now,
+        idempotency_key=f"reverse:{entry.pk}",
+        request_hash=_fingerprint({"kind": "reverse", "entry": entry.pk}),
+        store=entry.store,
+        reason=reason,
+        detail={"idempotency_key": client_key} if client_key else {},
+    )
+    if reversal is None:
+        raise LoyaltyError(
+            "already_given_back",
+            _("These points were already given back in full by refunds of the order they paid for."),
+        )
+    return reversal
+
+
+def _give_back(
+    account: Account, spend: LedgerEntry, *, up_to: int | None, now: dt.datetime, **fields
+) -> LedgerEntry | None:
+    """Give back to the lots ``spend`` consumed up to ``up_to`` points (None: all it has left).
+
+    Shared by full reversals and refunds' partial returns. ``account`` must be locked and
+    settled: every writer of a ``reverse`` entry holds the account row lock, so what each
+    lot has left to get back (what the spend took from it minus what earlier ``reverse``
+    entries of the spend gave it) cannot change underneath, and a spend is never given
+    back more than it took in total. Lots get points back latest-expiring first (lots
+    that never expire first, then by ``expires_at`` and ``id`` descending): the member
+    gets the points with the most life left, and lots already past their expiry, which
+    expire again at once, come last. Writes one ``reverse`` entry (``reverses=spend``,
+    ``+n``) with an allocation per restored lot, and lowers ``lifetime_spent``; returns
+    None when nothing is left to give back.
+    """
+    left: dict[int, int] = defaultdict(int)
+    for lot_id, amount in Allocation.objects.filter(entry=spend).values_list("lot_id", "amount"):
+        left[lot_id] += amount
+    given = Allocation.objects.filter(entry__reverses=spend, entry__kind=LedgerEntry.Kind.REVERSE)
+    for lot_id, amount in given.values_list("lot_id", "amount"):
+        left[lot_id] -= amount
+    lots = list(Lot.objects.select_for_update().filter(pk__in=[k for k, v in left.items() if v > 0]).order_by("id"))
+    lots.sort(key=lambda lot: (lot.expires_at is not None, -(lot.expires_at or now).timestamp(), -lot.pk))
+    wanted = sum(left[lot.pk] for lot in lots) if up_to is None else up_to
+    restored: list[tuple[Lot, int]] = []
+    total = 0
+    for lot in lots:
+        if total >= wanted:
+            break
+        give = min(left[lot.pk], wanted - total)
+        lot.remaining += give
+        total += give
+        restored.append((lot, give))
+    if total <= 0:
+        return None
+    account.lifetime_spent -= total
+    reversal = _save_entry(
+        account, _new_entry(account, kind=LedgerEntry.Kind.REVERSE, now=now, amount=total, reverses=spend, **fields)
     )
     # The reversal's allocations record what went back into each lot; the audit counts
     # them as given back (``lot.remaining == amount - consumed + given back``).
-    for lot_id, lot_amount in taken:
-        lots[lot_id].remaining += lot_amount
-    Lot.objects.bulk_update(lots.values(), ["remaining"])
-    Allocation.objects.bulk_create(
-        Allocation(entry=reversal, lot_id=lot_id, amount=lot_amount) for lot_id, lot_amount in taken
-    )
+    Lot.objects.bulk_update([lot for lot, _give in restored], ["remaining"])
+    Allocation.objects.bulk_create(Allocation(entry=reversal, lot=lot, amount=give) for lot, give in restored)
     # Lots whose expiry passed since the spend expire again now, as the nightly job would have.
     _expire([account], now)
     return reversal

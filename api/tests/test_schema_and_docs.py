@@ -38,6 +38,8 @@ def test_swagger_ui_points_at_the_schema():
     page = APIClient().get("/api/docs/swagger/")
     assert page.status_code == 200
     assert b"/api/schema/" in page.content
+    # Served from our own static files, not a CDN the reader may not reach.
+    assert b"/static/vendor/swagger-ui/swagger-ui-bundle.js" in page.content and b"cdn" not in page.content
 
 
 def test_cors_allows_the_mini_program_origin(settings):

@@ -1,7 +1,7 @@
 """/api/docs/: a reference page rendered by the server from the OpenAPI schema.
 
-It needs no script or stylesheet from outside, so it works where a CDN does not; the
-interactive Swagger UI (/api/docs/swagger/) loads its script from SWAGGER_UI_DIST.
+It needs no script at all; the interactive Swagger UI (/api/docs/swagger/) loads its
+scripts from SWAGGER_UI_DIST, by default our own static copy.
 """
 
 import json
