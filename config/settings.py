@@ -148,6 +148,11 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Import/export (django-import-export) -----------------------------------------------
+# Exported cells that start with = + - @ are escaped, so a member who names themselves
+# "=HYPERLINK(...)" cannot run a formula in the spreadsheet of the staff who export.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -10,6 +10,8 @@ from django.contrib import admin
 from django.db.models import F
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from import_export import resources
+from import_export.admin import ExportMixin
 
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
 
@@ -60,8 +62,22 @@ class LotAllocationInline(AllocationInline):
         return super().get_queryset(request).select_related("entry").order_by("id")
 
 
+class LedgerEntryExportResource(resources.ModelResource):
+    """Entries for accountants and auditors: export only, never imported."""
+
+    class Meta:
+        model = LedgerEntry
+        fields = (
+            "id", "created_at", "member__member_number", "member__phone", "currency", "kind", "amount",
+            "pending_amount", "balance_after", "pending_after", "reason", "operator__username", "store__code",
+            "order__number", "reverses", "idempotency_key",
+        )  # fmt: skip
+        export_order = fields
+
+
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(LedgerAdmin):
+class LedgerEntryAdmin(ExportMixin, LedgerAdmin):
+    resource_classes = [LedgerEntryExportResource]
     list_display = (
         "created_at",
         "member",
@@ -85,6 +101,9 @@ class LedgerEntryAdmin(LedgerAdmin):
         (_("Where from"), {"fields": ("order", "refund", "store", "operator", "reason", "reverses", "created_at")}),
         (_("For auditors"), {"classes": ("collapse",), "fields": ("idempotency_key", "detail")}),
     )  # fmt: skip
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
 
     @admin.display(description=_("why it earned this"))
     def breakdown(self, entry):

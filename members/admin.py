@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from import_export.admin import ImportExportMixin
 
 from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry, Lot, Order
@@ -29,6 +30,7 @@ from loyalty.services import points_adjust
 from .forms import AdjustPointsForm, MemberAddForm, MemberChangeForm
 from .models import ConsentRecord, Member, Store
 from .phone import normalize_phone
+from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
 from .services import member_create
 
 # One request adjusts the members one by one, each in its own transaction; more than this
@@ -171,8 +173,11 @@ def _account_figure(currency: str, column: str) -> Coalesce:
 
 
 @admin.register(Member)
-class MemberAdmin(PhoneSearchMixin, admin.ModelAdmin):
+class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
     form = MemberChangeForm
+    # Import and export (members.resources, docs/import.md): a dry-run preview lists every
+    # bad row, and nothing is written until the operator confirms a file without any.
+    formats = MEMBER_FORMATS
     add_form = MemberAddForm
     list_display = (
         "member_number",
@@ -223,6 +228,21 @@ class MemberAdmin(PhoneSearchMixin, admin.ModelAdmin):
         ),
     )
     add_fieldsets = ((None, {"fields": ("phone", "name", "gender", "birthday", "email", "home_store")}),)
+
+    # --- import and export ---
+
+    def get_import_resource_classes(self, request):
+        return [MemberResource]
+
+    def get_export_resource_classes(self, request):
+        return [MemberExportResource]
+
+    def has_import_permission(self, request):
+        # An import adds and changes members, so it takes both permissions.
+        return request.user.has_perms(["members.add_member", "members.change_member"])
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
 
     # --- reading ---
 

@@ -8,6 +8,8 @@ the service and reports refusals as messages.
 
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
+from import_export import resources
+from import_export.admin import ExportMixin
 
 from loyalty.errors import LoyaltyError
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
@@ -16,8 +18,21 @@ from . import services
 from .models import Coupon, Redemption, Reward
 
 
+class CouponExportResource(resources.ModelResource):
+    """Coupons with their use: export only, never imported."""
+
+    class Meta:
+        model = Coupon
+        fields = (
+            "code", "member__member_number", "member__phone", "title", "kind", "value", "source", "status",
+            "issued_at", "valid_from", "expires_at", "used_at", "used_store__code", "voided_at", "void_reason",
+        )  # fmt: skip
+        export_order = fields
+
+
 @admin.register(Coupon)
-class CouponAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
+class CouponAdmin(ExportMixin, ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
+    resource_classes = [CouponExportResource]
     list_display = ("code", "member", "title", "kind", "value", "status", "source", "issued_at", "expires_at")
     list_filter = ("status", "kind", "source", "expires_at", "used_store")
     list_select_related = ("member",)
@@ -31,6 +46,9 @@ class CouponAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         # Codes are stored upper case; staff type them any way.
         return super().get_search_results(request, queryset, search_term.strip().upper() or search_term)
+
+    def has_export_permission(self, request):
+        return self.has_view_permission(request)
 
     def has_void_permission(self, request) -> bool:
         return request.user.has_perm("rewards.void_coupon")
