@@ -173,8 +173,9 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
 
     Clears name, phone (a unique placeholder takes its place), email, birthday, gender,
     mini-program ids and marketing consent (a withdrawal is recorded); deletes their
-    notifications and sign-in codes; revokes every API token; deactivates a sign-in user
-    that is not staff. Keeps the ledger, orders and coupons for accounting.
+    notifications and sign-in codes; revokes every API token; voids the unused coupons (no
+    one can use them at a till afterwards); deactivates a sign-in user that is not staff.
+    Keeps the ledger, orders and coupons for accounting.
     Refuses a member already erased (``member_erased``).
     """
     now = now or timezone.now()
@@ -206,6 +207,10 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     member.save()
     Notification.objects.filter(member=member).delete()
     OneTimeCode.objects.filter(phone=old_phone).delete()
+    if apps.is_installed("rewards"):
+        from rewards.services import coupons_void_for_member  # rewards builds on members
+
+        coupons_void_for_member(member=member, reason=_("Account erased at the member's request"), now=now)
     if user is not None and not user.is_staff:
         user.is_active = False
         # The username may be the phone number the member signed up with.

@@ -124,6 +124,16 @@ def coupon_verify(*, code: str, store: Store, staff: AbstractBaseUser, now: dt.d
     return coupon
 
 
+def coupons_void_for_member(*, member: Member, reason: str, now: dt.datetime | None = None) -> int:
+    """Void every unused coupon of ``member`` (say, when the member's account is erased), so
+    none of them can be used at a till any more; returns how many. Call it inside the
+    caller's transaction."""
+    now = now or timezone.now()
+    return Coupon.objects.filter(member=member, status=Coupon.Status.ISSUED).update(
+        status=Coupon.Status.VOID, voided_at=now, void_reason=reason[:200]
+    )
+
+
 @transaction.atomic
 def coupon_void(*, coupon: Coupon, staff: AbstractBaseUser, reason: str, now: dt.datetime | None = None) -> Coupon:
     """Void an unused coupon, recording who did it, when and why.

@@ -66,3 +66,29 @@ def test_the_phone_can_sign_up_again_after_erasure(member_with_history):
     member_erase(member=member_with_history, now=timezone.now())
     again = member_for_phone_sign_in(phone="13800138000")
     assert again.pk != member_with_history.pk
+
+
+def test_erase_voids_the_unused_coupons_and_keeps_the_used_ones(member_with_history, staff_user):
+    from datetime import timedelta
+
+    from rewards.models import Coupon
+    from rewards.services import coupon_issue, coupon_verify
+
+    member = member_with_history
+    store = StoreFactory()
+    expires = timezone.now() + timedelta(days=30)
+
+    def issue(title):
+        return coupon_issue(member=member, title=title, kind="gift", value=0, expires_at=expires, source="staff")
+
+    unused, used = issue("Coffee"), issue("Cake")
+    coupon_verify(code=used.code, store=store, staff=staff_user)
+    member_erase(member=member)
+
+    unused.refresh_from_db()
+    used.refresh_from_db()
+    assert unused.status == Coupon.Status.VOID and unused.voided_at is not None and unused.void_reason
+    assert used.status == Coupon.Status.USED
+    with pytest.raises(LoyaltyError) as error:
+        coupon_verify(code=unused.code, store=store, staff=staff_user)
+    assert error.value.code == "coupon_void"
