@@ -14,6 +14,7 @@ from import_export import resources
 from import_export.admin import ExportMixin
 
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
+from members.scoping import staff_stores
 
 from .models import Account, Allocation, LedgerEntry, Lot, Order, OrderLine, Refund
 
@@ -27,6 +28,15 @@ class LedgerAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
     search_help_text = MEMBER_SEARCH_HELP
     # These tables grow without end: skip the unfiltered count on every search.
     show_full_result_count = False
+    # Store scoping (members.scoping): the rows of the staff user's stores only.
+    store_lookup = "member__home_store"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        stores = staff_stores(request.user)
+        if stores is not None:
+            queryset = queryset.filter(**{f"{self.store_lookup}__in": stores})
+        return queryset
 
 
 @admin.register(Account)
@@ -148,6 +158,7 @@ class LotAdmin(LedgerAdmin):
 @admin.register(Allocation)
 class AllocationAdmin(LedgerAdmin):
     phone_lookup = "entry__member__phone"
+    store_lookup = "entry__member__home_store"
     list_display = ("id", "entry", "entry_member", "lot", "amount")
     list_filter = ("entry__kind", "lot__currency")
     list_select_related = ("entry__member", "lot")
@@ -206,6 +217,7 @@ class OrderAdmin(LedgerAdmin):
     search_fields = ("number", *MEMBER_SEARCH_FIELDS)
     search_help_text = _("Order number, or the member's phone number or member number.")
     inlines = (OrderLineInline, RefundInline, OrderEntryInline)
+    store_lookup = "store"
 
 
 # --- the programme's settings, for staff to read --------------------------------------------

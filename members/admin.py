@@ -8,10 +8,13 @@ import re
 import uuid
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import BigIntegerField, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -28,9 +31,10 @@ from loyalty.models import Account, Currency, LedgerEntry, Lot, Order
 from loyalty.services import points_adjust
 
 from .forms import AdjustPointsForm, MemberAddForm, MemberChangeForm
-from .models import ConsentRecord, Member, Store
+from .models import ConsentRecord, Member, StaffProfile, Store
 from .phone import normalize_phone
 from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
+from .scoping import adjust_limit, staff_stores
 from .services import member_create
 
 # One request adjusts the members one by one, each in its own transaction; more than this
@@ -166,6 +170,27 @@ class ConsentRecordInline(ReadOnlyInline):
 # --- members ----------------------------------------------------------------------------
 
 
+class LimitedAdjustPointsForm(AdjustPointsForm):
+    """The adjustment form with the staff user's limit (``StaffProfile.adjust_limit``).
+
+    ``limit`` None means no limit (superusers, brand admins, staff without a profile limit).
+    """
+
+    def __init__(self, *args, limit: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limit = limit
+
+    def clean_amount(self) -> int:
+        amount = super().clean_amount()
+        if self.limit is not None and abs(amount) > self.limit:
+            raise forms.ValidationError(
+                _("You may adjust by at most %(limit)d at a time; ask a brand admin for a larger adjustment.")
+                % {"limit": self.limit},
+                code="over_limit",
+            )
+        return amount
+
+
 def _account_figure(currency: str, column: str) -> Coalesce:
     """The member's figure from one account, as a correlated subquery (0 without an account)."""
     figure = Account.objects.filter(member_id=OuterRef("pk"), currency=currency).values(column)[:1]
@@ -247,15 +272,15 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
     # --- reading ---
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                points_balance=_account_figure(Currency.POINTS, "balance"),
-                points_pending=_account_figure(Currency.POINTS, "pending"),
-                growth_balance=_account_figure(Currency.GROWTH, "balance"),
-                growth_pending=_account_figure(Currency.GROWTH, "pending"),
-            )
+        queryset = super().get_queryset(request)
+        stores = staff_stores(request.user)
+        if stores is not None:
+            queryset = queryset.filter(home_store__in=stores)
+        return queryset.annotate(
+            points_balance=_account_figure(Currency.POINTS, "balance"),
+            points_pending=_account_figure(Currency.POINTS, "pending"),
+            growth_balance=_account_figure(Currency.GROWTH, "balance"),
+            growth_pending=_account_figure(Currency.GROWTH, "pending"),
         )
 
     @admin.display(description=gettext_lazy("points balance"), ordering="points_balance")
@@ -360,11 +385,11 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
             )
             return None
         if "apply" in request.POST:
-            form = AdjustPointsForm(request.POST)
+            form = self._adjust_form(request, request.POST)
             if form.is_valid() and self._apply_adjustment(request, members, form.cleaned_data):
                 return None  # back to the list, with the messages
         else:
-            form = AdjustPointsForm(initial={"token": uuid.uuid4()})
+            form = self._adjust_form(request)
         return self._adjust_form_response(request, form, members, from_action=True)
 
     def adjust_view(self, request, object_id):
@@ -374,7 +399,7 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
         if not (self.has_view_or_change_permission(request, member) and self.has_adjust_permission(request)):
             raise PermissionDenied
         if request.method == "POST":
-            form = AdjustPointsForm(request.POST)
+            form = self._adjust_form(request, request.POST)
             if form.is_valid() and self._apply_adjustment(request, [member], form.cleaned_data):
                 opts = self.opts
                 return HttpResponseRedirect(
@@ -385,8 +410,19 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
                     )
                 )
         else:
-            form = AdjustPointsForm(initial={"token": uuid.uuid4()})
+            form = self._adjust_form(request)
         return self._adjust_form_response(request, form, [member], from_action=False)
+
+    def _adjust_form(self, request, data=None) -> LimitedAdjustPointsForm:
+        """The adjustment form, limited to what this staff user may adjust at once."""
+        limit = adjust_limit(request.user)
+        if data is None:
+            return LimitedAdjustPointsForm(initial={"token": uuid.uuid4()}, limit=limit)
+        form = LimitedAdjustPointsForm(data, limit=limit)
+        if not form.is_valid() and form.has_error("amount", "over_limit"):
+            # Said on the form and as a message, so it cannot be missed; nothing was written.
+            self.message_user(request, form.errors["amount"][0], messages.ERROR)
+        return form
 
     def _apply_adjustment(self, request, members: list[Member], data: dict) -> bool:
         """Adjust each member in its own transaction; say per member what was refused.
@@ -462,6 +498,31 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/members/member/adjust_points.html", context)
+
+
+# --- staff: their stores and adjustment limit, on the user page -------------------------
+
+
+class StaffProfileInline(admin.StackedInline):
+    model = StaffProfile
+    can_delete = False
+    max_num = 1
+    fields = ("stores", "adjust_limit")
+    filter_horizontal = ("stores",)
+    verbose_name_plural = gettext_lazy("staff scope (stores and adjustment limit)")
+
+
+User = get_user_model()
+try:
+    _user_admin_class = type(admin.site.get_model_admin(User))
+    admin.site.unregister(User)
+except NotRegistered:
+    _user_admin_class = UserAdmin
+
+
+@admin.register(User)
+class StaffUserAdmin(_user_admin_class):
+    inlines = (*_user_admin_class.inlines, StaffProfileInline)
 
 
 # --- stores and consent -----------------------------------------------------------------

@@ -171,3 +171,35 @@ class OneTimeCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone} {self.purpose} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class StaffProfile(models.Model):
+    """What a staff user may reach: their stores (admin scoping) and their adjustment limit.
+
+    See members.scoping and docs/roles.md. Superusers and members of the "Brand admin"
+    group are not scoped and have no limit, whatever their profile says.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="staff_profile"
+    )
+    stores = models.ManyToManyField(
+        Store,
+        verbose_name=_("stores"),
+        blank=True,
+        related_name="staff_profiles",
+        help_text=_("The stores whose members, orders and coupons this person sees in the admin."),
+    )
+    adjust_limit = models.PositiveIntegerField(
+        _("adjustment limit"),
+        null=True,
+        blank=True,
+        help_text=_("The largest points adjustment (either way) this person may make at once. Empty: no limit."),
+    )
+
+    class Meta:
+        verbose_name = _("staff profile")
+        verbose_name_plural = _("staff profiles")
+
+    def __str__(self) -> str:
+        return str(self.user)

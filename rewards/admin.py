@@ -7,12 +7,14 @@ the service and reports refusals as messages.
 """
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from import_export import resources
 from import_export.admin import ExportMixin
 
 from loyalty.errors import LoyaltyError
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
+from members.scoping import staff_stores
 
 from . import services
 from .models import Coupon, Redemption, Reward
@@ -42,6 +44,14 @@ class CouponAdmin(ExportMixin, ReadOnlyAdminMixin, PhoneSearchMixin, admin.Model
     show_full_result_count = False
     actions = ("void",)
     readonly_fields = [field.name for field in Coupon._meta.fields]
+
+    def get_queryset(self, request):
+        # Store scoping (members.scoping): coupons of the stores' members or used at the stores.
+        queryset = super().get_queryset(request)
+        stores = staff_stores(request.user)
+        if stores is not None:
+            queryset = queryset.filter(Q(member__home_store__in=stores) | Q(used_store__in=stores))
+        return queryset
 
     def get_search_results(self, request, queryset, search_term):
         # Codes are stored upper case; staff type them any way.
@@ -109,6 +119,14 @@ class RedemptionAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ("cancel",)
     readonly_fields = [field.name for field in Redemption._meta.fields]
+
+    def get_queryset(self, request):
+        # Store scoping (members.scoping): redemptions of the stores' members.
+        queryset = super().get_queryset(request)
+        stores = staff_stores(request.user)
+        if stores is not None:
+            queryset = queryset.filter(member__home_store__in=stores)
+        return queryset
 
     def get_search_results(self, request, queryset, search_term):
         # Coupon codes are stored upper case; staff type them any way.

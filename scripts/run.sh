@@ -13,6 +13,7 @@ PORT="${PORT:-8000}"
 
 python manage.py migrate --noinput
 python manage.py setup_periodic_tasks
+python manage.py setup_roles
 python manage.py seed_demo
 python manage.py demo_staff_login --url "http://$HOST:$PORT/admin/"
 python manage.py demo_member_login --url "http://$HOST:$PORT/me/"
