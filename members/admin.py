@@ -315,6 +315,16 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
     def get_inlines(self, request, obj):
         return () if obj is None else super().get_inlines(request, obj)
 
+    def add_view(self, request, form_url="", extra_context=None):
+        # The form refuses a taken phone, but a second request for the same phone can pass
+        # the form while the first commits; member_create then refuses it. The admin's
+        # transaction has rolled back by the time the error gets here: say why, start over.
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except LoyaltyError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_form(self, request, form, change):
         if change:
             return super().save_form(request, form, change)

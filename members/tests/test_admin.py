@@ -14,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Allocation, Currency, LedgerEntry, Lot, Order
 from loyalty.services import order_earn, points_adjust
 from loyalty.tests.factories import MemberFactory, StoreFactory
@@ -245,6 +246,24 @@ def test_adding_a_member_in_the_admin_goes_through_sign_up(admin_client):
     bad = admin_client.post(reverse("admin:members_member_add"), {**data, "phone": "12345"})
     assert bad.status_code == 200 and "phone" in bad.context["adminform"].form.errors
     assert Member.objects.count() == 1
+
+
+def test_a_phone_taken_between_the_form_and_the_save_is_a_message_not_a_500(admin_client, monkeypatch):
+    """Two clerks add the same phone at once: the form of the second passes, the service refuses."""
+    from members import admin as member_admin
+
+    def taken(**fields):
+        MemberFactory(phone="+8613800138000")  # the other clerk's member ...
+        raise LoyaltyError("phone_taken", "A member with phone number +8613800138000 already exists.")
+
+    monkeypatch.setattr(member_admin, "member_create", taken)
+    data = {"phone": "138 0013 8000", "name": "王芳", "gender": "female", "home_store": StoreFactory().pk, "email": ""}
+
+    response = admin_client.post(reverse("admin:members_member_add"), data, follow=True)
+
+    assert response.status_code == 200
+    assert "already exists" in " ".join(str(m) for m in response.context["messages"])
+    assert not Member.objects.exists()  # ... rolled back with the failed save: nothing half-written
 
 
 # --- adjusting points ------------------------------------------------------------------------
