@@ -26,3 +26,13 @@ def english_by_default(settings):
     settings.LANGUAGE_CODE = "en"
     with translation.override("en"):
         yield
+
+
+@pytest.fixture
+def sms(settings):
+    """Messages are captured instead of sent: ``sms.sent`` and ``sms.last_code()``."""
+    from members.tests.senders import CapturingSender
+
+    settings.LOYALTY_NOTIFICATION_SENDER = "members.tests.senders.CapturingSender"
+    CapturingSender.sent = []
+    return CapturingSender

@@ -43,9 +43,14 @@ def _setting(name: str) -> Decimal:
     return value
 
 
+def point_value() -> Decimal:
+    """Yuan one point pays (``LOYALTY_POINT_VALUE``), checked."""
+    return _setting("LOYALTY_POINT_VALUE")
+
+
 def points_value(points: int) -> Decimal:
     """Yuan that ``points`` pay, rounded down to the fen."""
-    return (Decimal(points) * _setting("LOYALTY_POINT_VALUE")).quantize(CENT, rounding=ROUND_DOWN)
+    return (Decimal(points) * point_value()).quantize(CENT, rounding=ROUND_DOWN)
 
 
 def checkout_quote(*, member: Member, order_total: Decimal | int | str) -> Quote:
@@ -57,17 +62,17 @@ def checkout_quote(*, member: Member, order_total: Decimal | int | str) -> Quote
     total = _money(order_total, field_name=_("Order total"))
     if total < 0:
         raise LoyaltyError("invalid_amount", _("The order total must not be negative."))
-    point_value = _setting("LOYALTY_POINT_VALUE")
+    value_of_one = point_value()
     balance = (
         Account.objects.filter(member=member, currency=Currency.POINTS).values_list("balance", flat=True).first() or 0
     )
     by_share = (
-        int((total * _setting("LOYALTY_MAX_DEDUCTION_SHARE") / point_value).to_integral_value(ROUND_DOWN))
-        if point_value
+        int((total * _setting("LOYALTY_MAX_DEDUCTION_SHARE") / value_of_one).to_integral_value(ROUND_DOWN))
+        if value_of_one
         else 0
     )
     max_points = max(0, min(balance, by_share))
-    return Quote(max_points=max_points, value=points_value(max_points), point_value=point_value, balance=balance)
+    return Quote(max_points=max_points, value=points_value(max_points), point_value=value_of_one, balance=balance)
 
 
 @transaction.atomic

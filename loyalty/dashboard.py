@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from members.models import Member
 
+from .checkout import point_value
 from .models import Account, Currency, LedgerEntry, MemberTier, Order, Tier
 
 CACHE_KEY = "loyalty:dashboard:v1"
@@ -244,7 +245,7 @@ def compute(now: dt.datetime | None = None) -> Dashboard:
         points_by_month=points_by_month,
         outstanding_points=outstanding["balance"],
         pending_points=outstanding["pending"],
-        point_value=Decimal(str(getattr(settings, "LOYALTY_POINT_VALUE", "0.01"))),
+        point_value=point_value(),
         cohorts=cohorts,
         tiers=tiers,
         without_tier=members["total"] - sum(held.values()),

@@ -115,3 +115,11 @@ def notifications_send_pending(*, limit: int = 500, now: dt.datetime | None = No
         else:
             counts["sent"] += 1
     return counts
+
+
+def notification_mark_read(*, notification: Notification, now: dt.datetime | None = None) -> Notification:
+    """Mark a notification read by its member. Only the first read counts: a second call
+    keeps the first time and writes nothing."""
+    Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=now or timezone.now())
+    notification.refresh_from_db(fields=["read_at"])
+    return notification

@@ -13,31 +13,13 @@ pytestmark = pytest.mark.django_db
 PHONE = "+8613800138000"
 
 
-class CapturingSender:
-    sent: list = []
-
-    def send(self, notification):
-        CapturingSender.sent.append(notification)
-
-
-@pytest.fixture
-def sms(settings):
-    settings.LOYALTY_NOTIFICATION_SENDER = "api.tests.test_auth.CapturingSender"
-    CapturingSender.sent = []
-    return CapturingSender
-
-
-def last_code(sms) -> str:
-    return next(w for w in sms.sent[-1].body.replace(".", " ").split() if w.isdigit() and len(w) == 6)
-
-
 def post(path, data, client=None, **extra):
     return (client or APIClient()).post(path, data, format="json", **extra)
 
 
 def test_otp_sign_in_registers_and_returns_tokens(sms):
     assert post("/api/v1/auth/otp/", {"phone": "138 0013 8000"}).status_code == 202
-    response = post("/api/v1/auth/otp/sign-in/", {"phone": "13800138000", "code": last_code(sms)})
+    response = post("/api/v1/auth/otp/sign-in/", {"phone": "13800138000", "code": sms.last_code()})
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["access"].startswith("at_") and body["refresh"].startswith("rt_")
@@ -99,7 +81,7 @@ def test_miniprogram_new_user_binds_a_phone_then_signs_in_with_the_code_alone():
 
 def test_miniprogram_new_user_can_bind_with_an_sms_code(sms):
     post("/api/v1/auth/otp/", {"phone": PHONE})
-    response = post("/api/v1/auth/miniprogram/", {"code": "bob", "phone": PHONE, "otp_code": last_code(sms)})
+    response = post("/api/v1/auth/miniprogram/", {"code": "bob", "phone": PHONE, "otp_code": sms.last_code()})
     assert response.status_code == 200
     assert Member.objects.get(phone=PHONE).wechat_openid == "fake-openid-bob"
 

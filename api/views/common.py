@@ -2,6 +2,8 @@
 
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import status
+from rest_framework.response import Response
 
 from loyalty.errors import LoyaltyError
 from members.models import Member, Store
@@ -36,15 +38,15 @@ _EXAMPLE_CODES = {
 def errors(*statuses: int) -> dict:
     """Schema responses for the error statuses an endpoint can return, each with an example."""
     out = {}
-    for status in statuses:
-        code, message, fields = _EXAMPLE_CODES[status]
+    for code_status in statuses:
+        code, message, fields = _EXAMPLE_CODES[code_status]
         body = {"code": code, "message": message}
         if fields:
             body["fields"] = fields
-        out[status] = OpenApiResponse(
+        out[code_status] = OpenApiResponse(
             ErrorSerializer,
-            description=_ERROR_TEXT[status],
-            examples=[OpenApiExample(code, value={"error": body}, response_only=True, status_codes=[str(status)])],
+            description=_ERROR_TEXT[code_status],
+            examples=[OpenApiExample(code, value={"error": body}, response_only=True, status_codes=[str(code_status)])],
         )
     return out
 
@@ -53,6 +55,11 @@ def example(name: str, value, *, request: bool = False, status: int = 200) -> Op
     if request:
         return OpenApiExample(name, value=value, request_only=True)
     return OpenApiExample(name, value=value, response_only=True, status_codes=[str(status)])
+
+
+def written(data, *, replayed: bool) -> Response:
+    """201 for what this request wrote; 200 with the first answer for a replay of it."""
+    return Response(data, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)
 
 
 def store_for(request, code: str | None) -> Store:

@@ -3,7 +3,6 @@ coupons, data export and erasure. Everything is scoped to the token's member; an
 member's objects look absent (404)."""
 
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -17,6 +16,7 @@ from loyalty.models import Benefit
 from loyalty.selectors import entries_for_member, expiry_calendar, member_balances, pending_releases
 from loyalty.tiers import tier_progress
 from members.models import Member, Notification
+from members.notifications import notification_mark_read
 from members.privacy import member_erase, member_export
 from members.services import member_update_profile
 from rewards.selectors import coupons_for_member
@@ -273,10 +273,7 @@ class NotificationReadView(MemberView):
     )
     def post(self, request, pk: int):
         notification = get_object_or_404(Notification, pk=pk, member=self.member)
-        # Only the first read counts; a second call changes nothing.
-        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
-        notification.refresh_from_db()
-        return Response(s.NotificationOut(notification).data)
+        return Response(s.NotificationOut(notification_mark_read(notification=notification)).data)
 
 
 class CouponsView(MemberView):

@@ -6,7 +6,6 @@ user (bearer token or admin session) with the Django permission of the action.
 
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,7 +21,7 @@ from rewards.services import coupon_verify
 from .. import serializers as s
 from ..models import StoreApiKey
 from ..permissions import PosAction
-from .common import clean_member_number, errors, example, member_by_number, operator_for, store_for
+from .common import clean_member_number, errors, example, member_by_number, operator_for, store_for, written
 
 BALANCES_EXAMPLE = {
     "points": {
@@ -190,7 +189,7 @@ class OrderEarnView(PosView):
             lines=[OrderLineInput(**line) for line in values.get("lines", [])],
         )
         body = s.OrderOut(order_out(result)).data
-        return Response(body, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED)
+        return written(body, replayed=result.replayed)
 
 
 class RefundView(PosView):
@@ -254,9 +253,7 @@ class RefundView(PosView):
             ],
             "replayed": result.replayed,
         }
-        return Response(
-            s.RefundOut(body).data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
-        )
+        return written(s.RefundOut(body).data, replayed=result.replayed)
 
 
 class AdjustView(PosView):
@@ -310,9 +307,7 @@ class AdjustView(PosView):
             operator=operator_for(request),
             idempotency_key=key,
         )
-        return Response(
-            s.AdjustOut(entry).data, status=status.HTTP_200_OK if entry.replayed else status.HTTP_201_CREATED
-        )
+        return written(s.AdjustOut(entry).data, replayed=entry.replayed)
 
 
 class VerifyCouponView(PosView):
@@ -426,6 +421,4 @@ class CheckoutView(PosView):
             lines=[OrderLineInput(**line) for line in values.get("lines", [])],
         )
         body = {**order_out(result), "points_used": values["points"], "points_value": value}
-        return Response(
-            s.CheckoutOut(body).data, status=status.HTTP_200_OK if result.replayed else status.HTTP_201_CREATED
-        )
+        return written(s.CheckoutOut(body).data, replayed=result.replayed)

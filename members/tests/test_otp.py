@@ -13,32 +13,13 @@ pytestmark = pytest.mark.django_db
 PHONE = "+8613800138000"
 
 
-class CapturingSender:
-    sent: list = []
-
-    def send(self, notification):
-        CapturingSender.sent.append(notification)
-
-
-@pytest.fixture
-def sender(settings):
-    settings.LOYALTY_NOTIFICATION_SENDER = "members.tests.test_otp.CapturingSender"
-    CapturingSender.sent = []
-    return CapturingSender
-
-
-def sent_code(sender) -> str:
-    body = sender.sent[-1].body
-    return next(word for word in body.replace(".", " ").split() if word.isdigit() and len(word) == 6)
-
-
-def test_send_stores_only_a_hash_and_sends_the_code_to_the_phone(sender):
+def test_send_stores_only_a_hash_and_sends_the_code_to_the_phone(sms):
     otp_send(phone="138 0013 8000")
     otp = OneTimeCode.objects.get()
-    code = sent_code(sender)
+    code = sms.last_code()
     assert otp.phone == PHONE
     assert code not in otp.code_hash
-    assert sender.sent[-1].data["phone"] == PHONE
+    assert sms.sent[-1].data["phone"] == PHONE
     assert otp.expires_at - otp.created_at == dt.timedelta(minutes=5)
 
 
@@ -48,18 +29,18 @@ def test_the_log_sender_writes_the_code_for_developers(caplog):
     assert "Your code is" in caplog.text
 
 
-def test_verify_accepts_the_code_once_and_returns_the_e164_phone(sender):
+def test_verify_accepts_the_code_once_and_returns_the_e164_phone(sms):
     otp_send(phone=PHONE)
-    code = sent_code(sender)
+    code = sms.last_code()
     assert otp_verify(phone="0086 138-0013-8000", code=code) == PHONE
     with pytest.raises(LoyaltyError) as error:
         otp_verify(phone=PHONE, code=code)
     assert error.value.code == "otp_invalid"
 
 
-def test_a_wrong_code_counts_and_five_wrong_ones_lock_the_code(sender):
+def test_a_wrong_code_counts_and_five_wrong_ones_lock_the_code(sms):
     otp_send(phone=PHONE)
-    code = sent_code(sender)
+    code = sms.last_code()
     wrong = "000000" if code != "000000" else "111111"
     codes = []
     for _ in range(5):
@@ -73,15 +54,15 @@ def test_a_wrong_code_counts_and_five_wrong_ones_lock_the_code(sender):
     assert error.value.code == "otp_too_many_attempts"
 
 
-def test_a_code_expires_after_five_minutes(sender):
+def test_a_code_expires_after_five_minutes(sms):
     now = timezone.now()
     otp_send(phone=PHONE, now=now)
     with pytest.raises(LoyaltyError) as error:
-        otp_verify(phone=PHONE, code=sent_code(sender), now=now + dt.timedelta(minutes=5, seconds=1))
+        otp_verify(phone=PHONE, code=sms.last_code(), now=now + dt.timedelta(minutes=5, seconds=1))
     assert error.value.code == "otp_expired"
 
 
-def test_one_send_per_minute_and_ten_per_day(sender):
+def test_one_send_per_minute_and_ten_per_day(sms):
     now = timezone.now()
     otp_send(phone=PHONE, now=now)
     with pytest.raises(LoyaltyError) as error:
@@ -97,17 +78,17 @@ def test_one_send_per_minute_and_ten_per_day(sender):
     assert OneTimeCode.objects.count() == OTP_MAX_PER_DAY + 1
 
 
-def test_send_refuses_an_invalid_phone(sender):
+def test_send_refuses_an_invalid_phone(sms):
     with pytest.raises(LoyaltyError) as error:
         otp_send(phone="12345")
     assert error.value.code == "invalid_phone"
-    assert sender.sent == []
+    assert sms.sent == []
 
 
-def test_a_code_is_bound_to_its_phone(sender):
+def test_a_code_is_bound_to_its_phone(sms):
     otp_send(phone=PHONE)
     with pytest.raises(LoyaltyError) as error:
-        otp_verify(phone="+8613900139000", code=sent_code(sender))
+        otp_verify(phone="+8613900139000", code=sms.last_code())
     assert error.value.code == "otp_invalid"
 
 
