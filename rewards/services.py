@@ -91,7 +91,9 @@ def _locked(code: str) -> Coupon:
 def _refuse_unusable(coupon: Coupon, now: dt.datetime) -> None:
     if coupon.status == Coupon.Status.USED:
         raise LoyaltyError(
-            "coupon_used", _("This coupon was already used on %(date)s.") % {"date": timezone.localtime(coupon.used_at)}
+            "coupon_used",
+            _("This coupon was already used on %(date)s.")
+            % {"date": timezone.localtime(coupon.used_at).strftime("%Y-%m-%d %H:%M")},
         )
     if coupon.status == Coupon.Status.VOID:
         raise LoyaltyError("coupon_void", _("This coupon was voided."))

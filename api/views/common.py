@@ -28,7 +28,7 @@ _EXAMPLE_CODES = {
     401: ("not_authenticated", "Authentication credentials were not provided.", None),
     403: ("permission_denied", "You do not have permission to perform this action.", None),
     404: ("not_found", "Not found.", None),
-    409: ("coupon_used", "This coupon was already used on 2026-11-20 14:03:00+08:00.", None),
+    409: ("coupon_used", "This coupon was already used on 2026-11-20 14:03.", None),
     422: ("idempotency_key_reused", "This Idempotency-Key was already used for a different request.", None),
     429: ("throttled", "Request was throttled. Expected available in 42 seconds.", None),
     503: ("miniprogram_unavailable", "The mini-program platform is busy. Try again shortly.", None),

@@ -106,6 +106,9 @@ def test_verify_refuses_a_used_coupon(store, staff_user):
     with pytest.raises(LoyaltyError) as refused:
         services.coupon_verify(code=coupon.code, store=store, staff=staff_user)
     assert refused.value.code == "coupon_used"
+    coupon.refresh_from_db()
+    used_at = timezone.localtime(coupon.used_at).strftime("%Y-%m-%d %H:%M")
+    assert str(refused.value.message) == f"This coupon was already used on {used_at}."  # the minute, for the till
 
 
 @pytest.mark.django_db
