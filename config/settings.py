@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "rewards",
     "api",
     "center",
+    "engagement",
 ]
 
 MIDDLEWARE = [
@@ -283,6 +284,22 @@ LOYALTY_PHONE_REGION = env("LOYALTY_PHONE_REGION", "CN")
 # an order that points may pay.
 LOYALTY_POINT_VALUE = env("LOYALTY_POINT_VALUE", "0.01")
 LOYALTY_MAX_DEDUCTION_SHARE = env("LOYALTY_MAX_DEDUCTION_SHARE", "0.5")
+
+# --- Consumer operations (docs/lifecycle.md, docs/engagement.md) ----------------------
+# Lifecycle stages, from orders: new (joined within NEW_DAYS, fewer than two orders),
+# mature (at least MATURE_ORDERS orders in the last 365 days), dormant (no order for
+# DORMANT_DAYS), churned (no order for CHURNED_DAYS); growing otherwise.
+LOYALTY_STAGE_NEW_DAYS = env_int("LOYALTY_STAGE_NEW_DAYS", 30)
+LOYALTY_STAGE_MATURE_ORDERS = env_int("LOYALTY_STAGE_MATURE_ORDERS", 3)
+LOYALTY_STAGE_DORMANT_DAYS = env_int("LOYALTY_STAGE_DORMANT_DAYS", 90)
+LOYALTY_STAGE_CHURNED_DAYS = env_int("LOYALTY_STAGE_CHURNED_DAYS", 180)
+# RFM scores are quantiles over members with an order in this many days.
+LOYALTY_RFM_WINDOW_DAYS = env_int("LOYALTY_RFM_WINDOW_DAYS", 365)
+# Daily check-in: points for day 1, 2, ... of a streak; past the list, the last value.
+LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30")
+# Referral: points the referrer and the new member each get once the new member's first
+# order is past its return window and not refunded.
+LOYALTY_REFERRAL_POINTS = env_int("LOYALTY_REFERRAL_POINTS", 200)
 
 # --- Logging --------------------------------------------------------------------------
 LOGGING = {

@@ -230,6 +230,7 @@ class LedgerEntry(models.Model):
         permissions = [
             ("adjust_points", _("Can adjust members' points and growth")),
             ("view_dashboard", _("Can view the operations dashboard")),
+            ("use_till", _("Can use the till screen")),
         ]
         ordering = ["-created_at", "-id"]
         constraints = [

@@ -22,7 +22,51 @@ class Store(models.Model):
         return f"{self.name} ({self.code})"
 
 
+class Tag(models.Model):
+    """A label staff or an import put on members ("VIP", "wholesale"); journeys add them too."""
+
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Stage(models.TextChoices):
+    """Lifecycle stage, recomputed nightly from orders (docs/lifecycle.md)."""
+
+    NEW = "new", _("new")
+    GROWING = "growing", _("growing")
+    MATURE = "mature", _("mature")
+    DORMANT = "dormant", _("dormant")
+    CHURNED = "churned", _("churned")
+
+
+class RfmSegment(models.TextChoices):
+    """The named segments the three RFM scores form (docs/lifecycle.md)."""
+
+    CHAMPIONS = "champions", _("champions")
+    LOYAL = "loyal", _("loyal")
+    POTENTIAL = "potential", _("potential loyalists")
+    NEW_CUSTOMERS = "new_customers", _("new customers")
+    PROMISING = "promising", _("promising")
+    NEED_ATTENTION = "need_attention", _("need attention")
+    ABOUT_TO_SLEEP = "about_to_sleep", _("about to sleep")
+    AT_RISK = "at_risk", _("at risk")
+    CANT_LOSE = "cant_lose", _("can't lose them")
+    HIBERNATING = "hibernating", _("hibernating")
+    LOST = "lost", _("lost")
+
+
 class Member(models.Model):
+    Stage = Stage
+    RfmSegment = RfmSegment
+
     class Gender(models.TextChoices):
         UNKNOWN = "unknown", _("not given")
         FEMALE = "female", _("female")
@@ -70,6 +114,31 @@ class Member(models.Model):
     erased_at = models.DateTimeField(
         _("erased at"), null=True, blank=True, help_text=_("Personal data removed at the member's request.")
     )
+    tags = models.ManyToManyField(Tag, verbose_name=_("tags"), blank=True, related_name="members")
+    referral_code = models.CharField(  # noqa: DJ001 - NULL until the member first shares it
+        _("referral code"), max_length=12, null=True, blank=True, unique=True, editable=False
+    )
+    # Order figures, refreshed nightly with the lifecycle stage (members.lifecycle): what
+    # segments, RFM and the member list filter on without summing orders per row.
+    order_count = models.PositiveIntegerField(_("orders"), default=0, editable=False)
+    spend_total = models.DecimalField(
+        _("spend"), max_digits=14, decimal_places=2, default=0, editable=False, help_text=_("Paid less refunded, yuan.")
+    )
+    first_order_at = models.DateTimeField(_("first order"), null=True, blank=True, editable=False)
+    last_order_at = models.DateTimeField(_("last order"), null=True, blank=True, editable=False)
+    stage = models.CharField(
+        _("lifecycle stage"), max_length=10, choices=Stage.choices, blank=True, default="", editable=False
+    )
+    stage_since = models.DateTimeField(_("in this stage since"), null=True, blank=True, editable=False)
+    rfm_recency = models.PositiveSmallIntegerField(_("R score"), null=True, blank=True, editable=False)
+    rfm_frequency = models.PositiveSmallIntegerField(_("F score"), null=True, blank=True, editable=False)
+    rfm_monetary = models.PositiveSmallIntegerField(_("M score"), null=True, blank=True, editable=False)
+    rfm_segment = models.CharField(
+        _("RFM segment"), max_length=20, choices=RfmSegment.choices, blank=True, default="", editable=False
+    )
+    profile_refreshed_at = models.DateTimeField(
+        _("stage and RFM computed at"), null=True, blank=True, editable=False
+    )
 
     class Meta:
         verbose_name = _("member")
@@ -77,6 +146,20 @@ class Member(models.Model):
         ordering = ["-joined_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(phone__startswith="+"), name="member_phone_e164"),
+            models.CheckConstraint(
+                condition=Q(stage__in=["", "new", "growing", "mature", "dormant", "churned"]),
+                name="member_stage_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(rfm_recency__range=(1, 5), rfm_frequency__range=(1, 5), rfm_monetary__range=(1, 5))
+                | Q(rfm_recency__isnull=True, rfm_frequency__isnull=True, rfm_monetary__isnull=True),
+                name="member_rfm_scores_1_to_5",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["stage"], name="member_stage"),
+            models.Index(fields=["rfm_segment"], name="member_rfm_segment"),
+            models.Index(fields=["last_order_at"], name="member_last_order"),
         ]
 
     def __str__(self) -> str:
@@ -203,3 +286,143 @@ class StaffProfile(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+class StageChange(models.Model):
+    """One member moving from one lifecycle stage to another, written by the nightly run."""
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.CharField(_("from"), max_length=10, choices=Stage.choices, blank=True)
+    to_stage = models.CharField(_("to"), max_length=10, choices=Stage.choices)
+    changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("stage change")
+        verbose_name_plural = _("stage changes")
+        ordering = ["-changed_at", "-id"]
+        indexes = [
+            models.Index(fields=["changed_at"], name="stage_change_at"),
+            models.Index(fields=["member", "-changed_at"], name="stage_change_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.from_stage or '-'} -> {self.to_stage}"
+
+
+class Segment(models.Model):
+    """A saved filter over members (members.segments): an audience for journeys and exports."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    rules = models.JSONField(_("rules"), default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaffAction(models.Model):
+    """Who did what to which member, when and why: the audit of staff actions."""
+
+    class Action(models.TextChoices):
+        ADJUST_POINTS = "adjust_points", _("adjusted points")
+        PIN_TIER = "pin_tier", _("pinned a tier")
+        ADD_TAG = "add_tag", _("added a tag")
+        REMOVE_TAG = "remove_tag", _("removed a tag")
+        FREEZE = "freeze", _("froze")
+        UNFREEZE = "unfreeze", _("unfroze")
+        CLOSE = "close", _("closed")
+        RECORD_ORDER = "record_order", _("recorded an order")
+        VERIFY_COUPON = "verify_coupon", _("verified a coupon")
+        IMPORT = "import", _("imported members")
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_name = models.CharField(_("staff name"), max_length=150, help_text=_("Kept if the user is deleted."))
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
+    member = models.ForeignKey(
+        Member,
+        verbose_name=_("member"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="staff_actions",
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("staff action")
+        verbose_name_plural = _("staff actions")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="staff_action_recent"),
+            models.Index(fields=["member", "-created_at"], name="staff_action_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name}: {self.get_action_display()}"
+
+
+class ImportJob(models.Model):
+    """A member file imported in the background (members.imports): check every row, then write in chunks."""
+
+    class Status(models.TextChoices):
+        CHECKING = "checking", _("checking")
+        INVALID = "invalid", _("has errors")
+        CHECKED = "checked", _("checked, waiting for confirmation")
+        IMPORTING = "importing", _("importing")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed")
+
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/")
+    original_name = models.CharField(_("file name"), max_length=255)
+    format = models.CharField(_("format"), max_length=10)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.CHECKING)
+    total_rows = models.PositiveIntegerField(_("rows"), default=0)
+    checked_rows = models.PositiveIntegerField(_("rows checked"), default=0)
+    imported_rows = models.PositiveIntegerField(_("rows imported"), default=0)
+    error_count = models.PositiveIntegerField(_("errors"), default=0)
+    errors = models.JSONField(_("first errors"), default=list, blank=True)
+    summary = models.JSONField(_("summary"), default=dict, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("uploaded by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("import job")
+        verbose_name_plural = _("import jobs")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.original_name

@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from loyalty.errors import LoyaltyError
 from loyalty.services import member_joined
 
-from .models import ConsentRecord, Member, Store
+from .models import ConsentRecord, Member, StaffAction, Store
 from .phone import normalize_phone
 
 CONSENT_FIELDS = {
@@ -115,6 +115,26 @@ def member_set_status(*, member: Member, status: str) -> Member:
     Member.objects.filter(pk=member.pk).update(status=status)
     member.refresh_from_db(fields=["status"])
     return member
+
+
+def staff_action_record(
+    *, actor, action: str, member: Member | None = None, reason: str = "", detail: dict | None = None
+) -> StaffAction:
+    """Write the audit row of one staff action: who (``actor``, a user), what, to whom, why.
+
+    Call it inside the transaction of the action itself, so the row exists exactly when
+    the action happened.
+    """
+    if action not in StaffAction.Action.values:
+        raise ValueError(f"unknown staff action {action!r}")
+    return StaffAction.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        actor_name=(actor.get_username() if getattr(actor, "pk", None) else "") or "system",
+        action=action,
+        member=member,
+        reason=reason,
+        detail=detail or {},
+    )
 
 
 # --- sign-in and profile (API and member pages) -------------------------------------------

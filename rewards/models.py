@@ -40,6 +40,7 @@ class Coupon(models.Model):
         BENEFIT = "benefit", _("tier benefit")
         REDEMPTION = "redemption", _("redemption")
         STAFF = "staff", _("staff")
+        JOURNEY = "journey", _("journey")
 
     class Status(models.TextChoices):
         ISSUED = "issued", _("issued")
@@ -110,7 +111,7 @@ class Coupon(models.Model):
                 name="coupon_kind_valid",
             ),
             models.CheckConstraint(
-                condition=Q(source__in=["benefit", "redemption", "staff"]), name="coupon_source_valid"
+                condition=Q(source__in=["benefit", "redemption", "staff", "journey"]), name="coupon_source_valid"
             ),
             models.CheckConstraint(condition=Q(value__gte=0), name="coupon_value_not_negative"),
             models.CheckConstraint(

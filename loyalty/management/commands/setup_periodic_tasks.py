@@ -65,6 +65,24 @@ SCHEDULES = [
         "Daily at 10:00: members are told about points expiring within LOYALTY_EXPIRY_NOTICE_DAYS, once per lot.",
     ),
     (
+        "Refresh lifecycle stages and RFM",
+        "members.refresh_lifecycle",
+        ("0", "4"),
+        "Daily at 04:00: order figures, lifecycle stage and RFM scores of every member; stage moves are recorded.",
+    ),
+    (
+        "Run journeys",
+        "engagement.run_journeys",
+        ("30", "*"),
+        "Hourly at :30: every active journey's triggers since its last run; in a journey's quiet hours its actions wait for a later run.",
+    ),
+    (
+        "Reward referrals",
+        "engagement.reward_referrals",
+        ("15", "*"),
+        "Hourly at :15: referrals whose first order is past its return window and not refunded earn both members their bonus.",
+    ),
+    (
         "Send notifications",
         "members.send_notifications",
         ("*", "*"),
