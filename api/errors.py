@@ -42,6 +42,7 @@ STATUS_BY_CODE = {
     "redemption_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the request is fine but the state of things refuses it
     "already_given_back": status.HTTP_409_CONFLICT,
+    "already_checked_in": status.HTTP_409_CONFLICT,
     "coupon_used": status.HTTP_409_CONFLICT,
     "coupon_void": status.HTTP_409_CONFLICT,
     "coupon_expired": status.HTTP_409_CONFLICT,

@@ -1,6 +1,12 @@
 """Who may call what: members their own /me/ endpoints, staff and store keys the POS actions."""
 
+from django.utils.translation import gettext as _
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
+
+from loyalty.errors import LoyaltyError
+from members.models import Member, Store
+from members.scoping import adjust_limit, staff_stores
 
 from .models import ApiToken, StoreApiKey
 
@@ -39,3 +45,47 @@ class PosAction(BasePermission):
         if isinstance(request.auth, StoreApiKey):
             return request.auth.allows(action)
         return _is_staff_caller(request) and request.user.is_active and request.user.has_perm(STAFF_PERMISSIONS[action])
+
+
+def require_store_scope(request, store: Store) -> Store:
+    """Refuse (403 ``store_forbidden``) a POS write at a store outside the caller's scope.
+
+    A store key acts for its own store only (``store_for`` refuses any other); a staff
+    caller (token or admin session) for the stores ``members.scoping.staff_stores`` gives
+    them: every store for a superuser or brand admin, else the stores on their profile.
+    """
+    if isinstance(request.auth, StoreApiKey):
+        return store
+    user = request.user
+    scope = staff_stores(user)
+    if scope is not None and not scope.filter(pk=store.pk).exists():
+        raise LoyaltyError(
+            "store_forbidden",
+            _("%(user)s does not work at store %(store)s, so cannot act for it here.")
+            % {"user": user.get_username(), "store": store.code},
+        )
+    return store
+
+
+def require_adjust_scope(request, member: Member, amount: int) -> None:
+    """Refuse an adjustment a staff caller may not make in the admin either: for a member
+    outside their stores (403 ``store_forbidden``, by the member's home store) or larger
+    than their adjustment limit (403 ``permission_denied``; ``members.scoping.adjust_limit``).
+    A store key's acting user is held to the limit only: the key is the store's.
+    """
+    user = request.user
+    if user is None or not user.is_authenticated:
+        return
+    if not isinstance(request.auth, StoreApiKey):
+        scope = staff_stores(user)
+        if scope is not None and not (member.home_store_id and scope.filter(pk=member.home_store_id).exists()):
+            raise LoyaltyError(
+                "store_forbidden",
+                _("%(user)s may adjust only the points of their stores' members.") % {"user": user.get_username()},
+            )
+    limit = adjust_limit(user)
+    if limit is not None and abs(amount) > limit:
+        raise PermissionDenied(
+            _("%(user)s may adjust at most %(limit)s at once, not %(amount)s.")
+            % {"user": user.get_username(), "limit": limit, "amount": abs(amount)}
+        )

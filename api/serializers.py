@@ -24,9 +24,16 @@ class OtpSentOut(serializers.Serializer):
     resend_after = serializers.IntegerField(help_text="Seconds before another code can be asked for.")
 
 
+REFERRAL_CODE_HELP = (
+    "Optional: a friend's referral code. Recorded only when this sign-in registers a new member; "
+    "a code that cannot be used never blocks the sign-in (see referral in the answer)."
+)
+
+
 class OtpSignInIn(serializers.Serializer):
     phone = serializers.CharField(max_length=40)
     code = serializers.CharField(max_length=12)
+    referral_code = serializers.CharField(max_length=20, required=False, allow_blank=True, help_text=REFERRAL_CODE_HELP)
 
 
 class MiniProgramSignInIn(serializers.Serializer):
@@ -36,6 +43,7 @@ class MiniProgramSignInIn(serializers.Serializer):
     )
     phone = serializers.CharField(max_length=40, required=False, help_text="A new user: phone, with otp_code.")
     otp_code = serializers.CharField(max_length=12, required=False, help_text="The SMS code sent to phone.")
+    referral_code = serializers.CharField(max_length=20, required=False, allow_blank=True, help_text=REFERRAL_CODE_HELP)
 
 
 class RefreshIn(serializers.Serializer):
@@ -49,6 +57,24 @@ class TokensOut(serializers.Serializer):
     access_expires_at = serializers.DateTimeField()
     refresh_expires_at = serializers.DateTimeField()
     member_number = serializers.CharField(source="member.member_number")
+
+
+class ReferralOutcomeOut(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["recorded", "not_recorded"], help_text="recorded: the friend's code counts for this new member."
+    )
+    reason = serializers.CharField(
+        allow_blank=True,
+        help_text="Why not: referral_code_unknown, referral_self, referral_exists, referral_not_new, referral_cycle.",
+    )
+    message = serializers.CharField(help_text="For people, in the request's language.")
+
+
+class SignInOut(TokensOut):
+    referral = ReferralOutcomeOut(
+        required=False,
+        help_text="Only when referral_code was sent: what became of it. The sign-in succeeds either way.",
+    )
 
 
 class StaffTokenIn(serializers.Serializer):

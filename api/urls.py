@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, me, pos, rewards
+from .views import auth, engagement, me, metrics, pos, rewards
 
 app_name = "api"
 
@@ -23,6 +23,8 @@ urlpatterns = [
     path("me/notifications/<int:pk>/read/", me.NotificationReadView.as_view(), name="me-notification-read"),
     path("me/coupons/", me.CouponsView.as_view(), name="me-coupons"),
     path("me/checkout-quote/", me.CheckoutQuoteView.as_view(), name="me-checkout-quote"),
+    path("me/check-in/", engagement.CheckInView.as_view(), name="me-check-in"),
+    path("me/referral/", engagement.ReferralView.as_view(), name="me-referral"),
     path("me/export/", me.ExportView.as_view(), name="me-export"),
     path("me/erase/", me.EraseView.as_view(), name="me-erase"),
     # the points mall
@@ -38,4 +40,7 @@ urlpatterns = [
     path("pos/coupons/verify/", pos.VerifyCouponView.as_view(), name="pos-coupon-verify"),
     path("pos/checkout/quote/", pos.CheckoutQuoteView.as_view(), name="pos-checkout-quote"),
     path("pos/checkout/", pos.CheckoutView.as_view(), name="pos-checkout"),
+    # staff figures (docs/segments.md)
+    path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
+    path("segments/", metrics.SegmentsView.as_view(), name="segments"),
 ]

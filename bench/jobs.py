@@ -47,9 +47,10 @@ def setup_django() -> None:
 BUILD_SQL = [
     # Members and their two accounts.
     """
-    INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id)
+    INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id,
+        order_count, spend_total, stage, rfm_segment)
     SELECT %(prefix)s || lpad(g::text, 8, '0'), 'J' || lpad(g::text, 11, '0'), '', 'unknown', '',
-           now() - interval '2 years', 'active', %(store)s
+           now() - interval '2 years', 'active', %(store)s, 0, 0, '', ''
     FROM generate_series(1, %(members)s) g
     """,
     """

@@ -31,6 +31,20 @@ class PhoneField(forms.CharField):
 
 class PhoneForm(forms.Form):
     phone = PhoneField()
+    # A new member may join with a friend's code; a code that cannot be used never stops
+    # the sign-in (engagement.referrals.referral_on_join says why afterwards).
+    referral_code = forms.CharField(
+        label=_("Friend's referral code (optional)"),
+        required=False,
+        max_length=20,
+        help_text=_("New here? Enter a friend's code and you both get points after your first order."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
+    )
+
+    def clean_referral_code(self) -> str:
+        from engagement.referrals import normalize_referral_code
+
+        return normalize_referral_code(self.cleaned_data.get("referral_code"))
 
 
 class CodeForm(forms.Form):

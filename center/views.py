@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, update_session_auth_hash
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
@@ -24,6 +25,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from engagement.checkin import check_in_status, member_check_in
+from engagement.referrals import referral_on_join, referral_share_text, referral_summary
 from loyalty import selectors as loyalty_selectors
 from loyalty.errors import LoyaltyError
 from loyalty.models import Currency
@@ -49,6 +52,7 @@ PAGE_SIZE = 20
 SOON_DAYS = 30
 SESSION_PHONE = "center_sign_in_phone"
 SESSION_NEXT = "center_sign_in_next"
+SESSION_REFERRAL = "center_sign_in_referral"
 
 
 def _next_steps() -> dict[str, str]:
@@ -64,6 +68,7 @@ def _next_steps() -> dict[str, str]:
         "otp_expired": _("Ask for a new code."),
         "otp_too_many_attempts": _("Ask for a new code."),
         "otp_invalid": _("Check the code in the text message and try again."),
+        "already_checked_in": _("Your next check-in opens at midnight."),
     }
 
 
@@ -96,9 +101,19 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         return redirect(_safe_next(request, request.GET.get("next")))
     if request.method == "GET" and request.GET.get("next"):
         request.session[SESSION_NEXT] = request.GET["next"]
-    form = PhoneForm(request.POST or None, initial={"phone": request.session.get(SESSION_PHONE, "")})
+    if request.method == "GET" and request.GET.get("ref"):
+        # A friend's share link (/me/sign-in/?ref=CODE) fills the code in.
+        request.session[SESSION_REFERRAL] = request.GET["ref"][:20]
+    initial = {
+        "phone": request.session.get(SESSION_PHONE, ""),
+        "referral_code": request.session.get(SESSION_REFERRAL, ""),
+    }
+    form = PhoneForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         phone = form.cleaned_data["phone"]
+        if form.cleaned_data["referral_code"]:
+            # Kept for step 2; "send a new code" posts the phone only and keeps it.
+            request.session[SESSION_REFERRAL] = form.cleaned_data["referral_code"]
         try:
             otp_send(phone=phone, purpose="sign_in")
         except LoyaltyError as error:
@@ -122,7 +137,18 @@ def _finish_sign_in(request: HttpRequest, member: Member) -> HttpResponse:
     auth.sign_in(request, member)
     request.session.pop(SESSION_PHONE, None)
     request.session.pop(SESSION_NEXT, None)
+    request.session.pop(SESSION_REFERRAL, None)
     return redirect(target)
+
+
+def _report_referral(request: HttpRequest, outcome) -> None:
+    """Say what became of the referral code the member signed in with (never an error page)."""
+    if outcome is None:
+        return
+    if outcome.status == "recorded":
+        messages.success(request, outcome.message)
+    else:
+        messages.info(request, _("The referral code was not applied: %(reason)s") % {"reason": outcome.message})
 
 
 @require_http_methods(["GET", "POST"])
@@ -136,12 +162,18 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
         return redirect("center:sign_in")
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        now = timezone.now()
         try:
             verified = otp_verify(phone=phone, code=form.cleaned_data["code"], purpose="sign_in")
-            member = member_for_phone_sign_in(phone=verified)
+            member = member_for_phone_sign_in(phone=verified, now=now)
         except LoyaltyError as error:
             form.add_error("code", _error_message(error))
         else:
+            # A member registered by this sign-in joined at exactly ``now``.
+            code = request.session.get(SESSION_REFERRAL)
+            _report_referral(
+                request, referral_on_join(member=member, code=code, created=member.joined_at == now, now=now)
+            )
             return _finish_sign_in(request, member)
     return render(request, "center/sign_in_code.html", {"form": form, "phone": phone})
 
@@ -212,6 +244,7 @@ def home(request: HttpRequest) -> HttpResponse:
         request,
         "center/home.html",
         {
+            "checkin": check_in_status(member, now),
             "progress": progress,
             "progress_percent": _progress_percent(progress),
             "points": balances.get(Currency.POINTS),
@@ -223,6 +256,23 @@ def home(request: HttpRequest) -> HttpResponse:
             "nav": "home",
         },
     )
+
+
+@auth.member_required
+@require_POST
+def check_in(request: HttpRequest) -> HttpResponse:
+    """Today's check-in from the home page card; the card then shows the points and streak."""
+    try:
+        done = member_check_in(member=request.member)
+    except LoyaltyError as error:
+        messages.error(request, _error_message(error))
+    else:
+        messages.success(
+            request,
+            _("Checked in: +%(points)s points. Day %(streak)s of your streak.")
+            % {"points": done.points, "streak": done.streak},
+        )
+    return redirect(f"{reverse('center:home')}#check-in")
 
 
 def _progress_percent(progress) -> int:
@@ -396,7 +446,25 @@ def profile(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Your profile is saved."))
             return redirect("center:profile")
     has_password = member.user is not None and member.user.has_usable_password()
-    return render(request, "center/profile.html", {"form": form, "has_password": has_password, "nav": "profile"})
+    context = {
+        "form": form,
+        "has_password": has_password,
+        "referral_points": settings.LOYALTY_REFERRAL_POINTS,
+        "nav": "profile",
+    }
+    return render(request, "center/profile.html", context)
+
+
+@auth.member_required
+def invite(request: HttpRequest) -> HttpResponse:
+    """The member's referral code to share, and how many friends joined with it."""
+    summary = referral_summary(request.member)
+    link = request.build_absolute_uri(reverse("center:sign_in")) + f"?ref={summary.code}"
+    return render(
+        request,
+        "center/invite.html",
+        {"summary": summary, "link": link, "share_text": referral_share_text(summary.code, link), "nav": "profile"},
+    )
 
 
 @auth.member_required

@@ -218,12 +218,14 @@ if PRODUCTION and not CELERY_BROKER_URL.startswith(("redis://", "rediss://", "am
     raise ImproperlyConfigured("DJANGO_ENV=production needs CELERY_BROKER_URL=redis://HOST:6379/0 or amqp://...")
 if CELERY_BROKER_URL == "filesystem://":
     _queue_dir = VAR_DIR / "celery-queue"
-    for _folder in (_queue_dir, VAR_DIR / "celery-processed"):
+    for _folder in (_queue_dir, VAR_DIR / "celery-processed", VAR_DIR / "celery-control"):
         _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(VAR_DIR / "celery-processed"),
+        # kombu 5.7 keeps its exchange table here; left unset it writes ./control.
+        "control_folder": str(VAR_DIR / "celery-control"),
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
@@ -286,9 +288,10 @@ LOYALTY_POINT_VALUE = env("LOYALTY_POINT_VALUE", "0.01")
 LOYALTY_MAX_DEDUCTION_SHARE = env("LOYALTY_MAX_DEDUCTION_SHARE", "0.5")
 
 # --- Consumer operations (docs/lifecycle.md, docs/engagement.md) ----------------------
-# Lifecycle stages, from orders: new (joined within NEW_DAYS, fewer than two orders),
-# mature (at least MATURE_ORDERS orders in the last 365 days), dormant (no order for
-# DORMANT_DAYS), churned (no order for CHURNED_DAYS); growing otherwise.
+# Lifecycle stages, from counted orders (not fully refunded), first match wins: new
+# (joined within NEW_DAYS, fewer than two orders), churned (no order for CHURNED_DAYS;
+# never ordered: counted from joining), dormant (likewise DORMANT_DAYS), mature (at least
+# MATURE_ORDERS orders in the last 365 days); growing otherwise.
 LOYALTY_STAGE_NEW_DAYS = env_int("LOYALTY_STAGE_NEW_DAYS", 30)
 LOYALTY_STAGE_MATURE_ORDERS = env_int("LOYALTY_STAGE_MATURE_ORDERS", 3)
 LOYALTY_STAGE_DORMANT_DAYS = env_int("LOYALTY_STAGE_DORMANT_DAYS", 90)

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from api.views.docs import docs_page
 from loyalty.admin import programme_settings_view
 from loyalty.admin_dashboard import dashboard_view
+from loyalty.admin_till import till_view
 
 urlpatterns = [
     path(
@@ -17,6 +18,7 @@ urlpatterns = [
         name="loyalty_programme_settings",
     ),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="loyalty_dashboard"),
+    path("admin/till/", admin.site.admin_view(till_view), name="loyalty_till"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -2,7 +2,8 @@
 
 Tiers and their benefits are edited here. A member's tier is changed only by the tier
 services: the member tier page is read-only except for the pin (tier + until + note),
-which goes through ``loyalty.tiers.tier_pin`` with the staff user as operator. Tier
+which goes through ``members.services.member_tier_pin`` (``loyalty.tiers.tier_pin`` plus
+the staff-action audit row) with the staff user as operator. Tier
 changes are history: view only, never edited or deleted.
 """
 
@@ -14,10 +15,10 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
+from members.services import member_tier_pin
 
 from .errors import LoyaltyError
 from .models import Benefit, MemberTier, Tier, TierChange
-from .tiers import tier_pin
 
 MEMBER_SEARCH_FIELDS = ("member__phone", "member__member_number", "member__name")
 MEMBER_SEARCH_HELP = _("Member's phone number, member number or name.")
@@ -118,12 +119,12 @@ class MemberTierAdmin(PhoneSearchMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         try:
-            tier_pin(
+            member_tier_pin(
                 member=obj.member,
                 tier=data["tier"],
                 until=data["pinned_until"],
-                operator=request.user,
-                note=data["note"],
+                actor=request.user,
+                reason=data["note"],
             )
         except LoyaltyError as error:
             request._tier_pin_refused = True

@@ -8,26 +8,38 @@ cache is what makes the page cheap.
 
 "Months" are calendar months in ``TIME_ZONE``. Refunded orders (status ``refunded``) do
 not count as purchases; partly refunded ones do.
+
+A scope (``stores``: store ids, or None for the whole brand) narrows every figure by adding
+one condition to the same query, so a scoped dashboard runs as many queries as the
+brand-wide one: members by home store, orders by the store that took them, ledger rows,
+accounts, tier rows and stage moves by their member's home store (the admin's ledger
+scoping, members.scoping); cohort retention and customer value over the scope's members
+and their purchases at any store. Each scope has its own cache entry.
 """
 
 import datetime as dt
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Coalesce, TruncMonth
+from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
-from members.models import Member
+from members.metrics import Metrics, member_metrics
+from members.models import Member, RfmSegment, Stage, StageChange, Store
 
 from .checkout import point_value
 from .models import Account, Currency, LedgerEntry, MemberTier, Order, Tier
 
-CACHE_KEY = "loyalty:dashboard:v1"
+CACHE_KEY = "loyalty:dashboard:v2"
 MONTHS = 12  # months of history in the per-month figures
 COHORT_MONTHS = 6  # months after joining shown per cohort
+MOVE_DAYS = 30  # days of stage moves shown
+SCORES = (1, 2, 3, 4, 5)  # RFM scores
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,12 @@ class TierCount:
 
 
 @dataclass(frozen=True)
+class StageMoves:
+    day: dt.date
+    into: dict[str, int]  # members who moved into each stage that day, by stage code
+
+
+@dataclass(frozen=True)
 class Dashboard:
     as_of: dt.datetime
     members_total: int
@@ -71,6 +89,20 @@ class Dashboard:
     tiers: list[TierCount]
     without_tier: int
     notes: list[str] = field(default_factory=list)
+    # Lifecycle and RFM (codes, not labels: the page translates them when it shows them).
+    stages: list[tuple[str, int]] = field(default_factory=list)  # members per stage, in stage order
+    stage_not_computed: int = 0  # members the nightly run has not given a stage yet
+    rfm_grid: list[list[int]] = field(default_factory=list)  # [R score - 1][F score - 1] -> members
+    rfm_not_scored: int = 0
+    rfm_segments: list[tuple[str, int]] = field(default_factory=list)  # members per named segment
+    stage_moves: list[StageMoves] = field(default_factory=list)  # one per day, oldest first
+    stage_move_pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (from, to) -> moves
+    value: Metrics | None = None  # CLV, repurchase, retention (members.metrics)
+    stores: tuple[int, ...] | None = None  # the store ids the figures cover; None: every store
+
+    @property
+    def stage_moves_total(self) -> int:
+        return sum(self.stage_move_pairs.values())
 
     @property
     def repurchase_rate(self) -> float | None:
@@ -123,31 +155,92 @@ def _as_date(value) -> dt.date:
     return timezone.localtime(value).date() if isinstance(value, dt.datetime) else value
 
 
+def _scope(stores: list[int] | None, lookup: str) -> Q:
+    """The condition that keeps rows of ``stores`` only (no condition for the whole brand)."""
+    return Q() if stores is None else Q(**{f"{lookup}__in": stores})
+
+
 def _purchases():
     return Order.objects.exclude(status=Order.Status.REFUNDED)
 
 
-def compute(now: dt.datetime | None = None) -> Dashboard:
-    """Every figure, straight from the database (9 queries, whatever the data size)."""
+def _lifecycle(now: dt.datetime, stores: list[int] | None = None) -> dict:
+    """The funnel, the RFM grid and segments, and the stage moves (queries 10-12)."""
+    today = timezone.localdate(now)
+    members = Member.objects.filter(_scope(stores, "home_store"))
+    # 10. Members per lifecycle stage.
+    per_stage = dict(members.values("stage").annotate(n=Count("id")).values_list("stage", "n").order_by())
+    # 11. Members per R score, F score and named segment.
+    grid = [[0 for _f in SCORES] for _r in SCORES]
+    per_segment: dict[str, int] = {}
+    not_scored = 0
+    for r, f, segment, n in (
+        members.values("rfm_recency", "rfm_frequency", "rfm_segment")
+        .annotate(n=Count("id"))
+        .values_list("rfm_recency", "rfm_frequency", "rfm_segment", "n")
+        .order_by()
+    ):
+        if r is None or f is None:
+            not_scored += n
+        else:
+            grid[r - 1][f - 1] += n
+        if segment:
+            per_segment[segment] = per_segment.get(segment, 0) + n
+    # 12. Stage moves per day and per (from, to) over the last 30 days.
+    first_day = today - dt.timedelta(days=MOVE_DAYS - 1)
+    days = {first_day + dt.timedelta(days=i): {} for i in range(MOVE_DAYS)}
+    pairs: dict[tuple[str, str], int] = {}
+    for day, before, after, n in (
+        StageChange.objects.filter(
+            _scope(stores, "member__home_store"), changed_at__gte=_aware(first_day), changed_at__lte=now
+        )
+        .annotate(day=TruncDate("changed_at"))
+        .values("day", "from_stage", "to_stage")
+        .annotate(n=Count("id"))
+        .values_list("day", "from_stage", "to_stage", "n")
+        .order_by()
+    ):
+        into = days.get(day)
+        if into is None:
+            continue
+        into[after] = into.get(after, 0) + n
+        pairs[(before, after)] = pairs.get((before, after), 0) + n
+    return {
+        "stages": [(code, per_stage.get(code, 0)) for code in Stage.values],
+        "stage_not_computed": per_stage.get("", 0),
+        "rfm_grid": grid,
+        "rfm_not_scored": not_scored,
+        "rfm_segments": [(code, per_segment.get(code, 0)) for code in RfmSegment.values],
+        "stage_moves": [StageMoves(day=day, into=into) for day, into in sorted(days.items())],
+        "stage_move_pairs": pairs,
+    }
+
+
+def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) -> Dashboard:
+    """Every figure, straight from the database (14 queries, whatever the data size or scope).
+
+    ``stores``: the store ids to cover, None for every store (see the module docstring).
+    """
     now = now or timezone.now()
+    members_in_scope = Member.objects.filter(_scope(stores, "home_store"))
+    orders_in_scope = _purchases().filter(_scope(stores, "store"))
     today = timezone.localdate(now)
     this_month = _aware(_month_start(today))
     first_month = _month_start(today, MONTHS - 1)
     since = _aware(first_month)
 
     # 1. Members.
-    members = Member.objects.aggregate(total=Count("id"), new=Count("id", filter=Q(joined_at__gte=this_month)))
+    members = members_in_scope.aggregate(total=Count("id"), new=Count("id", filter=Q(joined_at__gte=this_month)))
 
     # 2. Active members: a purchase in the last 30 / 90 days.
-    active = _purchases().aggregate(
+    active = orders_in_scope.aggregate(
         d30=Count("member", distinct=True, filter=Q(occurred_at__gte=now - dt.timedelta(days=30))),
         d90=Count("member", distinct=True, filter=Q(occurred_at__gte=now - dt.timedelta(days=90))),
     )
 
     # 3. Repurchase: of the members who bought in the last 12 months, those who bought twice or more.
     buyers = (
-        _purchases()
-        .filter(occurred_at__gte=now - dt.timedelta(days=365))
+        orders_in_scope.filter(occurred_at__gte=now - dt.timedelta(days=365))
         .values("member")
         .annotate(orders=Count("id"))
         .order_by()
@@ -161,7 +254,9 @@ def compute(now: dt.datetime | None = None) -> Dashboard:
         )
 
     rows = (
-        LedgerEntry.objects.filter(currency=Currency.POINTS, created_at__gte=since)
+        LedgerEntry.objects.filter(
+            _scope(stores, "member__home_store"), currency=Currency.POINTS, created_at__gte=since
+        )
         .annotate(month=TruncMonth("created_at"))
         .values("month", "kind")
         .annotate(total=Coalesce(Sum("amount"), 0), pending=Coalesce(Sum("pending_amount"), 0), up=signed("gt"))
@@ -190,7 +285,7 @@ def compute(now: dt.datetime | None = None) -> Dashboard:
     points_by_month = [PointsMonth(month=month, **figures) for month, figures in sorted(months.items())]
 
     # 5. Outstanding points.
-    outstanding = Account.objects.filter(currency=Currency.POINTS).aggregate(
+    outstanding = Account.objects.filter(_scope(stores, "member__home_store"), currency=Currency.POINTS).aggregate(
         balance=Coalesce(Sum("balance"), 0), pending=Coalesce(Sum("pending"), 0)
     )
 
@@ -198,16 +293,17 @@ def compute(now: dt.datetime | None = None) -> Dashboard:
     cohort_start = _aware(_month_start(today, MONTHS - 1))
     sizes = {
         _as_date(row["month"]): row["n"]
-        for row in Member.objects.filter(joined_at__gte=cohort_start)
+        for row in members_in_scope.filter(joined_at__gte=cohort_start)
         .annotate(month=TruncMonth("joined_at"))
         .values("month")
         .annotate(n=Count("id"))
         .order_by()
     }
     active_by_cohort: dict[tuple[dt.date, int], int] = {}
+    # The cohort's members' purchases, wherever they bought (like the customer value figures).
     for row in (
         _purchases()
-        .filter(member__joined_at__gte=cohort_start)
+        .filter(_scope(stores, "member__home_store"), member__joined_at__gte=cohort_start)
         .annotate(cohort=TruncMonth("member__joined_at"), month=TruncMonth("occurred_at"))
         .values("cohort", "month")
         .annotate(n=Count("member", distinct=True))
@@ -231,7 +327,13 @@ def compute(now: dt.datetime | None = None) -> Dashboard:
         )
 
     # 8. Members per tier, in rank order (tiers nobody holds included).
-    held = dict(MemberTier.objects.values("tier").annotate(n=Count("id")).values_list("tier", "n").order_by())
+    held = dict(
+        MemberTier.objects.filter(_scope(stores, "member__home_store"))
+        .values("tier")
+        .annotate(n=Count("id"))
+        .values_list("tier", "n")
+        .order_by()
+    )
     tiers = [TierCount(name=tier.name, members=held.get(tier.pk, 0)) for tier in Tier.objects.order_by("rank")]
 
     return Dashboard(
@@ -249,15 +351,45 @@ def compute(now: dt.datetime | None = None) -> Dashboard:
         cohorts=cohorts,
         tiers=tiers,
         without_tier=members["total"] - sum(held.values()),
+        **_lifecycle(now, stores),
+        # 13-14. Customer value over the scope's members.
+        value=member_metrics(members_in_scope, now=now),
+        stores=None if stores is None else tuple(stores),
     )
 
 
-def dashboard(*, refresh: bool = False, now: dt.datetime | None = None) -> Dashboard:
-    """The figures from the cache, computed when missing, stale or asked for."""
+def _store_ids(stores: Iterable[int | Store] | None) -> list[int] | None:
+    """``stores`` as a sorted list of distinct ids: store ids, stores, or a queryset of either."""
+    if stores is None:
+        return None
+    return sorted({getattr(store, "pk", store) for store in stores})
+
+
+def cache_key(stores: list[int] | None) -> str:
+    """The cache entry of a scope: the brand-wide one, or one per set of stores."""
+    if stores is None:
+        return CACHE_KEY
+    ids = ",".join(str(pk) for pk in stores)
+    if len(ids) > 150:  # keep keys short (memcached refuses keys over 250 characters)
+        ids = hashlib.sha256(ids.encode()).hexdigest()
+    return f"{CACHE_KEY}:stores:{ids}"
+
+
+def dashboard(
+    *, stores: Iterable[int | Store] | None = None, refresh: bool = False, now: dt.datetime | None = None
+) -> Dashboard:
+    """The figures of ``stores`` (ids or stores; None: every store) from the cache.
+
+    Computed when missing, stale or asked for (``refresh``); a refresh recomputes this
+    scope only. Each scope has its own cache entry, so figures are never served to a
+    scope they were not computed for.
+    """
+    stores = _store_ids(stores)
+    key = cache_key(stores)
     if not refresh:
-        cached = cache.get(CACHE_KEY)
+        cached = cache.get(key)
         if cached is not None:
             return cached
-    figures = compute(now)
-    cache.set(CACHE_KEY, figures, settings.LOYALTY_DASHBOARD_CACHE_SECONDS)
+    figures = compute(now, stores=stores)
+    cache.set(key, figures, settings.LOYALTY_DASHBOARD_CACHE_SECONDS)
     return figures

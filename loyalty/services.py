@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from members.models import Member, Store
 
+from .bulk import insert_rows
 from .errors import LoyaltyError
 from .models import Account, Allocation, BenefitGrant, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
 from .policies import expiry_policy, pending_until
@@ -1051,3 +1052,76 @@ def _give_back(
     # Lots whose expiry passed since the spend expire again now, as the nightly job would have.
     _expire([account], now)
     return reversal
+
+
+def accounts_open_with_balance(
+    awards: Sequence[tuple[int, str, int]], *, reason: str, detail: dict, now: dt.datetime
+) -> int:
+    """Open the points accounts of members created in the caller's transaction, each with
+    an opening balance: ``awards`` lists (member id, idempotency key, points). Returns the
+    points given.
+
+    The rows :func:`points_award` writes for an ADJUST award on a new account
+    (``_credit``): the account with its balance and lifetime earned, the entry with the
+    key and the award's request fingerprint (so a later award under the key is a replay),
+    a lot available at once under the points expiry policy. Three statements for all of
+    them instead of about twelve per member (the background member import, 1000 members
+    a chunk). Only for members without an account: there is nothing to lock, settle or
+    replay, which the caller guarantees by having created the members itself.
+    """
+    if not awards:
+        return 0
+    kind = LedgerEntry.Kind.ADJUST
+    accounts = {
+        member_id: pk
+        for pk, member_id in insert_rows(
+            Account,
+            [
+                {"member_id": member_id, "balance": points, "lifetime_earned": points}
+                for member_id, _k, points in awards
+            ],
+            same={"currency": Currency.POINTS, "updated_at": now},
+            returning=("id", "member_id"),
+        )
+    }
+    fingerprints = {
+        points: _fingerprint({"kind": kind, "currency": Currency.POINTS, "amount": points})
+        for points in {points for _m, _k, points in awards}
+    }
+    entries = insert_rows(
+        LedgerEntry,
+        [
+            {
+                "account_id": accounts[member_id],
+                "member_id": member_id,
+                "amount": points,
+                "balance_after": points,
+                "idempotency_key": key,
+                "request_hash": fingerprints[points],
+            }
+            for member_id, key, points in awards
+        ],
+        same={"currency": Currency.POINTS, "kind": kind, "reason": reason, "detail": detail, "created_at": now},
+        returning=("id", "account_id", "member_id", "amount"),
+    )
+    insert_rows(
+        Lot,
+        [
+            {
+                "account_id": account_id,
+                "member_id": member_id,
+                "entry_id": entry_id,
+                "amount": amount,
+                "remaining": amount,
+            }
+            for entry_id, account_id, member_id, amount in entries
+        ],
+        same={
+            "currency": Currency.POINTS,
+            "pending": False,
+            "available_at": now,
+            "expires_at": expiry_policy(Currency.POINTS).expires_at(now),
+            "created_at": now,
+        },
+    )
+    return sum(points for _m, _k, points in awards)

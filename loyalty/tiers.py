@@ -33,6 +33,7 @@ from django.utils.translation import gettext as _
 
 from members.models import Member, Notification
 
+from .bulk import insert_rows
 from .errors import LoyaltyError
 from .models import Currency, Lot, MemberTier, Tier, TierChange
 from .policies import ExpiryPolicy
@@ -196,6 +197,19 @@ def tier_assign_default(*, member: Member, now: dt.datetime) -> MemberTier | Non
     state = MemberTier.objects.create(member=member, tier=default, started_at=now, review_at=_review_after(now))
     TierChange.objects.create(member=member, to_tier=default, reason=TierChange.Reason.JOINED, created_at=now)
     return state
+
+
+def tiers_assign_default_bulk(*, member_ids: list[int], now: dt.datetime) -> None:
+    """:func:`tier_assign_default` for members just created in the caller's transaction
+    (the background member import): two statements for all of them."""
+    default = Tier.objects.filter(is_default=True).first()
+    if default is None or not member_ids:
+        return
+    rows = [{"member_id": pk} for pk in member_ids]
+    insert_rows(MemberTier, rows, same={"tier_id": default.pk, "started_at": now, "review_at": _review_after(now)})
+    insert_rows(
+        TierChange, rows, same={"to_tier_id": default.pk, "reason": TierChange.Reason.JOINED, "created_at": now}
+    )
 
 
 # No savepoint: this runs inside every earn, and a failure here fails the earn anyway.

@@ -136,9 +136,7 @@ class Member(models.Model):
     rfm_segment = models.CharField(
         _("RFM segment"), max_length=20, choices=RfmSegment.choices, blank=True, default="", editable=False
     )
-    profile_refreshed_at = models.DateTimeField(
-        _("stage and RFM computed at"), null=True, blank=True, editable=False
-    )
+    profile_refreshed_at = models.DateTimeField(_("stage and RFM computed at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("member")

@@ -2,16 +2,20 @@
 
 import datetime as dt
 import secrets
+from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.errors import LoyaltyError
-from loyalty.services import member_joined
+from loyalty.models import LedgerEntry, Tier, TierChange
+from loyalty.services import member_joined, points_adjust
+from loyalty.tiers import tier_pin
 
-from .models import ConsentRecord, Member, StaffAction, Store
+from .models import ConsentRecord, Member, StaffAction, Store, Tag
 from .phone import normalize_phone
+from .scoping import staff_stores
 
 CONSENT_FIELDS = {
     ConsentRecord.Channel.SMS: "sms_consent_at",
@@ -109,7 +113,11 @@ def member_set_consent(*, member: Member, channel: str, granted: bool, source: s
 
 @transaction.atomic
 def member_set_status(*, member: Member, status: str) -> Member:
-    """Freeze, close or reactivate a member. A frozen or closed member cannot earn or spend."""
+    """Freeze, close or reactivate a member. A frozen or closed member cannot earn or spend.
+
+    Writes no audit row: for a staff user's change use ``member_freeze``,
+    ``member_unfreeze`` or ``member_close``, which record who and why.
+    """
     if status not in Member.Status.values:
         raise LoyaltyError("invalid_status", _("Unknown member status “%(status)s”.") % {"status": status})
     Member.objects.filter(pk=member.pk).update(status=status)
@@ -125,15 +133,325 @@ def staff_action_record(
     Call it inside the transaction of the action itself, so the row exists exactly when
     the action happened.
     """
+    row = _staff_action(
+        actor=actor, action=action, member_id=member.pk if member else None, reason=reason, detail=detail
+    )
+    row.member = member
+    row.save()
+    return row
+
+
+def _staff_action(*, actor, action: str, member_id: int | None, reason: str, detail: dict | None) -> StaffAction:
+    """An unsaved audit row (for ``bulk_create`` when one action touches many members)."""
     if action not in StaffAction.Action.values:
         raise ValueError(f"unknown staff action {action!r}")
-    return StaffAction.objects.create(
+    return StaffAction(
         actor=actor if getattr(actor, "pk", None) else None,
         actor_name=(actor.get_username() if getattr(actor, "pk", None) else "") or "system",
         action=action,
-        member=member,
+        member_id=member_id,
         reason=reason,
         detail=detail or {},
+    )
+
+
+# --- staff actions on a member, each with its audit row (docs/member-admin.md) -------------
+#
+# Every function below changes members and writes one StaffAction row per member it
+# changed, in the same transaction: the audit row exists exactly when the change does.
+# ``actor`` is the staff user; None means the system (a job, an import), for which no
+# permission or store scope applies and the audit row says "system".
+
+STAFF_REASON_MAX_LENGTH = 200
+
+
+def _staff_reason(reason) -> str:
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if not reason:
+        raise LoyaltyError("reason_required", _("Say why: a reason is required."))
+    if len(reason) > STAFF_REASON_MAX_LENGTH:
+        raise LoyaltyError(
+            "reason_too_long",
+            _("Keep the reason to %(max)d characters.") % {"max": STAFF_REASON_MAX_LENGTH},
+        )
+    return reason
+
+
+def _staff_allowed(actor, member_ids: Iterable[int], permission: str | None = None) -> None:
+    """Refuse an actor without ``permission`` or reaching a member outside their stores."""
+    if actor is None:
+        return
+    if permission is not None and not (
+        getattr(actor, "is_staff", False) and actor.is_active and actor.has_perm(permission)
+    ):
+        raise LoyaltyError("permission_denied", _("You are not allowed to do this."))
+    stores = staff_stores(actor)
+    if stores is not None:
+        ids = set(member_ids)
+        if Member.objects.filter(pk__in=ids, home_store__in=stores).count() != len(ids):
+            raise LoyaltyError("out_of_scope", _("You can act only on members of your stores."))
+
+
+def _lock_members(members: Iterable[Member]) -> list[int]:
+    """Lock the members' rows in id order (two actions on the same members cannot deadlock)."""
+    member_ids = sorted({member.pk for member in members})
+    if not member_ids:
+        raise LoyaltyError("no_members", _("Choose at least one member."))
+    return list(
+        Member.objects.select_for_update().filter(pk__in=member_ids).order_by("pk").values_list("pk", flat=True)
+    )
+
+
+def member_points_adjust(
+    *,
+    member: Member,
+    currency: str,
+    amount: int,
+    reason: str,
+    actor,
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    """A staff adjustment of points or growth (``loyalty.services.points_adjust``) and its
+    ADJUST_POINTS audit row, in one transaction.
+
+    Refuses what ``points_adjust`` refuses (no reason, no permission, too large a removal)
+    and a member outside the staff user's stores. A replay of the same idempotency key
+    returns the first entry and writes nothing, no second audit row either.
+    """
+    with transaction.atomic():
+        _staff_allowed(actor, [member.pk])
+        entry = points_adjust(
+            member=member,
+            currency=currency,
+            amount=amount,
+            reason=reason,
+            operator=actor,
+            idempotency_key=idempotency_key,
+        )
+        if not entry.replayed:
+            staff_action_record(
+                actor=actor,
+                action=StaffAction.Action.ADJUST_POINTS,
+                member=member,
+                reason=entry.reason,
+                detail={"currency": currency, "amount": entry.amount, "entry": entry.pk},
+            )
+    return entry
+
+
+@transaction.atomic
+def member_tier_pin(*, member: Member, tier: Tier, until: dt.datetime, actor, reason: str) -> TierChange:
+    """Pin ``member`` in ``tier`` until ``until`` (``loyalty.tiers.tier_pin``, the reason
+    as its note) and write the PIN_TIER audit row, in one transaction.
+
+    Refuses: no reason, an actor without ``members.change_member`` (``tier_pin`` also wants
+    ``loyalty.change_membertier``), a member outside their stores, and whatever
+    ``tier_pin`` refuses (an end not in the future, an unknown tier).
+    """
+    reason = _staff_reason(reason)
+    if actor is None:
+        raise LoyaltyError("permission_denied", _("You are not allowed to do this."))
+    _staff_allowed(actor, [member.pk], "members.change_member")
+    change = tier_pin(member=member, tier=tier, until=until, operator=actor, note=reason)
+    staff_action_record(
+        actor=actor,
+        action=StaffAction.Action.PIN_TIER,
+        member=member,
+        reason=reason,
+        detail={
+            "tier": tier.code,
+            "from_tier": change.from_tier.code if change.from_tier else None,
+            "until": until.isoformat(),
+            "tier_change": change.pk,
+        },
+    )
+    return change
+
+
+def _tag_names(tags: Iterable[Tag | str]) -> tuple[list[Tag], list[str]]:
+    """Split ``tags`` into Tag rows and cleaned new names; refuses a bad name."""
+    rows: list[Tag] = []
+    names: list[str] = []
+    max_length = Tag._meta.get_field("name").max_length
+    for tag in tags:
+        if isinstance(tag, Tag):
+            rows.append(tag)
+            continue
+        name = " ".join(str(tag).split())
+        if not name:
+            continue
+        if len(name) > max_length:
+            raise LoyaltyError(
+                "invalid_tag",
+                _("A tag name has at most %(max)d characters: “%(name)s”.") % {"max": max_length, "name": name},
+            )
+        if name.casefold() not in {n.casefold() for n in names}:
+            names.append(name)
+    return rows, names
+
+
+def _tags_for(tags: Iterable[Tag | str], *, actor, create: bool) -> list[Tag]:
+    """The Tag rows meant by ``tags`` (rows or names, names matched ignoring case).
+
+    With ``create``, a name no tag has yet becomes a new tag, which takes ``members.add_tag``;
+    without, an unknown name is refused.
+    """
+    rows, names = _tag_names(tags)
+    for name in names:
+        tag = Tag.objects.filter(name__iexact=name).first()
+        if tag is None:
+            if not create:
+                raise LoyaltyError("unknown_tag", _("There is no tag “%(name)s”.") % {"name": name})
+            if actor is not None and not actor.has_perm("members.add_tag"):
+                raise LoyaltyError(
+                    "unknown_tag",
+                    _("There is no tag “%(name)s”, and you are not allowed to create tags.") % {"name": name},
+                )
+            try:
+                with transaction.atomic():
+                    tag = Tag.objects.create(name=name)
+            except IntegrityError:  # created by someone else meanwhile
+                tag = Tag.objects.get(name=name)
+        rows.append(tag)
+    unique = {tag.pk: tag for tag in rows}
+    if not unique:
+        raise LoyaltyError("tags_required", _("Choose or name at least one tag."))
+    return sorted(unique.values(), key=lambda tag: tag.name)
+
+
+@transaction.atomic
+def member_tags_add(*, members: Iterable[Member], tags: Iterable[Tag | str], actor, reason: str) -> int:
+    """Put ``tags`` (Tag rows or names; a new name becomes a tag) on each of ``members``.
+
+    Writes one ADD_TAG audit row per member that gained a tag, with the tags it gained;
+    a member who had them all is left alone. Returns how many members changed. Refuses:
+    no reason, no tag, an actor without ``members.change_member`` (and ``members.add_tag``
+    for a new name), any member outside the actor's stores; then nothing is changed.
+    """
+    reason = _staff_reason(reason)
+    members = list(members)
+    member_ids = _lock_members(members)
+    _staff_allowed(actor, member_ids, "members.change_member")
+    tag_rows = _tags_for(tags, actor=actor, create=True)
+    link = Member.tags.through
+    had = set(
+        link.objects.filter(member_id__in=member_ids, tag_id__in=[t.pk for t in tag_rows]).values_list(
+            "member_id", "tag_id"
+        )
+    )
+    added: dict[int, list[str]] = {}
+    links = []
+    for member_id in member_ids:
+        for tag in tag_rows:
+            if (member_id, tag.pk) not in had:
+                links.append(link(member_id=member_id, tag_id=tag.pk))
+                added.setdefault(member_id, []).append(tag.name)
+    link.objects.bulk_create(links)
+    StaffAction.objects.bulk_create(
+        _staff_action(actor=actor, action=StaffAction.Action.ADD_TAG, member_id=m, reason=reason, detail={"tags": t})
+        for m, t in added.items()
+    )
+    return len(added)
+
+
+@transaction.atomic
+def member_tags_remove(*, members: Iterable[Member], tags: Iterable[Tag | str], actor, reason: str) -> int:
+    """Take ``tags`` (Tag rows or names of existing tags) off each of ``members``.
+
+    Writes one REMOVE_TAG audit row per member that lost a tag, with the tags it lost.
+    Returns how many members changed. Refuses: no reason, no tag, an unknown tag name, an
+    actor without ``members.change_member``, any member outside the actor's stores.
+    """
+    reason = _staff_reason(reason)
+    members = list(members)
+    member_ids = _lock_members(members)
+    _staff_allowed(actor, member_ids, "members.change_member")
+    tag_rows = _tags_for(tags, actor=actor, create=False)
+    names = {tag.pk: tag.name for tag in tag_rows}
+    link = Member.tags.through
+    had = link.objects.filter(member_id__in=member_ids, tag_id__in=list(names))
+    removed: dict[int, list[str]] = {}
+    for member_id, tag_id in had.order_by("member_id", "tag_id").values_list("member_id", "tag_id"):
+        removed.setdefault(member_id, []).append(names[tag_id])
+    had.delete()
+    StaffAction.objects.bulk_create(
+        _staff_action(
+            actor=actor, action=StaffAction.Action.REMOVE_TAG, member_id=m, reason=reason, detail={"tags": sorted(t)}
+        )
+        for m, t in removed.items()
+    )
+    return len(removed)
+
+
+def _member_status_change(
+    *, member: Member, action: str, to: str, allowed_from: tuple[str, ...], refusal, actor, reason
+):
+    reason = _staff_reason(reason)
+    _staff_allowed(actor, [member.pk], "members.change_member")
+    locked = Member.objects.select_for_update().get(pk=member.pk)
+    if locked.status not in allowed_from:
+        raise LoyaltyError("invalid_status_change", refusal % {"status": locked.get_status_display()})
+    if to == Member.Status.ACTIVE and locked.erased_at is not None:
+        raise LoyaltyError("member_erased", _("This member's data was erased; the membership cannot be reopened."))
+    Member.objects.filter(pk=member.pk).update(status=to)
+    staff_action_record(
+        actor=actor, action=action, member=locked, reason=reason, detail={"from": locked.status, "to": to}
+    )
+    member.status = to
+    return member
+
+
+@transaction.atomic
+def member_freeze(*, member: Member, actor, reason: str) -> Member:
+    """Freeze an active member (no earning or spending) and write the FREEZE audit row.
+
+    Refuses: no reason, an actor without ``members.change_member`` or outside their
+    stores, a member who is not active (already frozen, or closed).
+    """
+    return _member_status_change(
+        member=member,
+        action=StaffAction.Action.FREEZE,
+        to=Member.Status.FROZEN,
+        allowed_from=(Member.Status.ACTIVE,),
+        refusal=_("Only an active member can be frozen; this one is %(status)s."),
+        actor=actor,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def member_unfreeze(*, member: Member, actor, reason: str) -> Member:
+    """Make a frozen (or closed, not erased) member active again; write the UNFREEZE audit row.
+
+    Refuses: no reason, an actor without ``members.change_member`` or outside their
+    stores, a member who is already active, an erased member.
+    """
+    return _member_status_change(
+        member=member,
+        action=StaffAction.Action.UNFREEZE,
+        to=Member.Status.ACTIVE,
+        allowed_from=(Member.Status.FROZEN, Member.Status.CLOSED),
+        refusal=_("Only a frozen or closed member can be made active again; this one is %(status)s."),
+        actor=actor,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def member_close(*, member: Member, actor, reason: str) -> Member:
+    """Close a membership (the member can no longer sign in); write the CLOSE audit row.
+
+    The ledger is kept. Refuses: no reason, an actor without ``members.change_member`` or
+    outside their stores, a membership already closed.
+    """
+    return _member_status_change(
+        member=member,
+        action=StaffAction.Action.CLOSE,
+        to=Member.Status.CLOSED,
+        allowed_from=(Member.Status.ACTIVE, Member.Status.FROZEN),
+        refusal=_("This membership is already %(status)s."),
+        actor=actor,
+        reason=reason,
     )
 
 

@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 from api.services import store_key_create, tokens_issue
 from loyalty.models import Tier
 from loyalty.tests.factories import MemberFactory, StoreFactory
+from members.models import StaffProfile
 
 
 @pytest.fixture(autouse=True)
@@ -75,10 +76,12 @@ def key_client(store, adjuster):
 
 
 @pytest.fixture
-def pos_staff(django_user_model):
+def pos_staff(django_user_model, store):
+    """A staff user working at ``store`` (members.scoping: a profile names the stores)."""
     user = django_user_model.objects.create_user("till-staff", password="not-a-real-password-42", is_staff=True)
     codenames = ["pos_lookup", "pos_earn", "pos_refund", "pos_verify_coupon", "pos_checkout"]
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames, content_type__app_label="api"))
+    StaffProfile.objects.create(user=user).stores.set([store])
     return user
 
 

@@ -1,5 +1,6 @@
 """Sign-in for members (SMS one-time code, mini-program code) and staff; refresh; sign-out."""
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -7,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from engagement.referrals import referral_on_join
 from loyalty.errors import LoyaltyError
 from members.miniprogram import get_adapter
 from members.otp import OTP_RESEND_SECONDS, OTP_TTL, otp_send, otp_verify
@@ -27,9 +29,36 @@ TOKENS_EXAMPLE = {
     "member_number": "8123456782",
 }
 
+REFERRAL_EXAMPLE = {
+    "status": "recorded",
+    "reason": "",
+    "message": "Referral code accepted: you and your friend each get 200 points when your first order is past "
+    "its return window.",
+}
+
 
 def _tokens(member) -> Response:
     return Response(s.TokensOut(tokens_issue(member=member)).data)
+
+
+def _signed_in(phone: str, referral_code: str | None) -> tuple:
+    """The member signing in with ``phone`` and what became of the referral code sent.
+
+    ``member_for_phone_sign_in`` registers a new member with ``joined_at=now``; a member
+    who joined at exactly this ``now`` was registered by this very call (the one who won
+    a race of two first sign-ins has another ``now``).
+    """
+    now = timezone.now()
+    member = member_for_phone_sign_in(phone=phone, now=now)
+    outcome = referral_on_join(member=member, code=referral_code, created=member.joined_at == now, now=now)
+    return member, outcome
+
+
+def _sign_in_answer(member, outcome) -> Response:
+    body = dict(s.TokensOut(tokens_issue(member=member)).data)
+    if outcome is not None:
+        body["referral"] = s.ReferralOutcomeOut(outcome).data
+    return Response(body)
 
 
 class PublicView(APIView):
@@ -67,19 +96,28 @@ class OtpSignInView(PublicView):
         operation_id="auth_otp_sign_in",
         tags=["auth"],
         summary="Sign in with the SMS code",
-        description="A phone number new to the programme registers a new member.",
+        description=(
+            "A phone number new to the programme registers a new member. A new member may send a friend's "
+            "referral_code; referral in the answer says whether it was recorded (it never blocks the sign-in)."
+        ),
         request=s.OtpSignInIn,
-        responses={200: s.TokensOut, **errors(400, 403, 429)},
+        responses={200: s.SignInOut, **errors(400, 403, 429)},
         examples=[
             example("code", {"phone": "13800138000", "code": "482913"}, request=True),
+            example(
+                "with a referral code",
+                {"phone": "13800138000", "code": "482913", "referral_code": "K7M2QX9P"},
+                request=True,
+            ),
             example("tokens", TOKENS_EXAMPLE),
+            example("tokens and referral", {**TOKENS_EXAMPLE, "referral": REFERRAL_EXAMPLE}),
         ],
     )
     def post(self, request):
         data = s.OtpSignInIn(data=request.data)
         data.is_valid(raise_exception=True)
         phone = otp_verify(phone=data.validated_data["phone"], code=data.validated_data["code"])
-        return _tokens(member_for_phone_sign_in(phone=phone))
+        return _sign_in_answer(*_signed_in(phone, data.validated_data.get("referral_code")))
 
 
 class MiniProgramSignInView(PublicView):
@@ -93,10 +131,11 @@ class MiniProgramSignInView(PublicView):
             "Exchanges the wx.login() code through the configured adapter. A known user gets tokens. "
             "A new user binds a phone in the same call: phone_code (getPhoneNumber button), or phone + "
             "otp_code (an SMS code from /auth/otp/); without either the answer is 400 phone_required. "
+            "A new member may send a friend's referral_code (see referral in the answer). "
             "The platform's session key is never stored or returned."
         ),
         request=s.MiniProgramSignInIn,
-        responses={200: s.TokensOut, **errors(400, 403, 409, 429, 503)},
+        responses={200: s.SignInOut, **errors(400, 403, 409, 429, 503)},
         examples=[
             example("known user", {"code": "demo"}, request=True),
             example("new user with phone button", {"code": "newbie", "phone_code": "13800138000"}, request=True),
@@ -121,9 +160,13 @@ class MiniProgramSignInView(PublicView):
                 "phone_required",
                 _("This mini-program user is new: bind a phone number with phone_code, or phone and otp_code."),
             )
-        member = member_for_phone_sign_in(phone=phone)
+        now = timezone.now()
+        member = member_for_phone_sign_in(phone=phone, now=now)
+        created = member.joined_at == now  # see _signed_in
         member = member_bind_miniprogram(member=member, openid=session.openid, unionid=session.unionid)
-        return _tokens(member)
+        # After the binding: a refused binding (409) leaves no referral behind.
+        outcome = referral_on_join(member=member, code=values.get("referral_code"), created=created, now=now)
+        return _sign_in_answer(member, outcome)
 
 
 class RefreshView(PublicView):

@@ -1,7 +1,11 @@
 """Staff and till endpoints: look a member up, earn for an order, refund, adjust, verify a coupon.
 
 Callers: a store API key (acts for its own store, for the actions it lists) or a staff
-user (bearer token or admin session) with the Django permission of the action.
+user (bearer token or admin session) with the Django permission of the action. Writes at
+a store (earn, refund, verify, checkout) are limited to the caller's stores
+(``members.scoping``; 403 ``store_forbidden``); a lookup finds any member, since
+membership is brand-wide. A staff caller adjusts only their stores' members, within their
+adjustment limit.
 """
 
 from django.utils.translation import gettext as _
@@ -20,7 +24,7 @@ from rewards.services import coupon_verify
 
 from .. import serializers as s
 from ..models import StoreApiKey
-from ..permissions import PosAction
+from ..permissions import PosAction, require_adjust_scope, require_store_scope
 from .common import clean_member_number, errors, example, member_by_number, operator_for, store_for, written
 
 BALANCES_EXAMPLE = {
@@ -44,6 +48,10 @@ BALANCES_EXAMPLE = {
 class PosView(APIView):
     permission_classes = [PosAction]
     pos_action: str = ""
+
+    def store(self, request, code: str | None):
+        """The store this request acts for, refused when it is outside the caller's stores."""
+        return require_store_scope(request, store_for(request, code))
 
 
 def member_summary(member: Member) -> dict:
@@ -177,7 +185,7 @@ class OrderEarnView(PosView):
         data = s.OrderEarnIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        store = store_for(request, values.get("store"))
+        store = self.store(request, values.get("store"))
         member = member_by_number(values["member_number"])
         result = order_earn(
             member=member,
@@ -231,7 +239,7 @@ class RefundView(PosView):
         data = s.RefundIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        store = store_for(request, values.get("store"))
+        store = self.store(request, values.get("store"))
         order = Order.objects.filter(store=store, number=values["order_number"]).first()
         if order is None:
             raise LoyaltyError(
@@ -296,6 +304,7 @@ class AdjustView(PosView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         member = member_by_number(values["member_number"])
+        require_adjust_scope(request, member, values["amount"])
         key = request.headers.get("Idempotency-Key") or None
         if isinstance(request.auth, StoreApiKey) and key:
             key = f"{request.auth.store.code}:{key}"  # two stores' keys never collide
@@ -344,7 +353,7 @@ class VerifyCouponView(PosView):
     def post(self, request):
         data = s.VerifyCouponIn(data=request.data)
         data.is_valid(raise_exception=True)
-        store = store_for(request, data.validated_data.get("store"))
+        store = self.store(request, data.validated_data.get("store"))
         coupon = coupon_verify(code=data.validated_data["code"], store=store, staff=operator_for(request))
         return Response(s.VerifiedCouponOut(coupon).data)
 
@@ -409,7 +418,7 @@ class CheckoutView(PosView):
         data = s.CheckoutIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        store = store_for(request, values.get("store"))
+        store = self.store(request, values.get("store"))
         member = member_by_number(values["member_number"])
         result, value = order_checkout(
             member=member,

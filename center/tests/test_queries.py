@@ -9,7 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from center.tests.data import award
+from engagement.models import CheckIn, Referral
+from engagement.referrals import referral_code_for
 from loyalty.models import Account, LedgerEntry, Lot
+from loyalty.tests.factories import MemberFactory
 from loyalty.tiers import tier_assign_default
 from members.models import Notification
 from rewards.models import Coupon, Reward
@@ -24,6 +27,7 @@ PAGES = [
     ("center:coupons", {}),
     ("center:coupons", {"tab": "expired"}),
     ("center:profile", {}),
+    ("center:invite", {}),
 ]
 
 
@@ -77,6 +81,12 @@ def _grow_history(member, count: int) -> None:
         Notification(member=member, kind="other", title=f"News {i}", dedupe_key=f"bulk:{member.pk}:{i}")
         for i in range(40)
     )
+    today = timezone.localdate()
+    CheckIn.objects.bulk_create(
+        CheckIn(member=member, day=today - dt.timedelta(days=i), streak=count - i, points=5) for i in range(count)
+    )
+    friends = MemberFactory.create_batch(50)
+    Referral.objects.bulk_create(Referral(referrer=member, referee=friend, code="BULK") for friend in friends)
 
 
 def _count_queries(client, name: str, params: dict) -> int:
@@ -103,6 +113,7 @@ def test_each_page_runs_the_same_queries_with_1_and_500_entries(member_client, m
             expires_at=now + dt.timedelta(days=days),
         )
     Notification.objects.create(member=member, kind="other", title="Hello", dedupe_key="first")
+    referral_code_for(member)  # made on the first visit of the invite page; counted separately below
     small = {f"{name}{params}": _count_queries(member_client, name, params) for name, params in PAGES}
 
     _grow_history(member, 499)

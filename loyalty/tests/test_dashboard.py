@@ -5,12 +5,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 
 from loyalty import dashboard, services
 from loyalty.models import MemberTier, Tier
 from loyalty.tests.factories import MemberFactory, StoreFactory
+from members.models import Member, StaffProfile, StageChange, Store
+from members.scoping import BRAND_ADMIN
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=SHANGHAI)
@@ -25,6 +27,14 @@ def empty_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def dashboard_admin(staff_user):
+    """A brand admin with the dashboard permission: every store's figures."""
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    staff_user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
+    return staff_user
 
 
 @pytest.fixture
@@ -98,12 +108,98 @@ def test_every_figure_matches_the_hand_computed_answer(programme):
     assert board.without_tier == 3
 
 
+@pytest.fixture
+def lifecycle(programme):
+    """Stages, RFM scores and stage moves on the five members, and two more buyers for retention."""
+    p = programme
+    for name, stage in (("a", "mature"), ("b", "new"), ("c", "churned"), ("d", "new"), ("e", "dormant")):
+        Member.objects.filter(pk=p[name].pk).update(stage=stage)
+    for name, scores, segment in (
+        ("a", (5, 4, 4), "champions"),
+        ("b", (5, 1, 5), "new_customers"),
+        ("e", (2, 1, 1), "hibernating"),
+    ):
+        r, f, m = scores
+        Member.objects.filter(pk=p[name].pk).update(rfm_recency=r, rfm_frequency=f, rfm_monetary=m, rfm_segment=segment)
+    for name, before, after, days in (
+        ("a", "", "new", 20),
+        ("a", "new", "growing", 10),
+        ("a", "growing", "mature", 1),
+        ("e", "mature", "dormant", 1),
+        ("c", "dormant", "churned", 40),  # before the 30 days shown
+    ):
+        StageChange.objects.create(
+            member=p[name], from_stage=before, to_stage=after, changed_at=NOW - dt.timedelta(days=days)
+        )
+    store = StoreFactory()
+    f = MemberFactory(joined_at=at(12, 1, 2025))
+    g = MemberFactory(joined_at=at(12, 1, 2025))
+    for member, number, days, amount in ((f, "F1", 120, 100), (f, "F2", 10, 100), (g, "G1", 100, 60)):
+        when = NOW - dt.timedelta(days=days)
+        services.order_earn(member=member, store=store, number=number, amount=amount, occurred_at=when, now=when)
+    return {**p, "f": f, "g": g}
+
+
+@pytest.mark.django_db
+def test_lifecycle_funnel_rfm_grid_and_stage_moves_match_the_hand_computed_answer(lifecycle):
+    board = dashboard.compute(NOW)
+    assert board.stages == [("new", 2), ("growing", 0), ("mature", 1), ("dormant", 1), ("churned", 1)]
+    assert board.stage_not_computed == 2  # f and g
+    grid = board.rfm_grid
+    assert (grid[4][3], grid[4][0], grid[1][0]) == (1, 1, 1)  # a R5F4, b R5F1, e R2F1
+    assert sum(map(sum, grid)) == 3 and board.rfm_not_scored == 4
+    segments = dict(board.rfm_segments)
+    assert (segments["champions"], segments["new_customers"], segments["hibernating"], segments["lost"]) == (1, 1, 1, 0)
+    assert list(segments)[0] == "champions" and len(segments) == 11
+    assert board.stage_move_pairs == {
+        ("", "new"): 1,
+        ("new", "growing"): 1,
+        ("growing", "mature"): 1,
+        ("mature", "dormant"): 1,
+    }
+    days = {d.day: d.into for d in board.stage_moves}
+    assert len(days) == 30 and min(days) == dt.date(2026, 5, 17) and max(days) == dt.date(2026, 6, 15)
+    assert days[dt.date(2026, 6, 14)] == {"mature": 1, "dormant": 1}
+    assert days[dt.date(2026, 5, 26)] == {"new": 1} and days[dt.date(2026, 6, 5)] == {"growing": 1}
+    assert board.stage_moves_total == 4
+
+
+@pytest.mark.django_db
+def test_customer_value_matches_the_hand_computed_answer(lifecycle):
+    value = dashboard.compute(NOW).value
+    # Purchases: e 20, a 100+50+30, b 200, c 80 (2025), f 100+100, g 60; d's was refunded in full.
+    assert (value.members, value.buyers, value.repeat_buyers, value.orders) == (7, 6, 2, 9)
+    assert value.revenue == Decimal("740")
+    assert value.historical_clv == Decimal("105.71")  # 740 / 7
+    assert value.historical_clv_per_buyer == Decimal("123.33")  # 740 / 6
+    # Last 365 days: everybody but c: 8 purchases, 660 yuan, 5 buyers.
+    assert value.average_order_value == Decimal("82.50") and value.purchase_frequency == Decimal("1.60")
+    assert value.repurchase_rate == pytest.approx(2 / 6)
+    # 180-90 days ago: f (120 days) and g (100 days); f bought again 10 days ago.
+    assert value.retention == pytest.approx(0.5) and value.expected_lifetime_years == Decimal("0.50")
+    assert value.predicted_clv == Decimal("66.00")  # 660 / 5 a year x half a year
+
+
+@pytest.mark.django_db
+def test_the_page_shows_the_funnel_grid_moves_and_value(client, dashboard_admin, lifecycle):
+    client.force_login(dashboard_admin)
+    dashboard.dashboard(refresh=True, now=NOW)  # the page shows the cached figures of that moment
+    page = client.get("/admin/dashboard/").content.decode()
+    assert "Lifecycle funnel" in page and 'data-stage="mature"><td>mature</td><td style="text-align: right;">1<' in page
+    assert 'id="rfm-grid"' in page and "champions" in page and "can&#x27;t lose them" in page
+    assert "Stage moves in the last 30 days" in page and "no stage yet" in page
+    assert 'id="value-clv">¥105.71<' in page and 'id="value-predicted">¥66.00<' in page
+    assert 'id="value-retention">50.0%<' in page and 'id="value-repurchase">33.3%<' in page
+    assert 'id="lifecycle-data"' in page
+
+
 @pytest.mark.django_db
 def test_an_empty_programme_has_no_rates_rather_than_a_division_by_zero():
     board = dashboard.compute(NOW)
     assert board.members_total == 0
     assert board.repurchase_rate is None and board.redemption_rate is None and board.breakage_rate is None
     assert board.cohorts == [] and board.liability == 0
+    assert board.stages[0] == ("new", 0) and board.stage_moves_total == 0 and board.value.predicted_clv is None
 
 
 @pytest.mark.django_db
@@ -129,11 +225,12 @@ def test_the_query_count_does_not_grow_with_the_data(programme):
         services.order_earn(member=member, store=store, number=f"X{n}", amount=10, occurred_at=at(5, 2), now=at(5, 2))
     with CaptureQueriesContext(connection) as large:
         assert dashboard.compute(NOW).members_total == 35
-    assert len(small) == len(large) == 9
+    assert len(small) == len(large) == 14
 
 
 @pytest.mark.django_db
 def test_the_page_needs_the_dashboard_permission(client, staff_user, programme):
+    staff_user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
     client.force_login(staff_user)
     assert client.get("/admin/dashboard/").status_code == 403
     staff_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
@@ -141,13 +238,12 @@ def test_the_page_needs_the_dashboard_permission(client, staff_user, programme):
     assert response.status_code == 200
     page = response.content.decode()
     assert 'id="members-total">5<' in page and "33.3%" in page and "vendor/chartjs/chart.umd.min.js" in page
-    assert "Retention by monthly cohort" in page
+    assert "Retention by monthly cohort" in page and "Figures for: All stores" in page
 
 
 @pytest.mark.django_db
-def test_compute_again_recomputes_and_returns_to_the_page(client, staff_user, programme):
-    staff_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
-    client.force_login(staff_user)
+def test_compute_again_recomputes_and_returns_to_the_page(client, dashboard_admin, programme):
+    client.force_login(dashboard_admin)
     client.get("/admin/dashboard/")
     MemberFactory()
     response = client.post("/admin/dashboard/")
@@ -156,8 +252,188 @@ def test_compute_again_recomputes_and_returns_to_the_page(client, staff_user, pr
 
 
 @pytest.mark.django_db
-def test_the_page_reads_in_chinese(client, staff_user, programme):
-    staff_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
-    client.force_login(staff_user)
+def test_the_page_reads_in_chinese(client, dashboard_admin, programme):
+    client.force_login(dashboard_admin)
     page = client.get("/admin/dashboard/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "运营看板" in page and "复购率" in page
+
+
+# Store scoping: store managers see their stores' figures (docs/dashboard.md, "Scope").
+
+
+@pytest.fixture
+def two_stores(settings):
+    """Jing'an (j1, j2) and Xuhui (x1, x2); x1 also bought once at Jing'an."""
+    settings.LOYALTY_POINT_VALUE = "0.01"
+    jingan = StoreFactory(code="jingan", name="Jing'an store")
+    xuhui = StoreFactory(code="xuhui", name="Xuhui store")
+    j1 = MemberFactory(home_store=jingan, joined_at=at(4, 10))
+    j2 = MemberFactory(home_store=jingan, joined_at=at(6, 1))
+    x1 = MemberFactory(home_store=xuhui, joined_at=at(5, 3))
+    x2 = MemberFactory(home_store=xuhui, joined_at=at(6, 2))
+    for member, store, number, when, amount in (
+        (j1, jingan, "J1-1", at(4, 12), 100),
+        (j1, jingan, "J1-2", at(5, 20), 50),
+        (j2, jingan, "J2-1", at(6, 3), 30),
+        (x1, xuhui, "X1-1", at(5, 5), 200),
+        (x1, jingan, "X1-2", at(6, 5), 40),  # a Xuhui member buying at Jing'an
+    ):
+        services.order_earn(member=member, store=store, number=number, amount=amount, occurred_at=when, now=when)
+    services.lots_release_matured(now=at(6, 14))  # every window (7 days) has ended
+    services.points_spend(member=j1, amount=20, idempotency_key="j1-spend", reason="reward", now=at(6, 14))
+
+    bronze = Tier.objects.create(code="bronze", name="Bronze", rank=0, qualify_threshold=0, retain_threshold=0)
+    gold = Tier.objects.create(code="gold", name="Gold", rank=1, qualify_threshold=100, retain_threshold=50)
+    for member, tier in ((j1, gold), (x1, gold), (x2, bronze)):
+        MemberTier.objects.create(member=member, tier=tier, started_at=NOW, review_at=NOW + dt.timedelta(days=365))
+    for member, stage in ((j1, "mature"), (j2, "new"), (x1, "growing"), (x2, "new")):
+        Member.objects.filter(pk=member.pk).update(stage=stage)
+    Member.objects.filter(pk=j1.pk).update(rfm_recency=5, rfm_frequency=4, rfm_monetary=4, rfm_segment="champions")
+    Member.objects.filter(pk=x1.pk).update(rfm_recency=4, rfm_frequency=1, rfm_monetary=5, rfm_segment="promising")
+    StageChange.objects.create(
+        member=j1, from_stage="growing", to_stage="mature", changed_at=NOW - dt.timedelta(days=2)
+    )
+    StageChange.objects.create(member=x1, from_stage="new", to_stage="growing", changed_at=NOW - dt.timedelta(days=3))
+    return {"jingan": jingan, "xuhui": xuhui}
+
+
+def _store_manager(django_user_model, username: str, stores: list[Store]):
+    user = django_user_model.objects.create_user(username, password="not-a-real-password-42", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    StaffProfile.objects.create(user=user).stores.set(stores)
+    return user
+
+
+@pytest.mark.django_db
+def test_a_store_sees_its_members_orders_and_ledger_only(two_stores):
+    board = dashboard.compute(NOW, stores=[two_stores["jingan"].pk])
+
+    assert (board.members_total, board.members_new_this_month) == (2, 1)  # j1, j2 (joined in June)
+    # Orders taken at Jing'an: j1's two, j2's and x1's; since 16 May: J1-2, J2-1, X1-2.
+    assert (board.active_30, board.active_90) == (3, 3)
+    assert (board.buyers_12m, board.repeat_buyers_12m) == (3, 1)  # j1 bought twice there
+    # Ledger of Jing'an's members (x1's 40 points from X1-2 are Xuhui's: his home store).
+    months = {m.month: m for m in board.points_by_month}
+    assert months[dt.date(2026, 4, 1)].issued == 100 and months[dt.date(2026, 5, 1)].issued == 50
+    june = months[dt.date(2026, 6, 1)]
+    assert (june.issued, june.redeemed, june.expired, june.taken_back) == (30, 20, 0, 0)
+    assert (board.outstanding_points, board.pending_points) == (160, 0)  # j1 150 - 20, j2 30
+    assert board.liability == Decimal("1.60")
+    cohorts = {c.month: (c.size, c.retention) for c in board.cohorts}
+    assert cohorts == {
+        dt.date(2026, 4, 1): (1, [1.0, 1.0, 0.0, None, None, None]),
+        dt.date(2026, 6, 1): (1, [1.0, None, None, None, None, None]),
+    }
+    assert [(t.name, t.members) for t in board.tiers] == [("Bronze", 0), ("Gold", 1)] and board.without_tier == 1
+    assert board.stages == [("new", 1), ("growing", 0), ("mature", 1), ("dormant", 0), ("churned", 0)]
+    assert board.rfm_grid[4][3] == 1 and sum(map(sum, board.rfm_grid)) == 1 and board.rfm_not_scored == 1
+    assert dict(board.rfm_segments)["champions"] == 1 and dict(board.rfm_segments)["promising"] == 0
+    assert board.stage_move_pairs == {("growing", "mature"): 1}
+    # Customer value of j1 and j2: three purchases, 180 yuan.
+    value = board.value
+    assert (value.members, value.buyers, value.repeat_buyers, value.orders, value.revenue) == (2, 2, 1, 3, 180)
+    assert board.stores == (two_stores["jingan"].pk,)
+
+
+@pytest.mark.django_db
+def test_the_other_store_and_the_brand_add_up(two_stores):
+    xuhui = dashboard.compute(NOW, stores=[two_stores["xuhui"].pk])
+    assert (xuhui.members_total, xuhui.active_30, xuhui.active_90, xuhui.buyers_12m) == (2, 0, 1, 1)
+    assert (xuhui.outstanding_points, xuhui.stage_move_pairs) == (240, {("new", "growing"): 1})
+    # x1 joined in May and bought in May (at Xuhui) and June (at Jing'an): a member figure.
+    assert {c.month: c.retention[:2] for c in xuhui.cohorts} == {
+        dt.date(2026, 5, 1): [1.0, 1.0],
+        dt.date(2026, 6, 1): [0.0, None],
+    }
+    assert (xuhui.value.orders, xuhui.value.revenue) == (2, 240)
+
+    brand = dashboard.compute(NOW)
+    assert brand.stores is None
+    assert (brand.members_total, brand.active_30, brand.buyers_12m, brand.repeat_buyers_12m) == (4, 3, 3, 2)
+    assert brand.outstanding_points == 160 + 240
+    assert [(t.name, t.members) for t in brand.tiers] == [("Bronze", 1), ("Gold", 2)] and brand.without_tier == 1
+    assert (brand.value.orders, brand.value.revenue) == (5, 420)
+    both = dashboard.compute(NOW, stores=[two_stores["jingan"].pk, two_stores["xuhui"].pk])
+    assert (both.members_total, both.outstanding_points, both.value.revenue) == (4, 400, 420)
+
+
+@pytest.mark.django_db
+def test_no_stores_means_every_figure_is_zero(two_stores, django_assert_num_queries):
+    with django_assert_num_queries(1):  # the tier list; Django skips a query filtered on "in no store"
+        board = dashboard.compute(NOW, stores=[])
+    assert (board.members_total, board.active_90, board.buyers_12m, board.outstanding_points) == (0, 0, 0, 0)
+    assert sum(m.issued + m.redeemed for m in board.points_by_month) == 0 and board.cohorts == []
+    assert [t.members for t in board.tiers] == [0, 0] and board.without_tier == 0
+    assert sum(n for _code, n in board.stages) == 0 and board.stage_moves_total == 0
+    assert (board.value.members, board.value.revenue) == (0, 0) and board.redemption_rate is None
+
+
+@pytest.mark.django_db
+def test_a_scoped_dashboard_runs_as_many_queries_as_the_brand_wide_one(two_stores):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as brand:
+        dashboard.compute(NOW)
+    with CaptureQueriesContext(connection) as one:
+        dashboard.compute(NOW, stores=[two_stores["jingan"].pk])
+    with CaptureQueriesContext(connection) as two:
+        dashboard.compute(NOW, stores=[two_stores["jingan"].pk, two_stores["xuhui"].pk])
+    assert len(brand) == len(one) == len(two) == 14
+
+
+@pytest.mark.django_db
+def test_each_scope_has_its_own_cache_entry(two_stores):
+    jingan, xuhui = two_stores["jingan"].pk, two_stores["xuhui"].pk
+    assert dashboard.cache_key(None) == "loyalty:dashboard:v2"  # brand-wide keeps its key
+    assert dashboard.cache_key([jingan, xuhui]) != dashboard.cache_key([jingan]) != dashboard.cache_key([])
+    assert dashboard.dashboard(now=NOW).members_total == 4
+    assert dashboard.dashboard(stores=[jingan], now=NOW).members_total == 2  # not the brand's cached figures
+    # Ids in any order, or a queryset of stores, name the same scope.
+    assert dashboard.dashboard(stores=[xuhui, jingan]) is not None
+    assert dashboard.cache_key(dashboard._store_ids(Store.objects.filter(pk__in=[xuhui, jingan]))) == (
+        dashboard.cache_key([jingan, xuhui])
+    )
+    MemberFactory(home_store=two_stores["jingan"])
+    # Recomputing one scope leaves the others' cached figures alone.
+    assert dashboard.dashboard(stores=[jingan], refresh=True).members_total == 3
+    assert dashboard.dashboard().members_total == 4
+    assert dashboard.dashboard(stores=[jingan]).members_total == 3
+
+
+@pytest.mark.django_db
+def test_a_store_manager_never_sees_the_brand_admins_cached_figures(
+    client, dashboard_admin, django_user_model, two_stores
+):
+    client.force_login(dashboard_admin)
+    page = client.get("/admin/dashboard/").content.decode()
+    assert 'id="members-total">4<' in page and "Figures for: All stores" in page
+
+    manager = _store_manager(django_user_model, "jingan-manager", [two_stores["jingan"]])
+    client.force_login(manager)
+    page = client.get("/admin/dashboard/").content.decode()
+    assert 'id="members-total">2<' in page and "Figures for: Jing&#x27;an store<" in page
+
+    # "Compute again" recomputes the manager's stores only.
+    MemberFactory(home_store=two_stores["jingan"])
+    assert client.post("/admin/dashboard/").status_code == 302
+    assert 'id="members-total">3<' in client.get("/admin/dashboard/").content.decode()
+    client.force_login(dashboard_admin)
+    assert 'id="members-total">4<' in client.get("/admin/dashboard/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_page_names_every_store_of_the_scope(client, django_user_model, two_stores, django_assert_max_num_queries):
+    manager = _store_manager(django_user_model, "area-manager", [two_stores["xuhui"], two_stores["jingan"]])
+    client.force_login(manager)
+    with django_assert_max_num_queries(30):
+        page = client.get("/admin/dashboard/").content.decode()
+    assert "Figures for: Jing&#x27;an store, Xuhui store<" in page and 'id="members-total">4<' in page
+
+
+@pytest.mark.django_db
+def test_staff_without_stores_see_zeros(client, staff_user, two_stores):
+    staff_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    client.force_login(staff_user)  # no staff profile: no stores
+    page = client.get("/admin/dashboard/").content.decode()
+    assert 'id="members-total">0<' in page and "Figures for: no store" in page

@@ -618,3 +618,12 @@ def test_setup_periodic_tasks_is_idempotent_and_keeps_operator_edits(settings):
     expire.refresh_from_db()
     assert (expire.crontab_id, expire.enabled) == (edited.pk, False)
     assert PeriodicTask.objects.count() == count
+
+
+def test_every_scheduled_task_is_a_registered_celery_task():
+    from config.celery import app
+    from loyalty.management.commands.setup_periodic_tasks import SCHEDULES
+
+    app.loader.import_default_modules()
+    missing = [task for _name, task, *_rest in SCHEDULES if task not in app.tasks]
+    assert missing == []

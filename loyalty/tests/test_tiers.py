@@ -492,6 +492,8 @@ def test_admin_pins_a_tier_as_the_staff_user(admin_client, admin_user, tiers):
     assert state.pinned_until.year == 2099
     change = TierChange.objects.get(member=member, reason=TierChange.Reason.PINNED)
     assert (change.operator, change.note) == (admin_user, "VIP")
+    audit = member.staff_actions.get()
+    assert (audit.actor, audit.action, audit.reason) == (admin_user, "pin_tier", "VIP")
 
 
 def test_admin_refuses_a_pin_in_the_past(admin_client, tiers):

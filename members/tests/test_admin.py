@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.contrib import messages
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
@@ -20,6 +20,7 @@ from loyalty.services import order_earn, points_adjust
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members import admin as members_admin
 from members.models import ConsentRecord, Member
+from members.scoping import BRAND_ADMIN
 from members.services import is_valid_member_number, member_set_consent
 
 pytestmark = pytest.mark.django_db
@@ -433,6 +434,13 @@ def test_adjust_action_refuses_too_many_members_at_once(admin_client, monkeypatc
 def action_names(changelist_response):
     action_form = changelist_response.context["action_form"]
     return set() if action_form is None else set(dict(action_form.fields["action"].choices))
+
+
+@pytest.fixture
+def staff_user(staff_user):
+    """Staff not scoped to stores (members.scoping), limited only by the permissions a test grants."""
+    staff_user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
+    return staff_user
 
 
 def grant(user, *codenames):

@@ -35,7 +35,14 @@ def test_setup_roles_is_idempotent_and_resets_each_role_to_its_definition(capsys
     assert set(first) == {BRAND_ADMIN, STORE_MANAGER, CLERK}
     assert "Clerk: unchanged" in capsys.readouterr().out
 
-    assert set(first[CLERK]) == {"members.view_member", "rewards.view_coupon"}
+    assert set(first[CLERK]) == {
+        "members.view_member",
+        "rewards.view_coupon",
+        "loyalty.use_till",
+        "api.pos_lookup",
+        "api.pos_earn",
+        "api.pos_verify_coupon",
+    }
     assert {"loyalty.adjust_points", "members.change_member", "loyalty.view_order"} <= set(first[STORE_MANAGER])
     assert "members.delete_member" not in first[STORE_MANAGER]
     brand = set(first[BRAND_ADMIN])

@@ -1,9 +1,10 @@
 """Coupon admin: staff find coupons by code or phone; voiding goes through the service."""
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 
+from members.scoping import BRAND_ADMIN
 from rewards.models import Coupon
 
 from .factories import CouponFactory
@@ -15,7 +16,16 @@ def voider(django_user_model):
     user.user_permissions.add(
         Permission.objects.get(codename="view_coupon"), Permission.objects.get(codename="void_coupon")
     )
+    # Not scoped to stores (members.scoping): only its permissions limit it.
+    user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
     return user
+
+
+@pytest.fixture
+def staff_user(staff_user):
+    """Staff not scoped to stores, so a refusal below comes from the missing permission."""
+    staff_user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
+    return staff_user
 
 
 @pytest.mark.django_db

@@ -3,13 +3,14 @@
 import datetime as dt
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.urls import reverse
 from django.utils import timezone
 
 from loyalty import services as ledger
 from loyalty.models import Account, Currency
 from loyalty.tests.factories import MemberFactory
+from members.scoping import BRAND_ADMIN
 from rewards import services
 from rewards.models import Coupon, Redemption, Reward
 
@@ -23,6 +24,8 @@ def staff_with(django_user_model, username: str, *codenames: str):
     user.user_permissions.add(
         *(Permission.objects.get(codename=c, content_type__app_label="rewards") for c in codenames)
     )
+    # Not scoped to stores (members.scoping): only its permissions limit it.
+    user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
     return user
 
 

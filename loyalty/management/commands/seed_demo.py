@@ -37,6 +37,7 @@ from loyalty.policies import expiry_policy
 from loyalty.services import OrderLineInput
 from loyalty.tiers import tiers_sweep
 from members import services as member_services
+from members.lifecycle import members_refresh_profiles
 from members.models import Member, Store
 
 SEED = 20240601
@@ -171,6 +172,11 @@ DEMO_REDEMPTIONS = 6  # members who redeemed something recently, so "my coupons"
 # Members given a role keep a situation the demo must show, whatever the random draw.
 EXPIRED, EXPIRING, PENDING = "expired", "expiring", "pending"
 ROLES = {0: EXPIRED, 1: EXPIRING, 2: PENDING}  # by member index modulo 20
+# One member (this index) stopped coming about this many days ago and consented to WeChat
+# marketing: the nightly lifecycle run finds them dormant and the win-back journey gives
+# them its coupon (docs/journeys.md).
+DORMANT, DORMANT_INDEX, DORMANT_DAYS_AGO = "dormant", 3, 120
+STAGE_HISTORY_DAYS = 45
 
 
 @dataclass
@@ -240,6 +246,7 @@ class Command(BaseCommand):
         self.start = self.end - dt.timedelta(days=HISTORY_DAYS)
         self.counts = {"members": 0, "orders": 0, "spends": 0, "adjustments": 0}
         self.order_numbers: dict[str, int] = {}
+        self.dormant_plan: MemberPlan | None = None
         with transaction.atomic():
             self.stores = self._stores()
             self.staff = self._staff_user()
@@ -252,6 +259,10 @@ class Command(BaseCommand):
             services.lots_release_matured(now=final)
             services.lots_expire_due(now=final)
             self._demo_redemptions(final)
+        # Lifecycle stages as they stood STAGE_HISTORY_DAYS ago: the next nightly refresh
+        # then records who moved since (the dormant member among them), as in a running
+        # programme, instead of a first refresh where every stage is new.
+        members_refresh_profiles(now=self.end - dt.timedelta(days=STAGE_HISTORY_DAYS))
         self._summary(time.monotonic() - started, final)
 
     # --- fixed rows ----------------------------------------------------------------------
@@ -357,6 +368,11 @@ class Command(BaseCommand):
         expired_days, expiring_days = self._role_days()
         taken_phones = set(Member.objects.values_list("phone", flat=True))
         plans = [self._member_plan(i, taken_phones) for i in range(n_members)]
+        if len(plans) > DORMANT_INDEX:
+            dormant = plans[DORMANT_INDEX]
+            dormant.role = DORMANT
+            self.dormant_plan = dormant
+            dormant.consents = tuple(sorted({*dormant.consents, "wechat"}))
         regular = [p for p in plans if not p.role]
         long_standing = [p for p in regular if p.joined_at < self.end - dt.timedelta(days=150)]
         for plan in rng.sample(long_standing, k=min(len(long_standing), max(1, n_members * 3 // 100))):
@@ -375,6 +391,12 @@ class Command(BaseCommand):
             elif plan.role == EXPIRING and len(expiring_days) >= 2:
                 plan.joined_at = self._shop_time(self.start, expiring_days[-1] - dt.timedelta(days=10))
                 anchor = self._shop_time(*sorted(rng.sample(expiring_days, 2)))
+            elif plan.role == DORMANT:
+                # Their last order was about DORMANT_DAYS_AGO days ago, nothing since.
+                hi = self.end - dt.timedelta(days=DORMANT_DAYS_AGO)
+                if plan.joined_at > hi - dt.timedelta(days=60):
+                    plan.joined_at = self._shop_time(self.start, hi - dt.timedelta(days=60))
+                anchor = self._shop_time(hi - dt.timedelta(days=1), hi)
             elif plan.role == PENDING and settings.LOYALTY_PENDING_DAYS > 1:
                 # Still pending tomorrow, so still pending whenever today the seed runs.
                 lo = self.end - dt.timedelta(days=settings.LOYALTY_PENDING_DAYS - 1)
@@ -739,6 +761,11 @@ class Command(BaseCommand):
             f"\n  points expired so far: {-(expired['total'] or 0)} ({expired['members']} members)"
             f"\n  adjustments are by staff user {DEMO_STAFF_USERNAME!r} (cannot sign in)"
         )
+        if self.dormant_plan is not None:
+            self.stdout.write(
+                "  dormant demo member (the nightly run gives them the win-back coupon): "
+                f"{self.dormant_plan.member.phone}"
+            )
 
 
 def _reward_image(code: str, colour: tuple[int, int, int]) -> str:

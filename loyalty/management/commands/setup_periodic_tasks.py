@@ -74,13 +74,15 @@ SCHEDULES = [
         "Run journeys",
         "engagement.run_journeys",
         ("30", "*"),
-        "Hourly at :30: every active journey's triggers since its last run; in a journey's quiet hours its actions wait for a later run.",
+        "Hourly at :30: every active journey's triggers since its last run; "
+        "in a journey's quiet hours its actions wait for a later run.",
     ),
     (
         "Reward referrals",
         "engagement.reward_referrals",
         ("15", "*"),
-        "Hourly at :15: referrals whose first order is past its return window and not refunded earn both members their bonus.",
+        "Hourly at :15: referrals whose first order is past its return window and not refunded "
+        "earn both members their bonus.",
     ),
     (
         "Send notifications",

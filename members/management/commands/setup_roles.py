@@ -12,7 +12,7 @@ from django.db import transaction
 from members.scoping import BRAND_ADMIN, CLERK, STORE_MANAGER
 
 # Every permission of these apps goes to the brand admin.
-BRAND_ADMIN_APPS = ("members", "loyalty", "rewards", "api", "django_celery_beat")
+BRAND_ADMIN_APPS = ("members", "loyalty", "rewards", "api", "engagement", "django_celery_beat")
 
 ROLES = {
     STORE_MANAGER: (
@@ -23,12 +23,24 @@ ROLES = {
         "loyalty.view_lot",
         "loyalty.adjust_points",
         "rewards.view_coupon",
-        # Verifying a coupon at the till goes through the POS API (there is no admin action).
+        # Their stores' staff actions and figures (the dashboard shows their stores only).
+        "members.view_staffaction",
+        "loyalty.view_dashboard",
+        # The till screen in the admin: look up, record orders, verify coupons at their stores.
+        "loyalty.use_till",
+        # The same at a POS through the API with a staff token, limited to their stores.
+        "api.pos_lookup",
+        "api.pos_earn",
+        "api.pos_refund",
         "api.pos_verify_coupon",
     ),
     CLERK: (
         "members.view_member",
         "rewards.view_coupon",
+        "loyalty.use_till",
+        "api.pos_lookup",
+        "api.pos_earn",
+        "api.pos_verify_coupon",
     ),
 }
 

@@ -1,0 +1,614 @@
+"""Member files imported in the background: ``ImportJob`` (docs/import.md).
+
+The life of a job:
+
+1. :func:`import_job_create` stores the upload (status CHECKING) and queues the check.
+2. :func:`import_job_check` reads the file once, streaming (a csv reader, openpyxl in
+   read-only mode), and checks every row with the rules of the admin's import
+   (``members.resources.RowReader``), duplicate phones within the file included. It keeps
+   the error count and the first :data:`MAX_ERRORS_KEPT` bad rows on the job. Writes
+   nothing else: CHECKED, or INVALID.
+3. :func:`import_job_confirm` (staff, only from CHECKED) queues the import, with one
+   ``StaffAction`` row.
+4. :func:`import_job_run` reads the file again in chunks of :data:`CHUNK_ROWS` rows, one
+   transaction per chunk that also advances ``imported_rows``: a run stopped halfway
+   resumes after the last committed chunk, and redoing a chunk changes nothing (members are
+   matched by phone, opening balances have the key ``opening:<phone>``). DONE with a
+   summary, or FAILED with a message (and can be resumed).
+
+Memory stays bounded by the chunk, except the check's map of phones seen so far (to find
+duplicates), about 150 bytes a row.
+"""
+
+import codecs
+import contextlib
+import csv
+import datetime as dt
+import io
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Coalesce
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from loyalty.bulk import insert_rows
+from loyalty.errors import LoyaltyError
+from loyalty.models import Currency, LedgerEntry
+from loyalty.services import accounts_open_with_balance, points_award
+from loyalty.tiers import tiers_assign_default_bulk
+
+from .models import ImportJob, Member, StaffAction
+from .resources import (
+    COLUMNS,
+    RowReader,
+    _text,
+    duplicate_phone_message,
+    normalize_header,
+    opening_balance_award,
+    opening_balance_key,
+    opening_balance_problem,
+)
+from .services import _new_member_number, staff_action_record
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 1000
+MAX_ERRORS_KEPT = 1000
+# 100 000 rows of a typical member list are about 7 MB as CSV.
+MAX_UPLOAD_BYTES = getattr(settings, "LOYALTY_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+FORMATS = ("csv", "xlsx")
+# Tried in this order: Excel's "CSV UTF-8", then what Excel saves as plain "CSV" in China.
+CSV_ENCODINGS = ("utf-8-sig", "gb18030")
+_READ_BLOCK = 1 << 20
+_UPDATE_FIELDS = ("name", "gender", "birthday", "email", "home_store")
+
+
+# --- reading the file ----------------------------------------------------------------------
+
+
+def _refuse(message: str) -> LoyaltyError:
+    return LoyaltyError("import_file_invalid", message)
+
+
+def _csv_encoding(handle) -> tuple[str, int]:
+    """The file's encoding and its number of lines, read in blocks (never the whole file at once)."""
+    for encoding in CSV_ENCODINGS:
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder(encoding)()
+        lines = 0
+        try:
+            while block := handle.read(_READ_BLOCK):
+                decoder.decode(block)
+                lines += block.count(b"\n")
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        handle.seek(0)
+        return encoding, lines
+    raise _refuse(_("The file is not readable text. Save it as “CSV UTF-8” and upload it again."))
+
+
+def _csv_rows(handle) -> Iterator[list]:
+    encoding, _lines = _csv_encoding(handle)
+    text = io.TextIOWrapper(handle, encoding=encoding, newline="")
+    try:
+        yield from csv.reader(text)
+    except csv.Error as error:
+        raise _refuse(_("The file is not a valid CSV file: %(error)s") % {"error": error}) from None
+    finally:
+        with contextlib.suppress(ValueError):  # already closed when the reading stopped early
+            text.detach()  # the caller closes the file
+
+
+def _xlsx_rows(handle) -> Iterator[tuple]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(handle, read_only=True, data_only=True)
+    except Exception:  # openpyxl raises many kinds on a file that is not a workbook
+        raise _refuse(_("The file is not a valid XLSX workbook. Save it again from the spreadsheet.")) from None
+    try:
+        yield from workbook.worksheets[0].iter_rows(values_only=True)
+    finally:
+        workbook.close()
+
+
+def _estimate_rows(job: ImportJob, handle) -> int:
+    """About how many data rows the file holds, for the progress bar while checking."""
+    if job.format == "csv":
+        return max(_csv_encoding(handle)[1] - 1, 0)
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(handle, read_only=True)
+        rows = workbook.worksheets[0].max_row or 0
+        workbook.close()
+    except Exception:
+        return 0
+    finally:
+        handle.seek(0)
+    return max(rows - 1, 0)
+
+
+@contextlib.contextmanager
+def _open(job: ImportJob) -> Iterator:
+    try:
+        handle = job.file.storage.open(job.file.name, "rb")
+    except OSError:
+        raise _refuse(_("The uploaded file is gone; upload it again.")) from None
+    try:
+        yield getattr(handle, "file", handle)
+    finally:
+        handle.close()
+
+
+def _data_rows(job: ImportJob, handle) -> Iterator[tuple[int, dict]]:
+    """(row number, {column: cell}) for every non-empty row under the header.
+
+    Row 1 is the first row under the header (line 2 of the spreadsheet), as in the
+    admin's preview; empty rows are skipped but keep their number.
+    """
+    rows = _xlsx_rows(handle) if job.format == "xlsx" else _csv_rows(handle)
+    header = None
+    number = 0
+    for cells in rows:
+        if not any(_text(cell) for cell in cells):
+            if header is not None:
+                number += 1
+            continue
+        if header is None:
+            header = [normalize_header(cell) for cell in cells]
+            if "phone" not in header:
+                raise _refuse(
+                    _("The first row must name the columns, and one of them must be “phone”. Columns: %(columns)s.")
+                    % {"columns": ", ".join(COLUMNS)}
+                )
+            positions = [(name, index) for index, name in enumerate(header) if name in COLUMNS]
+            continue
+        number += 1
+        yield number, {name: cells[index] for name, index in positions if index < len(cells)}
+
+
+def _chunks(rows: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- checking rows -------------------------------------------------------------------------
+
+
+@dataclass
+class CheckedRow:
+    number: int
+    values: dict
+    present: set[str]
+    errors: dict[str, list[str]]
+    member: Member | None = None  # the existing member with this phone
+    award: int = 0  # the opening balance this row writes
+    cells: dict = field(default_factory=dict)
+
+
+def _check_chunk(
+    reader: RowReader, rows: list[tuple[int, dict]], first_row_of_phone: dict | None, *, lock: bool = False
+) -> list[CheckedRow]:
+    """Apply every row rule to one chunk, with two queries for the whole chunk.
+
+    ``first_row_of_phone`` (phone -> row number) finds phones listed twice in the file;
+    None skips that rule (the import of a file checked before). ``lock`` locks the existing
+    members, in id order, for the transaction that updates them.
+    """
+    checked = []
+    for number, cells in rows:
+        values, present, errors = reader.clean(cells)
+        checked.append(CheckedRow(number, values, present, errors, cells=cells))
+        if first_row_of_phone is not None and "phone" not in errors:
+            first = first_row_of_phone.setdefault(values["phone"], number)
+            if first != number:
+                errors["phone"] = [duplicate_phone_message(values["phone"], first)]
+    phones = [row.values["phone"] for row in checked if "phone" not in row.errors]
+    members = Member.objects.filter(phone__in=phones).order_by("id")
+    if lock:
+        members = members.select_for_update(of=("self",), no_key=True)
+    existing = {member.phone: member for member in members}
+    earlier = dict(
+        LedgerEntry.objects.filter(
+            member__in=[member.pk for member in existing.values()],
+            currency=Currency.POINTS,
+            idempotency_key__in=[opening_balance_key(phone) for phone in existing],
+        ).values_list("member_id", "amount")
+    )
+    for row in checked:
+        if "phone" in row.errors:
+            continue
+        row.member = existing.get(row.values["phone"])
+        if "opening_points" in row.errors:
+            continue
+        status = row.member.status if row.member else None
+        before = earlier.get(row.member.pk) if row.member else None
+        problem = opening_balance_problem(points=row.values["opening_points"], status=status, earlier=before)
+        if problem:
+            row.errors["opening_points"] = [problem]
+        else:
+            row.award = opening_balance_award(points=row.values["opening_points"], status=status, earlier=before)
+    return checked
+
+
+def _error_entry(row: CheckedRow) -> dict:
+    return {"row": row.number, "phone": _text(row.cells.get("phone")), "errors": row.errors}
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+def import_job_create(*, file: UploadedFile, user) -> ImportJob:
+    """Store an uploaded member file as a job and queue its check (after commit).
+
+    Refuses a file that is neither CSV nor XLSX, an empty one, and one over
+    :data:`MAX_UPLOAD_BYTES`.
+    """
+    name = PurePath(file.name or "").name[:255]
+    extension = PurePath(name).suffix.lower().lstrip(".")
+    if extension not in FORMATS:
+        raise _refuse(_("Upload a .csv or .xlsx file; “%(name)s” is neither.") % {"name": name})
+    if not file.size:
+        raise _refuse(_("The file is empty."))
+    if file.size > MAX_UPLOAD_BYTES:
+        raise _refuse(
+            _("The file is %(size)s MB; the most an import takes is %(limit)s MB. Split it into smaller files.")
+            % {"size": round(file.size / 2**20, 1), "limit": MAX_UPLOAD_BYTES // 2**20}
+        )
+    from .tasks import check_import
+
+    with transaction.atomic():
+        job = ImportJob(original_name=name, format=extension, created_by=user if getattr(user, "pk", None) else None)
+        job.file.save(name, file, save=False)
+        job.save()
+        transaction.on_commit(lambda: check_import.delay(job.pk))
+    return job
+
+
+def import_job_check(job_id: int) -> ImportJob:
+    """Check every row of the job's file without writing any member: CHECKED or INVALID.
+
+    Streams the file, checks it in chunks of :data:`CHUNK_ROWS` rows and advances
+    ``checked_rows`` after each chunk, so the admin shows progress. A job that is not
+    CHECKING is returned unchanged (a task delivered twice checks once).
+    """
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status != ImportJob.Status.CHECKING:
+        return job
+    ImportJob.objects.filter(pk=job.pk).update(started_at=timezone.now(), checked_rows=0)
+    reader = RowReader()
+    first_row_of_phone: dict[str, int] = {}
+    errors: list[dict] = []
+    bad_rows = rows = 0
+    try:
+        with _open(job) as handle:
+            estimate = _estimate_rows(job, handle)
+            ImportJob.objects.filter(pk=job.pk).update(total_rows=estimate)
+            for chunk in _chunks(_data_rows(job, handle), CHUNK_ROWS):
+                for row in _check_chunk(reader, chunk, first_row_of_phone):
+                    if row.errors:
+                        bad_rows += 1
+                        if len(errors) < MAX_ERRORS_KEPT:
+                            errors.append(_error_entry(row))
+                rows += len(chunk)
+                ImportJob.objects.filter(pk=job.pk).update(
+                    checked_rows=rows, total_rows=max(estimate, rows), error_count=bad_rows
+                )
+        if not rows:
+            raise _refuse(_("The file has no rows under its header."))
+    except LoyaltyError as error:
+        return _finish_check(
+            job, status=ImportJob.Status.INVALID, rows=rows, errors=errors, bad=bad_rows, message=error.message
+        )
+    except Exception:
+        logger.exception("checking import job %s failed", job.pk)
+        return _finish_check(
+            job,
+            status=ImportJob.Status.INVALID,
+            rows=rows,
+            errors=errors,
+            bad=bad_rows,
+            message=_("The file could not be read. Save it again as CSV UTF-8 or XLSX and upload it again."),
+        )
+    status = ImportJob.Status.INVALID if bad_rows else ImportJob.Status.CHECKED
+    return _finish_check(job, status=status, rows=rows, errors=errors, bad=bad_rows, message="")
+
+
+def _finish_check(job: ImportJob, *, status: str, rows: int, errors: list, bad: int, message: str) -> ImportJob:
+    ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.CHECKING).update(
+        status=status,
+        total_rows=rows,
+        checked_rows=rows,
+        error_count=bad,
+        errors=errors,
+        message=str(message),
+        finished_at=timezone.now() if status == ImportJob.Status.INVALID else None,
+    )
+    job.refresh_from_db()
+    return job
+
+
+def import_job_confirm(*, job_id: int, user) -> ImportJob:
+    """Start importing a checked job (one ``StaffAction`` of kind IMPORT) and queue it after commit.
+
+    Refuses a job that is not CHECKED, e.g. one with bad rows or already confirmed.
+    """
+    from .tasks import run_import
+
+    with transaction.atomic():
+        claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.CHECKED).update(
+            status=ImportJob.Status.IMPORTING, imported_rows=0, summary={}
+        )
+        job = ImportJob.objects.get(pk=job_id)
+        if claimed != 1:
+            raise LoyaltyError(
+                "import_not_checked",
+                _("Only a checked file without bad rows can be imported; this one is “%(status)s”.")
+                % {"status": job.get_status_display()},
+            )
+        staff_action_record(
+            actor=user,
+            action=StaffAction.Action.IMPORT,
+            reason=_("Imported the member file %(name)s") % {"name": job.original_name},
+            detail={"job": job.pk, "file": job.original_name, "rows": job.total_rows},
+        )
+        transaction.on_commit(lambda: run_import.delay(job.pk))
+    return job
+
+
+def import_job_resume(*, job_id: int, user) -> ImportJob:
+    """Queue a FAILED import again; it resumes after its last committed chunk.
+
+    Refuses any other job.
+    """
+    from .tasks import run_import
+
+    with transaction.atomic():
+        claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.FAILED).update(
+            status=ImportJob.Status.IMPORTING, message=""
+        )
+        if claimed != 1:
+            raise LoyaltyError("import_not_failed", _("Only an import that stopped with an error can be resumed."))
+        transaction.on_commit(lambda: run_import.delay(job_id))
+    return ImportJob.objects.get(pk=job_id)
+
+
+def import_job_run(job_id: int, *, chunk_rows: int = CHUNK_ROWS) -> ImportJob:
+    """Import a confirmed job in chunks: DONE with ``summary`` {new, updated, unchanged,
+    opening_points, refused}, or FAILED with ``message``.
+
+    Resumes after the last committed chunk (``imported_rows``); a DONE job is returned
+    unchanged. A row that went bad after the check (say, its member was frozen meanwhile)
+    is refused on its own and listed with the job's errors; the rest is imported. Refuses
+    a job that was never confirmed.
+    """
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status == ImportJob.Status.DONE:
+        return job
+    if job.status not in (ImportJob.Status.IMPORTING, ImportJob.Status.FAILED):
+        raise LoyaltyError("import_not_confirmed", _("This import has not been confirmed."))
+    from loyalty.jobs import job_lock
+
+    with job_lock(f"import_job:{job.pk}") as acquired:
+        if not acquired:
+            logger.info("import job %s is running elsewhere; skipped", job.pk)
+            return job
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=ImportJob.Status.IMPORTING, message="", started_at=Coalesce("started_at", timezone.now())
+        )
+        try:
+            with translation.override(settings.LANGUAGE_CODE):
+                _run(job, chunk_rows)
+        except Exception as error:
+            logger.exception("import job %s failed", job.pk)
+            ImportJob.objects.filter(pk=job.pk).update(
+                status=ImportJob.Status.FAILED,
+                message=_("The import stopped after %(rows)s rows: %(error)s. Resume it to import the rest.")
+                % {"rows": ImportJob.objects.values_list("imported_rows", flat=True).get(pk=job.pk), "error": error},
+                finished_at=timezone.now(),
+            )
+            job.refresh_from_db()
+            return job
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.DONE, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def _run(job: ImportJob, chunk_rows: int) -> None:
+    job.refresh_from_db()
+    done = job.imported_rows
+    summary = {"new": 0, "updated": 0, "unchanged": 0, "opening_points": 0, "refused": 0}
+    if done:
+        summary.update(job.summary or {})
+    actor = (
+        StaffAction.objects.filter(action=StaffAction.Action.IMPORT, detail__job=job.pk)
+        .values_list("actor_id", flat=True)
+        .first()
+    )
+    detail = {"source": "import", "file": job.original_name, "imported_by": actor, "job": job.pk}
+    reader = RowReader()
+    with _open(job) as handle:
+        # The rows of chunks committed before are read past, not imported again.
+        for chunk in _chunks(itertools.islice(_data_rows(job, handle), done, None), chunk_rows):
+            for attempt in range(3):
+                try:
+                    with transaction.atomic():
+                        # The job row is the resume point; locked, it keeps two runners apart.
+                        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+                        counts, refused = _import_chunk(reader, chunk, detail=detail)
+                        errors = list(locked.errors or [])
+                        errors.extend(_error_entry(row) for row in refused[: max(MAX_ERRORS_KEPT - len(errors), 0)])
+                        ImportJob.objects.filter(pk=job.pk).update(
+                            imported_rows=done + len(chunk),
+                            summary={key: summary.get(key, 0) + counts.get(key, 0) for key in summary},
+                            errors=errors,
+                            error_count=locked.error_count + len(refused),
+                        )
+                    break
+                except IntegrityError:
+                    # A member signed up with one of these phones meanwhile: check the chunk again.
+                    if attempt == 2:
+                        raise
+                    reader = RowReader()  # and read the stores again
+            done += len(chunk)
+            summary = {key: summary.get(key, 0) + counts.get(key, 0) for key in summary}
+
+
+def _import_chunk(reader: RowReader, rows: list[tuple[int, dict]], *, detail: dict) -> tuple[dict, list[CheckedRow]]:
+    """Write one chunk, inside the caller's transaction; returns (counts, rows refused)."""
+    now = timezone.now()
+    checked = _check_chunk(reader, rows, None, lock=True)
+    refused = [row for row in checked if row.errors]
+    good = [row for row in checked if not row.errors]
+    new_rows = [row for row in good if row.member is None]
+    counts = {"new": len(new_rows), "updated": 0, "unchanged": 0, "opening_points": 0, "refused": len(refused)}
+
+    ids = _members_insert([row.values for row in new_rows], now=now)
+    reason = _("Opening balance (import)")
+    awards = [
+        (ids[row.values["phone"]], opening_balance_key(row.values["phone"]), row.award) for row in new_rows if row.award
+    ]
+    counts["opening_points"] += accounts_open_with_balance(awards, reason=reason, detail=detail, now=now)
+
+    changed = []
+    for row in good:
+        member = row.member
+        if member is None:
+            continue
+        if row.award:
+            try:
+                points_award(
+                    member=member,
+                    currency=Currency.POINTS,
+                    amount=row.award,
+                    kind=LedgerEntry.Kind.ADJUST,
+                    reason=reason,
+                    idempotency_key=opening_balance_key(member.phone),
+                    detail=detail,
+                    now=now,
+                )
+            except LoyaltyError as error:
+                row.errors["opening_points"] = [str(error.message)]
+                refused.append(row)
+                counts["refused"] += 1
+                continue
+            counts["opening_points"] += row.award
+        fields_changed = _apply_cells(member, row)
+        if fields_changed:
+            changed.append(member)
+        if fields_changed or row.award:
+            counts["updated"] += 1
+        else:
+            counts["unchanged"] += 1
+    _save_members(changed)
+    return counts, refused
+
+
+def _apply_cells(member: Member, row: CheckedRow) -> bool:
+    """Put the row's non-empty cells on the member (an empty cell keeps what the member has);
+    return whether anything changed. Compares the store by id: no query per member."""
+    changed = False
+    for name in _UPDATE_FIELDS:
+        if name not in row.present:
+            continue
+        value = row.values[name]
+        attname, value = ("home_store_id", value.pk if value else None) if name == "home_store" else (name, value)
+        if getattr(member, attname) != value:
+            setattr(member, attname, value)
+            changed = True
+    return changed
+
+
+def _save_members(members: list[Member]) -> None:
+    """Write the imported fields of ``members`` in one statement (PostgreSQL: UPDATE ... FROM unnest)."""
+    if not members:
+        return
+    if connection.vendor != "postgresql":
+        Member.objects.bulk_update(members, list(_UPDATE_FIELDS))
+        return
+    table = connection.ops.quote_name(Member._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS m
+            SET name = v.name, gender = v.gender, birthday = v.birthday, email = v.email, home_store_id = v.store
+            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::date[], %s::text[], %s::bigint[])
+                AS v(id, name, gender, birthday, email, store)
+            WHERE m.id = v.id
+            """,
+            [
+                [member.pk for member in members],
+                [member.name for member in members],
+                [member.gender for member in members],
+                [member.birthday for member in members],
+                [member.email for member in members],
+                [member.home_store_id for member in members],
+            ],
+        )
+
+
+# --- creating members in bulk --------------------------------------------------------------
+
+
+def _free_member_numbers(count: int) -> list[str]:
+    """``count`` new card numbers that no member has yet (checked in one query per try)."""
+    numbers: set[str] = set()
+    while len(numbers) < count:
+        wanted = {_new_member_number() for _n in range(count - len(numbers))} - numbers
+        taken = set(Member.objects.filter(member_number__in=wanted).values_list("member_number", flat=True))
+        numbers |= wanted - taken
+    return list(numbers)
+
+
+def import_members_create(*, rows: list[dict], now: dt.datetime | None = None) -> list[Member]:
+    """Register imported members in bulk, in the caller's transaction: one per row of
+    ``rows`` ({phone (E.164), name, gender, birthday, email, home_store}), same order.
+
+    What ``members.services.member_create`` does for a sign-up, set-based: a card number,
+    and the default tier as ``loyalty.tiers.tier_assign_default`` gives it (a MemberTier
+    reviewed ``LOYALTY_TIER_REVIEW_MONTHS`` later and a JOINED TierChange; nothing without
+    a default tier). No signup bonus: imported members are existing customers, their
+    points come with their opening balance (docs/import.md). The caller has checked that
+    no member has these phones; a phone taken meanwhile raises IntegrityError.
+    """
+    now = now or timezone.now()
+    ids = _members_insert(rows, now=now)
+    members = Member.objects.in_bulk(list(ids.values()))
+    return [members[ids[row["phone"]]] for row in rows]
+
+
+def _members_insert(rows: list[dict], *, now: dt.datetime) -> dict[str, int]:
+    """:func:`import_members_create` without reading the members back: {phone: member id}."""
+    if not rows:
+        return {}
+    numbers = _free_member_numbers(len(rows))
+    values = [
+        {
+            "phone": row["phone"],
+            "member_number": number,
+            "name": row.get("name") or "",
+            "gender": row.get("gender") or Member.Gender.UNKNOWN,
+            "birthday": row.get("birthday"),
+            "email": row.get("email") or "",
+            "home_store_id": row["home_store"].pk if row.get("home_store") else None,
+        }
+        for row, number in zip(rows, numbers, strict=True)
+    ]
+    ids = {phone: pk for pk, phone in insert_rows(Member, values, same={"joined_at": now}, returning=("id", "phone"))}
+    tiers_assign_default_bulk(member_ids=list(ids.values()), now=now)
+    return ids

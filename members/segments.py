@@ -1,0 +1,301 @@
+"""Segments: saved filters over members, the audience of journeys and exports (docs/segments.md).
+
+A segment's ``rules`` is a JSON object; every key is optional and the keys combine with
+AND (a member must satisfy all of them). A key whose value is empty (``[]``, ``null``,
+``""``) means "no condition". The keys:
+
+- ``stages``: lifecycle stages (``new``, ``growing``, ...); the member's stage is one of them.
+- ``rfm_segments``: RFM segment codes (``champions``, ...); the member's segment is one of them.
+- ``tiers``: tier codes; the member's current tier is one of them.
+- ``tags_any`` / ``tags_all``: tag names; the member has at least one / every one of them.
+- ``stores``: store codes; the member's home store is one of them.
+- ``spend_min`` / ``spend_max``: yuan (number or string, "199.50"); ``spend_total`` within, inclusive.
+- ``orders_min`` / ``orders_max``: whole numbers; ``order_count`` within, inclusive.
+- ``points_min`` / ``points_max``: whole numbers; available points within, inclusive.
+- ``joined_within_days``: days (1 or more); joined in the last N days.
+- ``last_order_within_days``: days; last order in the last N days.
+- ``no_order_for_days``: days; no order in the last N days (members who never ordered included).
+- ``consent``: ``sms``, ``email``, ``wechat`` or ``any``; consented to that channel (any: one at least).
+- ``gender``: ``female`` / ``male`` / ``unknown`` (a list, or one string); the member's gender is one of them.
+- ``status``: ``active`` / ``frozen`` / ``closed`` (a list, or one string); the member's status is one of them.
+
+Erased members (``erased_at`` set) never belong to a segment. ``spend_total``,
+``order_count`` and ``last_order_at`` are the figures the nightly lifecycle run keeps on
+each member (members.lifecycle); available points are read live from the points account
+(a member without one has 0).
+
+``segment_members`` is one query (conditions on other tables are ``EXISTS`` subqueries,
+so a member appears once) and returns a ``Member`` queryset that callers may filter
+further, e.g. ``segment_members(segment).filter(home_store__in=stores)``.
+"""
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from loyalty.errors import LoyaltyError
+
+from .models import Member, RfmSegment, Segment, Stage, Store, Tag
+from .scoping import staff_stores
+
+CONSENT_CHANNELS = ("sms", "email", "wechat", "any")
+LIST_KEYS = ("stages", "rfm_segments", "tiers", "tags_any", "tags_all", "stores", "gender", "status")
+RANGE_KEYS = (("spend_min", "spend_max"), ("orders_min", "orders_max"), ("points_min", "points_max"))
+DAY_KEYS = ("joined_within_days", "last_order_within_days", "no_order_for_days")
+RULE_KEYS = (*LIST_KEYS, *(key for pair in RANGE_KEYS for key in pair), *DAY_KEYS, "consent")
+MAX_LIST_ITEMS = 100  # names per list; a longer list is a mistake, not a segment
+MAX_DAYS = 36500
+MAX_SPEND = Decimal("999999999999.99")
+MAX_WHOLE = 10**12
+
+_CHOICES = {
+    "stages": Stage.values,
+    "rfm_segments": RfmSegment.values,
+    "gender": Member.Gender.values,
+    "status": Member.Status.values,
+}
+
+
+def _refuse(key: str, message: str) -> LoyaltyError:
+    return LoyaltyError("segment_rule_invalid", message, key=key, fields={key: message})
+
+
+def _clean_list(key: str, value) -> list[str]:
+    if isinstance(value, str) and key in ("gender", "status"):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise _refuse(key, _("Segment rule “%(key)s” must be a list of names.") % {"key": key})
+    items = list(dict.fromkeys(item.strip() for item in value if item.strip()))
+    if len(items) > MAX_LIST_ITEMS:
+        raise _refuse(
+            key, _("Segment rule “%(key)s” lists more than %(max)d names.") % {"key": key, "max": MAX_LIST_ITEMS}
+        )
+    allowed = _CHOICES.get(key)
+    if allowed is not None:
+        unknown = [item for item in items if item not in allowed]
+        if unknown:
+            raise _refuse(
+                key,
+                _("Segment rule “%(key)s” does not know %(values)s; use %(allowed)s.")
+                % {"key": key, "values": ", ".join(unknown), "allowed": ", ".join(allowed)},
+            )
+    return items
+
+
+def _clean_number(key: str, value) -> Decimal | int:
+    decimal = key.startswith("spend_")
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise _refuse(key, _("Segment rule “%(key)s” must be a number.") % {"key": key})
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite():
+        raise _refuse(key, _("Segment rule “%(key)s” must be a number.") % {"key": key})
+    if key in DAY_KEYS:
+        if number != number.to_integral_value() or not 1 <= number <= MAX_DAYS:
+            raise _refuse(
+                key,
+                _("Segment rule “%(key)s” must be a whole number of days from 1 to %(max)d.")
+                % {"key": key, "max": MAX_DAYS},
+            )
+        return int(number)
+    if decimal:
+        if number < 0 or number > MAX_SPEND or number != number.quantize(Decimal("0.01")):
+            raise _refuse(
+                key,
+                _("Segment rule “%(key)s” must be an amount in yuan, 0 or more, with at most two decimals.")
+                % {"key": key},
+            )
+        return number.quantize(Decimal("0.01"))
+    if number != number.to_integral_value() or not 0 <= number <= MAX_WHOLE:
+        raise _refuse(key, _("Segment rule “%(key)s” must be a whole number, 0 or more.") % {"key": key})
+    return int(number)
+
+
+def _check_names_exist(rules: dict) -> None:
+    """Tier, tag and store names that exist (three small queries at most): typos refused when saving."""
+    from loyalty.models import Tier
+
+    for key, model, column in (
+        ("tiers", Tier, "code"),
+        ("tags_any", Tag, "name"),
+        ("tags_all", Tag, "name"),
+        ("stores", Store, "code"),
+    ):
+        names = rules.get(key)
+        if not names:
+            continue
+        found = set(model.objects.filter(**{f"{column}__in": names}).values_list(column, flat=True))
+        missing = [name for name in names if name not in found]
+        if missing:
+            raise _refuse(
+                key,
+                _("Segment rule “%(key)s” names %(values)s, which do not exist.")
+                % {"key": key, "values": ", ".join(missing)},
+            )
+
+
+def segment_rules_clean(rules, *, check_names: bool = True) -> dict:
+    """The rules in their canonical form (empty conditions dropped), or LoyaltyError naming the bad key.
+
+    Refuses: anything but a JSON object, unknown keys, lists that are not lists of names
+    or hold unknown stages / RFM segments / genders / statuses, numbers that are not
+    numbers or are negative, day counts below 1, a minimum above its maximum, an unknown
+    consent channel and, with ``check_names``, tiers, tags and stores that do not exist.
+    The error's ``code`` is ``segment_rule_invalid`` and ``extra["key"]`` the rule's key.
+    """
+    if rules is None:
+        return {}
+    if not isinstance(rules, Mapping):
+        raise _refuse("rules", _("Segment rules must be a JSON object of conditions."))
+    unknown = [str(key) for key in rules if key not in RULE_KEYS]
+    if unknown:
+        raise _refuse(
+            unknown[0],
+            _("“%(key)s” is not a segment rule; the rules are %(known)s.")
+            % {"key": unknown[0], "known": ", ".join(RULE_KEYS)},
+        )
+    clean: dict = {}
+    for key, value in rules.items():
+        if value is None or value == "" or value == []:
+            continue
+        if key in LIST_KEYS:
+            items = _clean_list(key, value)
+            if items:
+                clean[key] = items
+        elif key == "consent":
+            if value not in CONSENT_CHANNELS:
+                raise _refuse(
+                    key,
+                    _("Segment rule “consent” must be one of %(allowed)s.") % {"allowed": ", ".join(CONSENT_CHANNELS)},
+                )
+            clean[key] = value
+        else:
+            clean[key] = _clean_number(key, value)
+    for low, high in RANGE_KEYS:
+        if low in clean and high in clean and clean[low] > clean[high]:
+            raise _refuse(
+                low,
+                _("Segment rule “%(low)s” (%(min)s) is above “%(high)s” (%(max)s).")
+                % {"low": low, "min": clean[low], "high": high, "max": clean[high]},
+            )
+    if (
+        "last_order_within_days" in clean
+        and "no_order_for_days" in clean
+        and clean["no_order_for_days"] >= clean["last_order_within_days"]
+    ):
+        raise _refuse(
+            "no_order_for_days",
+            _("“no_order_for_days” must be shorter than “last_order_within_days”, or no member can match."),
+        )
+    if check_names:
+        _check_names_exist(clean)
+    # JSON keeps numbers as numbers; amounts as strings so that 0.10 stays exact.
+    return {key: (str(value) if isinstance(value, Decimal) else value) for key, value in clean.items()}
+
+
+def segment_q(rules: Mapping, *, now: dt.datetime | None = None) -> Q:
+    """The condition on ``Member`` that ``rules`` (already cleaned, or cleaned here) describe."""
+    from loyalty.models import Account, Currency
+
+    rules = segment_rules_clean(rules, check_names=False)
+    now = now or timezone.now()
+    q = Q(erased_at__isnull=True)
+    if rules.get("stages"):
+        q &= Q(stage__in=rules["stages"])
+    if rules.get("rfm_segments"):
+        q &= Q(rfm_segment__in=rules["rfm_segments"])
+    if rules.get("tiers"):
+        q &= Q(tier_state__tier__code__in=rules["tiers"])
+    if rules.get("stores"):
+        q &= Q(home_store__code__in=rules["stores"])
+    if rules.get("gender"):
+        q &= Q(gender__in=rules["gender"])
+    if rules.get("status"):
+        q &= Q(status__in=rules["status"])
+    tagged = Member.tags.through.objects.filter(member_id=OuterRef("pk"))
+    if rules.get("tags_any"):
+        q &= Q(Exists(tagged.filter(tag__name__in=rules["tags_any"])))
+    for name in rules.get("tags_all", []):
+        q &= Q(Exists(tagged.filter(tag__name=name)))
+    bounds = {
+        "spend_min": "spend_total__gte",
+        "spend_max": "spend_total__lte",
+        "orders_min": "order_count__gte",
+        "orders_max": "order_count__lte",
+    }
+    for key, lookup in bounds.items():
+        if key in rules:
+            q &= Q(**{lookup: Decimal(rules[key]) if key.startswith("spend_") else rules[key]})
+    # Available points without an annotation, so the queryset stays plain: a member without
+    # an account has 0 points, which "no account above the maximum" counts naturally.
+    points = Account.objects.filter(member_id=OuterRef("pk"), currency=Currency.POINTS)
+    if rules.get("points_min"):
+        q &= Q(Exists(points.filter(balance__gte=rules["points_min"])))
+    if "points_max" in rules:
+        q &= ~Q(Exists(points.filter(balance__gt=rules["points_max"])))
+    if "joined_within_days" in rules:
+        q &= Q(joined_at__gte=now - dt.timedelta(days=rules["joined_within_days"]))
+    if "last_order_within_days" in rules:
+        q &= Q(last_order_at__gte=now - dt.timedelta(days=rules["last_order_within_days"]))
+    if "no_order_for_days" in rules:
+        cutoff = now - dt.timedelta(days=rules["no_order_for_days"])
+        q &= Q(last_order_at__isnull=True) | Q(last_order_at__lt=cutoff)
+    consent = rules.get("consent")
+    if consent == "any":
+        q &= Q(sms_consent_at__isnull=False) | Q(email_consent_at__isnull=False) | Q(wechat_consent_at__isnull=False)
+    elif consent:
+        q &= Q(**{f"{consent}_consent_at__isnull": False})
+    return q
+
+
+def scoped_members(user) -> QuerySet[Member]:
+    """The members ``user`` may count and export: their stores' members when they are scoped."""
+    stores = staff_stores(user)
+    return Member.objects.all() if stores is None else Member.objects.filter(home_store__in=stores)
+
+
+def _rules_of(segment_or_rules: Segment | Mapping) -> Mapping:
+    return segment_or_rules.rules if isinstance(segment_or_rules, Segment) else segment_or_rules
+
+
+def segment_members(segment_or_rules: Segment | Mapping, *, now: dt.datetime | None = None) -> QuerySet[Member]:
+    """The members a segment (or a rules object) selects: a plain ``Member`` queryset, one query.
+
+    Raises LoyaltyError (``segment_rule_invalid``) for rules that are not valid.
+    """
+    return Member.objects.filter(segment_q(_rules_of(segment_or_rules), now=now))
+
+
+def segment_count(
+    segment_or_rules: Segment | Mapping, *, members: QuerySet[Member] | None = None, now: dt.datetime | None = None
+) -> int:
+    """How many members the segment selects now (among ``members`` when given, e.g. a staff scope)."""
+    base = Member.objects.all() if members is None else members
+    return base.filter(segment_q(_rules_of(segment_or_rules), now=now)).count()
+
+
+def segment_counts(
+    segments: Iterable[Segment], *, members: QuerySet[Member] | None = None, now: dt.datetime | None = None
+) -> dict[int, int | None]:
+    """Live counts of several segments in one query (a filtered count per segment).
+
+    A segment whose stored rules are no longer valid counts as None instead of failing the page.
+    """
+    base = Member.objects.all() if members is None else members
+    counts: dict[int, int | None] = {}
+    aggregates = {}
+    for segment in segments:
+        try:
+            aggregates[f"s{segment.pk}"] = Count("pk", filter=segment_q(segment.rules, now=now))
+        except LoyaltyError:
+            counts[segment.pk] = None
+    if aggregates:
+        for key, value in base.order_by().aggregate(**aggregates).items():
+            counts[int(key[1:])] = value
+    return counts
