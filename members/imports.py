@@ -273,7 +273,13 @@ def import_job_create(*, file: UploadedFile, user) -> ImportJob:
     from .tasks import check_import
 
     with transaction.atomic():
-        job = ImportJob(original_name=name, format=extension, created_by=user if getattr(user, "pk", None) else None)
+        job = ImportJob(
+            original_name=name,
+            format=extension,
+            created_by=user if getattr(user, "pk", None) else None,
+            # The check's messages are for the uploader: in their language, not the site's.
+            summary={"language": translation.get_language() or settings.LANGUAGE_CODE},
+        )
         job.file.save(name, file, save=False)
         job.save()
         transaction.on_commit(lambda: check_import.delay(job.pk))
@@ -290,6 +296,11 @@ def import_job_check(job_id: int) -> ImportJob:
     job = ImportJob.objects.get(pk=job_id)
     if job.status != ImportJob.Status.CHECKING:
         return job
+    with translation.override(job.summary.get("language") or settings.LANGUAGE_CODE):
+        return _check(job)
+
+
+def _check(job: ImportJob) -> ImportJob:
     ImportJob.objects.filter(pk=job.pk).update(started_at=timezone.now(), checked_rows=0)
     reader = RowReader()
     first_row_of_phone: dict[str, int] = {}

@@ -8,6 +8,7 @@ import tablib
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import translation
 
 from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency, EarnRule, LedgerEntry, Lot, Tier, TierChange
@@ -461,3 +462,12 @@ def test_a_100k_row_import_job_completes():
     assert LedgerEntry.objects.filter(idempotency_key__startswith="opening:").count() == 100_000
     assert ledger_violations() == []
     assert time.monotonic() - started < 120
+
+
+def test_the_check_speaks_the_uploaders_language_not_the_workers(store, operator):
+    with translation.override("zh-hans"):
+        job = import_job_create(file=upload(BAD_FILE), user=operator)
+    with translation.override("en"):  # the worker's own language
+        job = import_job_check(job.pk)
+
+    assert "不是有效的手机号" in errors_by_row(job)[2]["phone"][0]
