@@ -45,6 +45,7 @@ from loyalty.jobs import MEMBER_CHUNK, birthday_filter, run_in_member_chunks
 from loyalty.models import Currency, LedgerEntry, Lot, Order, TierChange
 from loyalty.services import points_award
 from members.models import Member, Notification, StageChange
+from members.services import member_tag_automatically
 from rewards.models import Coupon
 from rewards.services import coupon_issue
 
@@ -397,7 +398,7 @@ def _act(
         values.update(coupon=coupon.title, code=coupon.code, date=expires_on.isoformat())
         done = _("coupon %(code)s issued") % {"code": coupon.code}
     elif action == Journey.Action.ADD_TAG:
-        _link, created = Member.tags.through.objects.get_or_create(member_id=member.pk, tag_id=journey.tag_id)
+        created = member_tag_automatically(member_id=member.pk, tag=journey.tag)
         detail["tag"] = journey.tag_id
         done = (_("tag “%(tag)s” added") if created else _("already tagged “%(tag)s”")) % {"tag": journey.tag.name}
     else:

@@ -210,16 +210,20 @@ def member_points_adjust(
     reason: str,
     actor,
     idempotency_key: str | None = None,
+    scope_checked: bool = False,
 ) -> LedgerEntry:
     """A staff adjustment of points or growth (``loyalty.services.points_adjust``) and its
     ADJUST_POINTS audit row, in one transaction.
 
     Refuses what ``points_adjust`` refuses (no reason, no permission, too large a removal)
-    and a member outside the staff user's stores. A replay of the same idempotency key
-    returns the first entry and writes nothing, no second audit row either.
+    and a member outside the staff user's stores, unless the caller has already decided
+    where the adjustment may happen (``scope_checked``: the POS API, whose store keys act
+    for their store, ``api.permissions.require_adjust_scope``). A replay of the same
+    idempotency key returns the first entry and writes nothing, no second audit row either.
     """
     with transaction.atomic():
-        _staff_allowed(actor, [member.pk])
+        if not scope_checked:
+            _staff_allowed(actor, [member.pk])
         entry = points_adjust(
             member=member,
             currency=currency,
@@ -352,6 +356,13 @@ def member_tags_add(*, members: Iterable[Member], tags: Iterable[Tag | str], act
         for m, t in added.items()
     )
     return len(added)
+
+
+def member_tag_automatically(*, member_id: int, tag: Tag) -> bool:
+    """Put ``tag`` on a member for an automated rule (a journey), which keeps its own run
+    log instead of a staff-action row. True if the member did not have it yet."""
+    _link, created = Member.tags.through.objects.get_or_create(member_id=member_id, tag_id=tag.pk)
+    return created
 
 
 @transaction.atomic

@@ -190,6 +190,9 @@ def test_adjust_with_a_reason_and_an_idempotency_key(key_client, member, adjuste
     assert other.status_code == 422
     entry = LedgerEntry.objects.get(kind="adjust")
     assert entry.operator == adjuster and entry.reason == "late delivery"
+    # One staff-action row, for the first request only (the replay writes nothing).
+    audit = member.staff_actions.get()
+    assert (audit.actor, audit.action, audit.reason) == (adjuster, "adjust_points", "late delivery")
 
 
 def test_adjust_refusals(key_client, member, store):

@@ -17,9 +17,10 @@ from loyalty.checkout import checkout_quote, order_checkout
 from loyalty.errors import LoyaltyError
 from loyalty.models import Order
 from loyalty.selectors import member_balances
-from loyalty.services import OrderLineInput, order_earn, order_refund, points_adjust
+from loyalty.services import OrderLineInput, order_earn, order_refund
 from members.models import Member
 from members.phone import normalize_phone
+from members.services import member_points_adjust
 from rewards.services import coupon_verify
 
 from .. import serializers as s
@@ -308,13 +309,14 @@ class AdjustView(PosView):
         key = request.headers.get("Idempotency-Key") or None
         if isinstance(request.auth, StoreApiKey) and key:
             key = f"{request.auth.store.code}:{key}"  # two stores' keys never collide
-        entry = points_adjust(
+        entry = member_points_adjust(
             member=member,
             currency=values["currency"],
             amount=values["amount"],
             reason=values["reason"],
-            operator=operator_for(request),
+            actor=operator_for(request),
             idempotency_key=key,
+            scope_checked=True,
         )
         return written(s.AdjustOut(entry).data, replayed=entry.replayed)
 
