@@ -10,6 +10,7 @@ Both refuse with ``LoyaltyError`` and write nothing when they refuse.
 """
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -33,6 +34,7 @@ from .services import EarnResult, order_earn
 
 # The card lists at most this many usable coupons (soonest to expire first).
 COUPONS_SHOWN = 10
+THOUSANDS = re.compile(r"\d{1,3}(,\d{3})+(\.\d+)?")
 # A till types at most this much; anything longer is not a phone, number or code.
 QUERY_MAX = 40
 
@@ -178,9 +180,18 @@ def _till_member(member_number: str) -> Member:
 
 
 def _amount(raw: str | Decimal) -> Decimal | str:
-    """Refuse an amount of zero or less here; ``order_earn`` refuses what is not money."""
+    """Refuse an amount of zero or less here; ``order_earn`` refuses what is not money.
+
+    A comma is read only as a thousands separator in its place (1,280.50); anything else
+    with a comma (12,50 meant as 12.50, 1,,2) is refused rather than read as 1250 or 12.
+    """
+    text = str(raw).strip().lstrip("¥")
+    if "," in text:
+        if not THOUSANDS.fullmatch(text):
+            return raw  # order_earn names the bad value in its message
+        text = text.replace(",", "")
     try:
-        value = Decimal(str(raw).strip().replace(",", "").lstrip("¥"))
+        value = Decimal(text)
     except ArithmeticError:
         return raw  # order_earn names the bad value in its message
     if value.is_finite() and value <= 0:

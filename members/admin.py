@@ -46,7 +46,7 @@ from .forms import (
 from .models import ConsentRecord, Member, StaffAction, StaffProfile, StageChange, Store, Tag
 from .phone import normalize_phone
 from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
-from .scoping import adjust_limit, staff_stores
+from .scoping import adjust_limit, sees_everything, staff_stores
 from .services import (
     member_close,
     member_create,
@@ -450,8 +450,9 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
         return [MemberExportResource]
 
     def has_import_permission(self, request):
-        # An import adds and changes members, so it takes both permissions.
-        return request.user.has_perms(["members.add_member", "members.change_member"])
+        # An import adds and changes members of every store (matched by phone), so it takes
+        # both permissions and a user who sees every store, as the background import does.
+        return request.user.has_perms(["members.add_member", "members.change_member"]) and sees_everything(request.user)
 
     def has_export_permission(self, request):
         return self.has_view_permission(request)

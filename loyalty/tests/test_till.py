@@ -1,6 +1,7 @@
 """The till screen in the admin (/admin/till/, docs/till.md) and its services (loyalty.till)."""
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
@@ -186,6 +187,9 @@ def test_double_submit_records_the_order_once_and_shows_the_replay(client, world
         ({"amount": "-5"}, "more than 0 yuan"),
         ({"amount": "0"}, "more than 0 yuan"),
         ({"amount": "1.234"}, "at most two decimals"),
+        # A comma only as a thousands separator: 12,50 is not read as 1250, nor 1,,2 as 12.
+        ({"amount": "12,50"}, "must be an amount in yuan"),
+        ({"amount": "1,,2"}, "must be an amount in yuan"),
         ({"amount": ""}, "must be an amount in yuan"),
         ({"number": ""}, "Order number must be text"),
         ({"number": "x" * 65}, "Order number must be text"),
@@ -455,3 +459,12 @@ def test_recording_an_order_runs_a_bounded_number_of_queries(client, world, djan
     with django_assert_max_num_queries(20):  # 17 measured
         response = post(client, action="verify", code=world["coupon"].code, store=world["a"].pk, submission="x")
     assert response.status_code == 302
+
+
+def test_an_amount_with_thousands_separators_is_read_as_written(client, world):
+    member = world["member"]
+    client.force_login(world["clerk"])
+    body = {"action": "order", "member_number": member.member_number, "store": world["a"].pk, "number": "A-9"}
+    response = post(client, **body, amount="¥1,280.50")
+    assert response.status_code == 302
+    assert Order.objects.get(number="A-9").amount == Decimal("1280.50")

@@ -4,14 +4,15 @@ import datetime as dt
 
 import pytest
 import tablib
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from loyalty.models import Account, Currency, LedgerEntry, Tier, TierChange
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory, StoreFactory
-from members.models import Member
+from members.models import Member, StaffProfile
+from members.scoping import BRAND_ADMIN
 from members.resources import MemberResource, opening_balance_key
 from members.services import member_create
 
@@ -238,10 +239,11 @@ def test_admin_dry_run_then_confirm_imports_a_good_file(admin_client, store):
     assert ledger_violations() == []
 
 
-def test_import_needs_add_and_change_permissions(client, django_user_model):
+def test_import_needs_add_and_change_permissions_and_every_store(client, django_user_model, store):
     user = django_user_model.objects.create_user("operator", password="not-a-real-password-42", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_member"))
     user.user_permissions.add(Permission.objects.get(codename="change_member"))
+    user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
     client.force_login(user)
 
     assert client.get(reverse(IMPORT_URL)).status_code == 403
@@ -250,6 +252,14 @@ def test_import_needs_add_and_change_permissions(client, django_user_model):
     user = django_user_model.objects.get(pk=user.pk)  # forget the cached permissions
     client.force_login(user)
     assert client.get(reverse(IMPORT_URL)).status_code == 200
+
+    # A store-scoped user with the same permissions: an import matches members of every
+    # store by phone, so it is not theirs to run.
+    user.groups.clear()
+    StaffProfile.objects.create(user=user).stores.set([store])
+    user = django_user_model.objects.get(pk=user.pk)
+    client.force_login(user)
+    assert client.get(reverse(IMPORT_URL)).status_code == 403
 
 
 @pytest.mark.parametrize(
