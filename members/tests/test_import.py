@@ -12,8 +12,8 @@ from loyalty.models import Account, Currency, LedgerEntry, Tier, TierChange
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member, StaffProfile
-from members.scoping import BRAND_ADMIN
 from members.resources import MemberResource, opening_balance_key
+from members.scoping import BRAND_ADMIN
 from members.services import member_create
 
 pytestmark = pytest.mark.django_db
