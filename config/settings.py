@@ -303,6 +303,9 @@ LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30"
 # Referral: points the referrer and the new member each get once the new member's first
 # order is past its return window and not refunded.
 LOYALTY_REFERRAL_POINTS = env_int("LOYALTY_REFERRAL_POINTS", 200)
+# Uploaded member files wait here for the background import (never under MEDIA_ROOT:
+# they hold personal data); each is deleted once its job is done or found invalid.
+LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))
 
 # --- Logging --------------------------------------------------------------------------
 LOGGING = {

@@ -351,7 +351,17 @@ def _finish_check(job: ImportJob, *, status: str, rows: int, errors: list, bad: 
         finished_at=timezone.now() if status == ImportJob.Status.INVALID else None,
     )
     job.refresh_from_db()
+    if job.status == ImportJob.Status.INVALID:
+        _drop_file(job)  # the operator fixes their own copy and uploads it again
     return job
+
+
+def _drop_file(job: ImportJob) -> None:
+    """Delete the uploaded file once it is no longer needed: it holds personal data."""
+    try:
+        job.file.storage.delete(job.file.name)
+    except OSError:
+        logger.warning("could not delete the file of import job %s", job.pk, exc_info=True)
 
 
 def import_job_confirm(*, job_id: int, user) -> ImportJob:
@@ -436,6 +446,7 @@ def import_job_run(job_id: int, *, chunk_rows: int = CHUNK_ROWS) -> ImportJob:
             job.refresh_from_db()
             return job
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.DONE, finished_at=timezone.now())
+    _drop_file(job)
     job.refresh_from_db()
     return job
 

@@ -1,7 +1,13 @@
+import os
+import uuid
+from pathlib import PurePath
+
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
 
 
@@ -383,6 +389,29 @@ class StaffAction(models.Model):
         return f"{self.actor_name}: {self.get_action_display()}"
 
 
+@deconstructible
+class ImportFileStorage(FileSystemStorage):
+    """Uploaded member files: under ``LOYALTY_IMPORT_ROOT`` (``var/imports``), outside
+    MEDIA_ROOT, so no web server serves them, and without a URL."""
+
+    @property
+    def base_location(self):
+        return settings.LOYALTY_IMPORT_ROOT
+
+    @property
+    def location(self):
+        return os.path.abspath(self.base_location)
+
+    @property
+    def base_url(self):
+        return None
+
+
+def import_file_name(job: "ImportJob", filename: str) -> str:
+    """A random name (the original one is on the job): nothing to guess, no clash."""
+    return f"{timezone.now():%Y/%m}/{uuid.uuid4().hex}{PurePath(filename).suffix.lower()}"
+
+
 class ImportJob(models.Model):
     """A member file imported in the background (members.imports): check every row, then write in chunks."""
 
@@ -394,7 +423,7 @@ class ImportJob(models.Model):
         DONE = "done", _("done")
         FAILED = "failed", _("failed")
 
-    file = models.FileField(_("file"), upload_to="imports/%Y/%m/")
+    file = models.FileField(_("file"), upload_to=import_file_name, storage=ImportFileStorage())
     original_name = models.CharField(_("file name"), max_length=255)
     format = models.CharField(_("format"), max_length=10)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.CHECKING)

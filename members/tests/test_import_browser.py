@@ -77,7 +77,7 @@ def queued(monkeypatch):
 
 @pytest.fixture
 def page(browser, live_server, django_user_model, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LOYALTY_IMPORT_ROOT = tmp_path / "imports"
     django_user_model.objects.create_superuser("operator", password=PASSWORD)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en")
     context.set_default_timeout(15_000)

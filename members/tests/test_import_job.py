@@ -2,6 +2,7 @@
 
 import io
 import time
+from pathlib import Path
 
 import pytest
 import tablib
@@ -41,7 +42,7 @@ BAD_FILE = (
 
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LOYALTY_IMPORT_ROOT = tmp_path / "imports"
 
 
 @pytest.fixture
@@ -235,20 +236,18 @@ def test_a_run_stopped_halfway_resumes_and_a_redo_changes_nothing(store, operato
     assert Member.objects.count() == 20
 
     monkeypatch.setattr(imports, "_import_chunk", real)
+    # As if the progress had been lost too: the first two chunks are done again and change
+    # nothing; the rest is imported.
+    ImportJob.objects.filter(pk=job.pk).update(imported_rows=0)
     job = import_job_run(job.pk, chunk_rows=10)
 
     assert (job.status, job.imported_rows) == (ImportJob.Status.DONE, 50)
-    assert job.summary["new"] == 50
-    assert Member.objects.count() == 50
-    assert LedgerEntry.objects.filter(idempotency_key__startswith="opening:").count() == 50
-
-    # Redo the whole file from the start, as if the progress had been lost: nothing changes.
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.IMPORTING, imported_rows=0)
-    job = import_job_run(job.pk, chunk_rows=10)
-    assert job.summary == {"new": 0, "updated": 0, "unchanged": 50, "opening_points": 0, "refused": 0}
+    assert (job.summary["new"], job.summary["unchanged"], job.summary["updated"]) == (30, 20, 0)
     assert Member.objects.count() == 50
     assert LedgerEntry.objects.filter(idempotency_key__startswith="opening:").count() == 50
     assert ledger_violations() == []
+    # A finished job run again is left as it is (its file is gone by now).
+    assert import_job_run(job.pk, chunk_rows=10).summary == job.summary
 
 
 def test_a_failed_chunk_marks_the_job_failed_and_it_can_be_resumed(store, operator, monkeypatch):
@@ -471,3 +470,24 @@ def test_the_check_speaks_the_uploaders_language_not_the_workers(store, operator
         job = import_job_check(job.pk)
 
     assert "不是有效的手机号" in errors_by_row(job)[2]["phone"][0]
+
+
+def test_the_uploaded_file_is_private_randomly_named_and_deleted_when_done(store, operator, settings, tmp_path):
+    job = import_job_create(file=upload(GOOD_FILE, "members.csv"), user=operator)
+    stored = Path(settings.LOYALTY_IMPORT_ROOT) / job.file.name
+    assert stored.is_file() and stored.read_text() == GOOD_FILE
+    assert "members" not in job.file.name and not str(stored).startswith(str(settings.MEDIA_ROOT))
+    with pytest.raises(ValueError):
+        job.file.url  # noqa: B018 - no URL: no web server serves these files
+
+    import_job_check(job.pk)
+    import_job_confirm(job_id=job.pk, user=operator)
+    assert import_job_run(job.pk).status == ImportJob.Status.DONE
+    assert not stored.exists()
+
+
+def test_a_file_with_bad_rows_is_deleted_after_the_check(store, operator, settings):
+    job = checked_job(BAD_FILE, operator)
+
+    assert job.status == ImportJob.Status.INVALID and job.error_count
+    assert not (Path(settings.LOYALTY_IMPORT_ROOT) / job.file.name).exists()
