@@ -10,12 +10,13 @@ import json
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.errors import LoyaltyError
 
-from .models import ConsentRecord, Member, Notification, OneTimeCode
+from .models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
 
 PROFILE_EXPORT_FIELDS = (
     "member_number",
@@ -34,6 +35,19 @@ PROFILE_EXPORT_FIELDS = (
 )
 
 
+PROFILING_EXPORT_FIELDS = (
+    "stage",
+    "stage_since",
+    "rfm_recency",
+    "rfm_frequency",
+    "rfm_monetary",
+    "rfm_segment",
+    "order_count",
+    "spend_total",
+    "referral_code",
+)
+
+
 def _rows(queryset, *fields: str) -> list[dict]:
     return list(queryset.values(*fields))
 
@@ -41,14 +55,19 @@ def _rows(queryset, *fields: str) -> list[dict]:
 def member_export(*, member: Member) -> dict:
     """Everything kept about the member, as a JSON-serialisable dict (dates and amounts as text).
 
-    Sections: profile, consents, balances, entries, lots, orders (with lines and refunds),
-    coupons, redemptions (when the rewards mall has them), notifications, tier changes.
+    Sections: profile (with tags, lifecycle stage and RFM scores: the profiling kept
+    about them), consents, balances, entries, lots, orders (with lines and refunds),
+    coupons, redemptions (when the rewards mall has them), notifications, tier changes,
+    stage changes, staff actions about them, check-ins, referrals and journey runs.
     """
     from loyalty.models import Account, LedgerEntry, Lot, Order, OrderLine, Refund, TierChange
 
     member = Member.objects.select_related("home_store").get(pk=member.pk)
     profile = {name: getattr(member, name) for name in PROFILE_EXPORT_FIELDS}
     profile["home_store"] = member.home_store.code if member.home_store else None
+    profile["tags"] = sorted(member.tags.values_list("name", flat=True))
+    for name in PROFILING_EXPORT_FIELDS:
+        profile[name] = getattr(member, name)
     orders = _rows(
         Order.objects.filter(member=member).order_by("occurred_at", "id"),
         "id",
@@ -137,7 +156,39 @@ def member_export(*, member: Member) -> dict:
             "created_at",
             "read_at",
         ),
+        "stage_changes": _rows(
+            StageChange.objects.filter(member=member).order_by("changed_at", "id"),
+            "from_stage",
+            "to_stage",
+            "changed_at",
+        ),
+        "staff_actions": _rows(
+            StaffAction.objects.filter(member=member).order_by("created_at", "id"), "action", "reason", "created_at"
+        ),
+        "check_ins": [],
+        "referrals": [],
+        "journey_runs": [],
     }
+    if apps.is_installed("engagement"):
+        CheckIn, Referral, JourneyRun = (
+            apps.get_model("engagement", name) for name in ("CheckIn", "Referral", "JourneyRun")
+        )
+        data["check_ins"] = _rows(CheckIn.objects.filter(member=member).order_by("day"), "day", "streak", "points")
+        data["referrals"] = _rows(
+            Referral.objects.filter(Q(referrer=member) | Q(referee=member)).order_by("created_at", "id"),
+            "referrer_id",
+            "referee_id",
+            "status",
+            "created_at",
+            "decided_at",
+        )
+        data["journey_runs"] = _rows(
+            JourneyRun.objects.filter(member=member).order_by("created_at", "id"),
+            "journey__name",
+            "status",
+            "reason",
+            "created_at",
+        )
     if apps.is_installed("rewards"):
         Coupon = apps.get_model("rewards", "Coupon")
         data["coupons"] = _rows(
@@ -172,7 +223,7 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     """Erase the member's personal data at their request and close the membership.
 
     Clears name, phone (a unique placeholder takes its place), email, birthday, gender,
-    mini-program ids and marketing consent (a withdrawal is recorded); deletes their
+    mini-program ids, tags and marketing consent (a withdrawal is recorded); deletes their
     notifications and sign-in codes; revokes every API token; voids the unused coupons (no
     one can use them at a till afterwards); deactivates a sign-in user that is not staff.
     Keeps the ledger, orders and coupons for accounting.
@@ -202,6 +253,7 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     member.wechat_unionid = None
     member.status = Member.Status.CLOSED
     member.erased_at = now
+    member.tags.clear()  # staff's labels are personal data too
     user = member.user
     member.user = None
     member.save()

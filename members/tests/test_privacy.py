@@ -10,7 +10,7 @@ from loyalty.models import LedgerEntry
 from loyalty.selectors import ledger_violations
 from loyalty.services import order_earn
 from loyalty.tests.factories import MemberFactory, StoreFactory
-from members.models import ConsentRecord, Member, Notification
+from members.models import ConsentRecord, Member, Notification, StageChange, Tag
 from members.notifications import notify
 from members.privacy import member_erase, member_export
 from members.services import member_for_phone_sign_in, member_set_consent
@@ -37,6 +37,31 @@ def test_export_holds_every_section_and_is_json(member_with_history):
     assert data["notifications"][0]["title"] == "Hello"
     for section in ("balances", "lots", "coupons", "redemptions", "tier_changes"):
         assert section in data
+
+
+def test_export_holds_the_profiling_and_consumer_operations_data(member_with_history):
+    from engagement.checkin import member_check_in
+
+    member = member_with_history
+    member.tags.add(Tag.objects.create(name="VIP"))
+    Member.objects.filter(pk=member.pk).update(stage="mature", rfm_recency=5, rfm_frequency=4, rfm_monetary=3)
+    StageChange.objects.create(member=member, from_stage="growing", to_stage="mature")
+    member_check_in(member=member)
+
+    data = member_export(member=member)
+
+    assert data["profile"]["tags"] == ["VIP"]
+    assert (data["profile"]["stage"], data["profile"]["rfm_recency"]) == ("mature", 5)
+    assert data["stage_changes"][0]["to_stage"] == "mature"
+    assert data["check_ins"][0]["streak"] == 1
+    assert data["referrals"] == [] and data["journey_runs"] == [] and data["staff_actions"] == []
+
+
+def test_erase_takes_the_tags_off(member_with_history):
+    member = member_with_history
+    member.tags.add(Tag.objects.create(name="complained twice"))
+    member_erase(member=member)
+    assert not member.tags.exists()
 
 
 def test_erase_removes_personal_data_and_keeps_the_ledger(member_with_history):
