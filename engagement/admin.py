@@ -8,18 +8,18 @@ import datetime as dt
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from loyalty.jobs import job_lock
 from loyalty.models import CouponKind
 from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
 from members.scoping import staff_stores
 
-from . import journeys
 from .models import Journey, JourneyRun
+from .tasks import run_journey
 
 RECENT_DAYS = 30
 
@@ -164,23 +164,21 @@ class JourneyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Run selected journeys now"), permissions=["change"])
     def run_now(self, request, queryset):
-        with job_lock("engagement.run_journeys") as acquired:
-            if not acquired:
-                self.message_user(
-                    request, _("Journeys are running right now; try again in a minute."), messages.WARNING
-                )
-                return
-            for journey in queryset.select_related("audience", "tag").order_by("id"):
-                result = journeys.journey_run(journey)
-                if result["inactive"]:
-                    text, level = gettext("%(name)s: not active, not run."), messages.WARNING
-                elif result["quiet"]:
-                    text = gettext("%(name)s: in its quiet hours, nothing done; a later run will act.")
-                    level = messages.WARNING
-                else:
-                    text = gettext("%(name)s: %(done)s done, %(skipped)s skipped.")
-                    level = messages.SUCCESS
-                self.message_user(request, text % {"name": journey.name, **result}, level)
+        """Queue one task per journey: a journey walks every member, which is a worker's job,
+        not a web request's. The run log shows the outcome."""
+        ids = list(queryset.order_by("id").values_list("id", flat=True))
+        for journey_id in ids:
+            transaction.on_commit(lambda journey_id=journey_id: run_journey.delay(journey_id))
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d journey queued; its runs appear under Journey runs in a minute.",
+                "%(count)d journeys queued; their runs appear under Journey runs in a minute.",
+                len(ids),
+            )
+            % {"count": len(ids)},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(JourneyRun)

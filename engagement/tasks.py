@@ -18,6 +18,17 @@ def run_journeys() -> dict | str:
     return guarded("engagement.run_journeys")(journeys.journeys_run)()
 
 
+@shared_task(name="engagement.run_journey", **JOB_OPTIONS)
+def run_journey(journey_id: int) -> dict | str:
+    """One journey now (the admin's "Run now"), under the hourly run's lock."""
+    from .models import Journey
+
+    journey = Journey.objects.select_related("audience", "tag").filter(pk=journey_id).first()
+    if journey is None:
+        return "gone"
+    return guarded("engagement.run_journeys")(journeys.journey_run)(journey)
+
+
 @shared_task(name="engagement.reward_referrals", **JOB_OPTIONS)
 def reward_referrals() -> dict | str:
     """Reward (or reject) the referrals whose new member's first order is settled (engagement.referrals)."""

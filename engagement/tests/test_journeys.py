@@ -575,18 +575,29 @@ def test_admin_lists_journeys_with_recent_counts_in_bounded_queries(admin_client
     assert "j4" in response.content.decode()
 
 
-def test_admin_run_now_runs_the_selected_journey(admin_client):
+def test_admin_run_now_queues_the_selected_journey_and_the_task_runs_it(
+    admin_client, monkeypatch, django_capture_on_commit_callbacks
+):
+    from engagement import tasks
+
     member = MemberFactory(joined_at=timezone.now() - dt.timedelta(hours=1))
     j = journey()
-    response = admin_client.post(
-        reverse("admin:engagement_journey_changelist"),
-        {"action": "run_now", "_selected_action": [j.pk]},
-        follow=True,
-    )
+    queued = []
+    monkeypatch.setattr(tasks.run_journey, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:engagement_journey_changelist"),
+            {"action": "run_now", "_selected_action": [j.pk]},
+            follow=True,
+        )
     assert response.status_code == 200
-    text = response.content.decode()
+    assert "1 journey queued" in response.content.decode()
+    assert queued == [j.pk]
+    assert not JourneyRun.objects.exists()  # nothing ran inside the request
+
+    result = tasks.run_journey.apply(args=[j.pk]).get()
+    assert result["done"] == 1
     assert JourneyRun.objects.filter(journey=j, member=member).exists()
-    assert "1 done, 0 skipped" in text
 
 
 def test_run_log_is_read_only_and_scoped_to_the_staff_users_stores(client, staff_user):
