@@ -1,7 +1,20 @@
 """Helpers the benchmarks share."""
 
+import os
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django() -> None:
+    """Make the project importable and set Django up (DATABASE_URL set by the caller)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
 
 
 def ensure_database(url: str) -> str:

@@ -63,7 +63,7 @@ def main() -> None:
     url = os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/loyalty_bench")
     ensure_database(url)
     media = tempfile.mkdtemp(prefix="import-bench-")
-    os.environ["DJANGO_MEDIA_ROOT"] = media
+    os.environ["LOYALTY_IMPORT_ROOT"] = media  # the uploaded file and the generated one
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DJANGO_DEBUG", "0")
     if os.environ.get("DJANGO_ENV") == "production":

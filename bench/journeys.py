@@ -30,22 +30,12 @@ import datetime as dt
 import os
 import sys
 import time
-from pathlib import Path
 
-from common import ensure_database  # bench/ is on sys.path as a script
+from common import ensure_database, setup_django  # bench/ is on sys.path as a script
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench_journeys"
 PHONE_PREFIX = "+86134"  # bench members only
 STORE_CODE = "bench-journeys"
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
 
 
 BUILD_SQL = [

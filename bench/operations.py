@@ -33,22 +33,12 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 
-from common import copy_database, database_exists, ensure_database  # bench/ is on sys.path as a script
+from common import copy_database, database_exists, ensure_database, setup_django  # bench/ is on sys.path as a script
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench_ops"
 PHONE_PREFIX = "+86134"  # bench members only
 STORE_CODE = "bench-ops"
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
 
 
 # Member columns without a database default are listed here: a new NOT NULL column on
