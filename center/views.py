@@ -155,7 +155,7 @@ def _report_referral(request: HttpRequest, outcome) -> None:
 def sign_in_code(request: HttpRequest) -> HttpResponse:
     """Step 2: the code from the text message; signs the member in (creating them if new)."""
     from members.otp import otp_verify
-    from members.services import member_for_phone_sign_in
+    from members.services import member_sign_in_or_join
 
     phone = request.session.get(SESSION_PHONE)
     if not phone:
@@ -165,15 +165,12 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
         now = timezone.now()
         try:
             verified = otp_verify(phone=phone, code=form.cleaned_data["code"], purpose="sign_in")
-            member = member_for_phone_sign_in(phone=verified, now=now)
+            member, created = member_sign_in_or_join(phone=verified, now=now)
         except LoyaltyError as error:
             form.add_error("code", _error_message(error))
         else:
-            # A member registered by this sign-in joined at exactly ``now``.
             code = request.session.get(SESSION_REFERRAL)
-            _report_referral(
-                request, referral_on_join(member=member, code=code, created=member.joined_at == now, now=now)
-            )
+            _report_referral(request, referral_on_join(member=member, code=code, created=created, now=now))
             return _finish_sign_in(request, member)
     return render(request, "center/sign_in_code.html", {"form": form, "phone": phone})
 

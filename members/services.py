@@ -469,9 +469,10 @@ def member_close(*, member: Member, actor, reason: str) -> Member:
 # --- sign-in and profile (API and member pages) -------------------------------------------
 
 
-def member_for_phone_sign_in(*, phone: str, now: dt.datetime | None = None) -> Member:
+def member_sign_in_or_join(*, phone: str, now: dt.datetime | None = None) -> tuple[Member, bool]:
     """The member who signs in with ``phone`` (already verified by a one-time code or the
-    mini-program), registering a new member when the number is new.
+    mini-program), registering a new member when the number is new; and whether this call
+    registered them (what a referral code at sign-up needs to know).
 
     Refuses an invalid phone number (``invalid_phone``) and a closed or erased member
     (``member_closed``). A frozen member may sign in and look, but not earn or spend.
@@ -479,9 +480,11 @@ def member_for_phone_sign_in(*, phone: str, now: dt.datetime | None = None) -> M
     now = now or timezone.now()
     normalized = normalize_phone(phone)
     member = Member.objects.filter(phone=normalized).first()
+    created = False
     if member is None:
         try:
             member = member_create(phone=normalized, joined_at=now, source="sign_in")
+            created = True
         except LoyaltyError as error:
             if error.code != "phone_taken":
                 raise
@@ -489,7 +492,12 @@ def member_for_phone_sign_in(*, phone: str, now: dt.datetime | None = None) -> M
             member = Member.objects.get(phone=normalized)
     if member.status == Member.Status.CLOSED:
         raise LoyaltyError("member_closed", _("This membership is closed. Contact the store to reopen it."))
-    return member
+    return member, created
+
+
+def member_for_phone_sign_in(*, phone: str, now: dt.datetime | None = None) -> Member:
+    """:func:`member_sign_in_or_join` for callers that need only the member."""
+    return member_sign_in_or_join(phone=phone, now=now)[0]
 
 
 PROFILE_FIELDS = ("name", "gender", "email", "birthday")

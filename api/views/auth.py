@@ -12,7 +12,12 @@ from engagement.referrals import referral_on_join
 from loyalty.errors import LoyaltyError
 from members.miniprogram import get_adapter
 from members.otp import OTP_RESEND_SECONDS, OTP_TTL, otp_send, otp_verify
-from members.services import member_bind_miniprogram, member_for_miniprogram, member_for_phone_sign_in
+from members.services import (
+    member_bind_miniprogram,
+    member_for_miniprogram,
+    member_for_phone_sign_in,
+    member_sign_in_or_join,
+)
 
 from .. import serializers as s
 from ..permissions import IsMember
@@ -42,15 +47,10 @@ def _tokens(member) -> Response:
 
 
 def _signed_in(phone: str, referral_code: str | None) -> tuple:
-    """The member signing in with ``phone`` and what became of the referral code sent.
-
-    ``member_for_phone_sign_in`` registers a new member with ``joined_at=now``; a member
-    who joined at exactly this ``now`` was registered by this very call (the one who won
-    a race of two first sign-ins has another ``now``).
-    """
+    """The member signing in with ``phone`` and what became of the referral code sent."""
     now = timezone.now()
-    member = member_for_phone_sign_in(phone=phone, now=now)
-    outcome = referral_on_join(member=member, code=referral_code, created=member.joined_at == now, now=now)
+    member, created = member_sign_in_or_join(phone=phone, now=now)
+    outcome = referral_on_join(member=member, code=referral_code, created=created, now=now)
     return member, outcome
 
 
@@ -161,8 +161,7 @@ class MiniProgramSignInView(PublicView):
                 _("This mini-program user is new: bind a phone number with phone_code, or phone and otp_code."),
             )
         now = timezone.now()
-        member = member_for_phone_sign_in(phone=phone, now=now)
-        created = member.joined_at == now  # see _signed_in
+        member, created = member_sign_in_or_join(phone=phone, now=now)
         member = member_bind_miniprogram(member=member, openid=session.openid, unionid=session.unionid)
         # After the binding: a refused binding (409) leaves no referral behind.
         outcome = referral_on_join(member=member, code=values.get("referral_code"), created=created, now=now)
