@@ -5,7 +5,7 @@
 ``code`` is stable and machine-readable; ``message`` is in the request's language
 (``Accept-Language: zh-hans`` or ``en``, through LocaleMiddleware); ``fields`` names the
 request fields that are wrong, when there are any. Domain refusals
-(``loyalty.errors.LoyaltyError``) are mapped to a status here, in one place.
+(``core.errors.LoyaltyError``) are mapped to a status here, in one place.
 """
 
 import logging
@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 
 logger = logging.getLogger(__name__)
 

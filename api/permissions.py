@@ -4,7 +4,7 @@ from django.utils.translation import gettext as _
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.models import Member, Store
 from members.scoping import adjust_limit, staff_stores
 

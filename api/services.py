@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.models import Member, Store
 
 from .models import ApiToken, IdempotencyRecord, StoreApiKey, secret_hash

@@ -60,7 +60,7 @@ def prepare(members: int) -> tuple[str, list[str], list[str]]:
 
     from api.services import store_key_create, tokens_issue
     from members.models import Member, Store
-    from members.services import member_create
+    from operations.actions import member_create
 
     if settings.PRODUCTION:
         sys.exit("The bench writes made-up members and orders; it refuses to run with DJANGO_ENV=production.")

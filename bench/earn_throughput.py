@@ -49,7 +49,7 @@ def ensure_members(count: int) -> tuple[list[int], list[int]]:
     from django.conf import settings
 
     from members.models import Member, Store
-    from members.services import member_create
+    from operations.actions import member_create
 
     if settings.PRODUCTION:
         sys.exit("The bench writes made-up members and orders; it refuses to run with DJANGO_ENV=production.")

@@ -1,4 +1,4 @@
-"""How fast and how lean is the background member import (members.imports)?
+"""How fast and how lean is the background member import (operations.imports)?
 
 Writes a CSV of ``--rows`` members (default 100 000, each with an opening balance; one
 phone in a thousand already a member, so those rows are updates), then times the two passes of an
@@ -78,13 +78,13 @@ def main() -> None:
 
     from loyalty.models import Account, Allocation, LedgerEntry, Lot, MemberTier, Tier, TierChange
     from loyalty.selectors import ledger_violations
-    from members.imports import import_job_check, import_job_confirm, import_job_create, import_job_run
     from members.models import ImportJob, Member, Store
-    from members.services import member_create
+    from operations.actions import member_create
+    from operations.imports import import_job_check, import_job_confirm, import_job_create, import_job_run
 
     call_command("migrate", verbosity=0)
     # No broker here: the bench calls the services itself.
-    from members import tasks
+    from operations import tasks
 
     tasks.check_import.delay = tasks.run_import.delay = lambda job_id: None
     # Start clean: the members of earlier runs and what hangs off them.

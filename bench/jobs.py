@@ -169,13 +169,14 @@ def report(label: str, rows: int, unit: str, seconds: float, longest: float, res
 
 
 def time_expiry(args, now) -> None:
+    from core.jobs import job_lock
     from loyalty import jobs, services
     from loyalty.models import Lot
 
     due = Lot.objects.filter(pending=False, remaining__gt=0, expires_at__lte=now).count()
     started = time.monotonic()
     if args.expiry == "sql":
-        with jobs.job_lock("expire_due_points"):  # what jobs.expire_due_points runs on PostgreSQL
+        with job_lock("expire_due_points"):  # what jobs.expire_due_points runs on PostgreSQL
             stats = jobs.expire_due_sql(now=now, size=args.chunk, workers=args.workers)
         result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
         longest = stats["longest_chunk_s"]
@@ -187,13 +188,14 @@ def time_expiry(args, now) -> None:
 
 
 def time_release(args, now) -> None:
+    from core.jobs import job_lock
     from loyalty import jobs, services
     from loyalty.models import Lot
 
     matured = Lot.objects.filter(pending=True, available_at__lte=now).count()
     started = time.monotonic()
     if args.release == "sql":
-        with jobs.job_lock("release_matured_points"):  # what jobs.release_matured_points runs on PostgreSQL
+        with job_lock("release_matured_points"):  # what jobs.release_matured_points runs on PostgreSQL
             stats = jobs.release_matured_sql(now=now, size=args.chunk, workers=args.workers)
         result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
         longest = stats["longest_chunk_s"]

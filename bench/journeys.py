@@ -1,4 +1,4 @@
-"""Journeys at scale: one hourly run of every trigger over N members (engagement.journeys).
+"""Journeys at scale: one hourly run of every trigger over N members (operations.journeys).
 
 Builds N members (default 100 000) straight in SQL (INSERT ... SELECT generate_series) in
 a database of its own, with what the triggers look at:
@@ -167,7 +167,7 @@ def journeys_setup() -> None:
 
 
 def timed_run(label: str, now: dt.datetime) -> None:
-    from engagement import journeys
+    from operations import journeys
 
     started = time.monotonic()
     results = journeys.journeys_run(now=now)

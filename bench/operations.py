@@ -2,11 +2,11 @@
 
 Builds N members (default 100 000) with orders spread over two years straight in SQL
 (INSERT ... SELECT generate_series), in a database of its own, then times
-``members.lifecycle.members_refresh_profiles`` the way the nightly task runs it:
+``operations.lifecycle.members_refresh_profiles`` the way the nightly task runs it:
 
 1. the first run (every member gets a stage: one stage change per member),
 2. the next night's run (24 hours later: only members crossing a boundary move),
-3. ``engagement.journeys.journeys_run`` when it exists, with two bench journeys
+3. ``operations.journeys.journeys_run`` when it exists, with two bench journeys
    (entered the dormant stage -> add a tag; no order for 60 days -> notification).
 
 It also times the RFM cut points alone (one ``percentile_cont`` pass over the active base)
@@ -154,7 +154,7 @@ SELECT count(*), sum(r + f + m) FROM (
 def time_cuts(now: dt.datetime) -> None:
     from django.db import connection
 
-    from members import lifecycle
+    from operations import lifecycle
 
     run = lifecycle._Run(now)
     started = time.monotonic()
@@ -168,7 +168,7 @@ def time_cuts(now: dt.datetime) -> None:
 
 
 def time_refresh(label: str, members: int, now: dt.datetime, chunk: int) -> None:
-    from members.lifecycle import members_refresh_profiles
+    from operations.lifecycle import members_refresh_profiles
 
     result = members_refresh_profiles(now=now, chunk_size=chunk)
     moved = sum(result["stage_changes"].values())
@@ -179,9 +179,9 @@ def time_refresh(label: str, members: int, now: dt.datetime, chunk: int) -> None
 
 def time_journeys(members: int, now: dt.datetime) -> None:
     try:
-        from engagement.journeys import journeys_run
+        from operations.journeys import journeys_run
     except ImportError:
-        print("engagement.journeys.journeys_run does not exist yet: not timed")
+        print("operations.journeys.journeys_run does not exist yet: not timed")
         return
     started = time.monotonic()
     result = journeys_run(now=now)
@@ -254,7 +254,7 @@ def main() -> int:
         second = time_refresh("refresh, next night", args.members, next_night, args.chunk)
         if not args.no_journeys:
             time_journeys(args.members, next_night)
-        from members.lifecycle import stage_counts
+        from operations.lifecycle import stage_counts
 
         print(f"stages after the next night: {stage_counts()}")
         print(f"segments: {second['segments']}")

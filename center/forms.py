@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Currency, LedgerEntry
 from members.models import ConsentRecord, Member
 from members.phone import normalize_phone

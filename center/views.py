@@ -25,10 +25,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.errors import LoyaltyError
 from engagement.checkin import check_in_status, member_check_in
 from engagement.referrals import referral_on_join, referral_share_text, referral_summary
 from loyalty import selectors as loyalty_selectors
-from loyalty.errors import LoyaltyError
 from loyalty.models import Currency
 from loyalty.tiers import tier_progress
 from members.models import Member, Notification
@@ -155,7 +155,7 @@ def _report_referral(request: HttpRequest, outcome) -> None:
 def sign_in_code(request: HttpRequest) -> HttpResponse:
     """Step 2: the code from the text message; signs the member in (creating them if new)."""
     from members.otp import otp_verify
-    from members.services import member_sign_in_or_join
+    from operations.actions import member_sign_in_or_join
 
     phone = request.session.get(SESSION_PHONE)
     if not phone:
@@ -486,7 +486,7 @@ def password(request: HttpRequest) -> HttpResponse:
 @auth.member_required
 def export(request: HttpRequest) -> HttpResponse:
     """Everything we hold about the member, as a JSON download."""
-    from members.privacy import member_export
+    from operations.privacy import member_export
 
     data = member_export(member=request.member)
     response = HttpResponse(
@@ -502,7 +502,7 @@ def export(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def erase(request: HttpRequest) -> HttpResponse:
     """Erase the account after the member types the confirmation word; then sign out."""
-    from members.privacy import member_erase
+    from operations.privacy import member_erase
 
     form = EraseForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

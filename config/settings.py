@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "api",
     "center",
     "engagement",
+    "operations",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -276,7 +278,7 @@ LOYALTY_EXPIRY_NOTICE_DAYS = env_int("LOYALTY_EXPIRY_NOTICE_DAYS", 30)
 # Connections the nightly expiry and release run their member-id chunks on side by side
 # (PostgreSQL). 1 leaves the database's other cores to the tills.
 LOYALTY_JOB_WORKERS = env_int("LOYALTY_JOB_WORKERS", 1)
-# The admin dashboard computes its figures at most this often (loyalty.dashboard).
+# The admin dashboard computes its figures at most this often (operations.dashboard).
 LOYALTY_DASHBOARD_CACHE_SECONDS = env_int("LOYALTY_DASHBOARD_CACHE_SECONDS", 600)
 # Delivers notifications from the outbox; the default writes them to the log.
 LOYALTY_NOTIFICATION_SENDER = env("LOYALTY_NOTIFICATION_SENDER", "members.notifications.LogSender")

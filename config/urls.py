@@ -7,9 +7,9 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api.views.docs import docs_page
+from console.admin_dashboard import dashboard_view
+from console.admin_till import till_view
 from loyalty.admin import programme_settings_view
-from loyalty.admin_dashboard import dashboard_view
-from loyalty.admin_till import till_view
 
 urlpatterns = [
     path(

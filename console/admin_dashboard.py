@@ -1,4 +1,4 @@
-"""The operations dashboard page in the admin (figures: ``loyalty.dashboard``)."""
+"""The operations dashboard page in the admin (figures: ``operations.dashboard``)."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -8,8 +8,7 @@ from django.utils.translation import gettext as _
 
 from members.models import RfmSegment, Stage
 from members.scoping import staff_stores
-
-from . import dashboard as figures
+from operations import dashboard as figures
 
 PERMISSION = "loyalty.view_dashboard"
 

@@ -1,5 +1,5 @@
 """The till screen in the admin (``/admin/till/``, docs/till.md): look up, record an order,
-verify a coupon. Thin: the reads and actions are in ``loyalty.till``.
+verify a coupon. Thin: the reads and actions are in ``console.till``.
 
 GET ``?q=`` looks up what was typed or scanned; POST records an order or verifies a coupon
 and redirects back to the member's card (so a reload does not send it again), with the
@@ -19,11 +19,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
+from loyalty.models import Currency
+from loyalty.selectors import member_balances
 from members.models import Store
 
-from .errors import LoyaltyError
-from .models import Currency
-from .selectors import member_balances
 from .till import till_coupon_verify, till_lookup, till_order_record, till_stores
 
 PERMISSION = "loyalty.use_till"

@@ -20,17 +20,16 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
+from loyalty.models import Currency, MemberTier
+from loyalty.selectors import Balance, member_balances
+from loyalty.services import EarnResult, order_earn
 from members.models import Member, StaffAction, Store
 from members.phone import normalize_phone
 from members.scoping import staff_stores
 from members.services import is_valid_member_number, staff_action_record
 from rewards.models import CODE_ALPHABET, CODE_LENGTH, Coupon, normalise_code
 from rewards.services import coupon_verify
-
-from .errors import LoyaltyError
-from .models import Currency, MemberTier
-from .selectors import Balance, member_balances
-from .services import EarnResult, order_earn
 
 # The card lists at most this many usable coupons (soonest to expire first).
 COUPONS_SHOWN = 10

@@ -10,7 +10,8 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin
+from members.admin_mixins import PhoneSearchMixin
 from members.scoping import staff_stores
 
 from .models import CheckIn, Referral

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Currency
 from loyalty.services import points_award
 from members.models import Member

@@ -1,7 +1,7 @@
 """Consumer operations: daily check-in, referral (member-get-member) and automated journeys.
 
 docs/engagement.md describes the rules; the services that change these rows are in
-engagement.checkin, engagement.referrals and engagement.journeys.
+engagement.checkin, engagement.referrals and operations.journeys.
 """
 
 from django.db import models

@@ -24,7 +24,7 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Account, Currency, Order
 from loyalty.services import points_award
 from members.models import Member

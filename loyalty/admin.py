@@ -13,7 +13,8 @@ from django.utils.translation import gettext_lazy as _
 from import_export import resources
 from import_export.admin import ExportMixin
 
-from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin, ReadOnlyInline
+from core.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from members.admin_mixins import PhoneSearchMixin
 from members.scoping import staff_stores
 
 from .models import Account, Allocation, LedgerEntry, Lot, Order, OrderLine, Refund
@@ -252,4 +253,4 @@ def programme_settings_view(request):
 
 
 # Tiers, benefits and earning rules keep their admin in modules of their own.
-from . import admin_rules, admin_tiers  # noqa: E402, F401
+from . import admin_rules  # noqa: E402, F401

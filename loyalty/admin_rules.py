@@ -19,11 +19,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from core.errors import LoyaltyError
 from members.models import Member, Store
 from members.phone import normalize_phone
 
 from . import rules
-from .errors import LoyaltyError
 from .models import Currency, EarnRule
 
 MAX_PREVIEW_LINES = 200

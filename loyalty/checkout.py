@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
 from members.models import Member, Store
 
-from .errors import LoyaltyError
 from .models import Account, Currency
 from .services import EarnResult, OrderLineInput, _money, order_earn, points_spend
 

@@ -17,157 +17,32 @@ coupon expiry need the rewards app's coupons.
 """
 
 import calendar
-import contextlib
 import datetime as dt
-import fcntl
 import functools
-import hashlib
 import logging
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
+from core.jobs import guarded
+from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification
 from members.notifications import notify
 
 from . import services
-from .errors import LoyaltyError
 from .models import Benefit, BenefitGrant, Currency, LedgerEntry, Lot, MemberTier
 
 logger = logging.getLogger(__name__)
 
-SKIPPED = "skipped"
-# Member ids per chunk: small enough that a chunk's transaction (and its row locks) stays
-# short, big enough that the per-chunk overhead does not dominate.
-MEMBER_CHUNK = 5000
 # Member ids per chunk of the set-based expiry and release: about 1000 accounts with due
 # lots and 7000 lots a chunk, a transaction of about 0.2-0.3 s (bench/jobs.py). Their row
 # locks are what a member paying at the till would wait on, so these chunks are smaller.
 LEDGER_CHUNK = 1000
-
-
-# --- the lock -----------------------------------------------------------------------------
-
-
-def lock_key(name: str) -> int:
-    """A stable signed 64-bit key for ``name`` (the same in every process and release)."""
-    return int.from_bytes(hashlib.sha256(f"loyalty.job:{name}".encode()).digest()[:8], "big", signed=True)
-
-
-@contextlib.contextmanager
-def job_lock(name: str) -> Iterator[bool]:
-    """Hold the lock of job ``name`` while the block runs; yields False when another holds it.
-
-    PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``), held across the
-    job's many chunk transactions and released in ``finally``; if the process dies the
-    server drops it with the connection. (It needs a real session: not through a
-    transaction-pooling pgbouncer.) SQLite, the one-machine embedded default: an
-    exclusive ``flock`` on a file in ``VAR_DIR/locks``, dropped by the OS with the process.
-    """
-    if connection.vendor == "postgresql":
-        key = lock_key(name)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-            acquired = cursor.fetchone()[0]
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                try:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-                except Exception:
-                    # A broken connection has lost the lock already; close it to be sure.
-                    logger.exception("releasing the lock of job %s failed; closing the connection", name)
-                    connection.close()
-        return
-
-    folder = Path(settings.VAR_DIR) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{name}.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def guarded(name: str) -> Callable:
-    """Run the decorated job under :func:`job_lock`; return :data:`SKIPPED` when it is taken."""
-
-    def decorate(job: Callable[..., dict]) -> Callable[..., dict | str]:
-        @functools.wraps(job)
-        def run(*args, **kwargs) -> dict | str:
-            with job_lock(name) as acquired:
-                if not acquired:
-                    logger.info("job %s is running elsewhere; skipped", name)
-                    return SKIPPED
-                started = time.monotonic()
-                result = job(*args, **kwargs)
-                logger.info("job %s done in %.1f s: %s", name, time.monotonic() - started, result)
-                return result
-
-        return run
-
-    return decorate
-
-
-# --- chunking -----------------------------------------------------------------------------
-
-
-def member_id_ranges(*, size: int = MEMBER_CHUNK) -> Iterator[tuple[int, int]]:
-    """Half-open ranges ``[lo, hi)`` of ``size`` member ids covering every member."""
-    bounds = Member.objects.aggregate(lo=Min("id"), hi=Max("id"))
-    if bounds["lo"] is None:
-        return
-    for lo in range(bounds["lo"], bounds["hi"] + 1, size):
-        yield lo, min(lo + size, bounds["hi"] + 1)
-
-
-def run_in_member_chunks(
-    step: Callable[[int, int], int], *, size: int = MEMBER_CHUNK, workers: int = 1
-) -> dict[str, float]:
-    """Call ``step(lo, hi)`` for every member-id range, each in its own transaction.
-
-    With ``workers`` > 1 (PostgreSQL), that many threads take ranges side by side, each
-    on its own connection; ranges hold disjoint members, so they never wait on each other.
-    Returns the summed counts ``step`` returned, the number of chunks and the longest
-    chunk in seconds (how long one transaction held its row locks).
-    """
-
-    def run(bounds: tuple[int, int]) -> tuple[int, float]:
-        started = time.monotonic()
-        with transaction.atomic():
-            count = step(*bounds)
-        return count, time.monotonic() - started
-
-    ranges = member_id_ranges(size=size)
-    if workers > 1 and connection.vendor == "postgresql":
-
-        def run_in_thread(bounds: tuple[int, int]) -> tuple[int, float]:
-            try:
-                return run(bounds)
-            finally:
-                connection.close()  # this thread's own connection
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(run_in_thread, ranges))
-    else:
-        results = [run(bounds) for bounds in ranges]
-    longest = max((seconds for _count, seconds in results), default=0.0)
-    return {"count": sum(count for count, _s in results), "chunks": len(results), "longest_chunk_s": round(longest, 3)}
 
 
 # --- release and expiry -------------------------------------------------------------------

@@ -24,9 +24,9 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
 from members.models import Member
 
-from .errors import LoyaltyError
 from .models import Account, Allocation, Currency, LedgerEntry, Lot
 from .policies import ExpiryPolicy
 

@@ -26,13 +26,13 @@ from django.db.models import F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.bulk import insert_rows
+from core.errors import LoyaltyError
 from members.models import Member, Store
 
-from .bulk import insert_rows
-from .errors import LoyaltyError
 from .models import Account, Allocation, BenefitGrant, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
 from .policies import expiry_policy, pending_until
-from .tiers import tier_assign_default, tier_upgrade_if_qualified
+from .tiers import tier_upgrade_if_qualified
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 # A till's clock may run a little ahead of ours; further than this is a mistake.
@@ -910,15 +910,6 @@ def points_award(
         reason=reason,
         detail=detail or {},
     )
-
-
-def member_joined(*, member: Member, now: dt.datetime) -> None:
-    """What loyalty does when a member joins, inside the joining transaction:
-    the default tier and any signup bonus."""
-    from .rules import signup_bonus  # the rule engine builds on these services
-
-    tier_assign_default(member=member, now=now)
-    signup_bonus(member=member, now=now)
 
 
 def benefit_grants_record(pairs: Iterable[tuple[int, int]], *, period: str, now: dt.datetime) -> None:

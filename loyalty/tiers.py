@@ -31,10 +31,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.bulk import insert_rows
+from core.errors import LoyaltyError
 from members.models import Member, Notification
 
-from .bulk import insert_rows
-from .errors import LoyaltyError
 from .models import Currency, Lot, MemberTier, Tier, TierChange
 from .policies import ExpiryPolicy
 
@@ -185,7 +185,7 @@ def tier_assign_default(*, member: Member, now: dt.datetime) -> MemberTier | Non
     """Put a new member in the default tier, reviewed ``LOYALTY_TIER_REVIEW_MONTHS`` later.
 
     Does nothing when no tier is the default or the member already has a tier.
-    Runs inside the joining transaction (``loyalty.services.member_joined``).
+    Runs inside the joining transaction (``operations.actions.member_joined``).
     """
     default = Tier.objects.filter(is_default=True).first()
     if default is None:

@@ -29,7 +29,7 @@ from django.core.cache import cache
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 
 from .phone import normalize_phone
 

@@ -124,7 +124,7 @@ class Member(models.Model):
     referral_code = models.CharField(  # noqa: DJ001 - NULL until the member first shares it
         _("referral code"), max_length=12, null=True, blank=True, unique=True, editable=False
     )
-    # Order figures, refreshed nightly with the lifecycle stage (members.lifecycle): what
+    # Order figures, refreshed nightly with the lifecycle stage (operations.lifecycle): what
     # segments, RFM and the member list filter on without summing orders per row.
     order_count = models.PositiveIntegerField(_("orders"), default=0, editable=False)
     spend_total = models.DecimalField(
@@ -314,7 +314,7 @@ class StageChange(models.Model):
 
 
 class Segment(models.Model):
-    """A saved filter over members (members.segments): an audience for journeys and exports."""
+    """A saved filter over members (operations.segments): an audience for journeys and exports."""
 
     name = models.CharField(_("name"), max_length=100, unique=True)
     description = models.TextField(_("description"), blank=True)
@@ -413,7 +413,7 @@ def import_file_name(job: "ImportJob", filename: str) -> str:
 
 
 class ImportJob(models.Model):
-    """A member file imported in the background (members.imports): check every row, then write in chunks."""
+    """A member file imported in the background (operations.imports): check every row, then write in chunks."""
 
     class Status(models.TextChoices):
         CHECKING = "checking", _("checking")

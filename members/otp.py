@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 
 from .models import Notification, OneTimeCode
 from .notifications import get_sender

@@ -4,7 +4,7 @@ import phonenumbers
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 
 
 def normalize_phone(raw: str) -> str:

@@ -8,10 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
-from loyalty.models import LedgerEntry, Tier, TierChange
-from loyalty.services import member_joined, points_adjust
-from loyalty.tiers import tier_pin
+from core.errors import LoyaltyError
 
 from .models import ConsentRecord, Member, StaffAction, Store, Tag
 from .phone import normalize_phone
@@ -62,6 +59,8 @@ def member_create(
 
     Refuses an invalid phone number and one that already belongs to a member.
     ``consents`` lists the marketing channels the member agreed to at sign-up.
+    Creates the identity only: a sign-up goes through ``operations.actions.member_create``,
+    which adds what loyalty gives a new member in the same transaction.
     """
     normalized = normalize_phone(phone)
     joined_at = joined_at or timezone.now()
@@ -84,7 +83,6 @@ def member_create(
                 )
                 for channel in consents:
                     _record_consent(member, channel=channel, granted=True, source=source, at=joined_at)
-                member_joined(member=member, now=joined_at)
                 return member
         except IntegrityError:
             # Either two sign-ups raced for one phone, or the random card number was taken.
@@ -200,76 +198,6 @@ def _lock_members(members: Iterable[Member]) -> list[int]:
     return list(
         Member.objects.select_for_update().filter(pk__in=member_ids).order_by("pk").values_list("pk", flat=True)
     )
-
-
-def member_points_adjust(
-    *,
-    member: Member,
-    currency: str,
-    amount: int,
-    reason: str,
-    actor,
-    idempotency_key: str | None = None,
-    scope_checked: bool = False,
-) -> LedgerEntry:
-    """A staff adjustment of points or growth (``loyalty.services.points_adjust``) and its
-    ADJUST_POINTS audit row, in one transaction.
-
-    Refuses what ``points_adjust`` refuses (no reason, no permission, too large a removal)
-    and a member outside the staff user's stores, unless the caller has already decided
-    where the adjustment may happen (``scope_checked``: the POS API, whose store keys act
-    for their store, ``api.permissions.require_adjust_scope``). A replay of the same
-    idempotency key returns the first entry and writes nothing, no second audit row either.
-    """
-    with transaction.atomic():
-        if not scope_checked:
-            _staff_allowed(actor, [member.pk])
-        entry = points_adjust(
-            member=member,
-            currency=currency,
-            amount=amount,
-            reason=reason,
-            operator=actor,
-            idempotency_key=idempotency_key,
-        )
-        if not entry.replayed:
-            staff_action_record(
-                actor=actor,
-                action=StaffAction.Action.ADJUST_POINTS,
-                member=member,
-                reason=entry.reason,
-                detail={"currency": currency, "amount": entry.amount, "entry": entry.pk},
-            )
-    return entry
-
-
-@transaction.atomic
-def member_tier_pin(*, member: Member, tier: Tier, until: dt.datetime, actor, reason: str) -> TierChange:
-    """Pin ``member`` in ``tier`` until ``until`` (``loyalty.tiers.tier_pin``, the reason
-    as its note) and write the PIN_TIER audit row, in one transaction.
-
-    Refuses: no reason, an actor without ``members.change_member`` (``tier_pin`` also wants
-    ``loyalty.change_membertier``), a member outside their stores, and whatever
-    ``tier_pin`` refuses (an end not in the future, an unknown tier).
-    """
-    reason = _staff_reason(reason)
-    if actor is None:
-        raise LoyaltyError("permission_denied", _("You are not allowed to do this."))
-    _staff_allowed(actor, [member.pk], "members.change_member")
-    change = tier_pin(member=member, tier=tier, until=until, operator=actor, note=reason)
-    staff_action_record(
-        actor=actor,
-        action=StaffAction.Action.PIN_TIER,
-        member=member,
-        reason=reason,
-        detail={
-            "tier": tier.code,
-            "from_tier": change.from_tier.code if change.from_tier else None,
-            "until": until.isoformat(),
-            "tier_change": change.pk,
-        },
-    )
-    return change
 
 
 def _tag_names(tags: Iterable[Tag | str]) -> tuple[list[Tag], list[str]]:
@@ -467,37 +395,6 @@ def member_close(*, member: Member, actor, reason: str) -> Member:
 
 
 # --- sign-in and profile (API and member pages) -------------------------------------------
-
-
-def member_sign_in_or_join(*, phone: str, now: dt.datetime | None = None) -> tuple[Member, bool]:
-    """The member who signs in with ``phone`` (already verified by a one-time code or the
-    mini-program), registering a new member when the number is new; and whether this call
-    registered them (what a referral code at sign-up needs to know).
-
-    Refuses an invalid phone number (``invalid_phone``) and a closed or erased member
-    (``member_closed``). A frozen member may sign in and look, but not earn or spend.
-    """
-    now = now or timezone.now()
-    normalized = normalize_phone(phone)
-    member = Member.objects.filter(phone=normalized).first()
-    created = False
-    if member is None:
-        try:
-            member = member_create(phone=normalized, joined_at=now, source="sign_in")
-            created = True
-        except LoyaltyError as error:
-            if error.code != "phone_taken":
-                raise
-            # Two first sign-ins raced; the other one registered the member.
-            member = Member.objects.get(phone=normalized)
-    if member.status == Member.Status.CLOSED:
-        raise LoyaltyError("member_closed", _("This membership is closed. Contact the store to reopen it."))
-    return member, created
-
-
-def member_for_phone_sign_in(*, phone: str, now: dt.datetime | None = None) -> Member:
-    """:func:`member_sign_in_or_join` for callers that need only the member."""
-    return member_sign_in_or_join(phone=phone, now=now)[0]
 
 
 PROFILE_FIELDS = ("name", "gender", "email", "birthday")

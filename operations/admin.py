@@ -3,10 +3,9 @@
 Admin classes stay thin: every staff action on a member (adjust points, pin a tier, add or
 remove tags, freeze, unfreeze, close) is one ``members.services`` function that makes the
 change and writes its ``StaffAction`` audit row in one transaction; sign-up goes through
-``members.services.member_create``. Nothing here writes ledger rows. docs/member-admin.md.
+``operations.actions.member_create``. Nothing here writes ledger rows. docs/member-admin.md.
 """
 
-import re
 import uuid
 from urllib.parse import urlencode
 
@@ -20,7 +19,6 @@ from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db.models import BigIntegerField, Count, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -31,9 +29,21 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from import_export.admin import ImportExportMixin
 
-from loyalty.errors import LoyaltyError
+from core.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from core.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry, Lot, MemberTier, Order, Tier, TierChange
+from members.admin_mixins import PhoneSearchMixin
+from members.models import ConsentRecord, Member, StaffAction, StaffProfile, StageChange, Store, Tag
+from members.scoping import adjust_limit, sees_everything, staff_stores
+from members.services import (
+    member_close,
+    member_freeze,
+    member_tags_add,
+    member_tags_remove,
+    member_unfreeze,
+)
 
+from .actions import member_create, member_points_adjust, member_tier_pin
 from .forms import (
     AdjustPointsForm,
     MemberAddForm,
@@ -43,98 +53,11 @@ from .forms import (
     TagsRemoveForm,
     TierPinForm,
 )
-from .models import ConsentRecord, Member, StaffAction, StaffProfile, StageChange, Store, Tag
-from .phone import normalize_phone
 from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
-from .scoping import adjust_limit, sees_everything, staff_stores
-from .services import (
-    member_close,
-    member_create,
-    member_freeze,
-    member_points_adjust,
-    member_tags_add,
-    member_tags_remove,
-    member_tier_pin,
-    member_unfreeze,
-)
 
 # One request adjusts the members one by one, each in its own transaction; more than this
 # belongs in an import or a job, not in a page that must answer in seconds.
 MAX_MEMBERS_PER_ADJUSTMENT = 200
-
-_PHONE_LIKE = re.compile(r"^\+?[\d\s\-()]{7,24}$")
-
-
-# --- shared pieces (loyalty.admin uses them too) ----------------------------------------
-
-
-def phone_from_search(term: str) -> str | None:
-    """The E.164 form of a search term that is a phone number in any spelling, else None."""
-    term = (term or "").strip()
-    if not _PHONE_LIKE.match(term):
-        return None
-    try:
-        return normalize_phone(term)
-    except LoyaltyError:
-        return None
-
-
-class PhoneSearchMixin:
-    """Also find the member whose phone is the search term in another spelling (138 0013 8000, 0086...).
-
-    The plain ``icontains`` search already finds ``13800138000`` inside ``+8613800138000``;
-    this adds an exact match on the normalised number, which the words-split search misses.
-    """
-
-    phone_lookup = "phone"
-
-    def get_search_results(self, request, queryset, search_term):
-        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        phone = phone_from_search(search_term)
-        if phone is not None:
-            results = results | queryset.filter(**{self.phone_lookup: phone})
-        return results, may_have_duplicates
-
-
-class ReadOnlyAdminMixin:
-    """Records written by services only: staff may look (view permission), never add, edit or delete."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class LatestRowsFormSet(BaseInlineFormSet):
-    """An inline formset showing only the first ``limit`` rows in the inline's order.
-
-    Inline querysets cannot be sliced (the formset filters them by the parent afterwards),
-    so the slice goes into a subquery: ``pk IN (SELECT pk ... ORDER BY ... LIMIT n)``.
-    """
-
-    limit = 50
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.queryset = self.queryset.filter(pk__in=self.queryset.values("pk")[: self.limit])
-
-
-class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
-    formset = LatestRowsFormSet
-    limit = 50
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        formset.limit = self.limit
-        return formset
-
 
 # --- inlines on the member page ---------------------------------------------------------
 
@@ -338,7 +261,7 @@ def _account_figure(currency: str, column: str) -> Coalesce:
 @admin.register(Member)
 class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
     form = MemberChangeForm
-    # Import and export (members.resources, docs/import.md): a dry-run preview lists every
+    # Import and export (operations.resources, docs/import.md): a dry-run preview lists every
     # bad row, and nothing is written until the operator confirms a file without any.
     formats = MEMBER_FORMATS
     add_form = MemberAddForm
@@ -1065,8 +988,8 @@ class TagAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
 
-# Segments (members.admin_segments) register themselves with the admin site.
-from . import admin_segments  # noqa: E402, F401
-
-# Member files imported in the background (members.admin_imports).
+# The other admins of this layer register themselves with the admin site: segments,
+# journeys and their run log (engagement's models), tiers and benefits with the staff pin
+# action, and member files imported in the background.
+from . import admin_journeys, admin_segments, admin_tiers  # noqa: E402, F401
 from .admin_imports import ImportJobAdmin  # noqa: E402, F401

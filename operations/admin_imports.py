@@ -1,7 +1,7 @@
-"""Admin for member files imported in the background (``ImportJob``, members.imports).
+"""Admin for member files imported in the background (``ImportJob``, operations.imports).
 
 Upload a file, watch the check, read every bad row (or download them as CSV), confirm,
-watch the import. The admin stays thin: every change goes through ``members.imports``.
+watch the import. The admin stays thin: every change goes through ``operations.imports``.
 
 Who may: staff with the *add member* and *change member* permissions, like the admin's
 synchronous import, who also see every store (superusers, brand admins): an import
@@ -22,11 +22,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
+from members.models import ImportJob
+from members.scoping import sees_everything
 
 from . import imports
-from .models import ImportJob
-from .scoping import sees_everything
 
 RUNNING = (ImportJob.Status.CHECKING, ImportJob.Status.IMPORTING)
 

@@ -1,6 +1,6 @@
 """Admin for consumer operations: journeys (what fires, what it does) and their run log.
 
-The run log (JourneyRun) is written by ``engagement.journeys`` only: staff read it, never
+The run log (JourneyRun) is written by ``operations.journeys`` only: staff read it, never
 edit it. Store-scoped staff (members.scoping) see the runs of their stores' members.
 """
 
@@ -14,11 +14,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from core.admin import ReadOnlyAdminMixin
+from engagement.models import Journey, JourneyRun
 from loyalty.models import CouponKind
-from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
+from members.admin_mixins import PhoneSearchMixin
 from members.scoping import staff_stores
 
-from .models import Journey, JourneyRun
 from .tasks import run_journey
 
 RECENT_DAYS = 30
@@ -200,6 +201,3 @@ class JourneyRunAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
         if stores is not None:
             queryset = queryset.filter(member__home_store__in=stores)
         return queryset
-
-
-from . import admin_programmes  # noqa: E402, F401  (check-in and referral admins)

@@ -19,11 +19,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export.formats import base_formats
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Tier
+from members.models import Member, RfmSegment, Segment, Stage, Store, Tag
 
 from .metrics import member_metrics
-from .models import Member, RfmSegment, Segment, Stage, Store, Tag
 from .resources import MemberExportResource
 from .segments import scoped_members, segment_counts, segment_q, segment_rules_clean
 
@@ -216,7 +216,7 @@ class SegmentAdmin(admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
-            # One query counts every segment on the page (members.segments.segment_counts).
+            # One query counts every segment on the page (operations.segments.segment_counts).
             segments = list(changelist.result_list)
             counts = segment_counts(segments, members=scoped_members(request.user))
             for segment in segments:
@@ -326,7 +326,7 @@ class SegmentAdmin(admin.ModelAdmin):
             _("Definitions: docs/segments.md."),
         )
 
-    # --- export: the member list's export columns (members.resources.MemberExportResource) ---
+    # --- export: the member list's export columns (operations.resources.MemberExportResource) ---
 
     def get_urls(self):
         return [

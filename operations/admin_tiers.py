@@ -2,7 +2,7 @@
 
 Tiers and their benefits are edited here. A member's tier is changed only by the tier
 services: the member tier page is read-only except for the pin (tier + until + note),
-which goes through ``members.services.member_tier_pin`` (``loyalty.tiers.tier_pin`` plus
+which goes through ``operations.actions.member_tier_pin`` (``loyalty.tiers.tier_pin`` plus
 the staff-action audit row) with the staff user as operator. Tier
 changes are history: view only, never edited or deleted.
 """
@@ -14,11 +14,12 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
-from members.services import member_tier_pin
+from core.admin import ReadOnlyAdminMixin
+from core.errors import LoyaltyError
+from loyalty.models import Benefit, MemberTier, Tier, TierChange
+from members.admin_mixins import PhoneSearchMixin
 
-from .errors import LoyaltyError
-from .models import Benefit, MemberTier, Tier, TierChange
+from .actions import member_tier_pin
 
 MEMBER_SEARCH_FIELDS = ("member__phone", "member__member_number", "member__name")
 MEMBER_SEARCH_HELP = _("Member's phone number, member number or name.")

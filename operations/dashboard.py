@@ -29,11 +29,10 @@ from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
 from django.utils import timezone
 
-from members.metrics import Metrics, member_metrics
+from loyalty.checkout import point_value
+from loyalty.models import Account, Currency, LedgerEntry, MemberTier, Order, Tier
 from members.models import Member, RfmSegment, Stage, StageChange, Store
-
-from .checkout import point_value
-from .models import Account, Currency, LedgerEntry, MemberTier, Order, Tier
+from operations.metrics import Metrics, member_metrics
 
 CACHE_KEY = "loyalty:dashboard:v2"
 MONTHS = 12  # months of history in the per-month figures
@@ -97,7 +96,7 @@ class Dashboard:
     rfm_segments: list[tuple[str, int]] = field(default_factory=list)  # members per named segment
     stage_moves: list[StageMoves] = field(default_factory=list)  # one per day, oldest first
     stage_move_pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (from, to) -> moves
-    value: Metrics | None = None  # CLV, repurchase, retention (members.metrics)
+    value: Metrics | None = None  # CLV, repurchase, retention (operations.metrics)
     stores: tuple[int, ...] | None = None  # the store ids the figures cover; None: every store
 
     @property

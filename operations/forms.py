@@ -8,11 +8,10 @@ from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Currency, LedgerEntry, Tier
-
-from .models import Member, Tag
-from .phone import normalize_phone
+from members.models import Member, Tag
+from members.phone import normalize_phone
 
 # The service refuses more than this in one adjustment; saying so in the form keeps the
 # operator on the page with a field error instead of a message after the fact.

@@ -5,7 +5,7 @@ The life of a job:
 1. :func:`import_job_create` stores the upload (status CHECKING) and queues the check.
 2. :func:`import_job_check` reads the file once, streaming (a csv reader, openpyxl in
    read-only mode), and checks every row with the rules of the admin's import
-   (``members.resources.RowReader``), duplicate phones within the file included. It keeps
+   (``operations.resources.RowReader``), duplicate phones within the file included. It keeps
    the error count and the first :data:`MAX_ERRORS_KEPT` bad rows on the job. Writes
    nothing else: CHECKED, or INVALID.
 3. :func:`import_job_confirm` (staff, only from CHECKED) queues the import, with one
@@ -38,13 +38,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from loyalty.bulk import insert_rows
-from loyalty.errors import LoyaltyError
+from core.bulk import insert_rows
+from core.errors import LoyaltyError
+from core.jobs import job_lock
 from loyalty.models import Currency, LedgerEntry
 from loyalty.services import accounts_open_with_balance, points_award
 from loyalty.tiers import tiers_assign_default_bulk
+from members.models import ImportJob, Member, StaffAction
+from members.services import _new_member_number, staff_action_record
 
-from .models import ImportJob, Member, StaffAction
 from .resources import (
     COLUMNS,
     RowReader,
@@ -55,7 +57,6 @@ from .resources import (
     opening_balance_key,
     opening_balance_problem,
 )
-from .services import _new_member_number, staff_action_record
 
 logger = logging.getLogger(__name__)
 
@@ -423,8 +424,6 @@ def import_job_run(job_id: int, *, chunk_rows: int = CHUNK_ROWS) -> ImportJob:
         return job
     if job.status not in (ImportJob.Status.IMPORTING, ImportJob.Status.FAILED):
         raise LoyaltyError("import_not_confirmed", _("This import has not been confirmed."))
-    from loyalty.jobs import job_lock
-
     with job_lock(f"import_job:{job.pk}") as acquired:
         if not acquired:
             logger.info("import job %s is running elsewhere; skipped", job.pk)
@@ -601,7 +600,7 @@ def import_members_create(*, rows: list[dict], now: dt.datetime | None = None) -
     """Register imported members in bulk, in the caller's transaction: one per row of
     ``rows`` ({phone (E.164), name, gender, birthday, email, home_store}), same order.
 
-    What ``members.services.member_create`` does for a sign-up, set-based: a card number,
+    What ``operations.actions.member_create`` does for a sign-up, set-based: a card number,
     and the default tier as ``loyalty.tiers.tier_assign_default`` gives it (a MemberTier
     reviewed ``LOYALTY_TIER_REVIEW_MONTHS`` later and a JOINED TierChange; nothing without
     a default tier). No signup bonus: imported members are existing customers, their

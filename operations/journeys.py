@@ -2,12 +2,12 @@
 
 :func:`journeys_run` (the hourly ``engagement.run_journeys`` task) runs every active
 journey; :func:`journey_run` runs one. A journey's run walks the members in id chunks
-(``loyalty.jobs.run_in_member_chunks``, one transaction per chunk) and, per chunk:
+(``members.jobs.run_in_member_chunks``, one transaction per chunk) and, per chunk:
 
 1. asks its trigger, set-based, which members it fired for inside the look-back window
    (:data:`LOOKBACK`), each with an *event key* ("joined", "order:123", "stage:45",
    "expiry:2026-12-07" ...), leaving out events this journey already has a run for;
-2. keeps the members in the journey's audience (``members.segments.segment_members``);
+2. keeps the members in the journey's audience (``operations.segments.segment_members``);
 3. decides, set-based, who is skipped and why: a frozen, closed or erased member; a
    marketing journey and a member without marketing consent on any channel (PIPL article
    24); the frequency cap (``cap_count`` done runs within ``cap_days``);
@@ -40,16 +40,16 @@ from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
-from loyalty.jobs import MEMBER_CHUNK, birthday_filter, run_in_member_chunks
+from core.errors import LoyaltyError
+from engagement.models import Journey, JourneyRun
+from loyalty.jobs import birthday_filter
 from loyalty.models import Currency, LedgerEntry, Lot, Order, TierChange
 from loyalty.services import points_award
+from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification, StageChange
 from members.services import member_tag_automatically
 from rewards.models import Coupon
 from rewards.services import coupon_issue
-
-from .models import Journey, JourneyRun
 
 logger = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def _audience(journey: Journey, member_ids: Iterable[int]) -> set[int] | None:
     """The ids among ``member_ids`` in the journey's audience; None when it has none."""
     if journey.audience_id is None:
         return None
-    from members.segments import segment_members
+    from operations.segments import segment_members
 
     return set(segment_members(journey.audience).filter(id__in=list(member_ids)).values_list("id", flat=True))
 

@@ -34,8 +34,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from loyalty.models import Order
-
-from .models import Member, RfmSegment, Stage, StageChange
+from members.models import Member, RfmSegment, Stage, StageChange
 
 QUANTILES = (0.2, 0.4, 0.6, 0.8)
 

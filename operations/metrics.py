@@ -16,7 +16,7 @@ from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .models import Member
+from members.models import Member
 
 WINDOW_DAYS = 90  # retention compares the last 90 days with the 90 before them
 YEAR_DAYS = 365

@@ -14,9 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
-
-from .models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
+from core.errors import LoyaltyError
+from members.models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
 
 PROFILE_EXPORT_FIELDS = (
     "member_number",

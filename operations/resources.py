@@ -4,14 +4,14 @@ An import is all or nothing: every bad row is listed with its reason in the dry-
 preview, and the confirm step refuses to write while any row is bad (the admin rolls the
 whole import back on a validation error). Rows are matched to members by their phone
 number in E.164 form, so a member is updated, never duplicated. New members are
-registered by ``members.imports.import_members_create`` (a card number and the default
+registered by ``operations.imports.import_members_create`` (a card number and the default
 tier, but no signup bonus: they are existing customers being migrated) and opening
 balances go through ``loyalty.services.points_award`` with the key ``opening:<phone>``:
 importing the same file twice changes nothing. See docs/import.md.
 
 The row rules (the widgets, the member fields' own validation, the duplicate-phone and
 opening-balance rules) are shared with the background import of large files,
-``members.imports``, so both say the same about the same row.
+``operations.imports``, so both say the same about the same row.
 """
 
 import contextlib
@@ -24,13 +24,12 @@ from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 from import_export.formats import base_formats
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Currency, LedgerEntry
 from loyalty.services import points_award
-
-from .models import Member, Store
-from .phone import normalize_phone
-from .services import EARLIEST_BIRTHDAY
+from members.models import Member, Store
+from members.phone import normalize_phone
+from members.services import EARLIEST_BIRTHDAY
 
 # CSV and XLSX (openpyxl, in requirements.txt); a format whose library is missing is left out.
 MEMBER_FORMATS = [fmt for fmt in (base_formats.CSV, base_formats.XLSX) if fmt.is_available()]
@@ -205,7 +204,7 @@ COLUMNS = ("phone", "name", "gender", "birthday", "email", "home_store", "openin
 
 
 class RowReader:
-    """The import's rules for one row, for code that reads files itself (``members.imports``).
+    """The import's rules for one row, for code that reads files itself (``operations.imports``).
 
     The same widgets as :class:`MemberResource`, then the member fields' own validation
     (what ``full_clean`` runs for them), so a bad cell gets the same message on both paths.

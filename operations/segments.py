@@ -21,7 +21,7 @@ AND (a member must satisfy all of them). A key whose value is empty (``[]``, ``n
 
 Erased members (``erased_at`` set) never belong to a segment. ``spend_total``,
 ``order_count`` and ``last_order_at`` are the figures the nightly lifecycle run keeps on
-each member (members.lifecycle); available points are read live from the points account
+each member (operations.lifecycle); available points are read live from the points account
 (a member without one has 0).
 
 ``segment_members`` is one query (conditions on other tables are ``EXISTS`` subqueries,
@@ -37,10 +37,9 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.errors import LoyaltyError
-
-from .models import Member, RfmSegment, Segment, Stage, Store, Tag
-from .scoping import staff_stores
+from core.errors import LoyaltyError
+from members.models import Member, RfmSegment, Segment, Stage, Store, Tag
+from members.scoping import staff_stores
 
 CONSENT_CHANNELS = ("sms", "email", "wechat", "any")
 LIST_KEYS = ("stages", "rfm_segments", "tiers", "tags_any", "tags_all", "stores", "gender", "status")

@@ -1,9 +1,19 @@
-"""Celery tasks of the members app: thin, they call services."""
+"""Celery tasks of the operations layer (and the notification outbox's sender): thin, they call services.
+
+The tasks keep the names they were registered under before they moved here
+(``members.*``, ``engagement.*``): beat's schedules in the database refer to them.
+"""
 
 from celery import shared_task
 from django.db import OperationalError
 
-from .notifications import notifications_send_pending
+from core import jobs
+from engagement.models import Journey
+from loyalty.tasks import JOB_OPTIONS
+from members.notifications import notifications_send_pending
+
+from . import journeys
+from .lifecycle import members_refresh_profiles
 
 
 @shared_task(
@@ -28,17 +38,14 @@ def send_pending_notifications(limit: int = 2000) -> dict[str, int]:
     time_limit=55 * 60,
 )
 def refresh_lifecycle() -> dict | str:
-    """Nightly stage and RFM refresh (members.lifecycle) under the job lock; "skipped" if it runs elsewhere."""
-    from loyalty import jobs
-    from members.lifecycle import members_refresh_profiles
-
+    """Nightly stage and RFM refresh (operations.lifecycle) under the job lock; "skipped" if it runs elsewhere."""
     with jobs.job_lock("members.refresh_lifecycle") as acquired:
         if not acquired:
             return jobs.SKIPPED
         return members_refresh_profiles()
 
 
-# --- member imports in the background (members.imports, docs/import.md) ---
+# --- member imports in the background (operations.imports, docs/import.md) ---
 
 
 @shared_task(
@@ -70,3 +77,21 @@ def run_import(job_id: int) -> str:
     from .imports import import_job_run
 
     return import_job_run(job_id).status
+
+
+# --- journeys (operations.journeys, docs/journeys.md); the names are the ones beat knows ---
+
+
+@shared_task(name="engagement.run_journeys", **JOB_OPTIONS)
+def run_journeys() -> dict | str:
+    """Every active journey's triggers since the look-back window (operations.journeys)."""
+    return jobs.guarded("engagement.run_journeys")(journeys.journeys_run)()
+
+
+@shared_task(name="engagement.run_journey", **JOB_OPTIONS)
+def run_journey(journey_id: int) -> dict | str:
+    """One journey now (the admin's "Run now"), under the hourly run's lock."""
+    journey = Journey.objects.select_related("audience", "tag").filter(pk=journey_id).first()
+    if journey is None:
+        return "gone"
+    return jobs.guarded("engagement.run_journeys")(journeys.journey_run)(journey)

@@ -12,8 +12,9 @@ from django.utils.translation import gettext_lazy as _
 from import_export import resources
 from import_export.admin import ExportMixin
 
-from loyalty.errors import LoyaltyError
-from members.admin import PhoneSearchMixin, ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin
+from core.errors import LoyaltyError
+from members.admin_mixins import PhoneSearchMixin
 from members.scoping import staff_stores
 
 from . import services

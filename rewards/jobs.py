@@ -1,7 +1,7 @@
 """Scheduled coupon jobs: birthday coupons, monthly benefit coupons, coupon expiry.
 
-They use ``loyalty.jobs``' lock (:func:`~loyalty.jobs.guarded`) and member-id chunks
-(:func:`~loyalty.jobs.run_in_member_chunks`, one transaction per chunk). Inside a chunk
+They use the jobs' lock (:func:`~core.jobs.guarded`) and member-id chunks
+(:func:`~members.jobs.run_in_member_chunks`, one transaction per chunk). Inside a chunk
 the work is set-based: one query for the eligible (member, benefit) pairs that have no
 grant for the period yet, then one insert each for the grants
 (``loyalty.services.benefit_grants_record``), the coupons and the notifications. The
@@ -19,9 +19,11 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from core.jobs import guarded
 from loyalty import services as loyalty_services
-from loyalty.jobs import MEMBER_CHUNK, birthday_filter, guarded, run_in_member_chunks
+from loyalty.jobs import birthday_filter
 from loyalty.models import Benefit, BenefitGrant, MemberTier
+from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification
 
 from . import services

@@ -1,7 +1,7 @@
 """Rewards mall and coupon state changes: redeem, cancel a redemption; issue, verify (核销)
 at a till, void and expire coupons.
 
-Every refusal is a ``loyalty.errors.LoyaltyError`` with a stable code. Verify and void
+Every refusal is a ``core.errors.LoyaltyError`` with a stable code. Verify and void
 lock the coupon row first, so two tills verifying one code at once cannot both succeed.
 Redeem and cancel lock the reward row first, then the member's points account (inside
 ``loyalty.services``), then the coupon: the same order everywhere, so they cannot deadlock.
@@ -17,8 +17,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
 from loyalty import services as ledger
-from loyalty.errors import LoyaltyError
 from loyalty.models import Benefit, MemberTier
 from members.models import Member, Store
 

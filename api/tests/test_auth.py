@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 from api.models import ApiToken
 from loyalty.tests.factories import MemberFactory
 from members.models import Member
-from members.privacy import member_erase
+from operations.privacy import member_erase
 
 pytestmark = pytest.mark.django_db
 

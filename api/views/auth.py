@@ -8,16 +8,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import LoyaltyError
 from engagement.referrals import referral_on_join
-from loyalty.errors import LoyaltyError
 from members.miniprogram import get_adapter
 from members.otp import OTP_RESEND_SECONDS, OTP_TTL, otp_send, otp_verify
-from members.services import (
-    member_bind_miniprogram,
-    member_for_miniprogram,
-    member_for_phone_sign_in,
-    member_sign_in_or_join,
-)
+from members.services import member_bind_miniprogram, member_for_miniprogram
+from operations.actions import member_for_phone_sign_in, member_sign_in_or_join
 
 from .. import serializers as s
 from ..permissions import IsMember

@@ -5,7 +5,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import status
 from rest_framework.response import Response
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.models import Member, Store
 from members.services import is_valid_member_number
 

@@ -10,15 +10,15 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import LoyaltyError
 from loyalty.checkout import checkout_quote
-from loyalty.errors import LoyaltyError
 from loyalty.models import Benefit
 from loyalty.selectors import entries_for_member, expiry_calendar, member_balances, pending_releases
 from loyalty.tiers import tier_progress
 from members.models import Member, Notification
 from members.notifications import notification_mark_read
-from members.privacy import member_erase, member_export
 from members.services import member_update_profile
+from operations.privacy import member_erase, member_export
 from rewards.selectors import coupons_for_member
 
 from .. import serializers as s

@@ -13,10 +13,10 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from members.metrics import member_metrics
 from members.models import Segment
 from members.scoping import staff_stores
-from members.segments import scoped_members, segment_counts, segment_members
+from operations.metrics import member_metrics
+from operations.segments import scoped_members, segment_counts, segment_members
 
 from ..permissions import _is_staff_caller
 from .common import errors, example

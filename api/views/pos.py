@@ -13,14 +13,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import LoyaltyError
 from loyalty.checkout import checkout_quote, order_checkout
-from loyalty.errors import LoyaltyError
 from loyalty.models import Order
 from loyalty.selectors import member_balances
 from loyalty.services import OrderLineInput, order_earn, order_refund
 from members.models import Member
 from members.phone import normalize_phone
-from members.services import member_points_adjust
+from operations.actions import member_points_adjust
 from rewards.services import coupon_verify
 
 from .. import serializers as s

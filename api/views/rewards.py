@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from rewards.models import Redemption, Reward
 from rewards.selectors import redemptions_for_member, reward_offers
 from rewards.services import redemption_cancel, reward_redeem

@@ -1,4 +1,4 @@
-"""The till screen in the admin (/admin/till/, docs/till.md) and its services (loyalty.till)."""
+"""The till screen in the admin (/admin/till/, docs/till.md) and its services (console.till)."""
 
 import datetime as dt
 from decimal import Decimal
@@ -10,12 +10,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from loyalty.errors import LoyaltyError
+from console.till import mask_phone, till_coupon_verify, till_lookup, till_order_record
+from core.errors import LoyaltyError
 from loyalty.models import Account, LedgerEntry, Order
 from loyalty.selectors import ledger_violations
 from loyalty.services import order_earn
 from loyalty.tests.factories import MemberFactory, StoreFactory
-from loyalty.till import mask_phone, till_coupon_verify, till_lookup, till_order_record
 from members.models import Member, StaffAction, StaffProfile
 from members.scoping import BRAND_ADMIN, CLERK, STORE_MANAGER
 from rewards.models import Coupon
@@ -242,12 +242,12 @@ def test_order_number_reused_with_another_amount_is_refused(client, world):
 
 
 def test_the_audit_row_rolls_back_with_the_order(world, monkeypatch):
-    import loyalty.till
+    import console.till
 
     def boom(**kwargs):
         raise RuntimeError("audit failed")
 
-    monkeypatch.setattr(loyalty.till, "staff_action_record", boom)
+    monkeypatch.setattr(console.till, "staff_action_record", boom)
     with pytest.raises(RuntimeError):
         till_order_record(
             staff=world["clerk"], member_number=world["member"].member_number, store=world["a"], number="A-1", amount=5

@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from engagement.checkin import check_in_status, checkin_points_for, local_day, member_check_in
 from engagement.models import CheckIn
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from engagement import referrals
 from engagement.models import Referral
 from engagement.referrals import (
@@ -17,7 +18,6 @@ from engagement.referrals import (
     referral_summary,
     referrals_reward,
 )
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry
 from loyalty.selectors import ledger_violations
 from loyalty.services import order_earn, order_refund

@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
+from core.errors import LoyaltyError
 from loyalty.checkout import checkout_quote, order_checkout
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, LedgerEntry, Order
 from loyalty.selectors import ledger_violations
 from loyalty.services import order_earn, points_award

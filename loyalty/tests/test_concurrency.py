@@ -15,8 +15,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from loyalty import services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry, Lot, Order, Refund
 from loyalty.selectors import ledger_violations
 

@@ -13,9 +13,11 @@ from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from core import jobs as core_jobs
 from loyalty import jobs, services
 from loyalty.models import Account, Allocation, Benefit, BenefitGrant, Currency, LedgerEntry, Lot, MemberTier, Tier
 from loyalty.selectors import ledger_violations
+from members import jobs as member_jobs
 from members.models import Member, Notification
 from members.notifications import LogSender, notifications_send_pending, notify
 
@@ -67,15 +69,15 @@ class Interrupted(Exception):
 
 def first_range_only(monkeypatch):
     """Make the member-id chunking stop with an error after its first chunk committed."""
-    original = jobs.member_id_ranges
+    original = member_jobs.member_id_ranges
 
     def ranges(*, size):
         iterator = original(size=size)
         yield next(iterator)
         raise Interrupted
 
-    monkeypatch.setattr(jobs, "member_id_ranges", ranges)
-    return lambda: monkeypatch.setattr(jobs, "member_id_ranges", original)
+    monkeypatch.setattr(member_jobs, "member_id_ranges", ranges)
+    return lambda: monkeypatch.setattr(member_jobs, "member_id_ranges", original)
 
 
 # --- release and expiry ---------------------------------------------------------------------
@@ -336,7 +338,7 @@ def test_two_runs_at_once_do_the_work_once_and_the_second_skips(store, monkeypat
             second_done.set()
 
     outcomes = run_concurrently(jobs.release_matured_points, second)
-    assert outcomes == [{"entries": 4, "chunks": ANY, "longest_chunk_s": ANY}, jobs.SKIPPED]
+    assert outcomes == [{"entries": 4, "chunks": ANY, "longest_chunk_s": ANY}, core_jobs.SKIPPED]
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 4
     # The lock was released: the next run takes it again.
     assert jobs.release_matured_points()["entries"] == 0
@@ -347,7 +349,7 @@ def test_two_expiry_runs_at_once_expire_once(store):
     members = expiring_members(store, count=4)
     later = timezone.now() + dt.timedelta(days=70)
     outcomes = run_concurrently(*[lambda: jobs.expire_due_points(now=later)] * 3)
-    done = [outcome for outcome in outcomes if outcome != jobs.SKIPPED]
+    done = [outcome for outcome in outcomes if outcome != core_jobs.SKIPPED]
     assert all(isinstance(outcome, dict) for outcome in done), outcomes
     assert sum(outcome["entries"] for outcome in done) == 8
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE).count() == 8
@@ -357,23 +359,24 @@ def test_two_expiry_runs_at_once_expire_once(store):
 def test_the_file_lock_lets_one_holder_in(settings, tmp_path, monkeypatch):
     settings.VAR_DIR = tmp_path
     monkeypatch.setattr(connection, "vendor", "sqlite")
-    with jobs.job_lock("demo") as first, jobs.job_lock("demo") as second, jobs.job_lock("other") as other:
+    lock = core_jobs.job_lock
+    with lock("demo") as first, lock("demo") as second, lock("other") as other:
         assert (first, second, other) == (True, False, True)
-    with jobs.job_lock("demo") as again:
+    with core_jobs.job_lock("demo") as again:
         assert again is True
 
 
 def test_lock_keys_are_stable_64_bit_numbers():
-    assert jobs.lock_key("expire_due_points") == jobs.lock_key("expire_due_points")
-    assert jobs.lock_key("expire_due_points") != jobs.lock_key("release_matured_points")
-    assert -(2**63) <= jobs.lock_key("x") < 2**63
+    assert core_jobs.lock_key("expire_due_points") == core_jobs.lock_key("expire_due_points")
+    assert core_jobs.lock_key("expire_due_points") != core_jobs.lock_key("release_matured_points")
+    assert -(2**63) <= core_jobs.lock_key("x") < 2**63
 
 
 @pytest.mark.django_db
 def test_member_id_ranges_cover_every_member_once():
     members = MemberFactory.create_batch(7)
     ids = sorted(member.pk for member in members)
-    ranges = list(jobs.member_id_ranges(size=3))
+    ranges = list(member_jobs.member_id_ranges(size=3))
     assert ranges[0][0] == ids[0] and ranges[-1][1] == ids[-1] + 1
     covered = [member_id for lo, hi in ranges for member_id in ids if lo <= member_id < hi]
     assert covered == ids
@@ -440,7 +443,7 @@ def test_tier_job_calls_the_tier_sweep_under_its_lock(monkeypatch):
     calls = []
 
     def sweep(*, now=None, chunk_size=1000):
-        with jobs.job_lock("evaluate_tiers"):
+        with core_jobs.job_lock("evaluate_tiers"):
             pass
         calls.append((now, chunk_size))
         return {"upgraded": 0, "downgraded": 0}
@@ -519,7 +522,7 @@ def test_two_birthday_runs_at_once_give_once(gold):
     today = dt.datetime(2026, 6, 15, 9, 0, tzinfo=SHANGHAI)
     members = [member_in(gold, dt.date(1990, 6, 15)) for _ in range(3)]
     outcomes = run_concurrently(*[lambda: jobs.issue_birthday_benefits(now=today)] * 3)
-    done = [outcome for outcome in outcomes if outcome != jobs.SKIPPED]
+    done = [outcome for outcome in outcomes if outcome != core_jobs.SKIPPED]
     assert all(isinstance(outcome, dict) for outcome in done), outcomes
     assert sum(outcome["birthday_points"] for outcome in done) == 3
     assert [points(member) for member in members] == [(88, 0)] * 3

@@ -27,8 +27,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from core.errors import LoyaltyError
 from loyalty import services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Allocation, Currency, LedgerEntry, Lot, Order, Refund
 from loyalty.policies import expiry_policy
 from loyalty.selectors import ledger_violations

@@ -6,8 +6,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from loyalty import selectors, services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Currency, LedgerEntry
 from loyalty.selectors import Balance, ExpiryBucket, PendingRelease
 

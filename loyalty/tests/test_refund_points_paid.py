@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from loyalty import services
 from loyalty.checkout import order_checkout
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Allocation, Currency, LedgerEntry, Lot, Order
 from loyalty.selectors import ledger_violations
 

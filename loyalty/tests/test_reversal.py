@@ -6,8 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from loyalty import services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Allocation, Currency, LedgerEntry, Lot
 from loyalty.selectors import ledger_violations
 from members.models import Member

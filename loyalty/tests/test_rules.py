@@ -11,7 +11,7 @@ from loyalty import rules, services
 from loyalty.models import Account, Benefit, Currency, EarnRule, LedgerEntry, Lot, MemberTier, Order, Tier
 from loyalty.selectors import ledger_violations
 from loyalty.services import OrderLineInput
-from members.services import member_create
+from operations.actions import member_create
 
 from .factories import MemberFactory, StoreFactory
 
@@ -379,7 +379,7 @@ def test_points_award_refuses_a_reused_key_with_another_amount(member):
     services.points_award(
         member=member, currency=POINTS, amount=10, reason="Birthday", idempotency_key="birthday:1:2026", now=NOW
     )
-    from loyalty.errors import LoyaltyError
+    from core.errors import LoyaltyError
 
     with pytest.raises(LoyaltyError) as error:
         services.points_award(

@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from loyalty import services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Allocation, Currency, LedgerEntry, Lot, Order, Refund
 from loyalty.selectors import ledger_violations
 from loyalty.services import OrderLineInput

@@ -8,13 +8,13 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 
+from core.errors import LoyaltyError
 from loyalty import services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Currency, MemberTier, Tier, TierChange
 from loyalty.selectors import ledger_violations
 from loyalty.tiers import tier_assign_default, tier_pin, tier_progress, tier_upgrade_if_qualified, tiers_sweep
 from members.models import Notification
-from members.services import member_create
+from operations.actions import member_create
 
 from .factories import MemberFactory, StoreFactory
 

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 from django.utils import translation
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.phone import normalize_phone
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.miniprogram import FakeAdapter, WeChatAdapter, get_adapter
 
 

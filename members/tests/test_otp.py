@@ -4,7 +4,7 @@ import logging
 import pytest
 from django.utils import timezone
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.models import OneTimeCode
 from members.otp import OTP_MAX_PER_DAY, otp_send, otp_verify
 

@@ -1,6 +1,6 @@
 import pytest
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from members.models import ConsentRecord, Member
 from members.phone import normalize_phone
 from members.services import is_valid_member_number, luhn_digit, member_create, member_set_consent, member_set_status

@@ -3,15 +3,15 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.tests.factories import MemberFactory
 from members.models import Member
 from members.services import (
     member_bind_miniprogram,
-    member_for_phone_sign_in,
     member_set_status,
     member_update_profile,
 )
+from operations.actions import member_for_phone_sign_in
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,12 @@ import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 
-from loyalty import dashboard, services
+from loyalty import services
 from loyalty.models import MemberTier, Tier
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member, StaffProfile, StageChange, Store
 from members.scoping import BRAND_ADMIN
+from operations import dashboard
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=SHANGHAI)

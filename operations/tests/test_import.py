@@ -1,4 +1,4 @@
-"""Member import (members.resources): all or nothing, matched by phone, opening balances once."""
+"""Member import (operations.resources): all or nothing, matched by phone, opening balances once."""
 
 import datetime as dt
 
@@ -12,9 +12,9 @@ from loyalty.models import Account, Currency, LedgerEntry, Tier, TierChange
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member, StaffProfile
-from members.resources import MemberResource, opening_balance_key
 from members.scoping import BRAND_ADMIN
-from members.services import member_create
+from operations.actions import member_create
+from operations.resources import MemberResource, opening_balance_key
 
 pytestmark = pytest.mark.django_db
 
@@ -294,7 +294,7 @@ def test_an_xlsx_file_imports_like_the_csv(store):
 def test_exported_formulae_are_escaped(settings, store, escape):
     from import_export.formats.base_formats import CSV
 
-    from members.resources import MemberExportResource
+    from operations.resources import MemberExportResource
 
     settings.IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = escape
     member_create(phone="13800138000", name='=HYPERLINK("http://x")', source="import")

@@ -15,9 +15,9 @@ import pytest
 from django.conf import settings
 
 from loyalty.tests.factories import StoreFactory
-from members import tasks
-from members.imports import import_job_check, import_job_run
 from members.models import ImportJob, Member
+from operations import tasks
+from operations.imports import import_job_check, import_job_run
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls in the
 # same test are then refused as "async unsafe" unless told otherwise.

@@ -1,4 +1,4 @@
-"""Member files imported in the background (members.imports): check, confirm, run in chunks."""
+"""Member files imported in the background (operations.imports): check, confirm, run in chunks."""
 
 import io
 import time
@@ -11,15 +11,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import translation
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Account, Currency, EarnRule, LedgerEntry, Lot, Tier, TierChange
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory, StoreFactory
-from members import imports
-from members.imports import import_job_check, import_job_confirm, import_job_create, import_job_run
 from members.models import ImportJob, Member, StaffAction
-from members.resources import opening_balance_key
-from members.services import member_create
+from operations import imports
+from operations.actions import member_create
+from operations.imports import import_job_check, import_job_confirm, import_job_create, import_job_run
+from operations.resources import opening_balance_key
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +135,7 @@ def test_bad_rows_are_listed_with_their_reasons_and_nothing_is_imported(store, o
 
 
 def test_the_background_check_says_what_the_admin_preview_says(store):
-    from members.tests.test_import import row_errors, run_import
+    from operations.tests.test_import import row_errors, run_import
 
     job = checked_job(BAD_FILE)
 
@@ -177,14 +177,14 @@ def test_reimporting_the_same_file_changes_nothing(store, operator):
     assert LedgerEntry.objects.count() == entries
     assert {m.pk: (m.name, m.email, m.birthday, m.member_number) for m in Member.objects.all()} == members
     # The synchronous import agrees: the same file again is all skipped.
-    from members.tests.test_import import run_import
+    from operations.tests.test_import import run_import
 
     assert run_import(GOOD_FILE).totals["skip"] == 3
     assert ledger_violations() == []
 
 
 def test_an_opening_balance_imported_by_the_admin_is_not_written_again(store, operator):
-    from members.tests.test_import import run_import
+    from operations.tests.test_import import run_import
 
     run_import(HEADER + "13800138000,Li Lei,,,,,1200\n")
 
@@ -196,7 +196,7 @@ def test_an_opening_balance_imported_by_the_admin_is_not_written_again(store, op
 
 
 def test_imported_members_get_no_signup_bonus_on_either_path(store, operator):
-    from members.tests.test_import import run_import
+    from operations.tests.test_import import run_import
 
     EarnRule.objects.create(name="Welcome", kind=EarnRule.Kind.SIGNUP, value=50)
     member_create(phone="13600136000")  # a sign-up does get it

@@ -1,4 +1,4 @@
-"""Journeys (engagement.journeys): triggers fire once per event, caps, consent, quiet hours, actions."""
+"""Journeys (operations.journeys): triggers fire once per event, caps, consent, quiet hours, actions."""
 
 import datetime as dt
 import io
@@ -10,13 +10,13 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from engagement import journeys
-from engagement.admin import JourneyForm
 from engagement.models import Journey, JourneyRun
 from loyalty import services as ledger
 from loyalty.models import Account, Currency, LedgerEntry, Lot, Order, Tier, TierChange
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member, Notification, Segment, StaffProfile, StageChange, Tag
+from operations import journeys
+from operations.admin_journeys import JourneyForm
 from rewards.models import Coupon
 
 pytestmark = pytest.mark.django_db
@@ -492,7 +492,7 @@ def test_journeys_run_skips_inactive_journeys():
 
 
 def test_the_task_runs_the_journeys():
-    from engagement.tasks import run_journeys
+    from operations.tasks import run_journeys
 
     MemberFactory(joined_at=timezone.now() - dt.timedelta(hours=1))
     j = journey()
@@ -578,7 +578,7 @@ def test_admin_lists_journeys_with_recent_counts_in_bounded_queries(admin_client
 def test_admin_run_now_queues_the_selected_journey_and_the_task_runs_it(
     admin_client, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from engagement import tasks
+    from operations import tasks
 
     member = MemberFactory(joined_at=timezone.now() - dt.timedelta(hours=1))
     j = journey()
@@ -628,7 +628,7 @@ def test_run_log_is_read_only_and_scoped_to_the_staff_users_stores(client, staff
 
 
 def test_demo_dormant_member_gets_the_win_back_coupon_from_the_nightly_run():
-    from members.lifecycle import members_refresh_profiles
+    from operations.lifecycle import members_refresh_profiles
 
     Journey.objects.update(is_active=True)
     out = io.StringIO()

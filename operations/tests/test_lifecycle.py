@@ -1,4 +1,4 @@
-"""Lifecycle stages and RFM (members.lifecycle), on hand-built members and orders.
+"""Lifecycle stages and RFM (operations.lifecycle), on hand-built members and orders.
 
 Every behaviour test runs twice: through the set-based PostgreSQL statements and through
 the portable ORM path that SQLite uses, so the two cannot drift apart.
@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from loyalty.models import Order
 from loyalty.tests.factories import MemberFactory, StoreFactory
-from members import lifecycle
-from members.lifecycle import members_refresh_profiles, rfm_grid, rfm_segment, stage_counts, stage_moves
 from members.models import Member, RfmSegment, Stage, StageChange
+from operations import lifecycle
+from operations.lifecycle import members_refresh_profiles, rfm_grid, rfm_segment, stage_counts, stage_moves
 
 pytestmark = pytest.mark.django_db
 
@@ -395,8 +395,8 @@ def test_selectors_count_stages_grid_and_daily_moves():
 
 
 def test_task_runs_the_refresh_and_skips_when_taken(monkeypatch):
-    from loyalty import jobs
-    from members.tasks import refresh_lifecycle
+    from core import jobs
+    from operations.tasks import refresh_lifecycle
 
     MemberFactory()  # joined just now: the task runs at the real "now"
     result = refresh_lifecycle()

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Currency, LedgerEntry, MemberTier, Tier, TierChange
 from loyalty.services import points_adjust
 from loyalty.tests.factories import MemberFactory, StoreFactory
@@ -21,12 +21,12 @@ from members.models import Member, StaffAction, StaffProfile, StageChange, Tag
 from members.scoping import BRAND_ADMIN, STORE_MANAGER, staff_stores
 from members.services import (
     member_freeze,
-    member_points_adjust,
     member_tags_add,
     member_tags_remove,
-    member_tier_pin,
     member_unfreeze,
 )
+from operations import actions
+from operations.actions import member_points_adjust, member_tier_pin
 
 pytestmark = pytest.mark.django_db
 
@@ -479,6 +479,7 @@ def test_the_change_and_its_audit_row_are_one_transaction(admin_user, monkeypatc
         raise RuntimeError("audit table unavailable")
 
     monkeypatch.setattr(services, "staff_action_record", broken)
+    monkeypatch.setattr(actions, "staff_action_record", broken)
     with pytest.raises(RuntimeError):
         member_freeze(member=member, actor=admin_user, reason="x")
     with pytest.raises(RuntimeError):
@@ -669,7 +670,7 @@ def test_staff_without_a_role_or_profile_see_no_members(client, django_user_mode
 
 
 def test_actions_refuse_more_than_the_limit_of_members_at_once(admin_client, monkeypatch):
-    from members import admin as members_admin
+    from operations import admin as members_admin
 
     monkeypatch.setattr(members_admin, "MAX_MEMBERS_PER_ADJUSTMENT", 2)
     chosen = MemberFactory.create_batch(3)

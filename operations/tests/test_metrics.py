@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 
 from loyalty import services
 from loyalty.tests.factories import MemberFactory, StoreFactory
-from members.metrics import member_metrics
 from members.models import Member
-from members.segments import segment_members
+from operations.metrics import member_metrics
+from operations.segments import segment_members
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +92,7 @@ def test_an_empty_set_has_no_rates_rather_than_a_division_by_zero():
 
 def test_retention_near_one_is_capped_at_five_years(shop):
     # 9 of 10 previous-window buyers retained: 1 / (4 x 0.1) = 2.5 years; 0.96 would be 6.25 -> 5.
-    from members.metrics import Metrics
+    from operations.metrics import Metrics
 
     def lifetime(kept, of):
         return Metrics(NOW, 1, 1, 0, 1, Decimal(1), 1, 1, Decimal(1), of, kept).expected_lifetime_years

@@ -5,15 +5,16 @@ from django.utils import timezone
 
 from api.models import ApiToken
 from api.services import tokens_issue
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import LedgerEntry
 from loyalty.selectors import ledger_violations
 from loyalty.services import order_earn
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import ConsentRecord, Member, Notification, StageChange, Tag
 from members.notifications import notify
-from members.privacy import member_erase, member_export
-from members.services import member_for_phone_sign_in, member_set_consent
+from members.services import member_set_consent
+from operations.actions import member_for_phone_sign_in
+from operations.privacy import member_erase, member_export
 
 pytestmark = pytest.mark.django_db
 

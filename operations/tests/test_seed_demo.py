@@ -8,10 +8,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from loyalty.management.commands.seed_demo import DEMO_STAFF_USERNAME, DEMO_STORE_CODES
 from loyalty.models import Currency, LedgerEntry, Lot, Order
 from loyalty.selectors import ledger_violations
 from members.models import Member, Store
+from operations.management.commands.seed_demo import DEMO_STAFF_USERNAME, DEMO_STORE_CODES
 
 pytestmark = pytest.mark.django_db
 

@@ -8,11 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Account, Currency, MemberTier, Tier
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member, Segment, Tag
-from members.segments import segment_count, segment_counts, segment_members, segment_rules_clean
+from operations.segments import segment_count, segment_counts, segment_members, segment_rules_clean
 
 pytestmark = pytest.mark.django_db
 
@@ -349,7 +349,7 @@ def _csv_rows(response) -> list[dict]:
 
 
 def test_export_uses_the_member_export_columns_and_only_the_segments_members(admin_client, people):
-    from members.resources import MemberExportResource
+    from operations.resources import MemberExportResource
 
     segment = Segment.objects.create(name="VIPs", rules={"tags_any": ["VIP"]})
     response = admin_client.get(f"/admin/members/segment/{segment.pk}/export/csv/")

@@ -10,10 +10,11 @@ from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from loyalty import jobs as loyalty_jobs
+from core import jobs as core_jobs
 from loyalty.models import Benefit, BenefitGrant, MemberTier, Tier
 from loyalty.tests.factories import MemberFactory
 from loyalty.tests.test_concurrency import run_concurrently
+from members import jobs as member_jobs
 from members.models import Member, Notification
 from rewards import jobs
 from rewards.models import Coupon
@@ -59,15 +60,15 @@ class Interrupted(Exception):
 
 
 def first_range_only(monkeypatch):
-    original = loyalty_jobs.member_id_ranges
+    original = member_jobs.member_id_ranges
 
     def ranges(*, size):
         iterator = original(size=size)
         yield next(iterator)
         raise Interrupted
 
-    monkeypatch.setattr(loyalty_jobs, "member_id_ranges", ranges)
-    return lambda: monkeypatch.setattr(loyalty_jobs, "member_id_ranges", original)
+    monkeypatch.setattr(member_jobs, "member_id_ranges", ranges)
+    return lambda: monkeypatch.setattr(member_jobs, "member_id_ranges", original)
 
 
 # --- birthday coupons -------------------------------------------------------------------------
@@ -149,7 +150,7 @@ def test_birthday_coupons_stopped_after_a_chunk_finish_on_rerun(gold, monkeypatc
 def test_two_birthday_coupon_runs_at_once_issue_once(gold):
     members = [member_in(gold, dt.date(1990, 6, 15)) for _ in range(3)]
     outcomes = run_concurrently(*[lambda: jobs.issue_birthday_coupons(now=JUNE_15, size=1)] * 3)
-    done = [outcome for outcome in outcomes if outcome != loyalty_jobs.SKIPPED]
+    done = [outcome for outcome in outcomes if outcome != core_jobs.SKIPPED]
     assert all(isinstance(outcome, dict) for outcome in done), outcomes
     assert sum(outcome["coupons"] for outcome in done) == 3
     assert sorted(Coupon.objects.values_list("member_id", flat=True)) == sorted(m.pk for m in members)
@@ -218,7 +219,7 @@ def test_two_monthly_runs_at_once_issue_once(gold):
         member_in(gold)
     now = dt.datetime(2026, 11, 1, 8, 10, tzinfo=SHANGHAI)
     outcomes = run_concurrently(*[lambda: jobs.issue_monthly_benefits(now=now)] * 3)
-    done = [outcome for outcome in outcomes if outcome != loyalty_jobs.SKIPPED]
+    done = [outcome for outcome in outcomes if outcome != core_jobs.SKIPPED]
     assert all(isinstance(outcome, dict) for outcome in done), outcomes
     assert sum(outcome["coupons"] for outcome in done) == 3
     assert Coupon.objects.count() == Notification.objects.count() == 3
@@ -244,7 +245,7 @@ def test_two_expiry_runs_at_once_expire_once():
     now = timezone.now()
     CouponFactory.create_batch(4, expires_at=now - dt.timedelta(hours=1), valid_from=now - dt.timedelta(days=9))
     outcomes = run_concurrently(*[lambda: jobs.expire_coupons(now=now)] * 3)
-    done = [outcome for outcome in outcomes if outcome != loyalty_jobs.SKIPPED]
+    done = [outcome for outcome in outcomes if outcome != core_jobs.SKIPPED]
     assert sum(outcome["expired"] for outcome in done) == 4, outcomes
     assert Coupon.objects.filter(status=Coupon.Status.EXPIRED).count() == 4
 

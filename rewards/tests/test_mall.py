@@ -7,8 +7,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
+from core.errors import LoyaltyError
 from loyalty import services as ledger
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry, Lot, MemberTier, Tier
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory, StoreFactory

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from core.errors import LoyaltyError
 from loyalty import services as ledger
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Currency
 from loyalty.selectors import ledger_violations
 from loyalty.tests.factories import MemberFactory

@@ -6,9 +6,9 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 
-from loyalty.management.commands.seed_demo import DEMO_REDEMPTIONS, MALL
 from loyalty.selectors import ledger_violations
 from members.models import Member
+from operations.management.commands.seed_demo import DEMO_REDEMPTIONS, MALL
 from rewards.models import Coupon, Redemption, Reward
 from rewards.selectors import reward_offers
 

@@ -7,7 +7,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from loyalty.errors import LoyaltyError
+from core.errors import LoyaltyError
 from loyalty.models import Benefit, Tier
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from loyalty.tests.test_concurrency import refusals, run_concurrently

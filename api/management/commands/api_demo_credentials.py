@@ -13,7 +13,8 @@ from api.models import StoreApiKey
 from api.services import store_key_create
 from loyalty.services import points_award
 from members.models import Store
-from members.services import member_bind_miniprogram, member_for_phone_sign_in
+from members.services import member_bind_miniprogram
+from operations.actions import member_for_phone_sign_in
 from rewards.models import Reward
 
 DEMO_PHONE = "+8613800138000"

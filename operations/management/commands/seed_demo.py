@@ -30,15 +30,16 @@ from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from core.errors import LoyaltyError
 from loyalty import services
-from loyalty.errors import LoyaltyError
 from loyalty.models import Account, Benefit, Currency, EarnRule, LedgerEntry, Lot, Order, Refund, Tier
 from loyalty.policies import expiry_policy
 from loyalty.services import OrderLineInput
 from loyalty.tiers import tiers_sweep
 from members import services as member_services
-from members.lifecycle import members_refresh_profiles
 from members.models import Member, Store
+from operations import actions
+from operations.lifecycle import members_refresh_profiles
 
 SEED = 20240601
 HISTORY_DAYS = 548  # 18 months
@@ -590,7 +591,7 @@ class Command(BaseCommand):
     # --- actions, run in chronological order; each gets the time it happens ----------------
 
     def _join(self, plan: MemberPlan) -> None:
-        plan.member = member_services.member_create(
+        plan.member = actions.member_create(
             phone=plan.phone,
             name=plan.name,
             gender=plan.gender,
