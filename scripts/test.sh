@@ -26,6 +26,8 @@ mkdir -p "$ARTIFACTS_DIR"
 
 echo "==> ruff"
 ruff check --quiet .
+echo "==> apps import one way (import-linter, pyproject.toml)"
+lint-imports --no-cache >/dev/null || lint-imports --no-cache
 echo "==> migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
 echo "==> pytest"
