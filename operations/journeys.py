@@ -48,6 +48,7 @@ from loyalty.services import points_award
 from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification, StageChange
 from members.services import member_tag_automatically
+from operations.segments import segment_members
 from rewards.models import Coupon
 from rewards.services import coupon_issue
 
@@ -433,8 +434,6 @@ def _audience(journey: Journey, member_ids: Iterable[int]) -> set[int] | None:
     """The ids among ``member_ids`` in the journey's audience; None when it has none."""
     if journey.audience_id is None:
         return None
-    from operations.segments import segment_members
-
     return set(segment_members(journey.audience).filter(id__in=list(member_ids)).values_list("id", flat=True))
 
 

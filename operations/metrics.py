@@ -16,6 +16,7 @@ from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from loyalty.models import Order
 from members.models import Member
 
 WINDOW_DAYS = 90  # retention compares the last 90 days with the 90 before them
@@ -125,8 +126,6 @@ class Metrics:
 
 def member_metrics(members: QuerySet[Member] | None = None, *, now: dt.datetime | None = None) -> Metrics:
     """The value figures of ``members`` (everybody when None), in two queries."""
-    from loyalty.models import Order
-
     now = now or timezone.now()
     members = Member.objects.all() if members is None else members
     year_ago = now - dt.timedelta(days=YEAR_DAYS)

@@ -15,7 +15,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
+from loyalty.models import Account, LedgerEntry, Lot, Order, OrderLine, Refund, TierChange
 from members.models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
+from rewards.services import coupons_void_for_member
 
 PROFILE_EXPORT_FIELDS = (
     "member_number",
@@ -59,8 +61,6 @@ def member_export(*, member: Member) -> dict:
     coupons, redemptions (when the rewards mall has them), notifications, tier changes,
     stage changes, staff actions about them, check-ins, referrals and journey runs.
     """
-    from loyalty.models import Account, LedgerEntry, Lot, Order, OrderLine, Refund, TierChange
-
     member = Member.objects.select_related("home_store").get(pk=member.pk)
     profile = {name: getattr(member, name) for name in PROFILE_EXPORT_FIELDS}
     profile["home_store"] = member.home_store.code if member.home_store else None
@@ -259,8 +259,6 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     Notification.objects.filter(member=member).delete()
     OneTimeCode.objects.filter(phone=old_phone).delete()
     if apps.is_installed("rewards"):
-        from rewards.services import coupons_void_for_member  # rewards builds on members
-
         coupons_void_for_member(member=member, reason=_("Account erased at the member's request"), now=now)
     if user is not None and not user.is_staff:
         user.is_active = False

@@ -38,6 +38,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
+from loyalty.models import Account, Currency, Tier
 from members.models import Member, RfmSegment, Segment, Stage, Store, Tag
 from members.scoping import staff_stores
 
@@ -118,8 +119,6 @@ def _clean_number(key: str, value) -> Decimal | int:
 
 def _check_names_exist(rules: dict) -> None:
     """Tier, tag and store names that exist (three small queries at most): typos refused when saving."""
-    from loyalty.models import Tier
-
     for key, model, column in (
         ("tiers", Tier, "code"),
         ("tags_any", Tag, "name"),
@@ -200,8 +199,6 @@ def segment_rules_clean(rules, *, check_names: bool = True) -> dict:
 
 def segment_q(rules: Mapping, *, now: dt.datetime | None = None) -> Q:
     """The condition on ``Member`` that ``rules`` (already cleaned, or cleaned here) describe."""
-    from loyalty.models import Account, Currency
-
     rules = segment_rules_clean(rules, check_names=False)
     now = now or timezone.now()
     q = Q(erased_at__isnull=True)

@@ -40,6 +40,9 @@ from members import services as member_services
 from members.models import Member, Store
 from operations import actions
 from operations.lifecycle import members_refresh_profiles
+from rewards.models import Reward
+from rewards.selectors import reward_offers
+from rewards.services import reward_redeem
 
 SEED = 20240601
 HISTORY_DAYS = 548  # 18 months
@@ -316,8 +319,6 @@ class Command(BaseCommand):
     def _rewards_mall(self) -> None:
         """The demo's points mall: rewards with generated pictures, one sold out, one not open yet,
         one for gold members and above."""
-        from rewards.models import Reward
-
         tiers = {tier.code: tier for tier in Tier.objects.all()}
         for position, row in enumerate(MALL, start=1):
             code, name, description, points, cash, stock, limit, tier, opens_in, kind, value, days, colour = row
@@ -342,9 +343,6 @@ class Command(BaseCommand):
 
     def _demo_redemptions(self, now: dt.datetime) -> None:
         """A few members redeem the best reward they may have, through the service, today."""
-        from rewards.selectors import reward_offers
-        from rewards.services import reward_redeem
-
         self.counts["redemptions"] = 0
         members = Member.objects.filter(home_store__code__in=DEMO_STORE_CODES, status=Member.Status.ACTIVE)
         for member in members.order_by("id"):
