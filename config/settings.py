@@ -303,6 +303,12 @@ LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30"
 # Referral: points the referrer and the new member each get once the new member's first
 # order is past its return window and not refunded.
 LOYALTY_REFERRAL_POINTS = env_int("LOYALTY_REFERRAL_POINTS", 200)
+# Erasure keeps a keyed hash of the phone number (members.ErasedPhone, docs/privacy.md):
+# a member who joins again with it within this many days gets no signup bonus, no
+# first-purchase bonus and no referral; 0 keeps no hashes at all. The key: a random
+# string; empty derives one from DJANGO_SECRET_KEY. Changing either forgets the list.
+LOYALTY_REJOIN_BONUS_BLOCK_DAYS = env_int("LOYALTY_REJOIN_BONUS_BLOCK_DAYS", 365)
+LOYALTY_ERASED_PHONE_KEY = env("LOYALTY_ERASED_PHONE_KEY", "")
 # Uploaded member files wait here for the background import (never under MEDIA_ROOT:
 # they hold personal data); each is deleted once its job is done or found invalid.
 LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))

@@ -5,18 +5,24 @@ and coupons stay for accounting, attached to a member row that no longer says wh
 """
 
 import datetime as dt
+import hashlib
+import hmac
 import json
+from collections.abc import Iterable
 
 from django.apps import apps
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from loyalty.errors import LoyaltyError
 
-from .models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
+from .models import ConsentRecord, ErasedPhone, Member, Notification, OneTimeCode, StaffAction, StageChange
+from .phone import normalize_phone
 
 PROFILE_EXPORT_FIELDS = (
     "member_number",
@@ -45,7 +51,93 @@ PROFILING_EXPORT_FIELDS = (
     "order_count",
     "spend_total",
     "referral_code",
+    "rejoined_after_erasure",
 )
+
+
+# --- erased phone numbers: no second joining bonus ------------------------------------------
+
+
+def rejoin_block_days() -> int:
+    """``LOYALTY_REJOIN_BONUS_BLOCK_DAYS``: how long an erased phone number earns no joining bonus (0: off)."""
+    return max(0, int(getattr(settings, "LOYALTY_REJOIN_BONUS_BLOCK_DAYS", 365)))
+
+
+def _erased_phone_key() -> bytes:
+    key = getattr(settings, "LOYALTY_ERASED_PHONE_KEY", "")
+    if key:
+        return key.encode()
+    # Derived, not SECRET_KEY itself: a hash of a phone must not double as a check of the signing key.
+    return hmac.new(settings.SECRET_KEY.encode(), b"members.ErasedPhone", hashlib.sha256).digest()
+
+
+def erased_phone_hash(phone: str) -> str:
+    """HMAC-SHA256 of a normalised (E.164) phone number under the erased-phone key, in hex.
+
+    Keyed, because there are only so many phone numbers: a plain hash of each is a lookup
+    table away from the number; without the key the hash says nothing.
+    """
+    return hmac.new(_erased_phone_key(), phone.encode(), hashlib.sha256).hexdigest()
+
+
+def phones_erased_recently(phones: Iterable[str], *, now: dt.datetime) -> set[str]:
+    """Those of ``phones`` (normalised, E.164) that belonged to a member erased within
+    ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS`` before ``now``; one query. Every way of joining
+    asks this (members.services.member_create, the import), and stores the answer on the
+    member as ``rejoined_after_erasure``.
+    """
+    days = rejoin_block_days()
+    if not days:
+        return set()
+    hashes = {erased_phone_hash(phone): phone for phone in set(phones)}
+    if not hashes:
+        return set()
+    found = ErasedPhone.objects.filter(
+        phone_hash__in=list(hashes), erased_at__gt=now - dt.timedelta(days=days)
+    ).values_list("phone_hash", flat=True)
+    return {hashes[phone_hash] for phone_hash in found}
+
+
+def phone_erased_recently(phone: str, *, now: dt.datetime) -> bool:
+    """Whether ``phone`` (any form :func:`members.phone.normalize_phone` accepts) belonged
+    to a member erased within ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS`` before ``now``.
+    Refuses an invalid phone number (``invalid_phone``)."""
+    normalized = normalize_phone(phone)
+    return normalized in phones_erased_recently([normalized], now=now)
+
+
+def _erased_phone_record(phone: str, now: dt.datetime) -> None:
+    """Remember ``phone``'s keyed hash as erased at ``now`` (a second erasure moves the
+    date on) and forget the hashes older than the period: they block nothing any more."""
+    days = rejoin_block_days()
+    if not days:
+        ErasedPhone.objects.all().delete()
+        return
+    ErasedPhone.objects.filter(erased_at__lte=now - dt.timedelta(days=days)).delete()
+    ErasedPhone.objects.bulk_create(
+        [ErasedPhone(phone_hash=erased_phone_hash(phone), erased_at=now)],
+        update_conflicts=True,
+        unique_fields=["phone_hash"],
+        update_fields=["erased_at"],
+    )
+
+
+def _export_notes() -> list[str]:
+    days = rejoin_block_days()
+    if not days:
+        return []
+    return [
+        ngettext(
+            "If you erase your account, we keep a keyed hash of your phone number (not the number, "
+            "and nothing else about you) for %(days)d day, so that joining again with the same number "
+            "does not earn the signup, first-purchase and referral bonuses a second time.",
+            "If you erase your account, we keep a keyed hash of your phone number (not the number, "
+            "and nothing else about you) for %(days)d days, so that joining again with the same number "
+            "does not earn the signup, first-purchase and referral bonuses a second time.",
+            days,
+        )
+        % {"days": days}
+    ]
 
 
 def _rows(queryset, *fields: str) -> list[dict]:
@@ -55,8 +147,8 @@ def _rows(queryset, *fields: str) -> list[dict]:
 def member_export(*, member: Member) -> dict:
     """Everything kept about the member, as a JSON-serialisable dict (dates and amounts as text).
 
-    Sections: profile (with tags, lifecycle stage and RFM scores: the profiling kept
-    about them), consents, balances, entries, lots, orders (with lines and refunds),
+    Sections: notes (what is kept after an erasure), profile (with tags, lifecycle stage
+    and RFM scores: the profiling kept about them), consents, balances, entries, lots, orders (with lines and refunds),
     coupons, redemptions (when the rewards mall has them), notifications, tier changes,
     stage changes, staff actions about them, check-ins, referrals and journey runs.
     """
@@ -99,6 +191,7 @@ def member_export(*, member: Member) -> dict:
 
     data = {
         "exported_at": timezone.now(),
+        "notes": _export_notes(),
         "profile": profile,
         "consents": _rows(
             ConsentRecord.objects.filter(member=member).order_by("recorded_at", "id"),
@@ -226,7 +319,8 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     mini-program ids, tags and marketing consent (a withdrawal is recorded); deletes their
     notifications and sign-in codes; revokes every API token; voids the unused coupons (no
     one can use them at a till afterwards); deactivates a sign-in user that is not staff.
-    Keeps the ledger, orders and coupons for accounting.
+    Keeps the ledger, orders and coupons for accounting, and the keyed hash of the phone
+    number (``ErasedPhone``, no personal data) for ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS``.
     Refuses a member already erased (``member_erased``).
     """
     now = now or timezone.now()
@@ -257,6 +351,7 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     user = member.user
     member.user = None
     member.save()
+    _erased_phone_record(old_phone, now)
     Notification.objects.filter(member=member).delete()
     OneTimeCode.objects.filter(phone=old_phone).delete()
     if apps.is_installed("rewards"):

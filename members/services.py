@@ -15,6 +15,7 @@ from loyalty.tiers import tier_pin
 
 from .models import ConsentRecord, Member, StaffAction, Store, Tag
 from .phone import normalize_phone
+from .privacy import phones_erased_recently
 from .scoping import staff_stores
 
 CONSENT_FIELDS = {
@@ -61,7 +62,9 @@ def member_create(
     """Register a member under a normalised phone number.
 
     Refuses an invalid phone number and one that already belongs to a member.
-    ``consents`` lists the marketing channels the member agreed to at sign-up.
+    ``consents`` lists the marketing channels the member agreed to at sign-up. A number
+    erased within ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS`` joins, marked
+    ``rejoined_after_erasure``: no signup bonus, first-purchase bonus or referral.
     """
     normalized = normalize_phone(phone)
     joined_at = joined_at or timezone.now()
@@ -69,6 +72,7 @@ def member_create(
         raise LoyaltyError(
             "phone_taken", _("A member with phone number %(phone)s already exists.") % {"phone": normalized}
         )
+    rejoined = bool(phones_erased_recently([normalized], now=joined_at))
     for _attempt in range(10):
         try:
             with transaction.atomic():
@@ -81,6 +85,7 @@ def member_create(
                     email=email,
                     home_store=home_store,
                     joined_at=joined_at,
+                    rejoined_after_erasure=rejoined,
                 )
                 for channel in consents:
                     _record_consent(member, channel=channel, granted=True, source=source, at=joined_at)
