@@ -71,13 +71,13 @@ def _erased_phone_key() -> bytes:
     return hmac.new(settings.SECRET_KEY.encode(), b"members.ErasedPhone", hashlib.sha256).digest()
 
 
-def erased_phone_hash(phone: str) -> str:
+def erased_phone_hash(phone: str, *, key: bytes | None = None) -> str:
     """HMAC-SHA256 of a normalised (E.164) phone number under the erased-phone key, in hex.
 
     Keyed, because there are only so many phone numbers: a plain hash of each is a lookup
     table away from the number; without the key the hash says nothing.
     """
-    return hmac.new(_erased_phone_key(), phone.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key or _erased_phone_key(), phone.encode(), hashlib.sha256).hexdigest()
 
 
 def phones_erased_recently(phones: Iterable[str], *, now: dt.datetime) -> set[str]:
@@ -89,7 +89,8 @@ def phones_erased_recently(phones: Iterable[str], *, now: dt.datetime) -> set[st
     days = rejoin_block_days()
     if not days:
         return set()
-    hashes = {erased_phone_hash(phone): phone for phone in set(phones)}
+    key = _erased_phone_key()
+    hashes = {erased_phone_hash(phone, key=key): phone for phone in set(phones)}
     if not hashes:
         return set()
     found = ErasedPhone.objects.filter(
