@@ -788,7 +788,8 @@ def test_ledger_state_machine(db):
     run_state_machine_as_test(
         LedgerMachine,
         settings=hypothesis_settings(
-            max_examples=hypothesis_settings.get_profile("thorough").max_examples if thorough else 30,
+            max_examples=int(os.environ.get("LEDGER_MACHINE_EXAMPLES", 0))
+            or (hypothesis_settings.get_profile("thorough").max_examples if thorough else 30),
             stateful_step_count=50,
             deadline=None,
             # No shrinking: shrinking a run against the database takes minutes. A failure
