@@ -171,29 +171,38 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
     # Each refund's settled figure is what its settle entries paid, and never more than its shortfall.
     refunds = Refund.objects.all()
     if account_ids is not None:
-        refunds = refunds.filter(order__member__accounts__in=account_ids).distinct()
-    for currency in Currency.values:
-        paid = (
+        members = Account.objects.filter(pk__in=account_ids).values("member_id")
+        refunds = refunds.filter(order__member_id__in=members)
+
+    def paid(currency: str) -> Coalesce:
+        entries = (
             LedgerEntry.objects.filter(refund_id=OuterRef("pk"), currency=currency, kind=LedgerEntry.Kind.SETTLE)
             .order_by()
             .values("refund_id")
             .annotate(t=Sum("amount"))
             .values("t")
         )
-        bad_refunds = (
-            refunds.annotate(paid=Coalesce(Subquery(paid, output_field=BigIntegerField()), Value(0)))
-            .filter(
-                ~Q(**{f"{currency}_settled": -F("paid")}) | Q(**{f"{currency}_settled__gt": F(f"{currency}_shortfall")})
-            )
-            .values_list("pk", "order__member_id", f"{currency}_settled", f"{currency}_shortfall", "paid")
-        )
-        for refund_id, member_id, settled, shortfall, paid_total in bad_refunds:
+        return Coalesce(Subquery(entries, output_field=BigIntegerField()), Value(0))
+
+    wrong_refunds = refunds.annotate(points_paid=paid(Currency.POINTS), growth_paid=paid(Currency.GROWTH)).filter(
+        ~Q(points_settled=-F("points_paid"))
+        | ~Q(growth_settled=-F("growth_paid"))
+        | Q(points_settled__gt=F("points_shortfall"))
+        | Q(growth_settled__gt=F("growth_shortfall"))
+    )
+    for refund in wrong_refunds.select_related("order"):
+        for currency in Currency.values:
+            settled, shortfall = getattr(refund, f"{currency}_settled"), getattr(refund, f"{currency}_shortfall")
+            paid_total = -getattr(refund, f"{currency}_paid")
+            if settled == paid_total and settled <= shortfall:
+                continue
+            member_id = refund.order.member_id
             account = (
                 Account.objects.filter(member_id=member_id, currency=currency).values_list("pk", flat=True).first()
             )
             violation = found.setdefault(account or 0, Violation(account or 0, member_id, currency, []))
             violation.problems.append(
-                f"refund {refund_id}: settled {settled} != settle entries {-paid_total} (shortfall {shortfall})"
+                f"refund {refund.pk}: settled {settled} != settle entries {paid_total} (shortfall {shortfall})"
             )
     return sorted(found.values(), key=lambda v: v.account_id)
 
@@ -316,9 +325,11 @@ def member_debts(member: Member) -> dict[str, list[Debt]]:
 def owed_total() -> dict[str, int]:
     """What all members owe from refund shortfalls, per currency (the dashboard's figure)."""
     totals = dict(
-        Account.objects.filter(owed__gt=0).order_by().values("currency").annotate(t=Sum("owed")).values_list(
-            "currency", "t"
-        )
+        Account.objects.filter(owed__gt=0)
+        .order_by()
+        .values("currency")
+        .annotate(t=Sum("owed"))
+        .values_list("currency", "t")
     )
     return {currency: totals.get(currency, 0) for currency in Currency.values}
 
