@@ -472,13 +472,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # spending
 
-    @rule(data=st.data(), enough=st.booleans(), with_store=st.booleans())
-    def spend(self, data, enough, with_store):
+    @rule(data=st.data(), enough=st.booleans(), everything=st.booleans(), with_store=st.booleans())
+    def spend(self, data, enough, everything, with_store):
         self.wrote = True
         preview = self.settled_copy([Currency.POINTS])
         balance = preview.accounts[Currency.POINTS].balance
         if enough and balance > 0:
-            amount = data.draw(st.integers(1, balance), label="amount")
+            # Spending all of it often: a later refund then leaves a shortfall.
+            amount = balance if everything else data.draw(st.integers(1, balance), label="amount")
         else:
             amount = data.draw(st.integers(balance + 1, balance + 500), label="amount")
         key = self.next_number("S")
