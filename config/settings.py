@@ -271,6 +271,14 @@ LOYALTY_GROWTH_EXPIRY = env("LOYALTY_GROWTH_EXPIRY", "rolling:12")
 # expiry: rolling:12 is a rolling 12-month window, calendar:0 the calendar year.
 LOYALTY_TIER_REVIEW_MONTHS = env_int("LOYALTY_TIER_REVIEW_MONTHS", 12)
 LOYALTY_TIER_SOFT_LANDING = env_bool("LOYALTY_TIER_SOFT_LANDING", True)
+# A refund that takes back growth reviews the tier at once (down to what the growth left
+# still earns, unless staff pinned it); off: the tier only falls at its review date.
+LOYALTY_TIER_REEVALUATE_ON_REFUND = env_bool("LOYALTY_TIER_REEVALUATE_ON_REFUND", True)
+# A refund shortfall (points the member had spent) is a debt. Points given back always pay
+# it first; with this on, new earns and awards pay it too as they become available. On by
+# default: otherwise a member keeps spending new points while the debt waits for a
+# reversal that may never come, i.e. the refunded purchase's points were free.
+LOYALTY_SHORTFALL_SETTLE_FROM_EARNS = env_bool("LOYALTY_SHORTFALL_SETTLE_FROM_EARNS", True)
 # Members are told about points that expire within this many days, once per lot.
 LOYALTY_EXPIRY_NOTICE_DAYS = env_int("LOYALTY_EXPIRY_NOTICE_DAYS", 30)
 # Connections the nightly expiry and release run their member-id chunks on side by side
