@@ -46,7 +46,7 @@ def assert_reused(response):
 @pytest.fixture
 def admin_client(django_user_model):
     """A brand admin's staff token: every store, every POS action."""
-    user = django_user_model.objects.create_superuser("boss", password="not-a-real-password-42")
+    django_user_model.objects.create_superuser("boss", password="not-a-real-password-42")
     client = APIClient()
     token = client.post(
         "/api/v1/auth/staff-token/", {"username": "boss", "password": "not-a-real-password-42"}, format="json"

@@ -165,8 +165,8 @@ def idempotent(
     Without a key, ``run`` simply runs (refused with 400 where ``required``). With one,
     the claim, ``run`` and the kept answer share one transaction: a domain refusal is
     an answer too (kept and replayed), while bad input (400 from the serializers),
-    permission errors and 5xx roll back and leave the key free. ``replay_as_200``: the POS writes' convention, a replay of a 201
-    answers 200 with ``replayed: true``.
+    permission errors and 5xx roll back and leave the key free. ``replay_as_200``: the
+    POS writes' convention, a replay of a 201 answers 200 with ``replayed: true``.
     """
     raw_key = request.headers.get("Idempotency-Key")
     if not required and not (raw_key or "").strip():
