@@ -43,9 +43,9 @@ class LoyaltyAdminSite(admin.AdminSite):
 
     def login(self, request: HttpRequest, extra_context=None):
         user = request.user
-        if request.method == "GET" and user.is_active and user.is_staff:
-            if two_factor.two_factor_state(request) == NEEDS_SETUP:
-                return HttpResponseRedirect(self._setup_url(request.GET.get("next", "")))
+        needs_setup = user.is_active and user.is_staff and two_factor.two_factor_state(request) == NEEDS_SETUP
+        if request.method == "GET" and needs_setup:
+            return HttpResponseRedirect(self._setup_url(request.GET.get("next", "")))
         context = {**(extra_context or {}), "needs_code": user.is_authenticated and self._needs_code(request)}
         return super().login(request, extra_context=context)
 
@@ -84,7 +84,9 @@ class LoyaltyAdminSite(admin.AdminSite):
         ).first() or TOTPDevice.objects.create(user=user, name=PENDING_DEVICE_NAME, confirmed=False)
         form = CodeForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            if pending.verify_token(two_factor.clean_code(form.cleaned_data["code"])):
+            if not pending.verify_is_allowed()[0]:
+                form.add_error("code", _("Too many wrong codes. Wait a minute, then enter the code the app shows now."))
+            elif pending.verify_token(two_factor.clean_code(form.cleaned_data["code"])):
                 # The new authenticator works: it replaces every other one of this user.
                 TOTPDevice.objects.filter(user=user).exclude(pk=pending.pk).delete()
                 pending.confirmed = True
@@ -93,7 +95,10 @@ class LoyaltyAdminSite(admin.AdminSite):
                 otp_login(request, pending)
                 messages.success(request, _("Two-factor sign-in is on. From now on the admin asks for a code."))
                 return HttpResponseRedirect(self._next(request))
-            form.add_error("code", _("That code does not match. Check the phone's clock and enter the current code."))
+            else:
+                form.add_error(
+                    "code", _("That code does not match. Check the phone's clock and enter the current code.")
+                )
         context = {
             **self.each_context(request),
             "title": _("Two-factor sign-in"),
