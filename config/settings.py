@@ -6,6 +6,7 @@ and turns on the HTTPS-only settings that `manage.py check --deploy` asks for.
 """
 
 import datetime as dt
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -41,7 +42,9 @@ if PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core",
+    # Django's admin with the two-factor step (core.admin_site); admin.site is that site.
+    "core.apps.LoyaltyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -52,6 +55,9 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "import_export",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "members",
     "loyalty",
     "rewards",
@@ -68,8 +74,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a locked-out admin sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -112,6 +121,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ATOMIC_REQUESTS = False  # services own their transactions
 
 # --- Auth -----------------------------------------------------------------------------
+# The lockout backend refuses a locked-out admin sign-in before any password is checked
+# (core.lockout); it authenticates no one itself.
+AUTHENTICATION_BACKENDS = ["core.lockout.AdminLockoutBackend", "django.contrib.auth.backends.ModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -146,8 +158,52 @@ SECURE_HSTS_PRELOAD = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("DJANGO_BEHIND_PROXY", False):
+
+# --- Client address and proxies (core.client_ip; docs/api.md) --------------------------
+# Every throttle and lockout counts per client address: the connection's peer, unless it
+# is one of these proxies (addresses or networks, comma-separated), whose X-Forwarded-For
+# is then read from the right past our own proxies. Or a count: the number of proxies
+# every request passes through (only when the app cannot be reached around them).
+# Off by default: X-Forwarded-For and X-Real-IP from anyone else are ignored.
+LOYALTY_TRUSTED_PROXIES = env_list("LOYALTY_TRUSTED_PROXIES")
+for _proxy in LOYALTY_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"LOYALTY_TRUSTED_PROXIES: {_proxy!r} is not an address or network (e.g. 10.0.0.0/8,127.0.0.1)."
+        ) from None
+LOYALTY_TRUSTED_PROXY_COUNT = env_int("LOYALTY_TRUSTED_PROXY_COUNT", 0)
+if LOYALTY_TRUSTED_PROXY_COUNT < 0 or (LOYALTY_TRUSTED_PROXY_COUNT and LOYALTY_TRUSTED_PROXIES):
+    raise ImproperlyConfigured(
+        "Set LOYALTY_TRUSTED_PROXIES (the proxies' addresses) or LOYALTY_TRUSTED_PROXY_COUNT (a positive count), "
+        "not both."
+    )
+# X-Forwarded-Proto from the proxy tells Django the request came over HTTPS. On by
+# default once a proxy is named; the proxy must set the header on every request.
+if env_bool("DJANGO_BEHIND_PROXY", bool(LOYALTY_TRUSTED_PROXIES or LOYALTY_TRUSTED_PROXY_COUNT)):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Admin sign-in: lockout (django-axes) and two-factor (django-otp); docs/roles.md -----
+# Failed admin sign-ins are counted per username and, separately, per client address:
+# after LOYALTY_ADMIN_LOGIN_FAILURES of either, that username (from anywhere) or that
+# address (for any username) is locked for LOYALTY_ADMIN_LOCKOUT_MINUTES.
+AXES_FAILURE_LIMIT = env_int("LOYALTY_ADMIN_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LOYALTY_ADMIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "core.lockout.lockout_address"
+AXES_HANDLER = "core.lockout.AdminOnlyHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+# Tries during a lockout do not push its end further back, so the page can say when.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "core.lockout.lockout_response"
+AXES_VERBOSE = False
+# Roles (group names, comma-separated) that must use two-factor sign-in to open the
+# admin; superusers with them. Brand admins in production; nobody by default otherwise.
+LOYALTY_ADMIN_2FA_REQUIRED_GROUPS = env_list("LOYALTY_ADMIN_2FA_REQUIRED_GROUPS", "Brand admin" if PRODUCTION else "")
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = env("LOYALTY_ADMIN_2FA_ISSUER", "Loyalty admin")
 
 # --- Import/export (django-import-export) -----------------------------------------------
 # Exported cells that start with = + - @ are escaped, so a member who names themselves
@@ -167,11 +223,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Per client IP for sign-in and one-time codes, per member for redemptions (api.throttles).
+    # Per client address (core.client_ip) for sign-in and one-time codes, per member for
+    # redemptions (api.throttles). NUM_PROXIES stays unset: our throttles never read it.
     "DEFAULT_THROTTLE_RATES": {
         "sign_in": env("API_THROTTLE_SIGN_IN", "20/minute"),
         "otp_send": env("API_THROTTLE_OTP_SEND", "5/minute"),
         "redeem": env("API_THROTTLE_REDEEM", "30/minute"),
+        "staff_username": env("API_THROTTLE_STAFF_USERNAME", "10/hour"),
     },
 }
 SPECTACULAR_SETTINGS = {
