@@ -17,6 +17,7 @@ negative id) the error shape too, instead of Django's HTML "Not Found".
 import logging
 import sys
 
+from django.conf import settings
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
@@ -40,15 +41,14 @@ def database_unavailable_response(request: HttpRequest) -> HttpResponse:
     The page is rendered without the request's context processors: they would read the
     session and the user, that is the database that just failed.
     """
-    if _is_api(request):
-        response = JsonResponse(service_unavailable_body(), status=503)
-    else:
-        language = translation.get_language_from_request(request)
-        with translation.override(language):
-            html = loader.render_to_string(
-                "503.html", {"retry_url": request.get_full_path(), "LANGUAGE_CODE": translation.get_language()}
-            )
-        response = HttpResponse(html, status=503)
+    # The error may come before LocaleMiddleware ran: pick the language here (cookie or
+    # Accept-Language; neither needs the session).
+    with translation.override(translation.get_language_from_request(request)):
+        if _is_api(request):
+            response = JsonResponse(service_unavailable_body(), status=503)
+        else:
+            context = {"retry_url": request.get_full_path(), "LANGUAGE_CODE": translation.get_language()}
+            response = HttpResponse(loader.render_to_string("503.html", context), status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
@@ -98,6 +98,8 @@ class ApiErrorShapeMiddleware:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
+        if response.status_code == 500 and settings.DEBUG:
+            return response  # the traceback page is what a developer needs
         if response.status_code == 404:
             body = error_body("not_found", _("Not found."))
         else:

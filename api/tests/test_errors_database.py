@@ -106,6 +106,8 @@ def test_a_database_error_in_a_middleware_answers_503_json(settings):
     client.cookies["sessionid"] = "x" * 32  # any session key: reading it needs the database
     with database_down():
         assert_unavailable(client.get("/api/v1/rewards/"))
+        in_chinese = client.get("/api/v1/rewards/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert in_chinese.status_code == 503 and "稍后重试" in in_chinese.json()["error"]["message"]
 
 
 def test_a_url_under_the_api_that_is_no_route_answers_the_error_shape(member_client):
