@@ -6,7 +6,6 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +21,7 @@ from members.services import member_update_profile
 from rewards.selectors import coupons_for_member
 
 from .. import serializers as s
+from ..pagination import CursorPagination
 from ..permissions import IsMember
 from .common import errors, example
 from .pos import BALANCES_EXAMPLE
