@@ -1,6 +1,15 @@
 """Shared fixtures. Factories live in tests/factories.py of each app."""
 
+import os
+
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# HYPOTHESIS_PROFILE=thorough: the ledger state machine runs 1000 examples (scripts/test.sh's
+# last step). Without it the suite keeps hypothesis's defaults and each test's own settings.
+hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture

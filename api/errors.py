@@ -12,7 +12,7 @@ import logging
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers, status
@@ -21,6 +21,17 @@ from rest_framework.response import Response
 from core.errors import LoyaltyError
 
 logger = logging.getLogger(__name__)
+
+try:  # psycopg's own errors, for code that talks to it without Django's wrapper (a pool, a raw connection)
+    from psycopg import InterfaceError as PgInterfaceError
+    from psycopg import OperationalError as PgOperationalError
+except ImportError:  # pragma: no cover - SQLite only
+    PgInterfaceError = PgOperationalError = OperationalError
+
+# The database cannot be reached, dropped the connection, or gave up on the statement
+# (a timeout, a deadlock): nothing the client did, and worth retrying in a moment.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PgOperationalError, PgInterfaceError)
+RETRY_AFTER_SECONDS = 30
 
 # Domain codes that are not plain bad input (400).
 STATUS_BY_CODE = {
@@ -87,6 +98,13 @@ def error_body(code: str, message, fields: dict | None = None) -> dict:
     return {"error": body}
 
 
+def service_unavailable_body() -> dict:
+    return error_body(
+        "service_unavailable",
+        _("The service is briefly unavailable. Please try again in a moment."),
+    )
+
+
 def loyalty_error_response(error: LoyaltyError) -> Response:
     code = error.code
     response = Response(error_body(code, error.message, error.extra.get("fields")), status=status_for(code))
@@ -143,6 +161,11 @@ def exception_handler(exc, context):
         return Response(
             error_body("invalid", _("Some fields are not valid."), _flatten(fields)), status=status.HTTP_400_BAD_REQUEST
         )
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable, answered 503: %s", exc)
+        response = Response(service_unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if isinstance(exc, DataError):
         # A value the database cannot hold (too long, out of range) that validation let through.
         logger.warning("data error answered as 400: %s", exc)

@@ -116,28 +116,33 @@ class ApiToken(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The first response to a request sent with an ``Idempotency-Key`` header, for replays."""
+    """The first answer to a request sent with an ``Idempotency-Key`` header, for replays.
 
-    class Status(models.TextChoices):
-        IN_FLIGHT = "in_flight", _("in flight")
-        DONE = "done", _("done")
+    A key names one request of one client (``client``: a store key, a staff user or a
+    member), whatever the endpoint; ``request_hash`` fingerprints that request (endpoint,
+    path, body), so the same key with anything else is refused. A row is written only
+    when its request has answered, in the request's own transaction: while the request
+    runs, its claim is a transaction-scoped lock (``api.services.idempotency_claim``),
+    which dies with the transaction, so a request whose connection died leaves nothing.
+    """
 
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="+")
-    scope = models.CharField(_("endpoint"), max_length=50)
+    client = models.CharField(_("client"), max_length=40)
     key = models.CharField(_("idempotency key"), max_length=128)
+    scope = models.CharField(_("endpoint"), max_length=50)
+    # The member who sent it (member clients), so their rows go with them.
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     request_hash = models.CharField(max_length=64)
-    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.IN_FLIGHT)
-    response_status = models.PositiveSmallIntegerField(_("response status"), null=True, blank=True)
-    # The JSON text exactly as first sent (a JSON column would reorder the keys).
+    response_status = models.PositiveSmallIntegerField(_("response status"))
+    # The JSON text exactly as a replay sends it (a JSON column would reorder the keys).
     response_body = models.TextField(_("response body"), blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("idempotent request")
         verbose_name_plural = _("idempotent requests")
-        constraints = [
-            models.UniqueConstraint(fields=["member", "scope", "key"], name="idempotency_key_per_member_scope")
-        ]
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_key_per_client")]
 
     def __str__(self) -> str:
-        return f"{self.scope} {self.key}"
+        return f"{self.client} {self.scope} {self.key}"

@@ -96,12 +96,26 @@ class TierBriefOut(serializers.Serializer):
     rank = serializers.IntegerField()
 
 
+class DebtOut(serializers.Serializer):
+    amount = serializers.IntegerField(help_text="Still owed from this refund.")
+    order_number = serializers.CharField()
+    refund_number = serializers.CharField()
+    refunded_at = serializers.DateTimeField()
+
+
 class BalanceOut(serializers.Serializer):
     balance = serializers.IntegerField()
     pending = serializers.IntegerField()
     expiring_soon = serializers.IntegerField(help_text="Available points expiring within 30 days.")
     next_expiry_date = serializers.DateField(allow_null=True)
     pending_next_release_date = serializers.DateField(allow_null=True)
+    owed = serializers.IntegerField(
+        help_text=(
+            "Points refunds could not take back because they had been spent (the shortfall), not settled yet. "
+            "Points that come back to the member, and new earns, pay this first."
+        )
+    )
+    owed_from = DebtOut(many=True, help_text="The refunds owed, oldest first.")
 
 
 class BalancesOut(serializers.Serializer):

@@ -1,12 +1,13 @@
 """State changes of the API's own records: store keys, tokens, idempotent replays."""
 
 import datetime as dt
+import hashlib
 import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -126,61 +127,99 @@ def staff_token_create(*, username: str, password: str, now: dt.datetime | None 
 
 # --- idempotent replays ------------------------------------------------------------------
 
-
-IN_FLIGHT_TIMEOUT = dt.timedelta(minutes=5)
+KEY_MAX_LENGTH = 128
+# The first of the two keys of pg_try_advisory_xact_lock(int, int): idempotency claims
+# get their own space, apart from the one-key locks of jobs and one-time codes.
+CLAIM_LOCK_CLASS = 0x1DE7
 
 
 @dataclass
 class Claim:
-    record: IdempotencyRecord
-    replay: bool
+    """A request's hold on its key: either a first run to answer, or the first answer to replay."""
+
+    client: str
+    key: str
+    scope: str
+    request_hash: str
+    member: Member | None
+    replay: IdempotencyRecord | None
 
 
-def idempotency_claim(*, member: Member, scope: str, key: str, request_hash: str) -> Claim:
-    """Claim ``key`` for a request, or find the first request that used it.
-
-    Returns a claim to complete with :func:`idempotency_complete`, or a replay of a
-    finished first request. Refuses the key with a different body
-    (``idempotency_key_reused``) and while the first request is still running
-    (``idempotency_in_flight``).
-    """
+def idempotency_key_clean(key: str | None) -> str:
+    """The key as sent (outer spaces dropped); refuses none (``idempotency_key_required``)
+    and more than 128 characters (``invalid_idempotency_key``)."""
     key = (key or "").strip()
-    if not key or len(key) > 128:
+    if not key:
         raise LoyaltyError(
             "idempotency_key_required",
             _("Send an Idempotency-Key header of 1 to 128 characters, new for each new request."),
         )
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(member=member, scope=scope, key=key, request_hash=request_hash)
-        return Claim(record, replay=False)
-    except IntegrityError:
-        record = IdempotencyRecord.objects.get(member=member, scope=scope, key=key)
-    if record.request_hash != request_hash:
+    if len(key) > KEY_MAX_LENGTH:
+        raise LoyaltyError(
+            "invalid_idempotency_key",
+            _("Send an Idempotency-Key header of 1 to 128 characters, new for each new request."),
+        )
+    return key
+
+
+def idempotency_scoped_key(*, client: str, key: str) -> str:
+    """The key a service stores for ``client``'s ``key`` (say, on a ledger entry): the same
+    length whatever the client sent, so no prefix shortens what a client may send."""
+    return "api:" + hashlib.sha256(f"{client}\n{key}".encode()).hexdigest()
+
+
+def idempotency_claim(*, client: str, key: str, scope: str, request_hash: str, member: Member | None = None) -> Claim:
+    """Claim ``client``'s ``key`` for this request, or find the first answer to it.
+
+    Runs inside the caller's transaction, which must also run the request and
+    :func:`idempotency_complete`: on PostgreSQL the claim is a transaction-scoped
+    advisory lock on the key, so it ends with that transaction however it ends (commit,
+    rollback, or a connection that died with the database), and a retry runs at once.
+    SQLite takes its write lock at BEGIN (IMMEDIATE), so requests there run one at a time.
+    Refuses the key with another request (``idempotency_key_reused``: another endpoint,
+    path or body) and while a request with the key is running (``idempotency_in_flight``),
+    besides what :func:`idempotency_key_clean` refuses.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("idempotency_claim must run inside the request's transaction")
+    key = idempotency_key_clean(key)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [CLAIM_LOCK_CLASS, f"{client}\n{key}"])
+            if not cursor.fetchone()[0]:
+                raise _in_flight()
+    # Read after the lock: a request that held it has committed its answer or left nothing.
+    record = IdempotencyRecord.objects.filter(client=client, key=key).first()
+    if record is not None and record.request_hash != request_hash:
         raise LoyaltyError(
             "idempotency_key_reused",
             _("This Idempotency-Key was already used for a different request. Send a new key for a new request."),
         )
-    if record.status == IdempotencyRecord.Status.IN_FLIGHT:
-        # A first request that died without an answer (a killed worker) frees its key
-        # after a while; a conditional update makes sure only one retry takes it over.
-        stale = timezone.now() - IN_FLIGHT_TIMEOUT
-        taken = IdempotencyRecord.objects.filter(
-            pk=record.pk, status=IdempotencyRecord.Status.IN_FLIGHT, created_at__lt=stale
-        ).update(created_at=timezone.now())
-        if taken:
-            return Claim(record, replay=False)
-        raise LoyaltyError(
-            "idempotency_in_flight", _("The first request with this Idempotency-Key is still running. Retry shortly.")
-        )
-    return Claim(record, replay=True)
+    return Claim(client=client, key=key, scope=scope, request_hash=request_hash, member=member, replay=record)
 
 
-def idempotency_complete(*, claim: Claim, status: int, body: str) -> None:
-    """Keep the first response to replay it; a server error frees the key for a retry."""
-    if status >= 500:
-        IdempotencyRecord.objects.filter(pk=claim.record.pk).delete()
-        return
-    IdempotencyRecord.objects.filter(pk=claim.record.pk).update(
-        status=IdempotencyRecord.Status.DONE, response_status=status, response_body=body
+def _in_flight() -> LoyaltyError:
+    return LoyaltyError(
+        "idempotency_in_flight", _("The first request with this Idempotency-Key is still running. Retry shortly.")
     )
+
+
+def idempotency_complete(*, claim: Claim, status: int, body: str) -> IdempotencyRecord:
+    """Keep the answer to a claimed request, in the request's transaction, for replays.
+
+    Refuses (``idempotency_in_flight``, which rolls the request back) when another
+    request with the key answered first; the claim's lock rules that out on PostgreSQL.
+    """
+    try:
+        with transaction.atomic():
+            return IdempotencyRecord.objects.create(
+                client=claim.client,
+                key=claim.key,
+                scope=claim.scope,
+                member=claim.member,
+                request_hash=claim.request_hash,
+                response_status=status,
+                response_body=body,
+            )
+    except IntegrityError:
+        raise _in_flight() from None

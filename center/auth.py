@@ -1,13 +1,15 @@
-"""Who the member is: the ``member_required`` decorator, sign-in and the password rate limit."""
+"""Who the member is: the ``member_required`` decorator, sign-in and its rate limits."""
 
 from functools import wraps
 
 from django.contrib.auth import login, logout
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.urls import reverse
 
+from core.client_ip import client_rate_key
 from members.models import Member
 
 from .services import member_user_for_sign_in
@@ -17,6 +19,11 @@ from .services import member_user_for_sign_in
 PASSWORD_FAILURES_PER_PHONE = 5
 PASSWORD_FAILURES_PER_IP = 20
 PASSWORD_WINDOW_SECONDS = 15 * 60
+# The code pages, per client address in the same window: texts sent (each POST of the
+# phone form sends one, whatever the number) and codes checked. Generous enough for a
+# store's guest Wi-Fi on a busy day, far below what SMS pumping or guessing needs.
+CODE_SENDS_PER_IP = 30
+CODE_CHECKS_PER_IP = 60
 
 
 def current_member(request: HttpRequest) -> Member | None:
@@ -60,15 +67,43 @@ def sign_out(request: HttpRequest) -> None:
     logout(request)
 
 
-def client_ip(request: HttpRequest) -> str:
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
-
-
 def _failure_keys(request: HttpRequest, phone: str) -> list[tuple[str, int]]:
     return [
         (f"center:password-failures:phone:{phone}", PASSWORD_FAILURES_PER_PHONE),
-        (f"center:password-failures:ip:{client_ip(request)}", PASSWORD_FAILURES_PER_IP),
+        (f"center:password-failures:ip:{client_rate_key(request)}", PASSWORD_FAILURES_PER_IP),
     ]
+
+
+def _count(key: str) -> None:
+    # add() starts the window; incr() keeps its expiry.
+    if not cache.add(key, 1, PASSWORD_WINDOW_SECONDS):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add() and incr()
+            cache.add(key, 1, PASSWORD_WINDOW_SECONDS)
+
+
+def posts_limited_per_address(scope: str, limit: int):
+    """Let a client address POST to the view at most ``limit`` times a window; then 429.
+
+    The address is ``core.client_ip``'s, so a forged X-Forwarded-For buys nothing.
+    """
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method == "POST":
+                key = f"center:{scope}:ip:{client_rate_key(request)}"
+                if (cache.get(key) or 0) >= limit:
+                    response = render(request, "center/rate_limited.html", status=429)
+                    response["Retry-After"] = str(PASSWORD_WINDOW_SECONDS)
+                    return response
+                _count(key)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def password_attempts_exhausted(request: HttpRequest, phone: str) -> bool:
@@ -78,12 +113,7 @@ def password_attempts_exhausted(request: HttpRequest, phone: str) -> bool:
 
 def password_failure_record(request: HttpRequest, phone: str) -> None:
     for key, _limit in _failure_keys(request, phone):
-        # add() starts the window; incr() keeps its expiry.
-        if not cache.add(key, 1, PASSWORD_WINDOW_SECONDS):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add() and incr()
-                cache.add(key, 1, PASSWORD_WINDOW_SECONDS)
+        _count(key)
 
 
 def password_failures_clear(request: HttpRequest, phone: str) -> None:

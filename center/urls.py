@@ -1,13 +1,19 @@
 from django.urls import path
 
 from . import views
+from .auth import CODE_CHECKS_PER_IP, CODE_SENDS_PER_IP, posts_limited_per_address
 
 app_name = "center"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("sign-in/", views.sign_in, name="sign_in"),
-    path("sign-in/code/", views.sign_in_code, name="sign_in_code"),
+    # Each POST of the phone form texts a code; the code form checks one.
+    path("sign-in/", posts_limited_per_address("code-sends", CODE_SENDS_PER_IP)(views.sign_in), name="sign_in"),
+    path(
+        "sign-in/code/",
+        posts_limited_per_address("code-checks", CODE_CHECKS_PER_IP)(views.sign_in_code),
+        name="sign_in_code",
+    ),
     path("sign-in/password/", views.sign_in_password, name="sign_in_password"),
     path("sign-out/", views.sign_out, name="sign_out"),
     path("check-in/", views.check_in, name="check_in"),

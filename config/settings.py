@@ -6,6 +6,7 @@ and turns on the HTTPS-only settings that `manage.py check --deploy` asks for.
 """
 
 import datetime as dt
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -41,7 +42,9 @@ if PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "core",
+    # Django's admin with the two-factor step (core.admin_site); admin.site is that site.
+    "core.apps.LoyaltyAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -52,6 +55,9 @@ INSTALLED_APPS = [
     "corsheaders",
     "django_celery_beat",
     "import_export",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "members",
     "loyalty",
     "rewards",
@@ -64,14 +70,20 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Before the session and auth middleware: their database errors are answered 503 too.
+    "config.middleware.DatabaseUnavailableMiddleware",
+    "config.middleware.ApiErrorShapeMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a locked-out admin sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -114,6 +126,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ATOMIC_REQUESTS = False  # services own their transactions
 
 # --- Auth -----------------------------------------------------------------------------
+# The lockout backend refuses a locked-out admin sign-in before any password is checked
+# (core.lockout); it authenticates no one itself.
+AUTHENTICATION_BACKENDS = ["core.lockout.AdminLockoutBackend", "django.contrib.auth.backends.ModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -148,8 +163,52 @@ SECURE_HSTS_PRELOAD = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("DJANGO_BEHIND_PROXY", False):
+
+# --- Client address and proxies (core.client_ip; docs/api.md) --------------------------
+# Every throttle and lockout counts per client address: the connection's peer, unless it
+# is one of these proxies (addresses or networks, comma-separated), whose X-Forwarded-For
+# is then read from the right past our own proxies. Or a count: the number of proxies
+# every request passes through (only when the app cannot be reached around them).
+# Off by default: X-Forwarded-For and X-Real-IP from anyone else are ignored.
+LOYALTY_TRUSTED_PROXIES = env_list("LOYALTY_TRUSTED_PROXIES")
+for _proxy in LOYALTY_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"LOYALTY_TRUSTED_PROXIES: {_proxy!r} is not an address or network (e.g. 10.0.0.0/8,127.0.0.1)."
+        ) from None
+LOYALTY_TRUSTED_PROXY_COUNT = env_int("LOYALTY_TRUSTED_PROXY_COUNT", 0)
+if LOYALTY_TRUSTED_PROXY_COUNT < 0 or (LOYALTY_TRUSTED_PROXY_COUNT and LOYALTY_TRUSTED_PROXIES):
+    raise ImproperlyConfigured(
+        "Set LOYALTY_TRUSTED_PROXIES (the proxies' addresses) or LOYALTY_TRUSTED_PROXY_COUNT (a positive count), "
+        "not both."
+    )
+# X-Forwarded-Proto from the proxy tells Django the request came over HTTPS. On by
+# default once a proxy is named; the proxy must set the header on every request.
+if env_bool("DJANGO_BEHIND_PROXY", bool(LOYALTY_TRUSTED_PROXIES or LOYALTY_TRUSTED_PROXY_COUNT)):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Admin sign-in: lockout (django-axes) and two-factor (django-otp); docs/roles.md -----
+# Failed admin sign-ins are counted per username and, separately, per client address:
+# after LOYALTY_ADMIN_LOGIN_FAILURES of either, that username (from anywhere) or that
+# address (for any username) is locked for LOYALTY_ADMIN_LOCKOUT_MINUTES.
+AXES_FAILURE_LIMIT = env_int("LOYALTY_ADMIN_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LOYALTY_ADMIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "core.lockout.lockout_address"
+AXES_HANDLER = "core.lockout.AdminOnlyHandler"
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = True
+# Tries during a lockout do not push its end further back, so the page can say when.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "core.lockout.lockout_response"
+AXES_VERBOSE = False
+# Roles (group names, comma-separated) that must use two-factor sign-in to open the
+# admin; superusers with them. Brand admins in production; nobody by default otherwise.
+LOYALTY_ADMIN_2FA_REQUIRED_GROUPS = env_list("LOYALTY_ADMIN_2FA_REQUIRED_GROUPS", "Brand admin" if PRODUCTION else "")
+# The name authenticator apps show next to the code.
+OTP_TOTP_ISSUER = env("LOYALTY_ADMIN_2FA_ISSUER", "Loyalty admin")
 
 # --- Import/export (django-import-export) -----------------------------------------------
 # Exported cells that start with = + - @ are escaped, so a member who names themselves
@@ -166,14 +225,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Per client IP for sign-in and one-time codes, per member for redemptions (api.throttles).
+    # Per client address (core.client_ip) for sign-in and one-time codes, per member for
+    # redemptions (api.throttles). NUM_PROXIES stays unset: our throttles never read it.
     "DEFAULT_THROTTLE_RATES": {
         "sign_in": env("API_THROTTLE_SIGN_IN", "20/minute"),
         "otp_send": env("API_THROTTLE_OTP_SEND", "5/minute"),
         "redeem": env("API_THROTTLE_REDEEM", "30/minute"),
+        "staff_username": env("API_THROTTLE_STAFF_USERNAME", "10/hour"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -273,6 +334,14 @@ LOYALTY_GROWTH_EXPIRY = env("LOYALTY_GROWTH_EXPIRY", "rolling:12")
 # expiry: rolling:12 is a rolling 12-month window, calendar:0 the calendar year.
 LOYALTY_TIER_REVIEW_MONTHS = env_int("LOYALTY_TIER_REVIEW_MONTHS", 12)
 LOYALTY_TIER_SOFT_LANDING = env_bool("LOYALTY_TIER_SOFT_LANDING", True)
+# A refund that takes back growth reviews the tier at once (down to what the growth left
+# still earns, unless staff pinned it); off: the tier only falls at its review date.
+LOYALTY_TIER_REEVALUATE_ON_REFUND = env_bool("LOYALTY_TIER_REEVALUATE_ON_REFUND", True)
+# A refund shortfall (points the member had spent) is a debt. Points given back always pay
+# it first; with this on, new earns and awards pay it too as they become available. On by
+# default: otherwise a member keeps spending new points while the debt waits for a
+# reversal that may never come, i.e. the refunded purchase's points were free.
+LOYALTY_SHORTFALL_SETTLE_FROM_EARNS = env_bool("LOYALTY_SHORTFALL_SETTLE_FROM_EARNS", True)
 # Members are told about points that expire within this many days, once per lot.
 LOYALTY_EXPIRY_NOTICE_DAYS = env_int("LOYALTY_EXPIRY_NOTICE_DAYS", 30)
 # Connections the nightly expiry and release run their member-id chunks on side by side
@@ -305,6 +374,12 @@ LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30"
 # Referral: points the referrer and the new member each get once the new member's first
 # order is past its return window and not refunded.
 LOYALTY_REFERRAL_POINTS = env_int("LOYALTY_REFERRAL_POINTS", 200)
+# Erasure keeps a keyed hash of the phone number (members.ErasedPhone, docs/privacy.md):
+# a member who joins again with it within this many days gets no signup bonus, no
+# first-purchase bonus and no referral; 0 keeps no hashes at all. The key: a random
+# string; empty derives one from DJANGO_SECRET_KEY. Changing either forgets the list.
+LOYALTY_REJOIN_BONUS_BLOCK_DAYS = env_int("LOYALTY_REJOIN_BONUS_BLOCK_DAYS", 365)
+LOYALTY_ERASED_PHONE_KEY = env("LOYALTY_ERASED_PHONE_KEY", "")
 # Uploaded member files wait here for the background import (never under MEDIA_ROOT:
 # they hold personal data); each is deleted once its job is done or found invalid.
 LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))

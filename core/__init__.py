@@ -1,0 +1,1 @@
+"""The bottom layer: helpers every app may use and that import no app of the project."""

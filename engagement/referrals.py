@@ -4,8 +4,9 @@ LOYALTY_REFERRAL_POINTS, once each.
 
 - ``referral_code_for``: the member's code, generated on first use.
 - ``referral_record``: called when a new member joins with a code; refuses unknown and
-  own codes, a member who already has a referral, a member who is not new, and a
-  member who joined before the code's owner (so A -> B -> A cannot happen).
+  own codes, a member who already has a referral, a member who is not new (also: one
+  who joined again after erasing their account), and a member who joined before the
+  code's owner (so A -> B -> A cannot happen).
 - ``referral_on_join``: the sign-in flows' wrapper: a refusal never blocks the sign-in,
   it comes back as an outcome the API and pages show.
 - ``referrals_reward``: the hourly job (``engagement.reward_referrals``).
@@ -84,7 +85,8 @@ def referral_record(*, referee: Member, code: str, now: dt.datetime | None = Non
     Refuses (nothing is written): an unknown code or one of a closed member
     (``referral_code_unknown``); the member's own code (``referral_self``); a member who
     already has a referral (``referral_exists``); a member who is not new: joined more
-    than 24 hours ago or has an order (``referral_not_new``); a code of a member who
+    than 24 hours ago, has an order, or joined again with a phone number erased within
+    ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS`` (``referral_not_new``); a code of a member who
     joined after the referee (``referral_cycle``), which also rules out A -> B -> A.
     """
     now = now or timezone.now()
@@ -103,7 +105,11 @@ def referral_record(*, referee: Member, code: str, now: dt.datetime | None = Non
         raise _refuse("referral_self", _("You cannot use your own referral code."))
     if Referral.objects.filter(referee=referee).exists():
         raise _refuse("referral_exists", _("You have already joined with a referral code."))
-    if referee.joined_at < now - NEW_MEMBER_WINDOW or Order.objects.filter(member=referee).exists():
+    if (
+        referee.joined_at < now - NEW_MEMBER_WINDOW
+        or referee.rejoined_after_erasure  # their phone's first membership was erased lately
+        or Order.objects.filter(member=referee).exists()
+    ):
         raise _refuse("referral_not_new", _("Referral codes are for new members, when they join."))
     if (referrer.joined_at, referrer.pk) > (referee.joined_at, referee.pk):
         raise _refuse("referral_cycle", _("This referral code belongs to a member who joined after you."))

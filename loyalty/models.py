@@ -8,7 +8,11 @@ Invariants (checked by ``manage.py audit_ledger`` and the tests after every step
   allocations of a REVERSE entry give back what its spend's allocations consumed and
   every other allocation consumes;
 - the newest entry's ``balance_after``/``pending_after`` equal the account's figures;
-- no balance, pending figure or lot remainder below zero (database checks).
+- no balance, pending figure or lot remainder below zero (database checks);
+- ``account.owed`` is the open debt of the member's refunds in that currency
+  (``shortfall - settled`` summed), each settled amount the sum of its ``settle`` entries;
+- value: ``balance + pending <= lots' amounts - expired - what refunds claimed`` (taken,
+  cancelled or shortfall): see docs/ledger.md, "The value invariant".
 """
 
 from django.conf import settings
@@ -33,6 +37,11 @@ class Account(models.Model):
     pending = models.BigIntegerField(_("pending"), default=0, help_text=_("Earned but not yet available."))
     lifetime_earned = models.BigIntegerField(_("lifetime earned"), default=0)
     lifetime_spent = models.BigIntegerField(_("lifetime spent"), default=0)
+    owed = models.BigIntegerField(
+        _("owed"),
+        default=0,
+        help_text=_("Refund shortfalls not settled yet: points that come back to the member pay these first."),
+    )
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
 
     class Meta:
@@ -43,6 +52,7 @@ class Account(models.Model):
             models.UniqueConstraint(fields=["member", "currency"], name="account_one_per_member_currency"),
             models.CheckConstraint(condition=Q(balance__gte=0), name="account_balance_not_negative"),
             models.CheckConstraint(condition=Q(pending__gte=0), name="account_pending_not_negative"),
+            models.CheckConstraint(condition=Q(owed__gte=0), name="account_owed_not_negative"),
         ]
 
     def __str__(self) -> str:
@@ -127,6 +137,9 @@ class Refund(models.Model):
         help_text=_("Points the refund should have taken back but the balance lacked."),
     )
     growth_shortfall = models.BigIntegerField(_("growth shortfall"), default=0)
+    # How much of each shortfall later ``settle`` entries paid, updated under the account lock.
+    points_settled = models.BigIntegerField(_("points shortfall settled"), default=0)
+    growth_settled = models.BigIntegerField(_("growth shortfall settled"), default=0)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     request_hash = models.CharField(max_length=64, editable=False)
 
@@ -137,10 +150,22 @@ class Refund(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["order", "number"], name="refund_number_unique_per_order"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(points_settled__gte=0, points_settled__lte=models.F("points_shortfall")),
+                name="refund_points_settled_within_shortfall",
+            ),
+            models.CheckConstraint(
+                condition=Q(growth_settled__gte=0, growth_settled__lte=models.F("growth_shortfall")),
+                name="refund_growth_settled_within_shortfall",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.order} refund {self.number}"
+
+    def owed(self, currency: str) -> int:
+        """What is still open of this refund's shortfall in ``currency``."""
+        return getattr(self, f"{currency}_shortfall") - getattr(self, f"{currency}_settled")
 
 
 class LedgerEntry(models.Model):
@@ -155,6 +180,7 @@ class LedgerEntry(models.Model):
         EXPIRE = "expire", _("expired")
         ADJUST = "adjust", _("staff adjustment")
         REVERSE = "reverse", _("spend reversed")
+        SETTLE = "settle", _("refund shortfall settled")
 
     # Indexes: the composite ones in Meta lead with account and member, and the optional
     # references are indexed only where set, so a system entry (expiry, release) writes
@@ -382,6 +408,7 @@ class TierChange(models.Model):
         DOWNGRADE = "downgrade", _("did not keep the tier at review")
         RETAINED = "retained", _("kept the tier at review")
         PINNED = "pinned", _("pinned by staff")
+        REFUND = "refund", _("growth taken back by a refund")
 
     member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="tier_changes")
     from_tier = models.ForeignKey(

@@ -203,7 +203,9 @@ def evaluate(
     active ones whose window holds ``occurred_at``: base rates, then the tier
     multiplier, then campaigns by priority, each capped per order and per day. Without a
     member (the admin's preview), tier, birthday and daily caps do not apply and the
-    order counts as a first purchase. Call it before the order itself is recorded.
+    order counts as a first purchase; a member's order is not one when they have an
+    earlier order or joined again after an erasure (``rejoined_after_erasure``). Call it
+    before the order itself is recorded.
     """
     occurred_at = occurred_at or now
     local = timezone.localtime(occurred_at)
@@ -219,9 +221,10 @@ def evaluate(
     has_member = member is not None and member.pk is not None
     birthday = member.birthday if member is not None else None
     rules = [r for r in rules if not r.birthday_month_only or (birthday is not None and birthday.month == local.month)]
-    # Under the account lock in order_earn, so two orders cannot both be the first.
+    # Under the account lock in order_earn, so two orders cannot both be the first. A
+    # member who joined again with a lately erased phone had their first purchase already.
     first_rules = any(rule.first_purchase_only for rule in rules)
-    if has_member and first_rules and Order.objects.filter(member=member).exists():
+    if has_member and first_rules and (member.rejoined_after_erasure or Order.objects.filter(member=member).exists()):
         rules = [rule for rule in rules if not rule.first_purchase_only]
     earned_today = _earned_today(member, local) if has_member and any(r.cap_per_day for r in rules) else {}
 
@@ -294,8 +297,11 @@ def signup_bonus(*, member: Member, now: dt.datetime) -> list[LedgerEntry]:
 
     Each SIGNUP rule valid at ``now`` gives ``value`` points (or growth, or both) once per
     member: the idempotency key ``signup:<rule id>`` makes a second call a no-op. Of the
-    rule's filters, the stores (the member's home store) and weekdays apply.
+    rule's filters, the stores (the member's home store) and weekdays apply. Nothing for a
+    member who joined again with a lately erased phone (``rejoined_after_erasure``).
     """
+    if member.rejoined_after_erasure:
+        return []
     local = timezone.localtime(now)
     entries = []
     for rule in _rules_at(now, kinds=(EarnRule.Kind.SIGNUP,)):

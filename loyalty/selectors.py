@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from core.errors import LoyaltyError
 from members.models import Member
 
-from .models import Account, Allocation, Currency, LedgerEntry, Lot
+from .models import Account, Allocation, Currency, LedgerEntry, Lot, Refund
 from .policies import ExpiryPolicy
 
 
@@ -51,11 +51,29 @@ class Violation:
         return f"account {self.account_id} (member {self.member_id}, {self.currency}): " + "; ".join(self.problems)
 
 
+def _refund_sum(column: str) -> Coalesce:
+    """Sum of ``<currency>_<column>`` over the refunds of the outer account's member, in its currency."""
+    per_member = Refund.objects.filter(order__member_id=OuterRef("member_id")).order_by().values("order__member_id")
+    points = per_member.annotate(t=Sum(f"points_{column}")).values("t")
+    growth = per_member.annotate(t=Sum(f"growth_{column}")).values("t")
+    return Case(
+        When(currency=Currency.POINTS, then=Coalesce(Subquery(points, output_field=BigIntegerField()), Value(0))),
+        default=Coalesce(Subquery(growth, output_field=BigIntegerField()), Value(0)),
+        output_field=BigIntegerField(),
+    )
+
+
 def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
     """Every account whose figures disagree with its entries or lots, with what is wrong.
 
-    One query for the account figures and one for the lots, whatever the number of
-    accounts: each account's sums are correlated subqueries on indexed columns.
+    One query for the account figures, one for the lots and one for the refunds' settled
+    shortfalls, whatever the number of accounts: each account's sums are correlated
+    subqueries on indexed columns.
+
+    Besides consistency it checks value (docs/ledger.md, "The value invariant"): what the
+    member holds, ``balance + pending``, is at most what their lots brought in, less what
+    expired and what refunds claimed back (taken, cancelled, or left as a shortfall), and
+    ``owed`` is exactly the refunds' open shortfalls.
     """
     accounts = Account.objects.all()
     lots = Lot.objects.all()
@@ -70,6 +88,24 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
         lot_pending=_sum(Lot.objects.filter(pending=True, **own), "remaining"),
         last_balance=Coalesce(_latest("balance_after"), Value(0)),
         last_pending=Coalesce(_latest("pending_after"), Value(0)),
+        brought_in=_sum(Lot.objects.filter(**own), "amount"),
+        expired=_sum(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE, **own), "amount"),
+        charged=Coalesce(
+            Subquery(
+                LedgerEntry.objects.filter(kind__in=[LedgerEntry.Kind.REFUND, LedgerEntry.Kind.CANCEL], **own)
+                .order_by()
+                .values("account_id")
+                .annotate(t=Sum(F("amount") + F("pending_amount")))
+                .values("t"),
+                output_field=BigIntegerField(),
+            ),
+            Value(0),
+        ),
+        shortfalls=_refund_sum("shortfall"),
+        settled=_refund_sum("settled"),
+    ).annotate(
+        # expired and charged are sums of negative changes.
+        entitled=F("brought_in") + F("expired") + F("charged") - F("shortfalls"),
     )
     wrong = checked.filter(
         ~Q(balance=F("entry_balance"))
@@ -80,6 +116,8 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
         | ~Q(pending=F("last_pending"))
         | Q(balance__lt=0)
         | Q(pending__lt=0)
+        | ~Q(owed=F("shortfalls") - F("settled"))
+        | Q(balance__gt=F("entitled") - F("pending"))
     ).order_by("pk")
 
     found: dict[int, Violation] = {}
@@ -101,6 +139,14 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
                 problems.append(f"pending {account.pending} != {label} {expected}")
         if account.balance < 0 or account.pending < 0:
             problems.append("negative figure")
+        if account.owed != account.shortfalls - account.settled:
+            problems.append(f"owed {account.owed} != open refund shortfalls {account.shortfalls - account.settled}")
+        if account.balance + account.pending > account.entitled:
+            problems.append(
+                f"value: balance + pending {account.balance + account.pending} > entitled {account.entitled} "
+                f"(brought in {account.brought_in}, expired {-account.expired}, "
+                f"refunds claimed {account.shortfalls - account.charged})"
+            )
         found[account.pk] = Violation(account.pk, account.member_id, account.currency, problems)
 
     # A reversal's allocations give back what its spend took; every other allocation consumes.
@@ -121,6 +167,43 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
         violation.problems.append(
             f"lot {lot_id}: remaining {remaining} != amount {amount} - allocated {allocated_total}"
         )
+
+    # Each refund's settled figure is what its settle entries paid, and never more than its shortfall.
+    refunds = Refund.objects.all()
+    if account_ids is not None:
+        members = Account.objects.filter(pk__in=account_ids).values("member_id")
+        refunds = refunds.filter(order__member_id__in=members)
+
+    def paid(currency: str) -> Coalesce:
+        entries = (
+            LedgerEntry.objects.filter(refund_id=OuterRef("pk"), currency=currency, kind=LedgerEntry.Kind.SETTLE)
+            .order_by()
+            .values("refund_id")
+            .annotate(t=Sum("amount"))
+            .values("t")
+        )
+        return Coalesce(Subquery(entries, output_field=BigIntegerField()), Value(0))
+
+    wrong_refunds = refunds.annotate(points_paid=paid(Currency.POINTS), growth_paid=paid(Currency.GROWTH)).filter(
+        ~Q(points_settled=-F("points_paid"))
+        | ~Q(growth_settled=-F("growth_paid"))
+        | Q(points_settled__gt=F("points_shortfall"))
+        | Q(growth_settled__gt=F("growth_shortfall"))
+    )
+    for refund in wrong_refunds.select_related("order"):
+        for currency in Currency.values:
+            settled, shortfall = getattr(refund, f"{currency}_settled"), getattr(refund, f"{currency}_shortfall")
+            paid_total = -getattr(refund, f"{currency}_paid")
+            if settled == paid_total and settled <= shortfall:
+                continue
+            member_id = refund.order.member_id
+            account = (
+                Account.objects.filter(member_id=member_id, currency=currency).values_list("pk", flat=True).first()
+            )
+            violation = found.setdefault(account or 0, Violation(account or 0, member_id, currency, []))
+            violation.problems.append(
+                f"refund {refund.pk}: settled {settled} != settle entries {paid_total} (shortfall {shortfall})"
+            )
     return sorted(found.values(), key=lambda v: v.account_id)
 
 
@@ -132,6 +215,16 @@ _JUST_BEFORE = Value(dt.timedelta(microseconds=1))
 
 
 @dataclass(frozen=True)
+class Debt:
+    """An open refund shortfall: what the refund could not take back and is still owed."""
+
+    amount: int
+    order_number: str
+    refund_number: str
+    refunded_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class Balance:
     """One currency's figures as a member sees them."""
 
@@ -140,6 +233,8 @@ class Balance:
     expiring_soon: int  # available points whose expiry falls within ``soon_days``
     next_expiry_date: dt.date | None  # local date of the soonest expiry of available points
     pending_next_release_date: dt.date | None  # local date the next pending points become available
+    owed: int = 0  # open refund shortfalls: the next points that come back pay these first
+    owed_from: tuple[Debt, ...] = ()  # the refunds owed, oldest first
 
 
 @dataclass(frozen=True)
@@ -167,19 +262,20 @@ def _currency(currency: str) -> str:
 def member_balances(member: Member, *, now: dt.datetime | None = None, soon_days: int = 30) -> dict[str, Balance]:
     """The member's balance, pending points and what expires soon, per currency ("points", "growth").
 
-    Two queries whatever the history: the accounts, and one aggregate over the open lots.
+    Two queries whatever the history: the accounts, and one aggregate over the open lots;
+    a third, for the refunds owed, only when the member owes something.
     Dates are local dates; a date already past (the job has not run yet) shows as today.
     A currency without an account shows zeros.
     """
     now = now or timezone.now()
     today = timezone.localdate(now)
     horizon = now + dt.timedelta(days=soon_days)
-    figures = {
-        currency: (balance, pending)
-        for currency, balance, pending in Account.objects.filter(member=member).values_list(
-            "currency", "balance", "pending"
-        )
-    }
+    figures, owed = {}, {}
+    for currency, balance, pending, debt in Account.objects.filter(member=member).values_list(
+        "currency", "balance", "pending", "owed"
+    ):
+        figures[currency], owed[currency] = (balance, pending), debt
+    debts = member_debts(member) if any(owed.values()) else {}
     lots = {
         row["currency"]: row
         for row in Lot.objects.filter(member=member, remaining__gt=0)
@@ -202,8 +298,40 @@ def member_balances(member: Member, *, now: dt.datetime | None = None, soon_days
             expiring_soon=row.get("expiring") or 0,
             next_expiry_date=max(_expiry_date(next_expiry), today) if next_expiry else None,
             pending_next_release_date=max(timezone.localdate(next_release), today) if next_release else None,
+            owed=owed.get(currency, 0),
+            owed_from=tuple(debts.get(currency, ())),
         )
     return result
+
+
+def member_debts(member: Member) -> dict[str, list[Debt]]:
+    """The member's open refund shortfalls per currency, oldest first. One query."""
+    rows = (
+        Refund.objects.filter(order__member=member)
+        .filter(Q(points_shortfall__gt=F("points_settled")) | Q(growth_shortfall__gt=F("growth_settled")))
+        .select_related("order")
+        .order_by("created_at", "id")
+    )
+    debts: dict[str, list[Debt]] = defaultdict(list)
+    for refund in rows:
+        for currency in Currency.values:
+            if refund.owed(currency) > 0:
+                debts[currency].append(
+                    Debt(refund.owed(currency), refund.order.number, refund.number, refund.created_at)
+                )
+    return dict(debts)
+
+
+def owed_total() -> dict[str, int]:
+    """What all members owe from refund shortfalls, per currency (the dashboard's figure)."""
+    totals = dict(
+        Account.objects.filter(owed__gt=0)
+        .order_by()
+        .values("currency")
+        .annotate(t=Sum("owed"))
+        .values_list("currency", "t")
+    )
+    return {currency: totals.get(currency, 0) for currency in Currency.values}
 
 
 def _by_day(rows: Iterable[tuple[dt.date, int]], today: dt.date) -> list[tuple[dt.date, int]]:

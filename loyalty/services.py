@@ -9,6 +9,12 @@ Before an account changes, it is *settled*: lots whose return window has ended a
 released and lots past their expiry are expired, so a member never spends expired points
 and sees released ones even when the scheduled job has not run yet. The jobs
 (``lots_release_matured``, ``lots_expire_due``) run the same code over chunks of accounts.
+
+A refund that cannot take back what its order earned (the member spent it) leaves a
+shortfall, and the shortfall is a debt (``Account.owed``): points that come back to the
+member (a reversed spend, the points-paid part of a refunded order) pay it first, and so
+do new earns and awards as they become available while ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS``
+is on. Each payment is a ``settle`` entry linked to the refund it pays (``_debt_collect``).
 """
 
 import datetime as dt
@@ -20,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
@@ -32,7 +39,7 @@ from members.models import Member, Store
 
 from .models import Account, Allocation, BenefitGrant, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
 from .policies import expiry_policy, pending_until
-from .tiers import tier_upgrade_if_qualified
+from .tiers import tier_review_after_refund, tier_upgrade_if_qualified
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 # A till's clock may run a little ahead of ours; further than this is a mistake.
@@ -179,7 +186,7 @@ def _new_entry(
 
 def _save_entry(account: Account, entry: LedgerEntry) -> LedgerEntry:
     entry.save()
-    account.save(update_fields=["balance", "pending", "lifetime_earned", "lifetime_spent", "updated_at"])
+    account.save(update_fields=["balance", "pending", "lifetime_earned", "lifetime_spent", "owed", "updated_at"])
     return entry
 
 
@@ -298,8 +305,83 @@ def _expire(accounts: Sequence[Account], now: dt.datetime) -> list[LedgerEntry]:
 
 
 def _settle(accounts: Sequence[Account], now: dt.datetime) -> None:
-    _release(accounts, now)
+    released = _release(accounts, now)
     _expire(accounts, now)
+    _collect_from_released(accounts, released, now)
+
+
+def _release_and_collect(accounts: Sequence[Account], now: dt.datetime) -> list[LedgerEntry]:
+    """The release job's step: release, then let what was released pay open debts."""
+    released = _release(accounts, now)
+    debtors = {e.account_id for e in released if e.account.owed > 0}
+    if not debtors or not settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
+        return released
+    # Points past their expiry must not pay a debt: they expire first, as ``_settle`` does.
+    in_debt = [account for account in accounts if account.pk in debtors]
+    return released + _expire(in_debt, now) + _collect_from_released(in_debt, released, now)
+
+
+def _collect_from_released(
+    accounts: Sequence[Account], released: Sequence[LedgerEntry], now: dt.datetime
+) -> list[LedgerEntry]:
+    if not settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
+        return []
+    by_id = {account.pk: account for account in accounts}
+    written = []
+    for entry in released:
+        account = by_id.get(entry.account_id)
+        if account is not None and account.owed > 0:
+            written += _debt_collect(account, up_to=entry.amount, now=now)
+    return written
+
+
+def _debt_collect(account: Account, *, up_to: int, now: dt.datetime) -> list[LedgerEntry]:
+    """Pay the locked account's open refund shortfalls with up to ``up_to`` of its balance.
+
+    Oldest refund first. One ``settle`` entry per refund paid (``-n``, linked to the
+    refund and its order) taking lots first in, first out like a spend, with
+    allocations; the refund's ``<currency>_settled`` and ``account.owed`` go down by the
+    same amount. Never takes more than the balance holds.
+    """
+    amount = min(account.owed, up_to, account.balance)
+    if amount <= 0:
+        return []
+    currency = account.currency
+    shortfall, settled = f"{currency}_shortfall", f"{currency}_settled"
+    refunds = (
+        Refund.objects.filter(order__member_id=account.member_id, **{f"{shortfall}__gt": F(settled)})
+        .select_related("order")
+        .order_by("created_at", "id")
+    )
+    lots = _open_lots(account)
+    written = []
+    for refund in refunds:
+        if amount <= 0:
+            break
+        pay = min(refund.owed(currency), amount)
+        amount -= pay
+        account.owed -= pay
+        entry = _save_entry(
+            account,
+            _new_entry(
+                account,
+                kind=LedgerEntry.Kind.SETTLE,
+                now=now,
+                amount=-pay,
+                order=refund.order,
+                refund=refund,
+                store_id=refund.order.store_id,
+                reason=(
+                    _("Settles what refund %(refund)s of order %(order)s could not take back")
+                    % {"refund": refund.number, "order": refund.order.number}
+                )[:200],
+                detail={"owed_before": refund.owed(currency), "settled": pay},
+            ),
+        )
+        _consume(entry, lots, pay)
+        Refund.objects.filter(pk=refund.pk).update(**{settled: F(settled) + pay})
+        written.append(entry)
+    return written
 
 
 def _run_in_chunks(lot_filter: dict, step, *, now: dt.datetime, chunk_size: int) -> int:
@@ -327,10 +409,14 @@ def _run_in_chunks(lot_filter: dict, step, *, now: dt.datetime, chunk_size: int)
 def lots_release_matured(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> int:
     """Release every pending lot whose return window has ended; returns entries written.
 
+    Released points pay the member's open refund shortfalls (``settle`` entries) while
+    ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS`` is on.
+
     Safe to run twice, concurrently, or again after being stopped halfway.
     """
     now = now or timezone.now()
-    return _run_in_chunks({"pending": True, "available_at__lte": now}, _release, now=now, chunk_size=chunk_size)
+    due = {"pending": True, "available_at__lte": now}
+    return _run_in_chunks(due, _release_and_collect, now=now, chunk_size=chunk_size)
 
 
 def lots_expire_due(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> int:
@@ -505,6 +591,10 @@ def order_earn(
     # An order recorded after its points' expiry date (a late import) earns them, and
     # they expire at once: the balance never shows points that cannot be spent.
     _expire(list(accounts.values()), now)
+    if not pending and settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
+        for currency, entry in result.entries.items():
+            if accounts[currency].owed > 0:
+                _debt_collect(accounts[currency], up_to=entry.amount, now=now)
     if Currency.GROWTH in result.entries:
         growth = accounts[Currency.GROWTH]
         tier_upgrade_if_qualified(member_id=member.pk, growth=growth.balance + growth.pending, now=now)
@@ -618,7 +708,12 @@ def order_refund(
     Points that paid part of the order at checkout (``loyalty.checkout.order_checkout``)
     come back proportionally, before the take-back: after refunds totalling R of an order
     of amount A paid partly with p points, ``floor(p × R / A)`` have been given back in
-    all (one ``reverse`` entry per refund, see :func:`_give_back`).
+    all (one ``reverse`` entry per refund, see :func:`_give_back`); given back, they pay
+    the member's open shortfalls first, oldest first.
+
+    A shortfall becomes the member's debt (``Account.owed``). When the refund takes back
+    growth and ``LOYALTY_TIER_REEVALUATE_ON_REFUND`` is on, the tier is reviewed at once
+    (``loyalty.tiers.tier_review_after_refund``).
     """
     now = now or timezone.now()
     number = _text(number, field_name=_("Refund number"), max_length=64)
@@ -671,6 +766,11 @@ def order_refund(
     order.refunded_amount = refunded_after
     order.status = Order.Status.REFUNDED if refunded_after == order.amount else Order.Status.PARTIALLY_REFUNDED
     order.save(update_fields=["refunded_amount", "status"])
+    if Currency.GROWTH in result.entries and settings.LOYALTY_TIER_REEVALUATE_ON_REFUND:
+        growth = accounts[Currency.GROWTH]
+        tier_review_after_refund(
+            member_id=order.member_id, growth=growth.balance + growth.pending, order=order, now=now
+        )
     return result
 
 
@@ -758,8 +858,13 @@ def _take_back(account: Account, lot: Lot, refund: Refund, *, owed_after: int, n
     taken = min(owed, account.balance)
     shortfall = owed - taken
     if shortfall:
+        # The shortfall is a debt: what comes back to the member later pays it (_debt_collect).
         setattr(refund, f"{account.currency}_shortfall", shortfall)
         refund.save(update_fields=[f"{account.currency}_shortfall"])
+        account.owed += shortfall
+        if taken == 0:
+            account.updated_at = now
+            account.save(update_fields=["owed", "updated_at"])
     if taken == 0:
         return None
     entry = _save_entry(
@@ -845,10 +950,14 @@ def _credit(account: Account, *, kind: str, amount: int, now: dt.datetime, **fie
     """Add ``amount`` to the locked, settled account as a new lot available at once.
 
     Shared by positive adjustments and awards; growth may move the member up a tier.
+    While ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS`` is on, the new points pay open refund
+    shortfalls first (a staff goodwill credit too: it is an award like any other).
     """
     account.lifetime_earned += amount
     entry = _save_entry(account, _new_entry(account, kind=kind, now=now, amount=amount, **fields))
     _open_lot(account, entry, amount=amount, pending=False, available_at=now, earned_at=now)
+    if account.owed > 0 and settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
+        _debt_collect(account, up_to=amount, now=now)
     if account.currency == Currency.GROWTH:
         tier_upgrade_if_qualified(member_id=account.member_id, growth=account.balance + account.pending, now=now)
     return entry
@@ -1040,6 +1149,11 @@ def _give_back(
     # them as given back (``lot.remaining == amount - consumed + given back``).
     Lot.objects.bulk_update([lot for lot, _give in restored], ["remaining"])
     Allocation.objects.bulk_create(Allocation(entry=reversal, lot=lot, amount=give) for lot, give in restored)
+    # Points that come back pay open refund shortfalls first, whatever the setting: they
+    # are the points the shortfall could not take. Before the re-expiry below, so that
+    # points given back past their expiry pay the debt rather than vanish beside it.
+    if account.owed > 0:
+        _debt_collect(account, up_to=total, now=now)
     # Lots whose expiry passed since the spend expire again now, as the nightly job would have.
     _expire([account], now)
     return reversal

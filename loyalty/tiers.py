@@ -13,6 +13,9 @@ is settled. The rolling tier window is the growth expiry policy.
   and a review date ``LOYALTY_TIER_REVIEW_MONTHS`` later.
 - A staff pin (``pinned_until`` in the future) freezes the tier: no upgrade, no downgrade.
   The pin's end is the member's review date.
+- A refund that takes back growth reviews the tier at once (``tier_review_after_refund``)
+  while ``LOYALTY_TIER_REEVALUATE_ON_REFUND`` is on, so a tier bought with an order that
+  went back does not last until the review.
 
 Locking: the member's ``MemberTier`` row is locked (``SELECT ... FOR UPDATE``) before any
 decision. Earning locks the accounts first and the tier row second; the sweep locks only
@@ -109,6 +112,11 @@ def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Not
     if change.reason == TierChange.Reason.PINNED:
         title = _("Your tier is now %(tier)s") % values
         body = _("Our staff set your tier to %(tier)s.") % values
+    elif change.reason == TierChange.Reason.REFUND:
+        title = _("Your tier is now %(tier)s") % values
+        body = (
+            _("After a refund you have %(growth)s growth, not enough for %(old)s. Your tier is now %(tier)s.") % values
+        )
     elif up:
         title = _("Welcome to %(tier)s") % values
         body = _("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.") % values
@@ -244,6 +252,41 @@ def tier_upgrade_if_qualified(*, member_id: int, growth: int, now: dt.datetime) 
     state.save(update_fields=["tier", "started_at", "review_at", "pinned_until"])
     change.save()
     _notice(change, from_tier=current, to_tier=best).save()
+    return change
+
+
+# No savepoint: this runs inside the refund's transaction, like the upgrade hook.
+@transaction.atomic(savepoint=False)
+def tier_review_after_refund(*, member_id: int, growth: int, order, now: dt.datetime) -> TierChange | None:
+    """Move the member down at once when a refund took back the growth that held their tier.
+
+    ``growth`` is the member's growth balance plus pending after the refund, read by the
+    caller under its account lock; ``order`` is the refunded order. A tier the member
+    reached after the order happened was (perhaps) bought with it: it stays only while
+    ``growth`` still meets its *qualify* threshold. A tier held since before the order
+    stays while ``growth`` meets its *retain* threshold, as at a review. Otherwise the
+    member goes to the best tier ``growth`` qualifies for (the lowest when none), with a
+    REFUND change, a notice and a new review date. Never moves anyone up; does nothing
+    while a staff pin holds or when the member has no tier. Called by
+    ``loyalty.services.order_refund`` when ``LOYALTY_TIER_REEVALUATE_ON_REFUND`` is on.
+    """
+    tiers = _tiers()
+    state = _lock_state(member_id)
+    if not tiers or state is None or (state.pinned_until is not None and state.pinned_until > now):
+        return None
+    by_id = {tier.pk: tier for tier in tiers}
+    current = by_id[state.tier_id]
+    held_before = state.started_at <= order.occurred_at
+    keep = current.retain_threshold if held_before else current.qualify_threshold
+    if growth >= keep:
+        return None
+    target = _best_qualifying(tiers, growth) or tiers[0]
+    if target.rank >= current.rank:
+        return None
+    change = _change(state, target, reason=TierChange.Reason.REFUND, growth=growth, now=now, note=str(order)[:200])
+    state.save(update_fields=["tier", "started_at", "review_at", "pinned_until"])
+    change.save()
+    _notice(change, from_tier=current, to_tier=target).save()
     return change
 
 

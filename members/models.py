@@ -120,6 +120,18 @@ class Member(models.Model):
     erased_at = models.DateTimeField(
         _("erased at"), null=True, blank=True, help_text=_("Personal data removed at the member's request.")
     )
+    # Set once, at joining (members.erasure.phones_erased_recently): the rules read it on
+    # every earn without hashing the phone again, and a later first order is judged by
+    # what the member was when they joined.
+    rejoined_after_erasure = models.BooleanField(
+        _("rejoined after erasure"),
+        default=False,
+        editable=False,
+        help_text=_(
+            "The phone number belonged to a member erased shortly before this one joined: "
+            "no signup bonus, first-purchase bonus or referral."
+        ),
+    )
     tags = models.ManyToManyField(Tag, verbose_name=_("tags"), blank=True, related_name="members")
     referral_code = models.CharField(  # noqa: DJ001 - NULL until the member first shares it
         _("referral code"), max_length=12, null=True, blank=True, unique=True, editable=False
@@ -172,6 +184,27 @@ class Member(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+
+class ErasedPhone(models.Model):
+    """A keyed hash of the phone number of an erased member, so that joining again with the
+    same number within ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS`` earns no joining bonus.
+
+    Holds no phone number and no link to the member: only HMAC-SHA256 of the normalised
+    number under ``LOYALTY_ERASED_PHONE_KEY`` (members.erasure.erased_phone_hash) and when
+    it was last erased. docs/privacy.md.
+    """
+
+    phone_hash = models.CharField(_("phone hash"), max_length=64, unique=True)
+    erased_at = models.DateTimeField(_("erased at"))
+
+    class Meta:
+        verbose_name = _("erased phone number")
+        verbose_name_plural = _("erased phone numbers")
+        indexes = [models.Index(fields=["erased_at"], name="erasedphone_erased_at")]
+
+    def __str__(self) -> str:
+        return self.phone_hash[:12]
 
 
 class ConsentRecord(models.Model):

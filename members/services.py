@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
 
+from .erasure import phones_erased_recently
 from .models import ConsentRecord, Member, StaffAction, Store, Tag
 from .phone import normalize_phone
 from .scoping import staff_stores
@@ -60,7 +61,9 @@ def member_create(
     Refuses an invalid phone number and one that already belongs to a member.
     ``consents`` lists the marketing channels the member agreed to at sign-up.
     Creates the identity only: a sign-up goes through ``operations.actions.member_create``,
-    which adds what loyalty gives a new member in the same transaction.
+    which adds what loyalty gives a new member in the same transaction. A number
+    erased within ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS`` joins, marked
+    ``rejoined_after_erasure``: no signup bonus, first-purchase bonus or referral.
     """
     normalized = normalize_phone(phone)
     joined_at = joined_at or timezone.now()
@@ -68,6 +71,7 @@ def member_create(
         raise LoyaltyError(
             "phone_taken", _("A member with phone number %(phone)s already exists.") % {"phone": normalized}
         )
+    rejoined = bool(phones_erased_recently([normalized], now=joined_at))
     for _attempt in range(10):
         try:
             with transaction.atomic():
@@ -80,6 +84,7 @@ def member_create(
                     email=email,
                     home_store=home_store,
                     joined_at=joined_at,
+                    rejoined_after_erasure=rejoined,
                 )
                 for channel in consents:
                     _record_consent(member, channel=channel, granted=True, source=source, at=joined_at)

@@ -32,6 +32,7 @@ from import_export.admin import ImportExportMixin
 from core.admin import ReadOnlyAdminMixin, ReadOnlyInline
 from core.errors import LoyaltyError
 from loyalty.models import Account, Currency, LedgerEntry, Lot, MemberTier, Order, Tier, TierChange
+from loyalty.selectors import member_debts
 from members.admin_mixins import PhoneSearchMixin
 from members.models import ConsentRecord, Member, StaffAction, StaffProfile, StageChange, Store, Tag
 from members.scoping import adjust_limit, sees_everything, staff_stores
@@ -317,6 +318,7 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
         "points_pending",
         "growth_balance",
         "growth_pending",
+        "points_owed",
         "stage",
         "stage_since",
         "rfm_segment",
@@ -344,7 +346,7 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
         ),
         (
             gettext_lazy("Points and growth"),
-            {"fields": (("points_balance", "points_pending"), ("growth_balance", "growth_pending"))},
+            {"fields": (("points_balance", "points_pending"), ("growth_balance", "growth_pending"), "points_owed")},
         ),
         (
             gettext_lazy("Lifecycle and RFM"),
@@ -437,6 +439,24 @@ class MemberAdmin(ImportExportMixin, PhoneSearchMixin, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("growth pending"), ordering="growth_pending")
     def growth_pending(self, member):
         return getattr(member, "growth_pending", None)
+
+    @admin.display(description=gettext_lazy("owed from refunds"))
+    def points_owed(self, member):
+        """Open refund shortfalls, with the refunds they come from (what comes back pays them first)."""
+        debts = member_debts(member)
+        if not debts:
+            return "-"
+        return "; ".join(
+            _("%(currency)s: %(amount)s, from refund %(refund)s of order %(order)s")
+            % {
+                "currency": Currency(currency).label,
+                "amount": d.amount,
+                "refund": d.refund_number,
+                "order": d.order_number,
+            }
+            for currency, rows in debts.items()
+            for d in rows
+        )
 
     # --- sign-up through the service; edits of the plain fields as usual ---
 

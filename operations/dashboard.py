@@ -83,6 +83,7 @@ class Dashboard:
     points_by_month: list[PointsMonth]
     outstanding_points: int  # available points on all accounts
     pending_points: int  # points waiting for their orders' return windows
+    owed_points: int  # refund shortfalls not settled yet: the next points members get back pay these
     point_value: Decimal  # yuan per point (LOYALTY_POINT_VALUE)
     cohorts: list[Cohort]
     tiers: list[TierCount]
@@ -285,7 +286,7 @@ def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) 
 
     # 5. Outstanding points.
     outstanding = Account.objects.filter(_scope(stores, "member__home_store"), currency=Currency.POINTS).aggregate(
-        balance=Coalesce(Sum("balance"), 0), pending=Coalesce(Sum("pending"), 0)
+        balance=Coalesce(Sum("balance"), 0), pending=Coalesce(Sum("pending"), 0), owed=Coalesce(Sum("owed"), 0)
     )
 
     # 6-7. Retention by monthly cohort: cohort sizes, then buyers per cohort and month.
@@ -346,6 +347,7 @@ def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) 
         points_by_month=points_by_month,
         outstanding_points=outstanding["balance"],
         pending_points=outstanding["pending"],
+        owed_points=outstanding["owed"],
         point_value=point_value(),
         cohorts=cohorts,
         tiers=tiers,

@@ -44,6 +44,7 @@ from core.jobs import job_lock
 from loyalty.models import Currency, LedgerEntry
 from loyalty.services import accounts_open_with_balance, points_award
 from loyalty.tiers import tiers_assign_default_bulk
+from members.erasure import phones_erased_recently
 from members.models import ImportJob, Member, StaffAction
 from members.services import _new_member_number, staff_action_record
 
@@ -604,7 +605,8 @@ def import_members_create(*, rows: list[dict], now: dt.datetime | None = None) -
     and the default tier as ``loyalty.tiers.tier_assign_default`` gives it (a MemberTier
     reviewed ``LOYALTY_TIER_REVIEW_MONTHS`` later and a JOINED TierChange; nothing without
     a default tier). No signup bonus: imported members are existing customers, their
-    points come with their opening balance (docs/import.md). The caller has checked that
+    points come with their opening balance (docs/import.md); a phone erased lately is
+    marked ``rejoined_after_erasure`` as at a sign-up. The caller has checked that
     no member has these phones; a phone taken meanwhile raises IntegrityError.
     """
     now = now or timezone.now()
@@ -618,6 +620,7 @@ def _members_insert(rows: list[dict], *, now: dt.datetime) -> dict[str, int]:
     if not rows:
         return {}
     numbers = _free_member_numbers(len(rows))
+    rejoined = phones_erased_recently([row["phone"] for row in rows], now=now)
     values = [
         {
             "phone": row["phone"],
@@ -627,6 +630,7 @@ def _members_insert(rows: list[dict], *, now: dt.datetime) -> dict[str, int]:
             "birthday": row.get("birthday"),
             "email": row.get("email") or "",
             "home_store_id": row["home_store"].pk if row.get("home_store") else None,
+            "rejoined_after_erasure": row["phone"] in rejoined,
         }
         for row, number in zip(rows, numbers, strict=True)
     ]

@@ -13,9 +13,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from core.errors import LoyaltyError
 from loyalty.models import Account, LedgerEntry, Lot, Order, OrderLine, Refund, TierChange
+from members.erasure import erased_phone_record, rejoin_block_days
 from members.models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
 from rewards.services import coupons_void_for_member
 
@@ -46,7 +48,26 @@ PROFILING_EXPORT_FIELDS = (
     "order_count",
     "spend_total",
     "referral_code",
+    "rejoined_after_erasure",
 )
+
+
+def _export_notes() -> list[str]:
+    days = rejoin_block_days()
+    if not days:
+        return []
+    return [
+        ngettext(
+            "If you erase your account, we keep a keyed hash of your phone number (not the number, "
+            "and nothing else about you) for %(days)d day, so that joining again with the same number "
+            "does not earn the signup, first-purchase and referral bonuses a second time.",
+            "If you erase your account, we keep a keyed hash of your phone number (not the number, "
+            "and nothing else about you) for %(days)d days, so that joining again with the same number "
+            "does not earn the signup, first-purchase and referral bonuses a second time.",
+            days,
+        )
+        % {"days": days}
+    ]
 
 
 def _rows(queryset, *fields: str) -> list[dict]:
@@ -56,8 +77,8 @@ def _rows(queryset, *fields: str) -> list[dict]:
 def member_export(*, member: Member) -> dict:
     """Everything kept about the member, as a JSON-serialisable dict (dates and amounts as text).
 
-    Sections: profile (with tags, lifecycle stage and RFM scores: the profiling kept
-    about them), consents, balances, entries, lots, orders (with lines and refunds),
+    Sections: notes (what is kept after an erasure), profile (with tags, lifecycle stage
+    and RFM scores: the profiling kept about them), consents, balances, entries, lots, orders (with lines and refunds),
     coupons, redemptions (when the rewards mall has them), notifications, tier changes,
     stage changes, staff actions about them, check-ins, referrals and journey runs.
     """
@@ -98,6 +119,7 @@ def member_export(*, member: Member) -> dict:
 
     data = {
         "exported_at": timezone.now(),
+        "notes": _export_notes(),
         "profile": profile,
         "consents": _rows(
             ConsentRecord.objects.filter(member=member).order_by("recorded_at", "id"),
@@ -225,7 +247,8 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     mini-program ids, tags and marketing consent (a withdrawal is recorded); deletes their
     notifications and sign-in codes; revokes every API token; voids the unused coupons (no
     one can use them at a till afterwards); deactivates a sign-in user that is not staff.
-    Keeps the ledger, orders and coupons for accounting.
+    Keeps the ledger, orders and coupons for accounting, and the keyed hash of the phone
+    number (``ErasedPhone``, no personal data) for ``LOYALTY_REJOIN_BONUS_BLOCK_DAYS``.
     Refuses a member already erased (``member_erased``).
     """
     now = now or timezone.now()
@@ -256,6 +279,7 @@ def member_erase(*, member: Member, now: dt.datetime | None = None) -> None:
     user = member.user
     member.user = None
     member.save()
+    erased_phone_record(old_phone, now)
     Notification.objects.filter(member=member).delete()
     OneTimeCode.objects.filter(phone=old_phone).delete()
     if apps.is_installed("rewards"):

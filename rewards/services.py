@@ -178,8 +178,7 @@ def coupons_expire(*, now: dt.datetime | None = None, member_ids: tuple[int, int
 
 # --- the rewards mall -------------------------------------------------------------------
 
-# The spend's key is "redeem:" + the redemption's key, and ledger keys hold 128 characters.
-REDEMPTION_KEY_MAX = 120
+REDEMPTION_KEY_MAX = 128
 
 
 def _redemption_key(value: str) -> str:
@@ -191,6 +190,16 @@ def _redemption_key(value: str) -> str:
             _("The idempotency key must be text of at most %(max)s characters.") % {"max": REDEMPTION_KEY_MAX},
         )
     return value
+
+
+def _spend_key(key: str) -> str:
+    """The spend's ledger key: "redeem:" + the redemption's key while that fits the ledger's
+    128 characters, else "redeem#" + its SHA-256, so a member may use every character of
+    theirs. "#" is never in the plain form's prefix, so the two cannot meet."""
+    plain = f"redeem:{key}"
+    if len(plain) <= 128:
+        return plain
+    return "redeem#" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _replayed_redemption(member: Member, key: str, request_hash: str) -> Redemption | None:
@@ -257,7 +266,7 @@ def reward_redeem(
         spend = ledger.points_spend(
             member=member,
             amount=reward.points_cost,
-            idempotency_key=f"redeem:{key}",
+            idempotency_key=_spend_key(key),
             reason=reward.name[:200],
             detail={"reward": reward.pk, "reward_name": reward.name, "redemption_key": key},
             now=now,

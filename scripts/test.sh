@@ -31,4 +31,15 @@ lint-imports --no-cache >/dev/null || lint-imports --no-cache
 echo "==> migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
 echo "==> pytest"
-exec python -m pytest "$@"
+status=0
+python -m pytest "$@" || status=$?
+# The ledger state machine at 1000 examples (HYPOTHESIS_PROFILE=thorough), bounded so a
+# slow database cannot hang CI; the test prints how many examples ran and how long they took. Skipped when
+# the main run failed or when pytest was given its own arguments (a targeted run).
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ] && [ "${LEDGER_THOROUGH:-1}" != "0" ]; then
+  echo "==> ledger state machine, thorough profile (1000 examples)"
+  HYPOTHESIS_PROFILE=thorough timeout "${LEDGER_THOROUGH_TIMEOUT:-1800}" \
+    python -m pytest -q -s -p no:cacheprovider \
+    "loyalty/tests/test_ledger_stateful.py::test_ledger_state_machine" || status=$?
+fi
+exit "$status"

@@ -1,15 +1,22 @@
 """Property-based requests generated from the live OpenAPI schema (schemathesis).
 
-Every operation gets a handful of generated requests (plus the schema's examples) with
-real credentials: a member's access token, or a store key with every action on /pos/.
-Checks: no 5xx for anything a client can send, and every response matches the schema.
+Every operation gets a handful of generated requests with real credentials: a member's
+access token, or a store key with every action on /pos/. Some fit the schema (positive),
+some break it on purpose (negative: wrong types, missing fields, values out of range).
+Checks: no 5xx for anything a client can send, every status and content type the answer
+has is documented for the operation, and every body matches the schema.
 """
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from api.services import store_key_create, tokens_issue
 from loyalty.services import points_award
@@ -18,7 +25,9 @@ from rewards.tests.factories import CouponFactory, RewardFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MAX_EXAMPLES = 6  # per operation: the whole run stays well under a minute
+# Per operation and mode: both modes over every operation stay under a minute.
+MAX_EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 3}
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture
@@ -52,17 +61,18 @@ def test_every_operation_conforms_to_the_live_schema(live_server, credentials):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 25
     failures = []
-    for operation in operations:
-        failures.extend(_run(operation, live_server.url, credentials))
+    for mode in MAX_EXAMPLES:
+        for operation in operations:
+            failures.extend(_run(operation, mode, live_server.url, credentials))
     assert failures == [], "\n\n".join(failures)
 
 
-def _run(operation, base_url: str, credentials: dict) -> list[str]:
+def _run(operation, mode: GenerationMode, base_url: str, credentials: dict) -> list[str]:
     auth = _authorization(operation.path, credentials)
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=MAX_EXAMPLES[mode],
         deadline=None,
         derandomize=True,
         database=None,
@@ -72,11 +82,11 @@ def _run(operation, base_url: str, credentials: dict) -> list[str]:
         case.call_and_validate(
             base_url=base_url,
             headers={"Authorization": auth},
-            checks=[not_a_server_error, response_schema_conformance],
+            checks=CHECKS,
         )
 
     try:
         check()
     except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - collect every failure, then report
-        return [f"{operation.method.upper()} {operation.path}: {error}"]
+        return [f"{mode} {operation.method.upper()} {operation.path}: {error}"]
     return []

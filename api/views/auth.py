@@ -18,7 +18,7 @@ from operations.actions import member_for_phone_sign_in, member_sign_in_or_join
 from .. import serializers as s
 from ..permissions import IsMember
 from ..services import staff_token_create, tokens_issue, tokens_refresh, tokens_revoke
-from ..throttles import OtpSendThrottle, SignInThrottle
+from ..throttles import OtpSendThrottle, SignInThrottle, StaffUsernameThrottle
 from .common import errors, example
 
 TOKENS_EXAMPLE = {
@@ -199,7 +199,9 @@ class SignOutView(APIView):
 
 
 class StaffTokenView(PublicView):
-    throttle_classes = [SignInThrottle]
+    # Per address and per username: the admin's lockout (core.lockout) cannot see these
+    # password checks, so this endpoint must not be the way around it.
+    throttle_classes = [SignInThrottle, StaffUsernameThrottle]
 
     @extend_schema(
         operation_id="auth_staff_token",

@@ -1,16 +1,25 @@
-"""Pieces every view module uses: error responses for the schema, store and member lookups."""
+"""Pieces every view module uses: error responses for the schema, store and member lookups,
+idempotent requests."""
 
+import hashlib
+import json
+from collections.abc import Callable
+
+from django.db import transaction
+from django.http import HttpResponse
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.errors import LoyaltyError
 from members.models import Member, Store
 from members.services import is_valid_member_number
 
-from ..errors import ErrorSerializer
-from ..models import StoreApiKey
+from ..errors import ErrorSerializer, loyalty_error_response
+from ..models import ApiToken, StoreApiKey
+from ..services import idempotency_claim, idempotency_complete, idempotency_key_clean
 
 _ERROR_TEXT = {
     400: "Bad input (code invalid and others); fields names the wrong fields.",
@@ -102,3 +111,87 @@ def member_by_number(raw: str) -> Member:
     if member is None or member.erased_at is not None:
         raise LoyaltyError("member_not_found", _("No member has the number “%(number)s”.") % {"number": raw})
     return member
+
+
+# --- idempotent requests -----------------------------------------------------------------
+
+
+def idempotency_key_parameter(*, required: bool) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Idempotency-Key",
+        str,
+        OpenApiParameter.HEADER,
+        required=required,
+        description=(
+            "1 to 128 characters naming this request of yours: a retry with the same key and body gets the "
+            "first answer (header Idempotent-Replayed: true); the same key with anything else is 422 "
+            "idempotency_key_reused; while the first is still running, 409 idempotency_in_flight."
+        ),
+    )
+
+
+def idempotency_client(request) -> tuple[str, Member | None]:
+    """Whose key it is: the store key, the member, or the staff user (whatever token or
+    session they use, so a retry after signing in again is still a retry)."""
+    auth = request.auth
+    if isinstance(auth, StoreApiKey):
+        return f"store_key:{auth.pk}", None
+    if isinstance(auth, ApiToken) and auth.member_id is not None:
+        return f"member:{auth.member_id}", auth.member
+    return f"staff:{request.user.pk}", None
+
+
+def request_fingerprint(request, scope: str) -> str:
+    """The whole request a key stands for: the endpoint, the path's arguments and the body."""
+    data = request.data
+    if hasattr(data, "lists"):  # a form body (QueryDict)
+        data = dict(data.lists())
+    payload = {"scope": scope, "args": (request.parser_context or {}).get("kwargs", {}), "body": data}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _json(status_code: int, body: str, *, replayed: bool = False, headers: dict | None = None) -> HttpResponse:
+    response = HttpResponse(body, status=status_code, content_type="application/json", headers=headers)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent(
+    request, *, scope: str, run: Callable[[], Response], required: bool = False, replay_as_200: bool = False
+) -> HttpResponse:
+    """Run a retryable write once per ``Idempotency-Key`` of its client and replay its answer.
+
+    Without a key, ``run`` simply runs (refused with 400 where ``required``). With one,
+    the claim, ``run`` and the kept answer share one transaction: a domain refusal is
+    an answer too (kept and replayed), while bad input (400 from the serializers),
+    permission errors and 5xx roll back and leave the key free. ``replay_as_200``: the
+    POS writes' convention, a replay of a 201 answers 200 with ``replayed: true``.
+    """
+    raw_key = request.headers.get("Idempotency-Key")
+    if not required and not (raw_key or "").strip():
+        return run()
+    key = idempotency_key_clean(raw_key)
+    client, member = idempotency_client(request)
+    request_hash = request_fingerprint(request, scope)
+    with transaction.atomic():
+        claim = idempotency_claim(client=client, key=key, scope=scope, request_hash=request_hash, member=member)
+        if claim.replay is not None:
+            return _json(claim.replay.response_status, claim.replay.response_body, replayed=True)
+        try:
+            with transaction.atomic():
+                response = run()
+        except LoyaltyError as error:
+            response = loyalty_error_response(error)
+        body = JSONRenderer().render(response.data).decode()
+        if response.status_code >= 500:
+            # Not an answer to keep (a platform down, a setting broken): the key stays free.
+            return _json(response.status_code, body)
+        kept_status, kept_body = response.status_code, body
+        if replay_as_200 and kept_status == 201 and isinstance(response.data, dict) and "replayed" in response.data:
+            kept_status = 200
+            kept_body = JSONRenderer().render({**response.data, "replayed": True}).decode()
+        idempotency_complete(claim=claim, status=kept_status, body=kept_body)
+    # Sent as kept, so a replay is byte for byte the same.
+    headers = {k: v for k, v in response.items() if k == "Retry-After"}
+    return _json(response.status_code, body, headers=headers)

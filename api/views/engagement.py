@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from engagement.checkin import check_in_status, member_check_in
 from engagement.referrals import referral_share_text, referral_summary
 
-from .common import errors, example
+from .common import errors, example, idempotency_key_parameter, idempotent
 from .me import MemberView
 
 
@@ -89,10 +89,12 @@ class CheckInView(MemberView):
         description=(
             "Once per member per day (the programme's time zone); points by the day of the streak "
             "(LOYALTY_CHECKIN_POINTS). A second check-in the same day is 409 already_checked_in and "
-            "changes nothing; a frozen member gets 403 member_inactive."
+            "changes nothing, unless it is a retry with the first one's Idempotency-Key: that gets the "
+            "first answer again. A frozen member gets 403 member_inactive."
         ),
+        parameters=[idempotency_key_parameter(required=False)],
         request=None,
-        responses={201: CheckInOut, **errors(401, 403, 409, 503)},
+        responses={201: CheckInOut, **errors(400, 401, 403, 409, 422, 503)},
         examples=[
             example(
                 "checked in",
@@ -107,6 +109,9 @@ class CheckInView(MemberView):
         ],
     )
     def post(self, request):
+        return idempotent(request, scope="check_in", run=self._check_in)
+
+    def _check_in(self) -> Response:
         check_in = member_check_in(member=self.member)
         body = {
             "day": check_in.day,

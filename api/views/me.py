@@ -6,7 +6,6 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,9 +21,27 @@ from operations.privacy import member_erase, member_export
 from rewards.selectors import coupons_for_member
 
 from .. import serializers as s
+from ..pagination import CursorPagination
 from ..permissions import IsMember
 from .common import errors, example
 from .pos import BALANCES_EXAMPLE
+
+# The balances as the member sees them, here with a refund shortfall still owed.
+BALANCES_WITH_OWED_EXAMPLE = {
+    "points": BALANCES_EXAMPLE["points"]
+    | {
+        "owed": 650,
+        "owed_from": [
+            {
+                "amount": 650,
+                "order_number": "SO-20261102-0042",
+                "refund_number": "RF-1",
+                "refunded_at": "2026-11-20T15:04:00+08:00",
+            }
+        ],
+    },
+    "growth": BALANCES_EXAMPLE["growth"] | {"owed": 0, "owed_from": []},
+}
 
 PROFILE_EXAMPLE = {
     "member_number": "8123456782",
@@ -91,7 +108,7 @@ class BalancesView(MemberView):
         summary="My balances",
         description="Per currency: available, pending (until the return window ends), expiring within 30 days.",
         responses={200: s.BalancesOut, **errors(401, 403)},
-        examples=[example("balances", BALANCES_EXAMPLE)],
+        examples=[example("balances", BALANCES_WITH_OWED_EXAMPLE)],
     )
     def get(self, request):
         balances = member_balances(self.member)

@@ -9,7 +9,7 @@ adjustment limit.
 """
 
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -26,7 +26,19 @@ from rewards.services import coupon_verify
 from .. import serializers as s
 from ..models import StoreApiKey
 from ..permissions import PosAction, require_adjust_scope, require_store_scope
-from .common import clean_member_number, errors, example, member_by_number, operator_for, store_for, written
+from ..services import idempotency_scoped_key
+from .common import (
+    clean_member_number,
+    errors,
+    example,
+    idempotency_client,
+    idempotency_key_parameter,
+    idempotent,
+    member_by_number,
+    operator_for,
+    store_for,
+    written,
+)
 
 BALANCES_EXAMPLE = {
     "points": {
@@ -274,9 +286,11 @@ class AdjustView(PosView):
         summary="Adjust a member's points or growth, with a reason",
         description=(
             "A staff correction, attributed to the staff user (or the store key's acting user, who needs the "
-            "“adjust points” permission). Send an Idempotency-Key header to make a retry safe."
+            "“adjust points” permission). Send an Idempotency-Key header to make a retry safe: a retry "
+            "answers 200 with the first entry (replayed true); the same key with another member, currency, "
+            "amount or reason is 422 idempotency_key_reused."
         ),
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[idempotency_key_parameter(required=False)],
         request=s.AdjustIn,
         responses={201: s.AdjustOut, 200: s.AdjustOut, **errors(400, 401, 403, 404, 409, 422)},
         examples=[
@@ -301,21 +315,26 @@ class AdjustView(PosView):
         ],
     )
     def post(self, request):
+        return idempotent(request, scope="adjust", run=lambda: self._adjust(request), replay_as_200=True)
+
+    def _adjust(self, request):
         data = s.AdjustIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         member = member_by_number(values["member_number"])
         require_adjust_scope(request, member, values["amount"])
-        key = request.headers.get("Idempotency-Key") or None
-        if isinstance(request.auth, StoreApiKey) and key:
-            key = f"{request.auth.store.code}:{key}"  # two stores' keys never collide
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if key:
+            # The ledger's key is unique per account; the client's key is theirs across
+            # accounts, which idempotent() has checked, and the hash keeps its 128 characters.
+            key = idempotency_scoped_key(client=idempotency_client(request)[0], key=key)
         entry = member_points_adjust(
             member=member,
             currency=values["currency"],
             amount=values["amount"],
             reason=values["reason"],
             actor=operator_for(request),
-            idempotency_key=key,
+            idempotency_key=key or None,
             scope_checked=True,
         )
         return written(s.AdjustOut(entry).data, replayed=entry.replayed)
@@ -328,9 +347,13 @@ class VerifyCouponView(PosView):
         operation_id="pos_coupon_verify",
         tags=["pos"],
         summary="Verify (核销) a coupon at the store",
-        description="Marks the coupon used. A second verification is 409 coupon_used.",
+        description=(
+            "Marks the coupon used. A second verification is 409 coupon_used, unless it is a retry "
+            "with the first one's Idempotency-Key: that gets the first answer again."
+        ),
+        parameters=[idempotency_key_parameter(required=False)],
         request=s.VerifyCouponIn,
-        responses={200: s.VerifiedCouponOut, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.VerifiedCouponOut, **errors(400, 401, 403, 404, 409, 422)},
         examples=[
             example("code", {"code": "K7QX-M2PA-9RTB"}, request=True),
             example(
@@ -353,6 +376,9 @@ class VerifyCouponView(PosView):
         ],
     )
     def post(self, request):
+        return idempotent(request, scope="verify_coupon", run=lambda: self._verify(request))
+
+    def _verify(self, request):
         data = s.VerifyCouponIn(data=request.data)
         data.is_valid(raise_exception=True)
         store = self.store(request, data.validated_data.get("store"))

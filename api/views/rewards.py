@@ -1,12 +1,7 @@
 """The points mall: catalogue, redeem (with an Idempotency-Key header), my redemptions, cancel."""
 
-import hashlib
-import json
-
-from django.http import HttpResponse
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.renderers import JSONRenderer
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from core.errors import LoyaltyError
@@ -15,10 +10,9 @@ from rewards.selectors import redemptions_for_member, reward_offers
 from rewards.services import redemption_cancel, reward_redeem
 
 from .. import serializers as s
-from ..errors import loyalty_error_response
-from ..services import idempotency_claim, idempotency_complete
+from ..services import idempotency_key_clean
 from ..throttles import RedeemThrottle
-from .common import errors, example
+from .common import errors, example, idempotency_key_parameter, idempotent
 from .me import MemberView
 
 COUPON_EXAMPLE = {
@@ -94,13 +88,6 @@ class RewardsView(MemberView):
         return Response(s.RewardOfferOut(offers, many=True).data)
 
 
-def _request_hash(request, reward_id: int) -> str:
-    body = request.data if isinstance(request.data, dict) else {}
-    return hashlib.sha256(
-        json.dumps({"reward": reward_id, "body": body}, sort_keys=True, default=str).encode()
-    ).hexdigest()
-
-
 class RedeemView(MemberView):
     throttle_classes = [RedeemThrottle]
 
@@ -114,44 +101,22 @@ class RedeemView(MemberView):
             "response exactly (header Idempotent-Replayed: true); the same key with a different body is 422; "
             "while the first request is still running, 409."
         ),
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True)],
+        parameters=[idempotency_key_parameter(required=True)],
         request=None,
         responses={201: s.RedemptionOut, **errors(400, 401, 403, 404, 409, 422, 429)},
         examples=[example("redeemed", REDEMPTION_EXAMPLE, status=201)],
     )
     def post(self, request, pk: int):
-        claim = idempotency_claim(
-            member=self.member,
-            scope="redeem",
-            key=request.headers.get("Idempotency-Key", ""),
-            request_hash=_request_hash(request, pk),
-        )
-        if claim.replay:
-            response = HttpResponse(
-                claim.record.response_body, status=claim.record.response_status, content_type="application/json"
-            )
-            response["Idempotent-Replayed"] = "true"
-            return response
-        try:
-            reward = Reward.objects.filter(pk=pk, is_active=True).first()
-            if reward is None:
-                raise LoyaltyError("reward_not_found", _("This reward is not in the mall."))
-            redemption = reward_redeem(member=self.member, reward=reward, idempotency_key=claim.record.key)
-            response = Response(s.RedemptionOut(redemption).data, status=201)
-        except LoyaltyError as error:
-            response = loyalty_error_response(error)
-        except BaseException:
-            idempotency_complete(claim=claim, status=500, body=None)
-            raise
-        body = JSONRenderer().render(response.data).decode()
-        idempotency_complete(claim=claim, status=response.status_code, body=body)
-        # Sent as stored, so a replay is byte for byte the same.
-        return HttpResponse(
-            body,
-            status=response.status_code,
-            content_type="application/json",
-            headers={k: v for k, v in response.items() if k == "Retry-After"},
-        )
+        return idempotent(request, scope="redeem", run=lambda: self._redeem(pk), required=True)
+
+    def _redeem(self, pk: int) -> Response:
+        reward = Reward.objects.filter(pk=pk, is_active=True).first()
+        if reward is None:
+            raise LoyaltyError("reward_not_found", _("This reward is not in the mall."))
+        # The member is the key's client, so their redemption keeps the key as sent.
+        key = idempotency_key_clean(self.request.headers.get("Idempotency-Key"))
+        redemption = reward_redeem(member=self.member, reward=reward, idempotency_key=key)
+        return Response(s.RedemptionOut(redemption).data, status=201)
 
 
 class RedemptionsView(MemberView):
@@ -171,12 +136,20 @@ class CancelRedemptionView(MemberView):
         operation_id="me_redemption_cancel",
         tags=["rewards"],
         summary="Cancel an unused redemption",
-        description="Points go back to the lots they came from, stock goes back, the coupon is voided.",
+        description=(
+            "Points go back to the lots they came from, stock goes back, the coupon is voided. Cancelling "
+            "again is 409 already_cancelled, unless it is a retry with the first one's Idempotency-Key: "
+            "that gets the first answer again."
+        ),
+        parameters=[idempotency_key_parameter(required=False)],
         request=s.CancelRedemptionIn,
-        responses={200: s.RedemptionOut, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.RedemptionOut, **errors(400, 401, 403, 404, 409, 422)},
         examples=[example("reason", {"reason": "changed my mind"}, request=True)],
     )
     def post(self, request, pk: int):
+        return idempotent(request, scope="cancel_redemption", run=lambda: self._cancel(request, pk))
+
+    def _cancel(self, request, pk: int) -> Response:
         data = s.CancelRedemptionIn(data=request.data)
         data.is_valid(raise_exception=True)
         redemption = Redemption.objects.filter(pk=pk, member=self.member).first()

@@ -364,7 +364,8 @@ def test_sweep_counts_growth_past_its_expiry_as_gone_before_the_expiry_job_runs(
     assert TierChange.objects.get(member=member, reason=TierChange.Reason.DOWNGRADE).growth == 0
 
 
-def test_refund_removing_growth_downgrades_only_at_review(tiers):
+def test_with_reevaluation_off_a_refund_removing_growth_downgrades_only_at_review(tiers, settings):
+    settings.LOYALTY_TIER_REEVALUATE_ON_REFUND = False
     member = new_member()
     store = StoreFactory()
     earned = services.order_earn(
@@ -560,3 +561,75 @@ def test_sweep_waits_for_an_earn_holding_the_tier_and_counts_its_growth(tiers, a
 
     assert outcomes["sweep"]["retained"] == 1
     assert state_of(member).tier == tiers["silver"]
+
+
+# --- a refund that takes back growth reviews the tier at once (LOYALTY_TIER_REEVALUATE_ON_REFUND) --
+
+
+def buy(member, store, number: str, amount: str, *, at: dt.datetime = T0):
+    return services.order_earn(
+        member=member, store=store, number=number, amount=amount, occurred_at=at - 10 * DAY, now=at
+    ).order
+
+
+def test_buying_to_qualify_and_returning_everything_loses_the_tier_at_once(tiers):
+    member, store = new_member(), StoreFactory()
+    order = buy(member, store, "A1", "3000.00")
+    assert state_of(member).tier == tiers["gold"]
+
+    services.order_refund(order=order, amount="3000.00", number="R1", now=T0 + DAY)
+
+    state = state_of(member)
+    assert state.tier == tiers["bronze"]
+    change = TierChange.objects.filter(member=member).latest("id")
+    assert (change.reason, change.from_tier, change.to_tier, change.growth) == (
+        TierChange.Reason.REFUND,
+        tiers["gold"],
+        tiers["bronze"],
+        0,
+    )
+    assert state.started_at == T0 + DAY
+    assert Notification.objects.filter(member=member, kind=Notification.Kind.TIER_DOWN).count() == 1
+
+
+def test_a_partial_refund_keeps_what_the_rest_still_qualifies_for(tiers):
+    member, store = new_member(), StoreFactory()
+    order = buy(member, store, "A1", "3000.00")
+    services.order_refund(order=order, amount="1500.00", number="R1", now=T0 + DAY)
+    assert state_of(member).tier == tiers["silver"]  # 1500 growth: silver qualifies, gold does not
+
+
+def test_a_tier_held_before_the_order_stays_while_its_retain_threshold_is_met(tiers, adjuster):
+    member, store = new_member(), StoreFactory()
+    buy(member, store, "A1", "3000.00", at=T0)  # gold
+    grow(member, -400, adjuster, at=T0 + DAY)  # 2600: below gold's qualify 3000, above its retain 2500
+    later = buy(member, store, "A2", "500.00", at=T0 + 30 * DAY)
+    services.order_refund(order=later, amount="500.00", number="R1", now=T0 + 31 * DAY)  # back to 2600
+    assert state_of(member).tier == tiers["gold"]
+    services.order_refund(order=member.orders.get(number="A1"), amount="200.00", number="R2", now=T0 + 32 * DAY)
+    assert state_of(member).tier == tiers["silver"]  # the order that bought gold: 2400 qualifies for silver only
+
+
+def test_a_pinned_tier_is_untouched_by_a_refund(tiers, tier_operator):
+    member, store = new_member(), StoreFactory()
+    order = buy(member, store, "A1", "3000.00")
+    tier_pin(member=member, tier=tiers["gold"], until=T0 + 90 * DAY, operator=tier_operator, note="VIP", now=T0)
+    services.order_refund(order=order, amount="3000.00", number="R1", now=T0 + DAY)
+    assert state_of(member).tier == tiers["gold"]
+    assert not TierChange.objects.filter(member=member, reason=TierChange.Reason.REFUND).exists()
+
+
+def test_with_the_setting_off_the_tier_waits_for_the_review(tiers, settings):
+    settings.LOYALTY_TIER_REEVALUATE_ON_REFUND = False
+    member, store = new_member(), StoreFactory()
+    order = buy(member, store, "A1", "3000.00")
+    services.order_refund(order=order, amount="3000.00", number="R1", now=T0 + DAY)
+    assert state_of(member).tier == tiers["gold"]
+
+
+def test_a_refund_inside_the_return_window_also_reviews_the_tier(tiers):
+    member, store = new_member(), StoreFactory()
+    order = services.order_earn(member=member, store=store, number="A1", amount="3000.00", now=T0).order
+    assert state_of(member).tier == tiers["gold"]  # pending growth counts for tiers
+    services.order_refund(order=order, amount="3000.00", number="R1", now=T0 + DAY)  # cancels the pending lot
+    assert state_of(member).tier == tiers["bronze"]

@@ -133,13 +133,30 @@ def test_the_same_key_for_another_reward_is_a_conflict(member):
     assert rows() == before
 
 
-@pytest.mark.parametrize("key", ["", None, "k" * 121])
+@pytest.mark.parametrize("key", ["", None, "k" * 129])
 def test_redeem_needs_a_sensible_key(member, key):
     give(member, 500)
     with pytest.raises(LoyaltyError) as refused:
         redeem(member, RewardFactory(), key=key)
     assert refused.value.code in {"idempotency_key_required", "invalid_idempotency_key"}
     assert Redemption.objects.count() == 0
+
+
+@pytest.mark.parametrize("length", [121, 122, 128])
+def test_redeem_takes_keys_of_up_to_128_characters_and_replays_them(member, length):
+    give(member, 500)
+    reward = RewardFactory(points_cost=100)
+    key = "k" * (length - 1) + "1"
+    first = redeem(member, reward, key=key)
+    again = redeem(member, reward, key=key)
+    # Another key that shares the first 121 characters is another redemption, not a replay.
+    other = redeem(member, reward, key="k" * (length - 1) + "2")
+    assert again.pk == first.pk and again.replayed
+    assert other.pk != first.pk
+    assert first.idempotency_key == key and first.spend_entry.detail["redemption_key"] == key
+    assert len(first.spend_entry.idempotency_key) <= 128
+    assert Redemption.objects.count() == 2
+    assert Account.objects.get(member=member, currency=Currency.POINTS).balance == 300
 
 
 @pytest.mark.parametrize(
