@@ -37,9 +37,9 @@ from core.bulk import insert_rows
 from core.errors import LoyaltyError
 from members.models import Member, Store
 
-from .models import Account, Allocation, BenefitGrant, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
-from .policies import expiry_policy, pending_until
-from .tiers import tier_review_after_refund, tier_upgrade_if_qualified
+from ..models import Account, Allocation, BenefitGrant, Currency, LedgerEntry, Lot, Order, OrderLine, Refund
+from ..policies import expiry_policy, pending_until
+from ..tiers import tier_review_after_refund, tier_upgrade_if_qualified
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 # A till's clock may run a little ahead of ours; further than this is a mistake.
@@ -483,7 +483,7 @@ def order_earn(
     What it earns comes from the earning rules (``loyalty.rules.evaluate``); the entries'
     ``detail["lines"]`` keep the breakdown. Growth earned may move the member up a tier.
     """
-    from . import rules  # the rule engine builds on these services
+    from .. import rules  # the rule engine builds on these services
 
     now = now or timezone.now()
     number = _text(number, field_name=_("Order number"), max_length=64)
