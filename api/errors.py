@@ -43,6 +43,7 @@ STATUS_BY_CODE = {
     "member_inactive": status.HTTP_403_FORBIDDEN,
     "store_forbidden": status.HTTP_403_FORBIDDEN,
     "operator_required": status.HTTP_403_FORBIDDEN,
+    "permission_denied": status.HTTP_403_FORBIDDEN,
     # 404: absent, or not the caller's to see
     "not_found": status.HTTP_404_NOT_FOUND,
     "member_not_found": status.HTTP_404_NOT_FOUND,

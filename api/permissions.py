@@ -1,12 +1,11 @@
 """Who may call what: members their own /me/ endpoints, staff and store keys the POS actions."""
 
 from django.utils.translation import gettext as _
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from core.errors import LoyaltyError
-from members.models import Member, Store
-from members.scoping import adjust_limit, staff_stores
+from members.models import Store
+from members.scoping import is_staff_with, staff_stores
 
 from .models import ApiToken, StoreApiKey
 
@@ -44,7 +43,7 @@ class PosAction(BasePermission):
         action = view.pos_action
         if isinstance(request.auth, StoreApiKey):
             return request.auth.allows(action)
-        return _is_staff_caller(request) and request.user.is_active and request.user.has_perm(STAFF_PERMISSIONS[action])
+        return _is_staff_caller(request) and is_staff_with(request.user, STAFF_PERMISSIONS[action])
 
 
 def require_store_scope(request, store: Store) -> Store:
@@ -65,27 +64,3 @@ def require_store_scope(request, store: Store) -> Store:
             % {"user": user.get_username(), "store": store.code},
         )
     return store
-
-
-def require_adjust_scope(request, member: Member, amount: int) -> None:
-    """Refuse an adjustment a staff caller may not make in the admin either: for a member
-    outside their stores (403 ``store_forbidden``, by the member's home store) or larger
-    than their adjustment limit (403 ``permission_denied``; ``members.scoping.adjust_limit``).
-    A store key's acting user is held to the limit only: the key is the store's.
-    """
-    user = request.user
-    if user is None or not user.is_authenticated:
-        return
-    if not isinstance(request.auth, StoreApiKey):
-        scope = staff_stores(user)
-        if scope is not None and not (member.home_store_id and scope.filter(pk=member.home_store_id).exists()):
-            raise LoyaltyError(
-                "store_forbidden",
-                _("%(user)s may adjust only the points of their stores' members.") % {"user": user.get_username()},
-            )
-    limit = adjust_limit(user)
-    if limit is not None and abs(amount) > limit:
-        raise PermissionDenied(
-            _("%(user)s may adjust at most %(limit)s at once, not %(amount)s.")
-            % {"user": user.get_username(), "limit": limit, "amount": abs(amount)}
-        )

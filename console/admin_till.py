@@ -112,7 +112,7 @@ def till_view(request):
                     "amount": (request.POST.get("amount") or "").strip(),
                 }
                 result = till_order_record(
-                    staff=user,
+                    actor=user,
                     member_number=request.POST.get("member_number") or "",
                     store=store_posted,
                     number=form["number"],
@@ -122,7 +122,7 @@ def till_view(request):
                 return _back(result.order.member.member_number)
             if action == "verify":
                 result = till_coupon_verify(
-                    staff=user,
+                    actor=user,
                     code=request.POST.get("code") or "",
                     store=store_posted,
                     submission=request.POST.get("submission") or "",

@@ -201,7 +201,7 @@ def _amount(raw: str | Decimal) -> Decimal | str:
 @transaction.atomic
 def till_order_record(
     *,
-    staff: AbstractBaseUser,
+    actor: AbstractBaseUser,
     member_number: str,
     store: Store | None,
     number: str,
@@ -217,13 +217,13 @@ def till_order_record(
     order sent again (a double submit) returns the first result, marked replayed, and
     writes nothing, not even a second audit row.
     """
-    store = _require_store(staff, store)
+    store = _require_store(actor, store)
     member = _till_member(member_number)
     result = order_earn(member=member, store=store, number=_plain(number), amount=_amount(_plain(amount)), now=now)
     if not result.replayed:
         order = result.order
         staff_action_record(
-            actor=staff,
+            actor=actor,
             action=StaffAction.Action.RECORD_ORDER,
             member=member,
             detail={
@@ -239,7 +239,7 @@ def till_order_record(
 
 def till_coupon_verify(
     *,
-    staff: AbstractBaseUser,
+    actor: AbstractBaseUser,
     code: str,
     store: Store | None,
     submission: str = "",
@@ -255,11 +255,11 @@ def till_coupon_verify(
     frozen or closed member (``member_inactive``), and whatever ``coupon_verify``
     refuses (unknown, used, void, expired, not yet valid).
     """
-    store = _require_store(staff, store)
+    store = _require_store(actor, store)
     submission, code = _plain(submission)[:64], _plain(code)
     try:
         with transaction.atomic():
-            coupon = coupon_verify(code=code, store=store, staff=staff, now=now)
+            coupon = coupon_verify(code=code, store=store, actor=actor, now=now)
             member = coupon.member
             if member.status != Member.Status.ACTIVE:
                 raise LoyaltyError(
@@ -268,7 +268,7 @@ def till_coupon_verify(
                     % {"status": member.get_status_display()},
                 )
             staff_action_record(
-                actor=staff,
+                actor=actor,
                 action=StaffAction.Action.VERIFY_COUPON,
                 member=member,
                 detail={
@@ -285,7 +285,7 @@ def till_coupon_verify(
         # The coupon row lock made us wait for the first submit of this form; it is committed now.
         first = StaffAction.objects.filter(
             action=StaffAction.Action.VERIFY_COUPON,
-            actor_id=staff.pk,
+            actor_id=actor.pk,
             detail__code=normalise_code(code),
             detail__submission=submission,
         ).first()

@@ -16,11 +16,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from core.cleaners import clean_money
 from core.errors import LoyaltyError
 from members.models import Member, Store
 
 from .models import Account, Currency
-from .services import EarnResult, OrderLineInput, _money, order_earn, points_spend
+from .services import EarnResult, OrderLineInput, order_earn, points_spend
 
 CENT = Decimal("0.01")
 
@@ -59,7 +60,7 @@ def checkout_quote(*, member: Member, order_total: Decimal | int | str) -> Quote
     The lesser of the available balance and the points worth the maximum share of the
     order. Refuses a bad amount (``invalid_amount``).
     """
-    total = _money(order_total, field_name=_("Order total"))
+    total = clean_money(order_total, field_name=_("Order total"))
     if total < 0:
         raise LoyaltyError("invalid_amount", _("The order total must not be negative."))
     value_of_one = point_value()
@@ -97,7 +98,7 @@ def order_checkout(
     """
     if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
         raise LoyaltyError("invalid_amount", _("The number of points must be a whole number above zero."))
-    total = _money(amount, field_name=_("Order amount"))
+    total = clean_money(amount, field_name=_("Order amount"))
     value = points_value(points)
     if value <= 0:
         raise LoyaltyError("points_too_few", _("These points are worth less than 0.01 yuan."))

@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from members.models import Member, Store
 
-from . import services
 from .models import Benefit, Currency, EarnRule, LedgerEntry, Order
 from .policies import earn_rate
+from .services.credits import points_award
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 DEFAULT_NON_EARNING_CATEGORIES = "gift_card,礼品卡"
@@ -311,7 +311,7 @@ def signup_bonus(*, member: Member, now: dt.datetime) -> list[LedgerEntry]:
         line = Line(rule.pk, rule.name, rule.kind, points)
         for currency in _currencies(rule):
             entries.append(
-                services.points_award(
+                points_award(
                     member=member,
                     currency=currency,
                     amount=points,

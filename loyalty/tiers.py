@@ -296,7 +296,7 @@ def tier_pin(
     member: Member,
     tier: Tier,
     until: dt.datetime,
-    operator: AbstractBaseUser,
+    actor: AbstractBaseUser,
     note: str,
     now: dt.datetime | None = None,
 ) -> TierChange:
@@ -304,9 +304,9 @@ def tier_pin(
 
     While pinned the tier neither rises nor falls; ``until`` becomes the review date (or
     stays the later review date when the tier does not change), so the member is reviewed
-    when the pin ends. Writes a PINNED change with the operator and note, and a notice
+    when the pin ends. Writes a PINNED change with the actor (its operator) and note, and a notice
     when the tier changes. Refuses: no note, ``until`` not in the future, a tier that
-    does not exist, an operator who is not an active staff user allowed to change
+    does not exist, an actor who is not an active staff user allowed to change
     member tiers.
     """
     now = now or timezone.now()
@@ -318,10 +318,10 @@ def tier_pin(
     if until <= now:
         raise LoyaltyError("pin_in_past", _("The pin must end in the future."))
     if (
-        operator is None
-        or not getattr(operator, "is_staff", False)
-        or not operator.is_active
-        or not operator.has_perm("loyalty.change_membertier")
+        actor is None
+        or not getattr(actor, "is_staff", False)
+        or not actor.is_active
+        or not actor.has_perm("loyalty.change_membertier")
     ):
         raise LoyaltyError(
             "operator_required", _("Only an active staff user allowed to change member tiers can pin a tier.")
@@ -348,7 +348,7 @@ def tier_pin(
         reason=TierChange.Reason.PINNED,
         growth=growth,
         note=note,
-        operator=operator,
+        operator=actor,
         created_at=now,
     )
     if from_tier is None or from_tier.pk != tier.pk:

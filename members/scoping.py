@@ -12,9 +12,14 @@ profile (permissions granted one by one) was not scoped; that silently gave them
 store. Now reaching every store takes a decision: the "Brand admin" group or superuser.
 """
 
-from django.db.models import QuerySet
+from collections.abc import Iterable
 
-from .models import StaffProfile, Store
+from django.db.models import QuerySet
+from django.utils.translation import gettext as _
+
+from core.errors import LoyaltyError
+
+from .models import Member, StaffProfile, Store
 
 BRAND_ADMIN = "Brand admin"
 STORE_MANAGER = "Store manager"
@@ -22,6 +27,8 @@ CLERK = "Clerk"
 SCOPED_ROLES = (STORE_MANAGER, CLERK)
 
 _CACHE = "_staff_scope"
+# Set on a store API key's acting user for one request (``store_key_actor``).
+_STORE_KEY = "_acts_for_store_key"
 
 
 def sees_everything(user) -> bool:
@@ -55,14 +62,6 @@ def staff_stores(user) -> QuerySet[Store] | None:
     return Store.objects.filter(staff_profiles__user=user)
 
 
-def member_in_scope(user, member) -> bool:
-    """Whether ``user`` may see and act on ``member`` (their home store is one of the user's)."""
-    stores = staff_stores(user)
-    if stores is None:
-        return True
-    return member.home_store_id is not None and stores.filter(pk=member.home_store_id).exists()
-
-
 def adjust_limit(user) -> int | None:
     """The largest absolute adjustment ``user`` may make at once; None means no limit.
 
@@ -73,3 +72,55 @@ def adjust_limit(user) -> int | None:
     if sees_everything(user):
         return None
     return StaffProfile.objects.filter(user=user).values_list("adjust_limit", flat=True).first()
+
+
+def is_staff_with(actor, perm: str) -> bool:
+    """Whether ``actor`` is an active staff user holding the Django permission ``perm``."""
+    return bool(actor is not None and getattr(actor, "is_staff", False) and actor.is_active and actor.has_perm(perm))
+
+
+def store_key_actor(user, store: Store):
+    """``user`` as the acting user of ``store``'s API key, for one request; None without one.
+
+    The key is the store's: it acts for its own store only (the API refuses any other,
+    ``api.views.common.store_for``) and, like a member lookup, reaches members brand-wide,
+    so :func:`require_staff` does not hold the user to their own profile's stores. Their
+    permission and adjustment limit still apply.
+    """
+    if user is None or not user.is_authenticated:
+        return None
+    setattr(user, _STORE_KEY, store)
+    return user
+
+
+def require_staff(
+    actor, perm: str, *, members: Iterable[Member | int] = (), amount: int | None = None, refusal=None
+) -> None:
+    """Refuse a staff action ``actor`` may not take; the one check every service makes.
+
+    Refuses, in this order: an actor who is not an active staff user with the Django
+    permission ``perm`` (``permission_denied``, or the caller's ``refusal``, a
+    ``(code, message)`` pair); any of ``members`` (rows or ids) outside the actor's stores
+    (``out_of_scope``; ``staff_stores``: brand admins and superusers reach every store,
+    a store key's acting user every member, see :func:`store_key_actor`); an ``amount``
+    larger either way than the actor's adjustment limit (``permission_denied``;
+    :func:`adjust_limit`).
+    """
+    if not is_staff_with(actor, perm):
+        code, message = refusal or ("permission_denied", _("You are not allowed to do this."))
+        raise LoyaltyError(code, str(message))
+    member_ids = {getattr(member, "pk", member) for member in members}
+    if member_ids and getattr(actor, _STORE_KEY, None) is None:
+        stores = staff_stores(actor)
+        if stores is not None and Member.objects.filter(pk__in=member_ids, home_store__in=stores).count() != len(
+            member_ids
+        ):
+            raise LoyaltyError("out_of_scope", _("You can act only on members of your stores."))
+    if amount is not None:
+        limit = adjust_limit(actor)
+        if limit is not None and abs(amount) > limit:
+            raise LoyaltyError(
+                "permission_denied",
+                _("%(user)s may adjust at most %(limit)s at once, not %(amount)s.")
+                % {"user": actor.get_username(), "limit": limit, "amount": abs(amount)},
+            )

@@ -8,12 +8,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.cleaners import clean_reason
 from core.errors import LoyaltyError
 
 from .erasure import phones_erased_recently
 from .models import ConsentRecord, Member, StaffAction, Store, Tag
 from .phone import normalize_phone
-from .scoping import staff_stores
+from .scoping import require_staff
 
 CONSENT_FIELDS = {
     ConsentRecord.Channel.SMS: "sms_consent_at",
@@ -165,35 +166,6 @@ def _staff_action(*, actor, action: str, member_id: int | None, reason: str, det
 # ``actor`` is the staff user; None means the system (a job, an import), for which no
 # permission or store scope applies and the audit row says "system".
 
-STAFF_REASON_MAX_LENGTH = 200
-
-
-def _staff_reason(reason) -> str:
-    reason = reason.strip() if isinstance(reason, str) else ""
-    if not reason:
-        raise LoyaltyError("reason_required", _("Say why: a reason is required."))
-    if len(reason) > STAFF_REASON_MAX_LENGTH:
-        raise LoyaltyError(
-            "reason_too_long",
-            _("Keep the reason to %(max)d characters.") % {"max": STAFF_REASON_MAX_LENGTH},
-        )
-    return reason
-
-
-def _staff_allowed(actor, member_ids: Iterable[int], permission: str | None = None) -> None:
-    """Refuse an actor without ``permission`` or reaching a member outside their stores."""
-    if actor is None:
-        return
-    if permission is not None and not (
-        getattr(actor, "is_staff", False) and actor.is_active and actor.has_perm(permission)
-    ):
-        raise LoyaltyError("permission_denied", _("You are not allowed to do this."))
-    stores = staff_stores(actor)
-    if stores is not None:
-        ids = set(member_ids)
-        if Member.objects.filter(pk__in=ids, home_store__in=stores).count() != len(ids):
-            raise LoyaltyError("out_of_scope", _("You can act only on members of your stores."))
-
 
 def _lock_members(members: Iterable[Member]) -> list[int]:
     """Lock the members' rows in id order (two actions on the same members cannot deadlock)."""
@@ -265,10 +237,11 @@ def member_tags_add(*, members: Iterable[Member], tags: Iterable[Tag | str], act
     no reason, no tag, an actor without ``members.change_member`` (and ``members.add_tag``
     for a new name), any member outside the actor's stores; then nothing is changed.
     """
-    reason = _staff_reason(reason)
+    reason = clean_reason(reason)
     members = list(members)
     member_ids = _lock_members(members)
-    _staff_allowed(actor, member_ids, "members.change_member")
+    if actor is not None:
+        require_staff(actor, "members.change_member", members=member_ids)
     tag_rows = _tags_for(tags, actor=actor, create=True)
     link = Member.tags.through
     had = set(
@@ -306,10 +279,11 @@ def member_tags_remove(*, members: Iterable[Member], tags: Iterable[Tag | str], 
     Returns how many members changed. Refuses: no reason, no tag, an unknown tag name, an
     actor without ``members.change_member``, any member outside the actor's stores.
     """
-    reason = _staff_reason(reason)
+    reason = clean_reason(reason)
     members = list(members)
     member_ids = _lock_members(members)
-    _staff_allowed(actor, member_ids, "members.change_member")
+    if actor is not None:
+        require_staff(actor, "members.change_member", members=member_ids)
     tag_rows = _tags_for(tags, actor=actor, create=False)
     names = {tag.pk: tag.name for tag in tag_rows}
     link = Member.tags.through
@@ -330,8 +304,9 @@ def member_tags_remove(*, members: Iterable[Member], tags: Iterable[Tag | str], 
 def _member_status_change(
     *, member: Member, action: str, to: str, allowed_from: tuple[str, ...], refusal, actor, reason
 ):
-    reason = _staff_reason(reason)
-    _staff_allowed(actor, [member.pk], "members.change_member")
+    reason = clean_reason(reason)
+    if actor is not None:
+        require_staff(actor, "members.change_member", members=[member])
     locked = Member.objects.select_for_update().get(pk=member.pk)
     if locked.status not in allowed_from:
         raise LoyaltyError("invalid_status_change", refusal % {"status": locked.get_status_display()})

@@ -12,15 +12,18 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.cleaners import clean_points, clean_reason
 from core.errors import LoyaltyError
 from loyalty.models import LedgerEntry, Tier, TierChange
 from loyalty.rules import signup_bonus
 from loyalty.services import points_adjust
+from loyalty.services.credits import ADJUST_PERMISSION, ADJUST_REFUSAL
 from loyalty.tiers import tier_assign_default, tier_pin
 from members import services as member_services
 from members.models import Member, StaffAction, Store
 from members.phone import normalize_phone
-from members.services import _staff_allowed, _staff_reason, staff_action_record
+from members.scoping import require_staff
+from members.services import staff_action_record
 
 # --- joining -------------------------------------------------------------------------------
 
@@ -109,26 +112,27 @@ def member_points_adjust(
     reason: str,
     actor,
     idempotency_key: str | None = None,
-    scope_checked: bool = False,
 ) -> LedgerEntry:
     """A staff adjustment of points or growth (``loyalty.services.points_adjust``) and its
-    ADJUST_POINTS audit row, in one transaction.
+    ADJUST_POINTS audit row, in one transaction. The one way staff adjust, from the admin,
+    the till or the POS API.
 
-    Refuses what ``points_adjust`` refuses (no reason, no permission, too large a removal)
-    and a member outside the staff user's stores, unless the caller has already decided
-    where the adjustment may happen (``scope_checked``: the POS API, whose store keys act
-    for their store, ``api.permissions.require_adjust_scope``). A replay of the same
+    Refuses an actor without the "adjust points" permission (``operator_required``), a
+    member outside the actor's stores (``out_of_scope``; a store key's acting user reaches
+    every member, ``members.scoping.store_key_actor``), more than the actor's adjustment
+    limit (``permission_denied``), all by ``members.scoping.require_staff``; and what
+    ``points_adjust`` refuses (no reason, too large a removal). A replay of the same
     idempotency key returns the first entry and writes nothing, no second audit row either.
     """
+    amount = clean_points(amount, allow_negative=True)
     with transaction.atomic():
-        if not scope_checked:
-            _staff_allowed(actor, [member.pk])
+        require_staff(actor, ADJUST_PERMISSION, members=[member], amount=amount, refusal=ADJUST_REFUSAL)
         entry = points_adjust(
             member=member,
             currency=currency,
             amount=amount,
             reason=reason,
-            operator=actor,
+            actor=actor,
             idempotency_key=idempotency_key,
         )
         if not entry.replayed:
@@ -151,11 +155,9 @@ def member_tier_pin(*, member: Member, tier: Tier, until: dt.datetime, actor, re
     ``loyalty.change_membertier``), a member outside their stores, and whatever
     ``tier_pin`` refuses (an end not in the future, an unknown tier).
     """
-    reason = _staff_reason(reason)
-    if actor is None:
-        raise LoyaltyError("permission_denied", _("You are not allowed to do this."))
-    _staff_allowed(actor, [member.pk], "members.change_member")
-    change = tier_pin(member=member, tier=tier, until=until, operator=actor, note=reason)
+    reason = clean_reason(reason)
+    require_staff(actor, "members.change_member", members=[member])
+    change = tier_pin(member=member, tier=tier, until=until, actor=actor, note=reason)
     staff_action_record(
         actor=actor,
         action=StaffAction.Action.PIN_TIER,

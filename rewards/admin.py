@@ -69,7 +69,7 @@ class CouponAdmin(ExportMixin, ReadOnlyAdminMixin, PhoneSearchMixin, admin.Model
         voided = 0
         for coupon in queryset.order_by("pk"):
             try:
-                services.coupon_void(coupon=coupon, staff=request.user, reason=str(_("Voided in the admin")))
+                services.coupon_void(coupon=coupon, actor=request.user, reason=str(_("Voided in the admin")))
             except LoyaltyError as error:
                 self.message_user(request, f"{coupon.code}: {error.message}", messages.WARNING)
             else:
@@ -142,7 +142,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
         for redemption in queryset.select_related("reward").order_by("pk"):
             try:
                 services.redemption_cancel(
-                    redemption=redemption, by=request.user, reason=str(_("Cancelled in the admin"))
+                    redemption=redemption, actor=request.user, reason=str(_("Cancelled in the admin"))
                 )
             except LoyaltyError as error:
                 self.message_user(request, f"{redemption.reward}: {error.message}", messages.WARNING)

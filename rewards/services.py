@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.cleaners import KEY_MAX_LENGTH, clean_key, clean_reason
 from core.errors import LoyaltyError
 from loyalty import services as ledger
 from loyalty.models import Benefit, MemberTier
@@ -102,8 +103,9 @@ def _refuse_unusable(coupon: Coupon, now: dt.datetime) -> None:
 
 
 @transaction.atomic
-def coupon_verify(*, code: str, store: Store, staff: AbstractBaseUser, now: dt.datetime | None = None) -> Coupon:
-    """Use a coupon at a till: mark it used with the store, the staff member and the time.
+def coupon_verify(*, code: str, store: Store, actor: AbstractBaseUser | None, now: dt.datetime | None = None) -> Coupon:
+    """Use a coupon at a till: mark it used with the store, the staff member (``actor``; None
+    for a store key without an acting user) and the time.
 
     Refuses an unknown code (``coupon_not_found``), a used (``coupon_used``), voided
     (``coupon_void``) or expired (``coupon_expired``) coupon and one not yet valid
@@ -121,7 +123,7 @@ def coupon_verify(*, code: str, store: Store, staff: AbstractBaseUser, now: dt.d
     coupon.status = Coupon.Status.USED
     coupon.used_at = now
     coupon.used_store = store
-    coupon.used_by = staff
+    coupon.used_by = actor
     coupon.save(update_fields=["status", "used_at", "used_store", "used_by"])
     return coupon
 
@@ -137,16 +139,17 @@ def coupons_void_for_member(*, member: Member, reason: str, now: dt.datetime | N
 
 
 @transaction.atomic
-def coupon_void(*, coupon: Coupon, staff: AbstractBaseUser, reason: str, now: dt.datetime | None = None) -> Coupon:
+def coupon_void(
+    *, coupon: Coupon, actor: AbstractBaseUser | None, reason: str, now: dt.datetime | None = None
+) -> Coupon:
     """Void an unused coupon, recording who did it, when and why.
 
-    Refuses without a reason (``reason_required``) and a coupon that is used
+    Refuses without a reason (``reason_required``) or with one over 200 characters
+    (``reason_too_long``), and a coupon that is used
     (``coupon_used``), already void (``coupon_void``) or expired (``coupon_expired``).
     """
     now = now or timezone.now()
-    reason = (reason or "").strip()
-    if not reason:
-        raise LoyaltyError("reason_required", _("Give a reason for voiding the coupon."))
+    reason = clean_reason(reason, missing=_("Give a reason for voiding the coupon."))
     coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
     if coupon.status == Coupon.Status.USED:
         raise LoyaltyError("coupon_used", _("A used coupon cannot be voided."))
@@ -156,8 +159,8 @@ def coupon_void(*, coupon: Coupon, staff: AbstractBaseUser, reason: str, now: dt
         raise LoyaltyError("coupon_expired", _("This coupon has expired."))
     coupon.status = Coupon.Status.VOID
     coupon.voided_at = now
-    coupon.voided_by = staff
-    coupon.void_reason = reason[:200]
+    coupon.voided_by = actor
+    coupon.void_reason = reason
     coupon.save(update_fields=["status", "voided_at", "voided_by", "void_reason"])
     return coupon
 
@@ -178,26 +181,13 @@ def coupons_expire(*, now: dt.datetime | None = None, member_ids: tuple[int, int
 
 # --- the rewards mall -------------------------------------------------------------------
 
-REDEMPTION_KEY_MAX = 128
-
-
-def _redemption_key(value: str) -> str:
-    if value is None or value == "":
-        raise LoyaltyError("idempotency_key_required", _("An idempotency key is required for this change."))
-    if not isinstance(value, str) or len(value) > REDEMPTION_KEY_MAX:
-        raise LoyaltyError(
-            "invalid_idempotency_key",
-            _("The idempotency key must be text of at most %(max)s characters.") % {"max": REDEMPTION_KEY_MAX},
-        )
-    return value
-
 
 def _spend_key(key: str) -> str:
     """The spend's ledger key: "redeem:" + the redemption's key while that fits the ledger's
     128 characters, else "redeem#" + its SHA-256, so a member may use every character of
     theirs. "#" is never in the plain form's prefix, so the two cannot meet."""
     plain = f"redeem:{key}"
-    if len(plain) <= 128:
+    if len(plain) <= KEY_MAX_LENGTH:
         return plain
     return "redeem#" + hashlib.sha256(key.encode()).hexdigest()
 
@@ -236,7 +226,7 @@ def reward_redeem(
     was used for another reward), ``idempotency_key_required``/``invalid_idempotency_key``.
     """
     now = now or timezone.now()
-    key = _redemption_key(idempotency_key)
+    key = clean_key(idempotency_key, required=True)
     request_hash = hashlib.sha256(f"reward:{reward.pk}".encode()).hexdigest()
     replay = _replayed_redemption(member, key, request_hash)
     if replay is not None:
@@ -312,7 +302,7 @@ def reward_redeem(
 def redemption_cancel(
     *,
     redemption: Redemption,
-    by: AbstractBaseUser | None = None,
+    actor: AbstractBaseUser | None = None,
     reason: str = "",
     now: dt.datetime | None = None,
 ) -> Redemption:
@@ -320,12 +310,13 @@ def redemption_cancel(
 
     The points go back to exactly the lots the redemption spent, each with its own expiry
     (``loyalty.services.points_spend_reverse``); points whose expiry has passed meanwhile
-    expire again at once. ``by`` is the staff user who cancelled, None when the member did.
-    Refuses: ``already_cancelled``, ``coupon_used``, ``coupon_expired``. A coupon staff
+    expire again at once. ``actor`` is the staff user who cancelled, None when the member did.
+    Refuses: a reason over 200 characters (``reason_too_long``), ``already_cancelled``,
+    ``coupon_used``, ``coupon_expired``. A coupon staff
     voided earlier does not stop the cancellation (the member could not use it).
     """
     now = now or timezone.now()
-    reason = (reason or "").strip()[:200]
+    reason = clean_reason(reason, required=False)
     redemption = Redemption.objects.select_for_update().get(pk=redemption.pk)
     if redemption.status == Redemption.Status.CANCELLED:
         raise LoyaltyError(
@@ -348,11 +339,11 @@ def redemption_cancel(
     if reward.stock is not None:
         Reward.objects.filter(pk=reward.pk).update(stock=F("stock") + 1)
     if coupon.status == Coupon.Status.ISSUED:
-        coupon_void(coupon=coupon, staff=by, reason=reason or _("Redemption cancelled"), now=now)
+        coupon_void(coupon=coupon, actor=actor, reason=reason or _("Redemption cancelled"), now=now)
     redemption.status = Redemption.Status.CANCELLED
     redemption.reversal_entry = reversal
     redemption.cancelled_at = now
-    redemption.cancelled_by = by
+    redemption.cancelled_by = actor
     redemption.cancel_reason = reason
     redemption.save(update_fields=["status", "reversal_entry", "cancelled_at", "cancelled_by", "cancel_reason"])
     redemption.coupon = Coupon.objects.get(pk=coupon.pk)

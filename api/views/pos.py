@@ -5,7 +5,8 @@ user (bearer token or admin session) with the Django permission of the action. W
 a store (earn, refund, verify, checkout) are limited to the caller's stores
 (``members.scoping``; 403 ``store_forbidden``); a lookup finds any member, since
 membership is brand-wide. A staff caller adjusts only their stores' members, within their
-adjustment limit.
+adjustment limit, as ``operations.actions.member_points_adjust`` checks for every screen; a
+store key's acting user adjusts any member, within their limit.
 """
 
 from django.utils.translation import gettext as _
@@ -20,12 +21,13 @@ from loyalty.selectors import member_balances
 from loyalty.services import OrderLineInput, order_earn, order_refund
 from members.models import Member
 from members.phone import normalize_phone
+from members.scoping import store_key_actor
 from operations.actions import member_points_adjust
 from rewards.services import coupon_verify
 
 from .. import serializers as s
 from ..models import StoreApiKey
-from ..permissions import PosAction, require_adjust_scope, require_store_scope
+from ..permissions import PosAction, require_store_scope
 from ..services import idempotency_scoped_key
 from .common import (
     clean_member_number,
@@ -322,21 +324,32 @@ class AdjustView(PosView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         member = member_by_number(values["member_number"])
-        require_adjust_scope(request, member, values["amount"])
         key = request.headers.get("Idempotency-Key", "").strip()
         if key:
             # The ledger's key is unique per account; the client's key is theirs across
             # accounts, which idempotent() has checked, and the hash keeps its 128 characters.
             key = idempotency_scoped_key(client=idempotency_client(request)[0], key=key)
-        entry = member_points_adjust(
-            member=member,
-            currency=values["currency"],
-            amount=values["amount"],
-            reason=values["reason"],
-            actor=operator_for(request),
-            idempotency_key=key or None,
-            scope_checked=True,
-        )
+        actor = operator_for(request)
+        if isinstance(request.auth, StoreApiKey):
+            # The key is the store's: its acting user adjusts any member, within their limit.
+            actor = store_key_actor(actor, request.auth.store)
+        try:
+            entry = member_points_adjust(
+                member=member,
+                currency=values["currency"],
+                amount=values["amount"],
+                reason=values["reason"],
+                actor=actor,
+                idempotency_key=key or None,
+            )
+        except LoyaltyError as error:
+            if error.code != "out_of_scope":
+                raise
+            # The POS API has always answered a member of another store like a write at one.
+            raise LoyaltyError(
+                "store_forbidden",
+                _("%(user)s may adjust only the points of their stores' members.") % {"user": actor.get_username()},
+            ) from None
         return written(s.AdjustOut(entry).data, replayed=entry.replayed)
 
 
@@ -382,7 +395,7 @@ class VerifyCouponView(PosView):
         data = s.VerifyCouponIn(data=request.data)
         data.is_valid(raise_exception=True)
         store = self.store(request, data.validated_data.get("store"))
-        coupon = coupon_verify(code=data.validated_data["code"], store=store, staff=operator_for(request))
+        coupon = coupon_verify(code=data.validated_data["code"], store=store, actor=operator_for(request))
         return Response(s.VerifiedCouponOut(coupon).data)
 
 

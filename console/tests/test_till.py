@@ -250,7 +250,7 @@ def test_the_audit_row_rolls_back_with_the_order(world, monkeypatch):
     monkeypatch.setattr(console.till, "staff_action_record", boom)
     with pytest.raises(RuntimeError):
         till_order_record(
-            staff=world["clerk"], member_number=world["member"].member_number, store=world["a"], number="A-1", amount=5
+            actor=world["clerk"], member_number=world["member"].member_number, store=world["a"], number="A-1", amount=5
         )
     assert not Order.objects.exists() and not LedgerEntry.objects.exists()
 
@@ -343,7 +343,7 @@ def test_unknown_code_and_a_frozen_members_coupon_are_refused(client, world):
 
 def test_verifying_at_a_store_outside_the_users_stores_is_refused(world):
     with pytest.raises(LoyaltyError) as error:
-        till_coupon_verify(staff=world["clerk"], code=world["coupon"].code, store=world["b"])
+        till_coupon_verify(actor=world["clerk"], code=world["coupon"].code, store=world["b"])
     assert error.value.code == "store_forbidden"
     assert Coupon.objects.get(pk=world["coupon"].pk).status == Coupon.Status.ISSUED
 

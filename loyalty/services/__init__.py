@@ -1,4 +1,41 @@
-"""The points ledger's services (being split by topic; see entries.py)."""
+"""Every change to the points ledger. One function per business action, transaction inside.
 
-from .entries import *  # noqa: F403
-from .entries import CLOCK_SKEW, CURRENCIES, _money  # noqa: F401
+By topic, bottom to top (each module imports only those above it in this list):
+
+- ``entries``: locking accounts, appending entries, opening and consuming lots, replays;
+- ``settling``: release and expiry, refund debts, the chunk runner of the ``lots_*`` jobs;
+- ``spending``: spend, reverse a spend, give back what a spend took;
+- ``credits``: staff adjustments, awards, benefit grants, opening balances in bulk;
+- ``orders``: earn for an order (through ``loyalty.rules``), refunds.
+
+Locking: every writer locks the member's account rows first (``SELECT ... FOR UPDATE``
+in id order), then the lots it will touch, so the balance it decides on cannot change
+under it. Entries are appended, never updated. Before an account changes it is settled
+(``settling``). Input is cleaned by ``core.cleaners``.
+
+Import the public API from here: ``from loyalty.services import order_earn``.
+"""
+
+from .credits import accounts_open_with_balance, benefit_grants_record, points_adjust, points_award
+from .entries import CURRENCIES
+from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, RefundResult, order_earn, order_refund
+from .settling import lots_expire_due, lots_release_matured
+from .spending import points_spend, points_spend_reverse
+
+__all__ = [
+    "CLOCK_SKEW",
+    "CURRENCIES",
+    "EarnResult",
+    "OrderLineInput",
+    "RefundResult",
+    "accounts_open_with_balance",
+    "benefit_grants_record",
+    "lots_expire_due",
+    "lots_release_matured",
+    "order_earn",
+    "order_refund",
+    "points_adjust",
+    "points_award",
+    "points_spend",
+    "points_spend_reverse",
+]

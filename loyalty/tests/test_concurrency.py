@@ -81,7 +81,7 @@ def store():
 
 
 def give_points(member, amount: int, operator) -> None:
-    services.points_adjust(member=member, currency=Currency.POINTS, amount=amount, reason="setup", operator=operator)
+    services.points_adjust(member=member, currency=Currency.POINTS, amount=amount, reason="setup", actor=operator)
 
 
 def earn_long_ago(member, store, number: str, amount: str, *, days: int = 30) -> Order:

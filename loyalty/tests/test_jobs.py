@@ -200,7 +200,7 @@ def test_set_based_expiry_writes_exactly_what_the_service_writes(store, adjuster
     members = expiring_members(store, count=4)
     # Some spending first, so lots are partly used and balances differ.
     services.points_spend(member=members[1], amount=12, idempotency_key="s1", reason="gift")
-    services.points_adjust(member=members[2], currency=Currency.POINTS, amount=7, reason="fix", operator=adjuster)
+    services.points_adjust(member=members[2], currency=Currency.POINTS, amount=7, reason="fix", actor=adjuster)
     later = timezone.now() + dt.timedelta(days=70)
 
     with connection.cursor() as cursor:
@@ -227,7 +227,7 @@ def test_set_based_release_writes_exactly_what_the_service_writes(store, adjuste
     # An available lot next to the pending ones (released when P0 was recorded), an adjustment.
     earn(members[0], store, "A0", "40", days_ago=20, recorded_late=False)
     services.points_adjust(
-        member=members[1], currency=Currency.POINTS, amount=7, reason="fix", operator=adjuster, now=earlier
+        member=members[1], currency=Currency.POINTS, amount=7, reason="fix", actor=adjuster, now=earlier
     )
     # Refunds inside the window: one pending lot emptied (released without points), one halved.
     for number, amount in (("Q2", "30"), ("P3", "11")):

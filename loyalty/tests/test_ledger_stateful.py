@@ -645,7 +645,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "currency": currency,
             "amount": amount,
             "reason": "correction",
-            "operator": self.staff,
+            "actor": self.staff,
             "now": self.clock,
         }
         if -amount > balance:
@@ -857,7 +857,7 @@ def test_refund_after_the_rest_of_the_order_expired_takes_nothing_more(member, s
     assert refund_takes(order, "R1", "50", START) == (50, 0)
     later = START + dt.timedelta(days=200)
     services.points_adjust(
-        member=member, currency=Currency.POINTS, amount=1000, reason="goodwill", operator=adjuster, now=later
+        member=member, currency=Currency.POINTS, amount=1000, reason="goodwill", actor=adjuster, now=later
     )
     after_expiry = START + dt.timedelta(days=340)  # the order's lot expired 12 months after the order
     assert refund_takes(order, "R2", "50", after_expiry) == (0, 0)
@@ -874,7 +874,7 @@ def test_refund_after_a_cancel_and_expiry_takes_nothing_more(member, store, adju
     services.order_refund(order=order, amount="50", number="R1", now=START)
     later = START + dt.timedelta(days=200)
     services.points_adjust(
-        member=member, currency=Currency.POINTS, amount=1000, reason="goodwill", operator=adjuster, now=later
+        member=member, currency=Currency.POINTS, amount=1000, reason="goodwill", actor=adjuster, now=later
     )
     assert refund_takes(order, "R2", "50", START + dt.timedelta(days=380)) == (0, 0)
     assert Account.objects.get(member=member, currency=Currency.POINTS).balance == 1000
@@ -894,7 +894,7 @@ def test_refund_after_part_spent_and_the_rest_expired_takes_back_only_the_spent_
         currency=Currency.POINTS,
         amount=1000,
         reason="goodwill",
-        operator=adjuster,
+        actor=adjuster,
         now=START + dt.timedelta(days=200),
     )
     assert refund_takes(order, "R2", "50", START + dt.timedelta(days=340)) == (30, 0)
@@ -906,7 +906,7 @@ def test_refund_after_part_spent_and_the_rest_expired_takes_back_only_the_spent_
 def test_a_client_idempotency_key_cannot_block_an_order(member, store, adjuster):
     """Earn entries use the key ``order:<store>:<number>``; a client's spend key can look the same."""
     services.points_adjust(
-        member=member, currency=Currency.POINTS, amount=100, reason="welcome", operator=adjuster, now=START
+        member=member, currency=Currency.POINTS, amount=100, reason="welcome", actor=adjuster, now=START
     )
     # Refusing keys in the services' own namespace would be a fix too.
     with contextlib.suppress(LoyaltyError):

@@ -104,7 +104,7 @@ def test_reverse_refuses_an_entry_that_is_not_a_spend(member, adjuster, kind):
         entry = award(member, 10, at=NOW, key="a").entry
     else:
         entry = services.points_adjust(
-            member=member, currency=Currency.POINTS, amount=10, reason="fix", operator=adjuster, now=NOW
+            member=member, currency=Currency.POINTS, amount=10, reason="fix", actor=adjuster, now=NOW
         )
     before = LedgerEntry.objects.count()
 

@@ -347,7 +347,7 @@ def test_breakdown_is_stored_on_the_entry(member, store):
 
 def test_growth_earned_asks_for_a_tier_upgrade(member, store, monkeypatch):
     calls = []
-    monkeypatch.setattr(services, "tier_upgrade_if_qualified", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(services.orders, "tier_upgrade_if_qualified", lambda **kwargs: calls.append(kwargs))
     earn(member, store, amount="100")
     earn(member, store, amount="50", occurred_at=NOW)  # pending growth counts too
     assert [call["growth"] for call in calls] == [100, 150]

@@ -445,7 +445,7 @@ def test_adjust_adds_an_available_lot_attributed_to_the_adjuster(member, adjuste
         currency=Currency.POINTS,
         amount=25,
         reason="goodwill: late delivery",
-        operator=adjuster,
+        actor=adjuster,
         now=NOW,
     )
     assert (entry.kind, entry.amount, entry.operator, entry.reason) == (
@@ -460,12 +460,12 @@ def test_adjust_adds_an_available_lot_attributed_to_the_adjuster(member, adjuste
 
 def test_adjust_can_remove_points_but_not_below_zero(member, store, adjuster):
     earn(member, store, amount="10")
-    services.points_adjust(member=member, currency="points", amount=-4, reason="correction", operator=adjuster, now=NOW)
+    services.points_adjust(member=member, currency="points", amount=-4, reason="correction", actor=adjuster, now=NOW)
     assert balance(member) == (6, 0)
     before = rows()
     with pytest.raises(LoyaltyError) as error:
         services.points_adjust(
-            member=member, currency="points", amount=-7, reason="correction", operator=adjuster, now=NOW
+            member=member, currency="points", amount=-7, reason="correction", actor=adjuster, now=NOW
         )
     assert error.value.code == "insufficient_balance"
     assert rows() == before
@@ -474,7 +474,7 @@ def test_adjust_can_remove_points_but_not_below_zero(member, store, adjuster):
 @pytest.mark.parametrize("reason", ["", "   ", None])
 def test_adjust_without_a_reason_is_refused(member, adjuster, reason):
     with pytest.raises(LoyaltyError) as error:
-        services.points_adjust(member=member, currency="points", amount=5, reason=reason, operator=adjuster)
+        services.points_adjust(member=member, currency="points", amount=5, reason=reason, actor=adjuster)
     assert error.value.code == "reason_required"
     assert rows() == (0, 0, 0, 0, 0)
 
@@ -483,13 +483,13 @@ def test_adjust_needs_a_staff_operator_with_the_permission(member, django_user_m
     customer = django_user_model.objects.create_user("customer")
     for operator in (None, customer, staff_user):
         with pytest.raises(LoyaltyError) as error:
-            services.points_adjust(member=member, currency="points", amount=5, reason="x", operator=operator)
+            services.points_adjust(member=member, currency="points", amount=5, reason="x", actor=operator)
         assert error.value.code == "operator_required"
 
 
 def test_adjust_refuses_an_unknown_currency(member, adjuster):
     with pytest.raises(LoyaltyError) as error:
-        services.points_adjust(member=member, currency="gold", amount=5, reason="x", operator=adjuster)
+        services.points_adjust(member=member, currency="gold", amount=5, reason="x", actor=adjuster)
     assert error.value.code == "invalid_currency"
 
 
@@ -499,7 +499,7 @@ def test_adjust_with_a_replayed_key_writes_once(member, adjuster):
         "currency": "growth",
         "amount": 5,
         "reason": "x",
-        "operator": adjuster,
+        "actor": adjuster,
         "idempotency_key": "form-123",
     }
     first = services.points_adjust(**kwargs)

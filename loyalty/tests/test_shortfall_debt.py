@@ -146,7 +146,7 @@ def test_awards_and_staff_credits_pay_the_debt(member, store, adjuster):
     )
     assert (points(member).balance, points(member).owed) == (0, 150)
     services.points_adjust(
-        member=member, currency=Currency.POINTS, amount=200, reason="goodwill", operator=adjuster, now=NOW
+        member=member, currency=Currency.POINTS, amount=200, reason="goodwill", actor=adjuster, now=NOW
     )
     assert (points(member).balance, points(member).owed) == (50, 0)
     assert_settled(refund, 650)
@@ -179,7 +179,7 @@ def test_with_settling_from_earns_off_new_earns_stay_but_points_given_back_still
 def test_growth_shortfalls_are_debts_too(member, store, adjuster):
     order = buy(member, store, "A1", "100")
     services.points_adjust(
-        member=member, currency=Currency.GROWTH, amount=-100, reason="correction", operator=adjuster, now=NOW
+        member=member, currency=Currency.GROWTH, amount=-100, reason="correction", actor=adjuster, now=NOW
     )
     refund = services.order_refund(order=order, amount="100", number="R1", now=NOW).refund
     assert refund.growth_shortfall == 100
@@ -198,7 +198,7 @@ def test_the_balance_shows_what_is_owed_and_from_which_refund(member, store):
 
 def test_audit_reports_a_member_ahead_of_their_purchases(member, store, monkeypatch, corrupted):
     """The ledger as it was before the debt: consistent with itself, but the member is ahead."""
-    monkeypatch.setattr(services, "_debt_collect", lambda account, **kw: [])
+    monkeypatch.setattr(services.spending, "_debt_collect", lambda account, **kw: [])
     _order, spend, _refund = spend_and_refund(member, store)
     services.points_spend_reverse(entry=spend, reason="cancelled", now=NOW)
     assert points(member).balance == 650

@@ -73,7 +73,7 @@ def new_member(phone: str = "13800138000", *, at: dt.datetime = T0):
 
 def grow(member, amount: int, operator, *, at: dt.datetime):
     return services.points_adjust(
-        member=member, currency=Currency.GROWTH, amount=amount, reason="test growth", operator=operator, now=at
+        member=member, currency=Currency.GROWTH, amount=amount, reason="test growth", actor=operator, now=at
     )
 
 
@@ -273,7 +273,7 @@ def test_sweep_places_members_without_a_tier(tiers, adjuster):
 def test_pinned_tier_is_kept_by_the_sweep_until_the_pin_ends(tiers, tier_operator, adjuster):
     member = new_member()
     until = months_after(T0, 18)
-    change = tier_pin(member=member, tier=tiers["gold"], until=until, operator=tier_operator, note="VIP", now=T0)
+    change = tier_pin(member=member, tier=tiers["gold"], until=until, actor=tier_operator, note="VIP", now=T0)
     assert (change.reason, change.operator, change.note) == (TierChange.Reason.PINNED, tier_operator, "VIP")
     assert Notification.objects.filter(member=member, kind=Notification.Kind.TIER_UP).count() == 1
 
@@ -290,7 +290,7 @@ def test_pinned_tier_is_kept_by_the_sweep_until_the_pin_ends(tiers, tier_operato
 
 def test_pinned_member_is_not_upgraded_by_an_earn(tiers, tier_operator, adjuster):
     member = new_member()
-    tier_pin(member=member, tier=tiers["bronze"], until=T0 + 30 * DAY, operator=tier_operator, note="check", now=T0)
+    tier_pin(member=member, tier=tiers["bronze"], until=T0 + 30 * DAY, actor=tier_operator, note="check", now=T0)
     grow(member, 1500, adjuster, at=T0 + DAY)
     assert state_of(member).tier == tiers["bronze"]
 
@@ -302,7 +302,7 @@ def test_pinned_member_is_not_upgraded_by_an_earn(tiers, tier_operator, adjuster
 
 def test_pin_keeps_the_later_review_date_of_the_same_tier(tiers, tier_operator):
     member = new_member()
-    tier_pin(member=member, tier=tiers["bronze"], until=T0 + DAY, operator=tier_operator, note="hold", now=T0)
+    tier_pin(member=member, tier=tiers["bronze"], until=T0 + DAY, actor=tier_operator, note="hold", now=T0)
     assert state_of(member).review_at == REVIEW
 
 
@@ -326,7 +326,7 @@ def test_pin_refuses_bad_input(tiers, tier_operator, staff_user, change, code):
             member=member,
             tier=tiers["gold"],
             until=change.get("until", T0 + DAY),
-            operator=operator,
+            actor=operator,
             note=change.get("note", "VIP"),
             now=T0,
         )
@@ -613,7 +613,7 @@ def test_a_tier_held_before_the_order_stays_while_its_retain_threshold_is_met(ti
 def test_a_pinned_tier_is_untouched_by_a_refund(tiers, tier_operator):
     member, store = new_member(), StoreFactory()
     order = buy(member, store, "A1", "3000.00")
-    tier_pin(member=member, tier=tiers["gold"], until=T0 + 90 * DAY, operator=tier_operator, note="VIP", now=T0)
+    tier_pin(member=member, tier=tiers["gold"], until=T0 + 90 * DAY, actor=tier_operator, note="VIP", now=T0)
     services.order_refund(order=order, amount="3000.00", number="R1", now=T0 + DAY)
     assert state_of(member).tier == tiers["gold"]
     assert not TierChange.objects.filter(member=member, reason=TierChange.Reason.REFUND).exists()

@@ -37,7 +37,7 @@ def adjust_url(member):
 
 
 def give(member, amount, operator, *, currency=Currency.POINTS, reason="seed"):
-    return points_adjust(member=member, currency=currency, amount=amount, reason=reason, operator=operator)
+    return points_adjust(member=member, currency=currency, amount=amount, reason=reason, actor=operator)
 
 
 def balance(member, currency=Currency.POINTS):

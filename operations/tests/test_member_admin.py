@@ -205,7 +205,7 @@ def test_home_store_filter_offers_scoped_staff_only_their_stores(client, manager
 def test_list_shows_tier_available_points_stage_and_segment(admin_client, admin_user, tiers):
     member = MemberFactory()
     put_in(member, tiers["gold"])
-    points_adjust(member=member, currency=Currency.POINTS, amount=120, reason="seed", operator=admin_user)
+    points_adjust(member=member, currency=Currency.POINTS, amount=120, reason="seed", actor=admin_user)
     Member.objects.filter(pk=member.pk).update(stage=Member.Stage.MATURE, rfm_segment=Member.RfmSegment.LOYAL)
 
     content = admin_client.get(reverse(CHANGELIST)).content.decode()
@@ -233,7 +233,7 @@ def test_list_runs_the_same_queries_for_1_and_50_members(
         m = MemberFactory(home_store=stores[0])
         put_in(m, tiers["silver"])
         m.tags.add(vip)
-        points_adjust(member=m, currency=Currency.POINTS, amount=10, reason="seed", operator=admin_user)
+        points_adjust(member=m, currency=Currency.POINTS, amount=10, reason="seed", actor=admin_user)
         return m
 
     member()

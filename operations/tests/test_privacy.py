@@ -108,7 +108,7 @@ def test_erase_voids_the_unused_coupons_and_keeps_the_used_ones(member_with_hist
         return coupon_issue(member=member, title=title, kind="gift", value=0, expires_at=expires, source="staff")
 
     unused, used = issue("Coffee"), issue("Cake")
-    coupon_verify(code=used.code, store=store, staff=staff_user)
+    coupon_verify(code=used.code, store=store, actor=staff_user)
     member_erase(member=member)
 
     unused.refresh_from_db()
@@ -116,5 +116,5 @@ def test_erase_voids_the_unused_coupons_and_keeps_the_used_ones(member_with_hist
     assert unused.status == Coupon.Status.VOID and unused.voided_at is not None and unused.void_reason
     assert used.status == Coupon.Status.USED
     with pytest.raises(LoyaltyError) as error:
-        coupon_verify(code=unused.code, store=store, staff=staff_user)
+        coupon_verify(code=unused.code, store=store, actor=staff_user)
     assert error.value.code == "coupon_void"

@@ -238,7 +238,7 @@ def test_cancel_gives_back_the_lots_spent_the_stock_and_voids_the_coupon(member,
     assert [Lot.objects.get(pk=lot.pk).remaining for lot in (old, new)] == [0, 250]
 
     cancelled = services.redemption_cancel(
-        redemption=redemption, by=staff_user, reason="changed my mind", now=NOW + dt.timedelta(hours=1)
+        redemption=redemption, actor=staff_user, reason="changed my mind", now=NOW + dt.timedelta(hours=1)
     )
 
     assert cancelled.status == Redemption.Status.CANCELLED and cancelled.cancelled_by == staff_user
@@ -270,7 +270,7 @@ def test_cancel_is_refused_once_the_coupon_was_used_or_expired(member, staff_use
     give(member, 500)
     reward = RewardFactory(stock=5, points_cost=100)
     used, expired = redeem(member, reward, "a"), redeem(member, reward, "b")
-    services.coupon_verify(code=used.coupon.code, store=StoreFactory(), staff=staff_user, now=NOW)
+    services.coupon_verify(code=used.coupon.code, store=StoreFactory(), actor=staff_user, now=NOW)
     before = rows()
 
     with pytest.raises(LoyaltyError) as refused_used:
@@ -285,7 +285,7 @@ def test_cancel_is_refused_once_the_coupon_was_used_or_expired(member, staff_use
 def test_cancel_after_staff_voided_the_coupon_still_gives_the_points_back(member, staff_user):
     give(member, 500)
     redemption = redeem(member, RewardFactory())
-    services.coupon_void(coupon=redemption.coupon, staff=staff_user, reason="wrong item", now=NOW)
+    services.coupon_void(coupon=redemption.coupon, actor=staff_user, reason="wrong item", now=NOW)
 
     services.redemption_cancel(redemption=redemption, now=NOW)
 

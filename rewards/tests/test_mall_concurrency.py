@@ -111,7 +111,7 @@ def test_cancelling_while_a_till_verifies_the_coupon_lets_exactly_one_win(staff_
 
     outcomes = run_concurrently(
         lambda: services.redemption_cancel(redemption=redemption, reason="changed my mind"),
-        lambda: services.coupon_verify(code=redemption.coupon.code, store=store, staff=staff_user),
+        lambda: services.coupon_verify(code=redemption.coupon.code, store=store, actor=staff_user),
     )
 
     counts = refusals(outcomes)

@@ -92,7 +92,7 @@ def test_verify_marks_the_coupon_used_with_store_staff_and_time(store, staff_use
     coupon = CouponFactory()
     now = timezone.now()
     used = services.coupon_verify(
-        code=f" {coupon.code.lower()[:6]}-{coupon.code[6:]} ", store=store, staff=staff_user, now=now
+        code=f" {coupon.code.lower()[:6]}-{coupon.code[6:]} ", store=store, actor=staff_user, now=now
     )
     coupon.refresh_from_db()
     assert used.pk == coupon.pk
@@ -102,9 +102,9 @@ def test_verify_marks_the_coupon_used_with_store_staff_and_time(store, staff_use
 @pytest.mark.django_db
 def test_verify_refuses_a_used_coupon(store, staff_user):
     coupon = CouponFactory()
-    services.coupon_verify(code=coupon.code, store=store, staff=staff_user)
+    services.coupon_verify(code=coupon.code, store=store, actor=staff_user)
     with pytest.raises(LoyaltyError) as refused:
-        services.coupon_verify(code=coupon.code, store=store, staff=staff_user)
+        services.coupon_verify(code=coupon.code, store=store, actor=staff_user)
     assert refused.value.code == "coupon_used"
     coupon.refresh_from_db()
     used_at = timezone.localtime(coupon.used_at).strftime("%Y-%m-%d %H:%M")
@@ -119,7 +119,7 @@ def test_verify_refuses_an_expired_coupon_even_before_the_expiry_job(store, staf
     marked = CouponFactory(status=Coupon.Status.EXPIRED)
     for coupon in (past, marked):
         with pytest.raises(LoyaltyError) as refused:
-            services.coupon_verify(code=coupon.code, store=store, staff=staff_user)
+            services.coupon_verify(code=coupon.code, store=store, actor=staff_user)
         assert refused.value.code == "coupon_expired"
     past.refresh_from_db()
     assert past.status == Coupon.Status.ISSUED and past.used_at is None
@@ -127,12 +127,12 @@ def test_verify_refuses_an_expired_coupon_even_before_the_expiry_job(store, staf
 
 @pytest.mark.django_db
 def test_verify_refuses_void_unknown_and_not_yet_valid_coupons(store, staff_user):
-    void = services.coupon_void(coupon=CouponFactory(), staff=staff_user, reason="printed twice")
+    void = services.coupon_void(coupon=CouponFactory(), actor=staff_user, reason="printed twice")
     later = CouponFactory(valid_from=timezone.now() + dt.timedelta(days=1))
     cases = [(void.code, "coupon_void"), ("NOPE2345NOPE", "coupon_not_found"), (later.code, "coupon_not_yet_valid")]
     for code, expected in cases:
         with pytest.raises(LoyaltyError) as refused:
-            services.coupon_verify(code=code, store=store, staff=staff_user)
+            services.coupon_verify(code=code, store=store, actor=staff_user)
         assert refused.value.code == expected
 
 
@@ -140,19 +140,19 @@ def test_verify_refuses_void_unknown_and_not_yet_valid_coupons(store, staff_user
 def test_void_needs_a_reason_and_an_unused_coupon(store, staff_user):
     coupon = CouponFactory()
     with pytest.raises(LoyaltyError) as refused:
-        services.coupon_void(coupon=coupon, staff=staff_user, reason="  ")
+        services.coupon_void(coupon=coupon, actor=staff_user, reason="  ")
     assert refused.value.code == "reason_required"
-    services.coupon_void(coupon=coupon, staff=staff_user, reason="customer complaint")
+    services.coupon_void(coupon=coupon, actor=staff_user, reason="customer complaint")
     coupon.refresh_from_db()
     assert (coupon.status, coupon.voided_by, coupon.void_reason) == ("void", staff_user, "customer complaint")
     with pytest.raises(LoyaltyError) as refused:
-        services.coupon_void(coupon=coupon, staff=staff_user, reason="again")
+        services.coupon_void(coupon=coupon, actor=staff_user, reason="again")
     assert refused.value.code == "coupon_void"
 
     used = CouponFactory()
-    services.coupon_verify(code=used.code, store=store, staff=staff_user)
+    services.coupon_verify(code=used.code, store=store, actor=staff_user)
     with pytest.raises(LoyaltyError) as refused:
-        services.coupon_void(coupon=used, staff=staff_user, reason="too late")
+        services.coupon_void(coupon=used, actor=staff_user, reason="too late")
     assert refused.value.code == "coupon_used"
 
 
@@ -162,7 +162,7 @@ def test_expire_marks_only_issued_coupons_past_their_date(store, staff_user):
     due = CouponFactory(expires_at=now - dt.timedelta(seconds=1), valid_from=now - dt.timedelta(days=2))
     fresh = CouponFactory()
     used = CouponFactory(expires_at=now + dt.timedelta(hours=1))
-    services.coupon_verify(code=used.code, store=store, staff=staff_user)
+    services.coupon_verify(code=used.code, store=store, actor=staff_user)
     assert services.coupons_expire(now=now + dt.timedelta(hours=2)) == 1 + 0  # due; used stays used
     assert services.coupons_expire(now=now + dt.timedelta(hours=2)) == 0
     statuses = dict(Coupon.objects.values_list("pk", "status"))
@@ -184,7 +184,7 @@ def test_two_tills_verifying_one_code_at_once_succeed_once(store, staff_user):
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL")
     coupon = CouponFactory()
-    outcomes = run_concurrently(*[lambda: services.coupon_verify(code=coupon.code, store=store, staff=staff_user)] * 2)
+    outcomes = run_concurrently(*[lambda: services.coupon_verify(code=coupon.code, store=store, actor=staff_user)] * 2)
     assert sum(isinstance(outcome, Coupon) for outcome in outcomes) == 1, outcomes
     assert refusals(outcomes) == {"coupon_used": 1}
     coupon.refresh_from_db()

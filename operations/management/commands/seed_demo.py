@@ -686,7 +686,7 @@ class Command(BaseCommand):
                     currency=currency,
                     amount=amount,
                     reason=reason,
-                    operator=self.staff,
+                    actor=self.staff,
                     idempotency_key=f"demo-adjust:{plan.index}:{key}",
                     now=at,
                 )
