@@ -322,18 +322,6 @@ def member_debts(member: Member) -> dict[str, list[Debt]]:
     return dict(debts)
 
 
-def owed_total() -> dict[str, int]:
-    """What all members owe from refund shortfalls, per currency (the dashboard's figure)."""
-    totals = dict(
-        Account.objects.filter(owed__gt=0)
-        .order_by()
-        .values("currency")
-        .annotate(t=Sum("owed"))
-        .values_list("currency", "t")
-    )
-    return {currency: totals.get(currency, 0) for currency in Currency.values}
-
-
 def _by_day(rows: Iterable[tuple[dt.date, int]], today: dt.date) -> list[tuple[dt.date, int]]:
     """Merge (date, amount) rows, dates already past counting as today; soonest first."""
     totals: dict[dt.date, int] = defaultdict(int)

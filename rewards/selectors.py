@@ -10,7 +10,7 @@ from loyalty.models import Account, Currency, MemberTier
 from members.models import Member
 
 from .eligibility import refusal
-from .models import Coupon, Redemption, Reward, normalise_code
+from .models import Coupon, Redemption, Reward
 
 
 def coupons_for_member(*, member: Member, status: str | None = Coupon.Status.ISSUED) -> QuerySet[Coupon]:
@@ -19,11 +19,6 @@ def coupons_for_member(*, member: Member, status: str | None = Coupon.Status.ISS
     if status is not None:
         coupons = coupons.filter(status=status)
     return coupons.order_by("-issued_at", "-id")
-
-
-def coupon_by_code(*, code: str) -> Coupon | None:
-    """The coupon with this code (as typed at a till), or None."""
-    return Coupon.objects.select_related("member", "used_store").filter(code=normalise_code(code)).first()
 
 
 @dataclass(frozen=True)
