@@ -21,7 +21,7 @@ from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import ConsentRecord, Member
 from members.scoping import BRAND_ADMIN
 from members.services import is_valid_member_number, member_set_consent
-from operations import admin as members_admin
+from operations import admin_member_actions as members_admin
 
 pytestmark = pytest.mark.django_db
 
@@ -251,7 +251,7 @@ def test_adding_a_member_in_the_admin_goes_through_sign_up(admin_client):
 
 def test_a_phone_taken_between_the_form_and_the_save_is_a_message_not_a_500(admin_client, monkeypatch):
     """Two clerks add the same phone at once: the form of the second passes, the service refuses."""
-    from operations import admin as member_admin
+    from operations import admin_members as member_admin
 
     def taken(**fields):
         MemberFactory(phone="+8613800138000")  # the other clerk's member ...

@@ -670,7 +670,7 @@ def test_staff_without_a_role_or_profile_see_no_members(client, django_user_mode
 
 
 def test_actions_refuse_more_than_the_limit_of_members_at_once(admin_client, monkeypatch):
-    from operations import admin as members_admin
+    from operations import admin_member_actions as members_admin
 
     monkeypatch.setattr(members_admin, "MAX_MEMBERS_PER_ADJUSTMENT", 2)
     chosen = MemberFactory.create_batch(3)

@@ -1,0 +1,62 @@
+"""The demo brand's loyalty programme: tiers, their benefits and the earning rules."""
+
+import datetime as dt
+from decimal import Decimal
+
+from loyalty.models import Benefit, EarnRule, Tier
+
+from .run import DemoRun
+
+TIERS = [
+    # code, name, rank, growth to qualify, growth to keep, default
+    ("regular", "普卡会员", 0, 0, 0, True),
+    ("silver", "银卡会员", 1, 1000, 800, False),
+    ("gold", "金卡会员", 2, 3000, 2400, False),
+    ("diamond", "钻石会员", 3, 8000, 6400, False),
+]
+BENEFITS = [
+    ("silver", Benefit.Kind.EARN_MULTIPLIER, Decimal("1.2"), "积分 1.2 倍"),
+    ("silver", Benefit.Kind.BIRTHDAY_POINTS, Decimal("100"), "生日礼 100 积分"),
+    ("gold", Benefit.Kind.EARN_MULTIPLIER, Decimal("1.5"), "积分 1.5 倍"),
+    ("gold", Benefit.Kind.BIRTHDAY_POINTS, Decimal("300"), "生日礼 300 积分"),
+    ("gold", Benefit.Kind.DISCOUNT_PERCENT, Decimal("5"), "全场 95 折"),
+    ("gold", Benefit.Kind.FREE_SHIPPING, Decimal("0"), "线上订单免运费"),
+    ("diamond", Benefit.Kind.EARN_MULTIPLIER, Decimal("2"), "积分 2 倍"),
+    ("diamond", Benefit.Kind.BIRTHDAY_POINTS, Decimal("800"), "生日礼 800 积分"),
+    ("diamond", Benefit.Kind.DISCOUNT_PERCENT, Decimal("10"), "全场 9 折"),
+    ("diamond", Benefit.Kind.FREE_SHIPPING, Decimal("0"), "线上订单免运费"),
+    ("diamond", Benefit.Kind.CUSTOM_TEXT, Decimal("0"), "专属顾问与新品优先购"),
+]
+RULES = [
+    ("基础积分：每消费 1 元得 1 积分和 1 成长值",
+     {"kind": EarnRule.Kind.BASE, "applies_to": EarnRule.Applies.BOTH, "value": Decimal("1"), "priority": 10}),
+    ("周末双倍积分", {"kind": EarnRule.Kind.MULTIPLIER, "applies_to": EarnRule.Applies.POINTS,
+                    "value": Decimal("2"), "weekdays": "67", "cap_per_order": 500, "priority": 50}),
+    ("生日月三倍积分", {"kind": EarnRule.Kind.MULTIPLIER, "applies_to": EarnRule.Applies.POINTS,
+                     "value": Decimal("3"), "birthday_month_only": True, "cap_per_day": 1000, "priority": 60}),
+    ("首单奖励 200 积分", {"kind": EarnRule.Kind.BONUS, "applies_to": EarnRule.Applies.POINTS,
+                       "value": Decimal("200"), "first_purchase_only": True, "priority": 70}),
+    ("注册礼 100 积分", {"kind": EarnRule.Kind.SIGNUP, "applies_to": EarnRule.Applies.POINTS,
+                     "value": Decimal("100"), "priority": 80}),
+]  # fmt: skip
+
+
+def programme_seed(run: DemoRun) -> None:
+    """The demo brand's tiers, benefits and earning rules (configuration the admin edits)."""
+    tiers = {}
+    for code, name, rank, qualify, retain, default in TIERS:
+        tiers[code], _created = Tier.objects.get_or_create(
+            code=code,
+            defaults={
+                "name": name,
+                "rank": rank,
+                "qualify_threshold": qualify,
+                "retain_threshold": retain,
+                "is_default": default,
+            },
+        )
+    for code, kind, value, title in BENEFITS:
+        Benefit.objects.get_or_create(tier=tiers[code], kind=kind, defaults={"value": value, "title": title})
+    since = run.start - dt.timedelta(days=1)
+    for name, fields in RULES:
+        EarnRule.objects.get_or_create(name=name, defaults={"valid_from": since, **fields})
