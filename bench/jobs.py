@@ -176,8 +176,8 @@ def time_expiry(args, now) -> None:
     due = Lot.objects.filter(pending=False, remaining__gt=0, expires_at__lte=now).count()
     started = time.monotonic()
     if args.expiry == "sql":
-        with job_lock("expire_due_points"):  # what jobs.expire_due_points runs on PostgreSQL
-            stats = jobs.expire_due_sql(now=now, size=args.chunk, workers=args.workers)
+        with job_lock("expire_due_points"):  # what jobs.lots_expire_due_job runs on PostgreSQL
+            stats = jobs.lots_expire_due_sql(now=now, size=args.chunk, workers=args.workers)
         result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
         longest = stats["longest_chunk_s"]
     else:
@@ -195,8 +195,8 @@ def time_release(args, now) -> None:
     matured = Lot.objects.filter(pending=True, available_at__lte=now).count()
     started = time.monotonic()
     if args.release == "sql":
-        with job_lock("release_matured_points"):  # what jobs.release_matured_points runs on PostgreSQL
-            stats = jobs.release_matured_sql(now=now, size=args.chunk, workers=args.workers)
+        with job_lock("release_matured_points"):  # what jobs.lots_release_matured_job runs on PostgreSQL
+            stats = jobs.lots_release_matured_sql(now=now, size=args.chunk, workers=args.workers)
         result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
         longest = stats["longest_chunk_s"]
     else:

@@ -137,11 +137,12 @@ def report(label: str, rows: int, seconds: float, longest: float | None, detail)
     )
 
 
+# ``{counting}``: loyalty.models.ORDERS_COUNTING_SQL, filled in after Django is set up.
 NTILE_SQL = """
 WITH base AS (
     SELECT o.member_id, max(o.occurred_at) AS last_at, count(*) AS f, sum(o.amount - o.refunded_amount) AS m
     FROM loyalty_order o
-    WHERE o.status <> 'refunded' AND o.occurred_at > %(window_since)s AND o.occurred_at <= %(now)s
+    WHERE {counting} AND o.occurred_at > %(window_since)s AND o.occurred_at <= %(now)s
     GROUP BY o.member_id
 )
 SELECT count(*), sum(r + f + m) FROM (
@@ -154,6 +155,7 @@ SELECT count(*), sum(r + f + m) FROM (
 def time_cuts(now: dt.datetime) -> None:
     from django.db import connection
 
+    from loyalty.models import ORDERS_COUNTING_SQL
     from operations import lifecycle
 
     run = lifecycle._Run(now)
@@ -162,7 +164,7 @@ def time_cuts(now: dt.datetime) -> None:
     report("RFM cut points (percentile)", run.base, time.monotonic() - started, None, run.cuts)
     started = time.monotonic()
     with connection.cursor() as cursor:
-        cursor.execute(NTILE_SQL, {"now": now, "window_since": run.window_since})
+        cursor.execute(NTILE_SQL.format(counting=ORDERS_COUNTING_SQL), {"now": now, "window_since": run.window_since})
         base, _checksum = cursor.fetchone()
     report("RFM NTILE(5) (alternative)", base, time.monotonic() - started, None, "read only, for comparison")
 

@@ -12,8 +12,12 @@ Every job here is
   still due, notices and grants not yet written), so running a job twice does the work once.
 
 The jobs return counts (JSON-friendly dicts) that the celery tasks pass on as results.
-Not built yet: monthly coupons (``Benefit.Kind.MONTHLY_COUPON``), birthday coupons and
-coupon expiry need the rewards app's coupons.
+Names: ``services.lots_expire_due`` and ``services.lots_release_matured`` are the ledger
+steps (ORM, any database); ``lots_expire_due_sql`` and ``lots_release_matured_sql`` here are
+their set-based PostgreSQL twins; ``lots_expire_due_job`` and ``lots_release_matured_job``
+are the guarded jobs that run one or the other (celery tasks ``loyalty.expire_due_points``
+and ``loyalty.release_matured_points``). Birthday and monthly coupons and coupon expiry
+are the rewards app's jobs (``rewards.jobs``).
 """
 
 import calendar
@@ -27,14 +31,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from core.db import is_postgresql
 from core.errors import LoyaltyError
 from core.jobs import guarded
 from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification
-from members.notifications import notify
+from members.notifications import Notice, notices_enqueue, notify
 
-from . import services
+from . import services, tiers
 from .models import Benefit, BenefitGrant, Currency, LedgerEntry, Lot, MemberTier
 
 logger = logging.getLogger(__name__)
@@ -49,33 +55,33 @@ LEDGER_CHUNK = 1000
 
 
 @guarded("release_matured_points")
-def release_matured_points(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int = 1) -> dict:
+def lots_release_matured_job(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int = 1) -> dict:
     """Release pending lots whose return window has ended.
 
-    PostgreSQL: the set-based :func:`release_matured_sql` over member-id ranges;
+    PostgreSQL: the set-based :func:`lots_release_matured_sql` over member-id ranges;
     elsewhere the ORM path ``services.lots_release_matured``. Both write the same rows.
     """
-    if connection.vendor == "postgresql":
-        stats = release_matured_sql(now=now, workers=workers)
+    if is_postgresql():
+        stats = lots_release_matured_sql(now=now, workers=workers)
         return {"entries": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
     return {"entries": services.lots_release_matured(now=now, chunk_size=chunk_size)}
 
 
 @guarded("expire_due_points")
-def expire_due_points(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int = 1) -> dict:
+def lots_expire_due_job(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int = 1) -> dict:
     """Expire what is left of lots past their expiry.
 
-    PostgreSQL: the set-based :func:`expire_due_sql` over member-id ranges (``workers``
+    PostgreSQL: the set-based :func:`lots_expire_due_sql` over member-id ranges (``workers``
     connections side by side); elsewhere the ORM path ``services.lots_expire_due``. Both
     write the same rows.
     """
-    if connection.vendor == "postgresql":
-        stats = expire_due_sql(now=now, workers=workers)
+    if is_postgresql():
+        stats = lots_expire_due_sql(now=now, workers=workers)
         return {"entries": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
     return {"entries": services.lots_expire_due(now=now, chunk_size=chunk_size)}
 
 
-# The set-based expiry, one statement per table per chunk. It does what services._expire
+# The set-based expiry, one statement per table per chunk. It does what services.lots_expire_due
 # does for the accounts of one member-id range: lock the accounts holding due lots (id
 # order), one EXPIRE entry per account with balance_after computed in SQL, one
 # allocation per due lot, the lots emptied and the accounts debited.
@@ -133,10 +139,12 @@ WHERE a.id = e.account_id
 """
 
 
-def expire_due_sql(*, now: dt.datetime | None = None, size: int = LEDGER_CHUNK, workers: int = 1) -> dict[str, float]:
+def lots_expire_due_sql(
+    *, now: dt.datetime | None = None, size: int = LEDGER_CHUNK, workers: int = 1
+) -> dict[str, float]:
     """PostgreSQL only: expire due lots with one statement per member-id chunk.
 
-    Writes exactly what ``services._expire`` writes (entries, allocations, lots,
+    Writes exactly what ``services.lots_expire_due`` writes (entries, allocations, lots,
     accounts), so the ledger invariants hold after every chunk. Safe to rerun: a chunk
     reads the due lots after locking their accounts, and emptied lots are no longer due.
     """
@@ -150,7 +158,7 @@ def expire_due_sql(*, now: dt.datetime | None = None, size: int = LEDGER_CHUNK, 
     return run_in_member_chunks(step, size=size, workers=workers)
 
 
-# The set-based release, one statement per chunk. It does what services._release does for
+# The set-based release, one statement per chunk. It does what services.lots_release_matured does for
 # the accounts of one member-id range: lock the accounts holding matured pending lots (id
 # order), then those lots (id order); every such lot becomes available (even an emptied
 # one), and each account whose lots still hold points gets one RELEASE entry (amount +n,
@@ -204,12 +212,12 @@ WHERE a.id = e.account_id
 """
 
 
-def release_matured_sql(
+def lots_release_matured_sql(
     *, now: dt.datetime | None = None, size: int = LEDGER_CHUNK, workers: int = 1
 ) -> dict[str, float]:
     """PostgreSQL only: release matured pending lots with one statement per member-id chunk.
 
-    Writes exactly what ``services._release`` writes (entries, lots, accounts). Safe to
+    Writes exactly what ``services.lots_release_matured`` writes (entries, lots, accounts). Safe to
     rerun: a chunk reads the matured lots after locking their accounts, and a released
     lot is no longer pending.
     """
@@ -229,8 +237,6 @@ def release_matured_sql(
 @guarded("evaluate_tiers")
 def evaluate_tiers(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict:
     """The nightly tier sweep (upgrades, reviews, downgrades): ``loyalty.tiers.tiers_sweep``."""
-    from . import tiers
-
     return tiers.tiers_sweep(now=now, chunk_size=chunk_size)
 
 
@@ -277,35 +283,26 @@ def _expiry_notices(lo: int, hi: int, *, now: dt.datetime, horizon: dt.datetime)
         announced[member_id].update((data or {}).get("lots", []))
 
     notices = []
-    with translation.override(settings.LANGUAGE_CODE):
-        for member_id, member_lots in due.items():
-            new = [lot for lot in member_lots if lot[0] not in announced[member_id]]
-            if not new:
-                continue
-            points = sum(remaining for _id, remaining, _at in new)
-            first = timezone.localdate(new[0][2])
-            notices.append(
-                Notification(
-                    member_id=member_id,
-                    kind=Notification.Kind.EXPIRY_WARNING,
-                    title=_("Your points expire soon"),
-                    body=_("%(points)s points expire soon, the first of them on %(date)s. Use them before then.")
-                    % {"points": points, "date": first.isoformat()},
-                    data={
-                        "lots": [lot_id for lot_id, _r, _at in new],
-                        "points": points,
-                        "expires_on": first.isoformat(),
-                    },
-                    dedupe_key=f"expiry:{new[0][0]}",
-                    created_at=now,
-                )
+    for member_id, member_lots in due.items():
+        new = [lot for lot in member_lots if lot[0] not in announced[member_id]]
+        if not new:
+            continue
+        points = sum(remaining for _id, remaining, _at in new)
+        first = timezone.localdate(new[0][2])
+        notices.append(
+            Notice(
+                member_id=member_id,
+                kind=Notification.Kind.EXPIRY_WARNING,
+                title=gettext_lazy("Your points expire soon"),
+                body=gettext_lazy(
+                    "%(points)s points expire soon, the first of them on %(date)s. Use them before then."
+                ),
+                params={"points": points, "date": first.isoformat()},
+                data={"lots": [lot_id for lot_id, _r, _at in new], "points": points, "expires_on": first.isoformat()},
+                dedupe_key=f"expiry:{new[0][0]}",
             )
-    if not notices:
-        return 0
-    keys = [notice.dedupe_key for notice in notices]
-    existing = set(Notification.objects.filter(dedupe_key__in=keys).values_list("dedupe_key", flat=True))
-    Notification.objects.bulk_create(notices, ignore_conflicts=True)
-    return len(set(keys) - existing)
+        )
+    return notices_enqueue(notices, now=now)
 
 
 @guarded("send_expiry_notices")
@@ -381,9 +378,9 @@ def _birthday_points(lo: int, hi: int, *, now: dt.datetime, today: dt.date) -> i
                     notify(
                         member_id=member_id,
                         kind=Notification.Kind.BIRTHDAY_GIFT,
-                        title=_("Happy birthday!"),
-                        body=_("Happy birthday! %(points)s points are our gift to you: %(benefit)s.")
-                        % {"points": points, "benefit": title},
+                        title=gettext_lazy("Happy birthday!"),
+                        body=gettext_lazy("Happy birthday! %(points)s points are our gift to you: %(benefit)s."),
+                        params={"points": points, "benefit": title},
                         data={"benefit": benefit_id, "period": period, "points": points, "entry": grant.entry_id},
                         dedupe_key=f"birthday:{member_id}:{benefit_id}:{period}",
                         now=now,
@@ -403,5 +400,5 @@ def issue_birthday_benefits(*, now: dt.datetime | None = None, size: int = MEMBE
     now = now or timezone.now()
     today = timezone.localdate(now)
     stats = run_in_member_chunks(functools.partial(_birthday_points, now=now, today=today), size=size)
-    # Birthday and monthly coupons wait for the rewards app's coupons.
+    # Birthday coupons are rewards.jobs.issue_birthday_coupons (a rewards task of their own).
     return {"birthday_points": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}

@@ -59,6 +59,20 @@ class Account(models.Model):
         return f"{self.member_id}/{self.currency}: {self.balance}"
 
 
+# The orders that count, for raw SQL over ``loyalty_order`` aliased ``o``: the same rule as
+# :meth:`OrderQuerySet.counting` (a test runs both over the same orders).
+ORDERS_COUNTING_SQL = "o.status <> 'refunded'"
+
+
+class OrderQuerySet(models.QuerySet):
+    def counting(self) -> "OrderQuerySet":
+        """The orders that count for activity, lifecycle stage, RFM, journeys and metrics:
+        completed and partly refunded ones. A full refund undoes the order, so it is as if
+        it never happened ("first" and "last" order alike); a partial refund keeps the
+        sale, its net spend being ``amount - refunded_amount``."""
+        return self.exclude(status=Order.Status.REFUNDED)
+
+
 class Order(models.Model):
     """A purchase, the source of earning. ``number`` is unique per store."""
 
@@ -84,6 +98,8 @@ class Order(models.Model):
     created_at = models.DateTimeField(_("recorded at"), default=timezone.now)
     # Fingerprint of the request that created the order, to tell a replay from a conflict.
     request_hash = models.CharField(max_length=64, editable=False)
+
+    objects = OrderQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("order")

@@ -28,12 +28,12 @@ JOB_OPTIONS = {
 
 @shared_task(name="loyalty.release_matured_points", **JOB_OPTIONS)
 def release_matured_points() -> dict | str:
-    return jobs.release_matured_points(workers=settings.LOYALTY_JOB_WORKERS)
+    return jobs.lots_release_matured_job(workers=settings.LOYALTY_JOB_WORKERS)
 
 
 @shared_task(name="loyalty.expire_due_points", **JOB_OPTIONS)
 def expire_due_points() -> dict | str:
-    return jobs.expire_due_points(workers=settings.LOYALTY_JOB_WORKERS)
+    return jobs.lots_expire_due_job(workers=settings.LOYALTY_JOB_WORKERS)
 
 
 @shared_task(name="loyalty.send_expiry_notices", **JOB_OPTIONS)

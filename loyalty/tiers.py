@@ -28,15 +28,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from core.bulk import insert_rows
+from core.bulk import insert_rows, update_rows
 from core.errors import LoyaltyError
 from members.models import Member, Notification
+from members.notifications import Notice, notices_enqueue
 
 from .models import Currency, Lot, MemberTier, Tier, TierChange
 from .policies import ExpiryPolicy
@@ -104,33 +106,33 @@ def _member_growth(member_id: int, now: dt.datetime) -> int:
     )
 
 
-def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Notification:
-    """The outbox row telling the member about ``change`` (unsaved). One per change."""
+def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Notice:
+    """The notice telling the member about ``change``, for ``notices_enqueue``. One per change."""
     up = from_tier is None or to_tier.rank > from_tier.rank
     values = {"tier": to_tier.name, "growth": change.growth, "old": from_tier.name if from_tier else ""}
     kind = Notification.Kind.TIER_UP if up else Notification.Kind.TIER_DOWN
     if change.reason == TierChange.Reason.PINNED:
-        title = _("Your tier is now %(tier)s") % values
-        body = _("Our staff set your tier to %(tier)s.") % values
+        title = gettext_lazy("Your tier is now %(tier)s")
+        body = gettext_lazy("Our staff set your tier to %(tier)s.")
     elif change.reason == TierChange.Reason.REFUND:
-        title = _("Your tier is now %(tier)s") % values
-        body = (
-            _("After a refund you have %(growth)s growth, not enough for %(old)s. Your tier is now %(tier)s.") % values
+        title = gettext_lazy("Your tier is now %(tier)s")
+        body = gettext_lazy(
+            "After a refund you have %(growth)s growth, not enough for %(old)s. Your tier is now %(tier)s."
         )
     elif up:
-        title = _("Welcome to %(tier)s") % values
-        body = _("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.") % values
+        title = gettext_lazy("Welcome to %(tier)s")
+        body = gettext_lazy("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.")
     else:
-        title = _("Your tier is now %(tier)s") % values
-        body = (
-            _("At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s.")
-            % values
+        title = gettext_lazy("Your tier is now %(tier)s")
+        body = gettext_lazy(
+            "At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s."
         )
-    return Notification(
+    return Notice(
         member_id=change.member_id,
         kind=kind,
         title=title,
         body=body,
+        params=values,
         data={
             "tier_change": change.pk,
             "from_tier": from_tier.code if from_tier else None,
@@ -138,7 +140,6 @@ def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Not
             "growth": change.growth,
         },
         dedupe_key=f"tier:{change.member_id}:{change.pk}",
-        created_at=change.created_at,
     )
 
 
@@ -181,7 +182,7 @@ def _place(member_id: int, tiers: list[Tier], growth: int, now: dt.datetime) -> 
         member_id=member_id, from_tier=None, to_tier=tier, reason=reason, growth=growth, created_at=now
     )
     if reason == TierChange.Reason.UPGRADE:
-        _notice(change, from_tier=None, to_tier=tier).save()
+        notices_enqueue([_notice(change, from_tier=None, to_tier=tier)], now=now)
     return state
 
 
@@ -251,7 +252,7 @@ def tier_upgrade_if_qualified(*, member_id: int, growth: int, now: dt.datetime) 
     change = _change(state, best, reason=TierChange.Reason.UPGRADE, growth=growth, now=now)
     state.save(update_fields=["tier", "started_at", "review_at", "pinned_until"])
     change.save()
-    _notice(change, from_tier=current, to_tier=best).save()
+    notices_enqueue([_notice(change, from_tier=current, to_tier=best)], now=now)
     return change
 
 
@@ -286,7 +287,7 @@ def tier_review_after_refund(*, member_id: int, growth: int, order, now: dt.date
     change = _change(state, target, reason=TierChange.Reason.REFUND, growth=growth, now=now, note=str(order)[:200])
     state.save(update_fields=["tier", "started_at", "review_at", "pinned_until"])
     change.save()
-    _notice(change, from_tier=current, to_tier=target).save()
+    notices_enqueue([_notice(change, from_tier=current, to_tier=target)], now=now)
     return change
 
 
@@ -352,7 +353,7 @@ def tier_pin(
         created_at=now,
     )
     if from_tier is None or from_tier.pk != tier.pk:
-        _notice(change, from_tier=from_tier, to_tier=tier).save()
+        notices_enqueue([_notice(change, from_tier=from_tier, to_tier=tier)], now=now)
     return change
 
 
@@ -415,42 +416,16 @@ def _sweep_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
                 counts["downgraded"] += 1
         changed.append(state)
     TierChange.objects.bulk_create([change for change, _from, _to in changes])
-    Notification.objects.bulk_create(
-        _notice(change, from_tier=from_tier, to_tier=to_tier) for change, from_tier, to_tier in changes if to_tier
+    notices_enqueue(
+        (_notice(change, from_tier=from_tier, to_tier=to_tier) for change, from_tier, to_tier in changes if to_tier),
+        now=now,
     )
     _save_states(changed)
 
 
 def _save_states(states: list[MemberTier]) -> None:
-    """Write the tier, dates and pin of ``states`` back in one statement.
-
-    On PostgreSQL an ``UPDATE ... FROM unnest(arrays)``: Django's ``bulk_update`` builds a
-    CASE with one branch per row for each column, which for a chunk of 1000 members cost
-    more than the rest of the sweep together (about 1.5 s a chunk).
-    """
-    if not states:
-        return
-    if connection.vendor != "postgresql":
-        MemberTier.objects.bulk_update(states, ["tier", "started_at", "review_at", "pinned_until"])
-        return
-    table = connection.ops.quote_name(MemberTier._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            UPDATE {table} AS t
-            SET tier_id = v.tier_id, started_at = v.started_at, review_at = v.review_at, pinned_until = v.pinned_until
-            FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
-                AS v(id, tier_id, started_at, review_at, pinned_until)
-            WHERE t.id = v.id
-            """,
-            [
-                [state.pk for state in states],
-                [state.tier_id for state in states],
-                [state.started_at for state in states],
-                [state.review_at for state in states],
-                [state.pinned_until for state in states],
-            ],
-        )
+    """Write the tier, dates and pin of ``states`` back in one statement (``core.bulk.update_rows``)."""
+    update_rows(MemberTier, states, ["tier", "started_at", "review_at", "pinned_until"])
 
 
 def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
@@ -497,8 +472,8 @@ def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
             states.append(MemberTier(member_id=member_id, tier=start, started_at=now, review_at=_review_after(now)))
     MemberTier.objects.bulk_create(states)
     TierChange.objects.bulk_create(joins + [change for change, _from in upgrades])
-    Notification.objects.bulk_create(
-        _notice(change, from_tier=from_tier, to_tier=change.to_tier) for change, from_tier in upgrades
+    notices_enqueue(
+        (_notice(change, from_tier=from_tier, to_tier=change.to_tier) for change, from_tier in upgrades), now=now
     )
     counts["placed"] += len(states)
 

@@ -6,9 +6,9 @@ per ``OTP_RESEND_SECONDS`` and ``OTP_MAX_PER_DAY`` per day, so nobody can use th
 page to flood a phone or a gateway bill. Only an HMAC of the code (keyed with the secret
 key, bound to the phone and purpose) is stored; the code itself exists only in the SMS.
 
-The code goes out through the notifications sender (``members.notifications``) as an
-unsaved ``Notification`` of kind ``one_time_code`` whose ``data`` carries the phone; the
-development ``LogSender`` writes it to the log, where a developer can read it.
+The code goes out through the notifications sender (``members.notifications.notice_send_unsaved``:
+never stored in the outbox) as a message of kind ``one_time_code`` whose ``data`` carries
+the phone; the development ``LogSender`` writes it to the log, where a developer can read it.
 """
 
 import datetime as dt
@@ -23,10 +23,11 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.db import is_postgresql
 from core.errors import LoyaltyError
 
 from .models import Notification, OneTimeCode
-from .notifications import get_sender
+from .notifications import notice_send_unsaved
 from .phone import normalize_phone
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _purpose(purpose: str) -> str:
 
 def _serialise_phone(phone: str) -> None:
     """Make concurrent sends to one phone take turns, so the rate limit cannot be raced."""
-    if connection.vendor == "postgresql":
+    if is_postgresql():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"otp:{phone}"])
     # SQLite: IMMEDIATE transactions (config.settings) already take the write lock up front.
@@ -95,15 +96,14 @@ def otp_send(*, phone: str, purpose: str = "sign_in", now: dt.datetime | None = 
             expires_at=now + OTP_TTL,
         )
     # Outside the transaction: a slow SMS gateway never holds the lock.
-    message = Notification(
-        kind=Notification.Kind.ONE_TIME_CODE,
-        title=_("Your sign-in code"),
-        body=_("Your code is %(code)s. It is valid for 5 minutes. Do not share it with anyone.") % {"code": code},
-        data={"phone": phone, "purpose": purpose},
-        created_at=now,
-    )
     try:
-        get_sender().send(message)
+        notice_send_unsaved(
+            kind=Notification.Kind.ONE_TIME_CODE,
+            title=_("Your sign-in code"),
+            body=_("Your code is %(code)s. It is valid for 5 minutes. Do not share it with anyone.") % {"code": code},
+            data={"phone": phone, "purpose": purpose},
+            now=now,
+        )
     except Exception:
         logger.exception("sending a one-time code to %s failed", phone)
         raise LoyaltyError(

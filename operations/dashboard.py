@@ -160,10 +160,6 @@ def _scope(stores: list[int] | None, lookup: str) -> Q:
     return Q() if stores is None else Q(**{f"{lookup}__in": stores})
 
 
-def _purchases():
-    return Order.objects.exclude(status=Order.Status.REFUNDED)
-
-
 def _lifecycle(now: dt.datetime, stores: list[int] | None = None) -> dict:
     """The funnel, the RFM grid and segments, and the stage moves (queries 10-12)."""
     today = timezone.localdate(now)
@@ -223,7 +219,7 @@ def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) 
     """
     now = now or timezone.now()
     members_in_scope = Member.objects.filter(_scope(stores, "home_store"))
-    orders_in_scope = _purchases().filter(_scope(stores, "store"))
+    orders_in_scope = Order.objects.counting().filter(_scope(stores, "store"))
     today = timezone.localdate(now)
     this_month = _aware(_month_start(today))
     first_month = _month_start(today, MONTHS - 1)
@@ -302,7 +298,7 @@ def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) 
     active_by_cohort: dict[tuple[dt.date, int], int] = {}
     # The cohort's members' purchases, wherever they bought (like the customer value figures).
     for row in (
-        _purchases()
+        Order.objects.counting()
         .filter(_scope(stores, "member__home_store"), member__joined_at__gte=cohort_start)
         .annotate(cohort=TruncMonth("member__joined_at"), month=TruncMonth("occurred_at"))
         .values("cohort", "month")

@@ -33,12 +33,12 @@ from pathlib import PurePath
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from core.bulk import insert_rows
+from core.bulk import insert_rows, update_rows
 from core.errors import LoyaltyError
 from core.jobs import job_lock
 from loyalty.models import Currency, LedgerEntry
@@ -557,31 +557,8 @@ def _apply_cells(member: Member, row: CheckedRow) -> bool:
 
 
 def _save_members(members: list[Member]) -> None:
-    """Write the imported fields of ``members`` in one statement (PostgreSQL: UPDATE ... FROM unnest)."""
-    if not members:
-        return
-    if connection.vendor != "postgresql":
-        Member.objects.bulk_update(members, list(_UPDATE_FIELDS))
-        return
-    table = connection.ops.quote_name(Member._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            UPDATE {table} AS m
-            SET name = v.name, gender = v.gender, birthday = v.birthday, email = v.email, home_store_id = v.store
-            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::date[], %s::text[], %s::bigint[])
-                AS v(id, name, gender, birthday, email, store)
-            WHERE m.id = v.id
-            """,
-            [
-                [member.pk for member in members],
-                [member.name for member in members],
-                [member.gender for member in members],
-                [member.birthday for member in members],
-                [member.email for member in members],
-                [member.home_store_id for member in members],
-            ],
-        )
+    """Write the imported fields of ``members`` in one statement (``core.bulk.update_rows``)."""
+    update_rows(Member, members, list(_UPDATE_FIELDS))
 
 
 # --- creating members in bulk --------------------------------------------------------------

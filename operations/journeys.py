@@ -16,7 +16,7 @@ journey; :func:`journey_run` runs one. A journey's run walks the members in id c
    transaction: the unique (journey, member, event) key is the last guard against acting
    twice, even without the job lock;
 5. acts through the owning services (``loyalty.services.points_award``,
-   ``rewards.services.coupon_issue``; notices go to the ``members.Notification`` outbox
+   ``rewards.services.coupon_issue``; notices through ``members.notifications.notices_enqueue``
    with a dedupe key per journey, member and event) and writes into
    the run, in plain words, what fired and what was done.
 
@@ -47,6 +47,7 @@ from loyalty.models import Currency, LedgerEntry, Lot, Order, TierChange
 from loyalty.services import points_award
 from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification, StageChange
+from members.notifications import Notice, has_marketing_consent, notices_enqueue
 from members.services import member_tag_automatically
 from operations.segments import segment_members
 from rewards.models import Coupon
@@ -93,11 +94,6 @@ def _day(value: dt.datetime) -> str:
     return timezone.localdate(value).isoformat()
 
 
-def _live_orders():
-    # A fully refunded order is as if it never happened, for "first" and "last" order alike.
-    return Order.objects.exclude(status=Order.Status.REFUNDED)
-
-
 def _joined(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.datetime) -> list[Event]:
     rows = Member.objects.filter(id__gte=lo, id__lt=hi, joined_at__gt=since, joined_at__lte=now).values_list(
         "id", "joined_at"
@@ -109,20 +105,20 @@ def _first_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt
     """The member's first order, ``trigger_days`` after it (0: at once) if no order followed."""
     delay = dt.timedelta(days=journey.trigger_days or 0)
     earlier = (
-        _live_orders()
+        Order.objects.counting()
         .filter(member_id=OuterRef("member_id"))
         .filter(
             Q(occurred_at__lt=OuterRef("occurred_at")) | Q(occurred_at=OuterRef("occurred_at"), id__lt=OuterRef("id"))
         )
     )
     orders = (
-        _live_orders()
+        Order.objects.counting()
         .filter(member_id__gte=lo, member_id__lt=hi, occurred_at__gt=since - delay, occurred_at__lte=now - delay)
         .filter(~Exists(earlier))
     )
     if delay:
         later = (
-            _live_orders()
+            Order.objects.counting()
             .filter(member_id=OuterRef("member_id"))
             .filter(
                 Q(occurred_at__gt=OuterRef("occurred_at"))
@@ -234,7 +230,7 @@ def _no_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.da
     days = journey.trigger_days or settings.LOYALTY_STAGE_DORMANT_DAYS
     delay = dt.timedelta(days=days)
     rows = (
-        _live_orders()
+        Order.objects.counting()
         .filter(member_id__gte=lo, member_id__lt=hi)
         .order_by()
         .values("member_id")
@@ -285,10 +281,6 @@ def _what_fired(journey: Journey, event: Event) -> str:
 # --- deciding who is skipped ----------------------------------------------------------
 
 
-def _has_consent(row: dict) -> bool:
-    return any(row[f"{channel}_consent_at"] is not None for channel in ("sms", "email", "wechat"))
-
-
 def _decide(journey: Journey, events: list[Event], members: dict[int, dict], done: dict[int, int]) -> None:
     """Set each event's status and, for a skip, its reason. ``done`` counts runs inside the cap."""
     for event in events:
@@ -298,7 +290,7 @@ def _decide(journey: Journey, events: list[Event], members: dict[int, dict], don
         elif member["status"] != Member.Status.ACTIVE:
             event.status = JourneyRun.Status.SKIPPED
             event.reason = _("the member is %(status)s") % {"status": Member.Status(member["status"]).label}
-        elif journey.is_marketing and not _has_consent(member):
+        elif journey.is_marketing and not has_marketing_consent(member):
             event.status = JourneyRun.Status.SKIPPED
             event.reason = _("no marketing consent on any channel, so no marketing (PIPL article 24)")
         elif done[event.member_id] >= journey.cap_count:
@@ -362,7 +354,7 @@ def _message(text: str, values: dict) -> str:
 
 def _act(
     journey: Journey, member: Member, event: Event, run_id: int, now: dt.datetime
-) -> tuple[str, dict, Notification | None]:
+) -> tuple[str, dict, Notice | None]:
     """Do the journey's action for one member; returns what was done (words), its ids and the
     notice to put in the outbox (the caller writes the chunk's notices in one insert)."""
     values = {"name": member.name, "date": event.facts.get("date", ""), "points": event.facts.get("points", "")}
@@ -412,14 +404,13 @@ def _act(
             if journey.trigger == Journey.Trigger.POINTS_EXPIRING
             else Notification.Kind.OTHER
         )
-        notice = Notification(
+        notice = Notice(
             member_id=member.pk,
             kind=kind,
-            title=_message(journey.message_title, values)[:200],
+            title=_message(journey.message_title, values),
             body=_message(journey.message_body, values),
             data={"journey": journey.pk, "run": run_id, **{k: v for k, v in detail.items() if k != "run"}},
-            dedupe_key=f"journey:{journey.pk}:{member.pk}:{event.key}"[:200],
-            created_at=now,
+            dedupe_key=f"journey:{journey.pk}:{member.pk}:{event.key}",
         )
         detail["notified"] = True
         if action != Journey.Action.NOTIFY:
@@ -503,7 +494,7 @@ def _chunk(journey: Journey, lo: int, hi: int, *, now: dt.datetime, stats: dict)
                 notices.append(notice)
         finished.append(run)
     # The dedupe keys are per journey, member and event: a conflict is a notice already sent.
-    Notification.objects.bulk_create(notices, ignore_conflicts=True)
+    notices_enqueue(notices, now=now, marketing=journey.is_marketing)
     if finished:
         JourneyRun.objects.bulk_update(finished, ["status", "reason", "detail"])
     refused = sum(1 for run in finished if run.status == JourneyRun.Status.SKIPPED)

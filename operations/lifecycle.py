@@ -7,7 +7,8 @@ safe to stop halfway and rerun: a chunk whose members already have today's stage
 stage change.
 
 - PostgreSQL: one set-based statement per chunk (:data:`CHUNK_SQL`) aggregates the chunk's
-  orders, decides stage and scores, inserts the stage changes and updates the members.
+  orders, decides stage and scores, inserts the stage changes and updates the members. Its
+  stage CASE is generated from :data:`STAGE_RULES`, the table the Python path reads.
 - Elsewhere (SQLite, the embedded default for a first run): the same rules in Python over
   one chunk's aggregated rows (:func:`_chunk_portable`), written with ``bulk_create`` and
   ``bulk_update``.
@@ -22,6 +23,7 @@ are reads for the API, the admin and the bench.
 """
 
 import datetime as dt
+import operator
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -33,7 +35,8 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Max, Min
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from loyalty.models import Order
+from core.db import is_postgresql
+from loyalty.models import ORDERS_COUNTING_SQL, Order
 from members.models import Member, RfmSegment, Stage, StageChange
 
 QUANTILES = (0.2, 0.4, 0.6, 0.8)
@@ -64,6 +67,45 @@ def rfm_segment(recency: int | None, frequency: int | None, monetary: int | None
     if recency is None:
         return RfmSegment.LOST.value if ever_ordered else ""
     return SEGMENTS[(recency, (frequency + monetary + 1) // 2)]
+
+
+# --- lifecycle stages ---------------------------------------------------------------------
+
+# The stage rules, first match wins: (stage, conditions that must all hold). A condition is
+# (figure, operator, limit); a limit is an attribute of the run (a str: an instant or a
+# setting derived from ``now``) or a number. Python (``_Run.stage``, the portable path)
+# reads this table and the PostgreSQL statement's CASE is generated from it
+# (:func:`stage_case_sql`), so the two cannot drift apart.
+STAGE_RULES: tuple[tuple[Stage, tuple[tuple[str, str, str | int], ...]], ...] = (
+    (Stage.NEW, (("joined_at", ">", "new_since"), ("orders", "<", 2))),
+    (Stage.CHURNED, (("reference", "<=", "churned_before"),)),
+    (Stage.DORMANT, (("reference", "<=", "dormant_before"),)),
+    (Stage.MATURE, (("orders_year", ">=", "mature_orders"),)),
+)
+STAGE_OTHERWISE = Stage.GROWING
+
+_OPERATORS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
+
+# Each figure in CHUNK_SQL's terms: ``m`` the member, ``o`` their aggregated counted orders.
+# "reference" is the last order, or joining for a member who never ordered.
+_STAGE_FIGURES_SQL = {
+    "joined_at": "m.joined_at",
+    "orders": "coalesce(o.n, 0)",
+    "reference": "coalesce(o.last_at, m.joined_at)",
+    "orders_year": "coalesce(o.n_year, 0)",
+}
+
+
+def stage_case_sql() -> str:
+    """The ``CASE`` expression of :data:`STAGE_RULES` for CHUNK_SQL (limits as ``%(name)s`` parameters)."""
+    whens = []
+    for stage, conditions in STAGE_RULES:
+        test = " AND ".join(
+            f"{_STAGE_FIGURES_SQL[figure]} {op} {f'%({limit})s' if isinstance(limit, str) else int(limit)}"
+            for figure, op, limit in conditions
+        )
+        whens.append(f"WHEN {test} THEN '{stage.value}'")
+    return f"CASE {' '.join(whens)} ELSE '{STAGE_OTHERWISE.value}' END"
 
 
 # --- the thresholds of one run ---------------------------------------------------------
@@ -101,18 +143,21 @@ class _Run:
                 params[f"{key}{i}"] = float(cut)
         return params
 
-    # The scoring rules, shared by the portable path (the SQL spells out the same).
     def stage(self, *, joined_at: dt.datetime, orders: int, last_order_at, orders_year: int) -> str:
-        reference = last_order_at or joined_at
-        if joined_at > self.new_since and orders < 2:
-            return Stage.NEW.value
-        if reference <= self.churned_before:
-            return Stage.CHURNED.value
-        if reference <= self.dormant_before:
-            return Stage.DORMANT.value
-        if orders_year >= self.mature_orders:
-            return Stage.MATURE.value
-        return Stage.GROWING.value
+        """The member's stage by :data:`STAGE_RULES`, the first rule that holds."""
+        figures = {
+            "joined_at": joined_at,
+            "orders": orders,
+            "reference": last_order_at or joined_at,
+            "orders_year": orders_year,
+        }
+        for stage, conditions in STAGE_RULES:
+            if all(
+                _OPERATORS[op](figures[figure], getattr(self, limit) if isinstance(limit, str) else limit)
+                for figure, op, limit in conditions
+            ):
+                return stage.value
+        return STAGE_OTHERWISE.value
 
     def recency_days(self, last: dt.datetime) -> int:
         return int((self.now - last).total_seconds() // 86400)
@@ -122,11 +167,6 @@ class _Run:
         f = 1 + sum(orders > cut for cut in self.cuts["f"])
         m = 1 + sum(float(spend) > cut for cut in self.cuts["m"])
         return r, f, m
-
-
-def _counted_orders():
-    """Orders that count: completed and partially refunded ones (a full refund undoes the order)."""
-    return Order.objects.exclude(status=Order.Status.REFUNDED)
 
 
 _SPEND = ExpressionWrapper(
@@ -144,12 +184,12 @@ def percentile_cont(values: Sequence[float], fraction: float) -> float:
     return values[below] + (values[above] - values[below]) * (position - below)
 
 
-CUTS_SQL = """
+CUTS_SQL = f"""
 WITH base AS (
     SELECT floor(extract(epoch FROM (%(now)s - max(o.occurred_at))) / 86400) AS r_days,
            count(*) AS f, sum(o.amount - o.refunded_amount) AS m
     FROM loyalty_order o
-    WHERE o.status <> 'refunded' AND o.occurred_at > %(window_since)s AND o.occurred_at <= %(now)s
+    WHERE {ORDERS_COUNTING_SQL} AND o.occurred_at > %(window_since)s AND o.occurred_at <= %(now)s
     GROUP BY o.member_id
 )
 SELECT count(*),
@@ -173,7 +213,7 @@ def _cuts_sql(run: _Run) -> None:
 def _cuts_portable(run: _Run) -> None:
     """The same as :func:`_cuts_sql`, with the percentiles taken in Python (small databases)."""
     rows = list(
-        _counted_orders()
+        Order.objects.counting()
         .filter(occurred_at__gt=run.window_since, occurred_at__lte=run.now)
         .values("member_id")
         .annotate(last=Max("occurred_at"), f=Count("id"), m=Sum(_SPEND))
@@ -205,17 +245,13 @@ WITH ord AS (
            sum(o.amount - o.refunded_amount) FILTER (WHERE o.occurred_at > %(window_since)s) AS spend_win
     FROM loyalty_order o
     WHERE o.member_id >= %(lo)s AND o.member_id < %(hi)s
-      AND o.status <> 'refunded' AND o.occurred_at <= %(now)s
+      AND {ORDERS_COUNTING_SQL} AND o.occurred_at <= %(now)s
     GROUP BY o.member_id
 ),
 calc AS (
     SELECT m.id, m.stage AS old_stage,
            coalesce(o.n, 0) AS n, coalesce(o.spend, 0) AS spend, o.first_at, o.last_at,
-           CASE WHEN m.joined_at > %(new_since)s AND coalesce(o.n, 0) < 2 THEN 'new'
-                WHEN coalesce(o.last_at, m.joined_at) <= %(churned_before)s THEN 'churned'
-                WHEN coalesce(o.last_at, m.joined_at) <= %(dormant_before)s THEN 'dormant'
-                WHEN coalesce(o.n_year, 0) >= %(mature_orders)s THEN 'mature'
-                ELSE 'growing' END AS stage,
+           {stage_case_sql()} AS stage,
            floor(extract(epoch FROM (%(now)s - o.last_at)) / 86400) AS r_days,
            coalesce(o.n_win, 0) AS n_win, o.spend_win::float8 AS spend_win
     FROM members_member m
@@ -290,7 +326,7 @@ def _chunk_portable(run: _Run, lo: int, hi: int, moves: Counter, segments: Count
     in_window = Q(occurred_at__gt=run.window_since)
     figures = {
         row["member_id"]: row
-        for row in _counted_orders()
+        for row in Order.objects.counting()
         .filter(member_id__gte=lo, member_id__lt=hi, occurred_at__lte=run.now)
         .values("member_id")
         .annotate(
@@ -346,7 +382,7 @@ def members_refresh_profiles(*, now: dt.datetime | None = None, chunk_size: int 
     """
     started = time.monotonic()
     run = _Run(now or timezone.now())
-    if connection.vendor == "postgresql":
+    if is_postgresql():
         cuts, chunk = _cuts_sql, _chunk_sql
     else:
         cuts, chunk = _cuts_portable, _chunk_portable

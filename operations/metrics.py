@@ -138,8 +138,8 @@ def member_metrics(members: QuerySet[Member] | None = None, *, now: dt.datetime 
     net = F("amount") - F("refunded_amount")
     zero = Decimal("0")
     per_member = (
-        Order.objects.filter(member__in=members.order_by().values("pk"))
-        .exclude(status=Order.Status.REFUNDED)
+        Order.objects.counting()
+        .filter(member__in=members.order_by().values("pk"))
         .filter(occurred_at__lt=now)
         .values("member")
         .annotate(

@@ -4,7 +4,9 @@ They use the jobs' lock (:func:`~core.jobs.guarded`) and member-id chunks
 (:func:`~members.jobs.run_in_member_chunks`, one transaction per chunk). Inside a chunk
 the work is set-based: one query for the eligible (member, benefit) pairs that have no
 grant for the period yet, then one insert each for the grants
-(``loyalty.services.benefit_grants_record``), the coupons and the notifications. The
+(``loyalty.services.benefit_grants_record``), the coupons
+(``rewards.services.benefit_coupons_issue``, the bulk form of ``coupon_issue``) and the
+notifications (``members.notifications.notices_enqueue``). The
 unique keys (grant per member/benefit/period, coupon per member/benefit/period,
 notification ``dedupe_key``) make a run without the lock harmless too: a conflicting row
 is skipped, and the notices are built from the coupons actually in the database.
@@ -14,10 +16,9 @@ import datetime as dt
 import functools
 from collections.abc import Callable
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef
-from django.utils import timezone, translation
-from django.utils.translation import gettext as _
+from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from core.jobs import guarded
 from loyalty import services as loyalty_services
@@ -25,9 +26,9 @@ from loyalty.jobs import birthday_filter
 from loyalty.models import Benefit, BenefitGrant, MemberTier
 from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.models import Member, Notification
+from members.notifications import Notice, notices_enqueue
 
 from . import services
-from .models import Coupon, new_code
 
 
 def _start_of_day(day: dt.date) -> dt.datetime:
@@ -73,68 +74,38 @@ def _issue_benefit_coupons(
         [(member_id, benefit_id) for member_id, benefit_id, _v, _t in pairs], period=period, now=now
     )
     benefits = Benefit.objects.in_bulk({b for _m, b, _v, _t in pairs})
-    ours: set[str] = set()
-    missing = pairs
-    # A coupon that conflicts is skipped: either another run issued it (fine) or, once in
-    # about 2**59 draws, its random code was taken; those get a fresh code and go again.
-    for _attempt in range(3):
-        coupons = [
-            Coupon(
-                member_id=member_id,
-                code=new_code(),
-                title=title,
-                description=benefits[benefit_id].description,
-                kind=benefits[benefit_id].coupon_kind,
-                value=value,
-                source=Coupon.Source.BENEFIT,
-                benefit_id=benefit_id,
-                period=period,
-                issued_at=now,
-                valid_from=valid_from,
-                expires_at=expires_at(benefits[benefit_id].coupon_valid_days),
-            )
-            for member_id, benefit_id, value, title in missing
-        ]
-        Coupon.objects.bulk_create(coupons, ignore_conflicts=True)
-        ours.update(coupon.code for coupon in coupons)
-        issued = {
-            (coupon.member_id, coupon.benefit_id): coupon
-            for coupon in Coupon.objects.filter(
-                member_id__in={m for m, _b, _v, _t in pairs},
-                benefit_id__in={b for _m, b, _v, _t in pairs},
-                period=period,
-            )
-        }
-        missing = [pair for pair in pairs if (pair[0], pair[1]) not in issued]
-        if not missing:
-            break
-
+    issued, new = services.benefit_coupons_issue(
+        [(member_id, benefits[benefit_id], value, title) for member_id, benefit_id, value, title in pairs],
+        period=period,
+        valid_from=valid_from,
+        expires_at=lambda benefit: expires_at(benefit.coupon_valid_days),
+        now=now,
+    )
+    if notice_kind == Notification.Kind.BIRTHDAY_GIFT:
+        heading = gettext_lazy("Happy birthday!")
+        body = gettext_lazy("Happy birthday! A coupon is our gift to you: %(title)s, valid until %(date)s.")
+    else:
+        heading = gettext_lazy("Your monthly coupon")
+        body = gettext_lazy("Your member benefit for this month: %(title)s, valid until %(date)s.")
     notices = []
-    with translation.override(settings.LANGUAGE_CODE):
-        for member_id, benefit_id, _value, title in pairs:
-            coupon = issued.get((member_id, benefit_id))
-            if coupon is None:
-                continue
-            expires_on = (timezone.localtime(coupon.expires_at) - dt.timedelta(seconds=1)).date().isoformat()
-            if notice_kind == Notification.Kind.BIRTHDAY_GIFT:
-                heading = _("Happy birthday!")
-                body = _("Happy birthday! A coupon is our gift to you: %(title)s, valid until %(date)s.")
-            else:
-                heading = _("Your monthly coupon")
-                body = _("Your member benefit for this month: %(title)s, valid until %(date)s.")
-            notices.append(
-                Notification(
-                    member_id=member_id,
-                    kind=notice_kind,
-                    title=heading[:200],
-                    body=body % {"title": title, "date": expires_on},
-                    data={"benefit": benefit_id, "period": period, "coupon": coupon.pk},
-                    dedupe_key=f"{dedupe_prefix}:{benefit_id}:{period}:{member_id}",
-                    created_at=now,
-                )
+    for member_id, benefit_id, _value, title in pairs:
+        coupon = issued.get((member_id, benefit_id))
+        if coupon is None:
+            continue
+        expires_on = (timezone.localtime(coupon.expires_at) - dt.timedelta(seconds=1)).date().isoformat()
+        notices.append(
+            Notice(
+                member_id=member_id,
+                kind=notice_kind,
+                title=heading,
+                body=body,
+                params={"title": title, "date": expires_on},
+                data={"benefit": benefit_id, "period": period, "coupon": coupon.pk},
+                dedupe_key=f"{dedupe_prefix}:{benefit_id}:{period}:{member_id}",
             )
-    Notification.objects.bulk_create(notices, ignore_conflicts=True)
-    return sum(1 for coupon in issued.values() if coupon.code in ours)
+        )
+    notices_enqueue(notices, now=now)
+    return new
 
 
 @guarded("rewards.issue_birthday_coupons")

@@ -9,6 +9,7 @@ Redeem and cancel lock the reward row first, then the member's points account (i
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -59,20 +60,21 @@ def coupon_issue(
             # A savepoint: a lost race (same benefit period, or a code collision) leaves
             # the caller's transaction usable.
             with transaction.atomic():
-                return Coupon.objects.create(
-                    member=member,
-                    code=new_code(),
-                    title=title[:100],
+                coupon = _new_coupon(
+                    member_id=member.pk,
+                    title=title,
                     description=description,
                     kind=kind,
-                    value=Decimal(value),
+                    value=value,
                     source=source,
-                    benefit=benefit,
+                    benefit_id=benefit.pk if benefit is not None else None,
                     period=period,
-                    issued_at=now,
+                    now=now,
                     valid_from=valid_from,
                     expires_at=expires_at,
                 )
+                coupon.save(force_insert=True)
+                return coupon
         except IntegrityError:
             if benefit is not None:
                 existing = Coupon.objects.filter(member=member, benefit=benefit, period=period).first()
@@ -80,6 +82,73 @@ def coupon_issue(
                     return existing
             # Otherwise the random code collided: draw another.
     raise LoyaltyError("coupon_code_exhausted", _("Could not draw a free coupon code; try again."))
+
+
+def _new_coupon(*, member_id: int, title: str, value, benefit_id: int | None, now: dt.datetime, **fields) -> Coupon:
+    """An unsaved coupon with a fresh code: what :func:`coupon_issue` and
+    :func:`benefit_coupons_issue` write."""
+    return Coupon(
+        member_id=member_id,
+        code=new_code(),
+        title=title[:100],
+        value=Decimal(value),
+        benefit_id=benefit_id,
+        issued_at=now,
+        **fields,
+    )
+
+
+def benefit_coupons_issue(
+    wanted: list[tuple[int, Benefit, Decimal, str]],
+    *,
+    period: str,
+    valid_from: dt.datetime,
+    expires_at: Callable[[Benefit], dt.datetime],
+    now: dt.datetime,
+) -> tuple[dict[tuple[int, int], Coupon], int]:
+    """:func:`coupon_issue` for many benefit coupons at once (the scheduled jobs): one
+    ``(member id, benefit, value, title)`` per coupon, in the caller's transaction.
+
+    Once per member, benefit and period, as the single form: a coupon already issued is
+    kept. Returns every wanted coupon now in the database by (member id, benefit id), and
+    how many of them this call issued.
+    """
+    ours: set[str] = set()
+    missing = wanted
+    issued: dict[tuple[int, int], Coupon] = {}
+    # A coupon that conflicts is skipped: either another run issued it (fine) or, once in
+    # about 2**59 draws, its random code was taken; those get a fresh code and go again.
+    for _attempt in range(3):
+        coupons = [
+            _new_coupon(
+                member_id=member_id,
+                title=title,
+                description=benefit.description,
+                kind=benefit.coupon_kind,
+                value=value,
+                source=Coupon.Source.BENEFIT,
+                benefit_id=benefit.pk,
+                period=period,
+                now=now,
+                valid_from=valid_from,
+                expires_at=expires_at(benefit),
+            )
+            for member_id, benefit, value, title in missing
+        ]
+        Coupon.objects.bulk_create(coupons, ignore_conflicts=True)
+        ours.update(coupon.code for coupon in coupons)
+        issued = {
+            (coupon.member_id, coupon.benefit_id): coupon
+            for coupon in Coupon.objects.filter(
+                member_id__in={m for m, _b, _v, _t in wanted},
+                benefit_id__in={b.pk for _m, b, _v, _t in wanted},
+                period=period,
+            )
+        }
+        missing = [row for row in wanted if (row[0], row[1].pk) not in issued]
+        if not missing:
+            break
+    return issued, sum(1 for coupon in issued.values() if coupon.code in ours)
 
 
 def _locked(code: str) -> Coupon:

@@ -90,8 +90,8 @@ def test_release_job_run_twice_releases_once(store):
         earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
     assert points(members[0]) == (0, 20)
 
-    assert jobs.release_matured_points()["entries"] == 6  # points and growth per member
-    assert jobs.release_matured_points()["entries"] == 0
+    assert jobs.lots_release_matured_job()["entries"] == 6  # points and growth per member
+    assert jobs.lots_release_matured_job()["entries"] == 0
     assert [points(member) for member in members] == [(20, 0)] * 3
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 6
     assert not Lot.objects.filter(pending=True).exists()
@@ -105,12 +105,12 @@ def test_release_job_stopped_after_a_chunk_finishes_on_rerun(store, monkeypatch)
     restore = first_range_only(monkeypatch)
 
     with pytest.raises(Interrupted):
-        jobs.release_matured_sql(size=1)
+        jobs.lots_release_matured_sql(size=1)
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 2  # member 0's two accounts
     assert ledger_violations() == []
 
     restore()
-    assert jobs.release_matured_points()["entries"] == 4
+    assert jobs.lots_release_matured_job()["entries"] == 4
     per_account = Counter(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).values_list("account", flat=True))
     assert set(per_account.values()) == {1} and len(per_account) == 6
     assert [points(member) for member in members] == [(20, 0)] * 3
@@ -141,9 +141,9 @@ def test_expire_job_run_twice_expires_once(store):
     members = expiring_members(store)
     later = timezone.now() + dt.timedelta(days=70)
 
-    first = jobs.expire_due_points(now=later)
+    first = jobs.lots_expire_due_job(now=later)
     assert first["entries"] == 6  # points and growth of each member
-    assert jobs.expire_due_points(now=later)["entries"] == 0
+    assert jobs.lots_expire_due_job(now=later)["entries"] == 0
     for index, member in enumerate(members):
         account = Account.objects.get(member=member, currency=Currency.POINTS)
         assert account.balance == 5
@@ -159,12 +159,12 @@ def test_expire_job_stopped_after_a_chunk_finishes_on_rerun(store, monkeypatch):
     restore = first_range_only(monkeypatch)
 
     with pytest.raises(Interrupted):
-        jobs.expire_due_sql(now=later, size=1)
+        jobs.lots_expire_due_sql(now=later, size=1)
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE).count() == 2  # member 0's two accounts
     assert ledger_violations() == []
 
     restore()
-    assert jobs.expire_due_points(now=later)["entries"] == 4
+    assert jobs.lots_expire_due_job(now=later)["entries"] == 4
     per_account = Counter(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE).values_list("account", flat=True))
     assert len(per_account) == 6 and set(per_account.values()) == {1}
     assert [points(member)[0] for member in members] == [5, 5, 5]
@@ -210,7 +210,7 @@ def test_set_based_expiry_writes_exactly_what_the_service_writes(store, adjuster
     with connection.cursor() as cursor:
         cursor.execute("ROLLBACK TO SAVEPOINT before_expiry")
     assert not LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE).exists()
-    jobs.expire_due_sql(now=later, size=2)
+    jobs.lots_expire_due_sql(now=later, size=2)
     by_sql = ledger_rows()
 
     assert by_service["entries"] and by_sql == by_service
@@ -247,14 +247,14 @@ def test_set_based_release_writes_exactly_what_the_service_writes(store, adjuste
     with connection.cursor() as cursor:
         cursor.execute("ROLLBACK TO SAVEPOINT before_release")
     assert not LedgerEntry.objects.filter(pk__gt=last).exists()
-    stats = jobs.release_matured_sql(now=later, size=2)
+    stats = jobs.lots_release_matured_sql(now=later, size=2)
     by_sql = ledger_rows(LedgerEntry.Kind.RELEASE, after=last)
 
     assert by_service["entries"] and by_sql == by_service
     assert stats["count"] == len(by_sql["entries"])
     assert ledger_violations() == []
     assert Lot.objects.filter(pending=True).count() == 2 * len(members)  # the N lots (points and growth)
-    assert jobs.release_matured_sql(now=later, size=2)["count"] == 0
+    assert jobs.lots_release_matured_sql(now=later, size=2)["count"] == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -269,9 +269,9 @@ def test_set_based_release_racing_refunds_keeps_the_ledger_exact(store):
         return services.order_refund(order=order, amount="10", number="RF", now=later)
 
     outcomes = run_concurrently(
-        lambda: jobs.release_matured_sql(now=later, size=1),
+        lambda: jobs.lots_release_matured_sql(now=later, size=1),
         *[lambda member=member: refund(member) for member in members],
-        lambda: jobs.release_matured_sql(now=later, size=3),
+        lambda: jobs.lots_release_matured_sql(now=later, size=3),
     )
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
     per_account = Counter(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).values_list("account", flat=True))
@@ -285,8 +285,8 @@ def test_set_based_release_racing_refunds_keeps_the_ledger_exact(store):
 def test_set_based_expiry_on_parallel_connections_expires_everything_once(store):
     members = expiring_members(store, count=5)
     later = timezone.now() + dt.timedelta(days=70)
-    assert jobs.expire_due_sql(now=later, size=1, workers=3) == {"count": 10, "chunks": 5, "longest_chunk_s": ANY}
-    assert jobs.expire_due_points(now=later, workers=3)["entries"] == 0
+    assert jobs.lots_expire_due_sql(now=later, size=1, workers=3) == {"count": 10, "chunks": 5, "longest_chunk_s": ANY}
+    assert jobs.lots_expire_due_job(now=later, workers=3)["entries"] == 0
     assert [points(member)[0] for member in members] == [5] * 5
     assert Allocation.objects.filter(entry__kind=LedgerEntry.Kind.EXPIRE).count() == 20
 
@@ -301,9 +301,9 @@ def test_set_based_expiry_racing_members_spending_keeps_the_ledger_exact(store):
         return services.points_spend(member=member, amount=5, idempotency_key="race", reason="r", now=later)
 
     outcomes = run_concurrently(
-        lambda: jobs.expire_due_sql(now=later, size=1),
+        lambda: jobs.lots_expire_due_sql(now=later, size=1),
         *[lambda member=member: spend(member) for member in members],
-        lambda: jobs.expire_due_sql(now=later, size=2),
+        lambda: jobs.lots_expire_due_sql(now=later, size=2),
     )
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
     per_account = Counter(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE).values_list("account", flat=True))
@@ -321,34 +321,34 @@ def test_two_runs_at_once_do_the_work_once_and_the_second_skips(store, monkeypat
     for index, member in enumerate(members):
         earn(member, store, f"R{index}", "20", days_ago=8, recorded_late=False)
     holding, second_done = threading.Event(), threading.Event()
-    original = jobs.release_matured_sql
+    original = jobs.lots_release_matured_sql
 
     def slow_release(**kwargs):
         holding.set()
         second_done.wait(timeout=20)  # keep the lock until the other run has tried
         return original(**kwargs)
 
-    monkeypatch.setattr(jobs, "release_matured_sql", slow_release)
+    monkeypatch.setattr(jobs, "lots_release_matured_sql", slow_release)
 
     def second():
         holding.wait(timeout=20)
         try:
-            return jobs.release_matured_points()
+            return jobs.lots_release_matured_job()
         finally:
             second_done.set()
 
-    outcomes = run_concurrently(jobs.release_matured_points, second)
+    outcomes = run_concurrently(jobs.lots_release_matured_job, second)
     assert outcomes == [{"entries": 4, "chunks": ANY, "longest_chunk_s": ANY}, core_jobs.SKIPPED]
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RELEASE).count() == 4
     # The lock was released: the next run takes it again.
-    assert jobs.release_matured_points()["entries"] == 0
+    assert jobs.lots_release_matured_job()["entries"] == 0
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_expiry_runs_at_once_expire_once(store):
     members = expiring_members(store, count=4)
     later = timezone.now() + dt.timedelta(days=70)
-    outcomes = run_concurrently(*[lambda: jobs.expire_due_points(now=later)] * 3)
+    outcomes = run_concurrently(*[lambda: jobs.lots_expire_due_job(now=later)] * 3)
     done = [outcome for outcome in outcomes if outcome != core_jobs.SKIPPED]
     assert all(isinstance(outcome, dict) for outcome in done), outcomes
     assert sum(outcome["entries"] for outcome in done) == 8

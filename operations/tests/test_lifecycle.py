@@ -35,7 +35,12 @@ def thresholds(settings):
 
 
 # Tests of pure functions and of the task's lock run once, through the default path.
-ONE_PATH = {"test_segment_mapping", "test_segment_without_scores", "test_task_runs_the_refresh_and_skips_when_taken"}
+ONE_PATH = {
+    "test_the_sql_and_the_python_stage_rules_agree",
+    "test_segment_mapping",
+    "test_segment_without_scores",
+    "test_task_runs_the_refresh_and_skips_when_taken",
+}
 
 
 def pytest_generate_tests(metafunc):
@@ -409,3 +414,36 @@ def test_task_runs_the_refresh_and_skips_when_taken(monkeypatch):
 
     monkeypatch.setattr(jobs, "job_lock", taken)
     assert refresh_lifecycle() == jobs.SKIPPED
+
+
+def test_the_sql_and_the_python_stage_rules_agree():
+    """Members on each side of every stage threshold: the generated CASE and ``_Run.stage`` agree."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the set-based refresh runs on PostgreSQL")
+    histories = [
+        (10, []), (10, [5]), (10, [5, 3]), (40, []), (100, []), (200, []), (400, [89]), (400, [91]),
+        (400, [179]), (400, [181]), (400, [10, 20]), (400, [10, 20, 30]), (400, [10, 200, 300]),
+        (20, [1, 2, 3]), (400, [400, 10]),
+    ]  # fmt: skip
+    people = []
+    for joined, orders in histories:
+        who = member(joined)
+        for days in orders:
+            order(who, days)
+        people.append(who)
+    order(people[-1], 5, refunded="100", status=Order.Status.REFUNDED)  # does not count
+    members_refresh_profiles(now=NOW)
+    by_sql = dict(Member.objects.values_list("id", "stage"))
+    run = lifecycle._Run(NOW)
+    by_python = {}
+    for who in Member.objects.all():
+        counted = Order.objects.counting().filter(member=who, occurred_at__lte=NOW)
+        last = counted.order_by("-occurred_at").values_list("occurred_at", flat=True).first()
+        by_python[who.pk] = run.stage(
+            joined_at=who.joined_at,
+            orders=counted.count(),
+            last_order_at=last,
+            orders_year=counted.filter(occurred_at__gt=run.year_ago).count(),
+        )
+    assert by_sql == by_python
+    assert set(by_sql.values()) == set(Stage.values)

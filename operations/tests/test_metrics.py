@@ -117,3 +117,14 @@ def test_the_query_count_does_not_grow_with_the_data(shop):
     with CaptureQueriesContext(connection) as large:
         assert member_metrics(now=NOW).members == 24
     assert len(small) == len(large) == 2
+
+
+def test_the_orders_that_count_are_the_same_in_sql_and_in_the_orm(shop):
+    from loyalty.models import ORDERS_COUNTING_SQL, Order
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT o.number FROM loyalty_order o WHERE {ORDERS_COUNTING_SQL}")
+        by_sql = sorted(number for (number,) in cursor.fetchall())
+    assert by_sql == sorted(Order.objects.counting().values_list("number", flat=True))
+    # The partly refunded order counts, the fully refunded one does not.
+    assert by_sql == ["A1", "A2", "A3", "B1", "C1", "C2"]
