@@ -607,6 +607,15 @@ class LedgerMachine(RuleBasedStateMachine):
         order.refunded_cents = refunded_after
         self.refunds.append(ModelRefund(order.order_id, call["number"], amount_cents, result.refund.pk))
 
+    @precondition(lambda self: self.model.orders)
+    @rule(data=st.data())
+    def spend_everything_then_refund(self, data):
+        """The exploit's opening, often: past the return window, spend every point, then
+        refund an order in full, so that the refund leaves a shortfall for later steps."""
+        self.clock += PENDING + dt.timedelta(days=1)
+        self.spend(data, True, True, False)
+        self.refund(data, "full")
+
     @precondition(lambda self: self.refunds)
     @rule(data=st.data(), other_cents=st.one_of(st.just(0), st.integers(1, 100)))
     def resend_refund(self, data, other_cents):
@@ -804,7 +813,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 def test_ledger_state_machine(db):
     # About 30 s on a laptop. HYPOTHESIS_PROFILE=thorough (scripts/test.sh's last step)
-    # runs 1000 examples; the count is printed with --hypothesis-show-statistics.
+    # runs 1000 examples; the test prints how many ran (pytest -s).
     thorough = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
     LedgerMachine.runs = 0
     started = time.monotonic()
