@@ -203,3 +203,12 @@ def test_audit_chunks_report_the_same_as_one_pass(ledger, django_assert_max_num_
     # Set-based: a bounded number of queries per chunk, whatever the number of accounts.
     with django_assert_max_num_queries(12):
         ledger_violations()
+
+
+def test_audit_command_reads_in_chunks_of_the_size_asked(two_members, capsys):
+    Account.objects.filter(member=two_members[1], currency="points").update(balance=101)
+    with pytest.raises(CommandError, match="1 of 4 accounts fail"):
+        call_command("audit_ledger", "--chunk", "1")
+    assert "balance 101 != sum of entries 100" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="--chunk must be at least 1"):
+        call_command("audit_ledger", "--chunk", "0")
