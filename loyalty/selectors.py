@@ -11,11 +11,10 @@ from django.db.models import (
     DateTimeField,
     ExpressionWrapper,
     F,
+    Max,
     Min,
-    OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     When,
@@ -27,17 +26,15 @@ from django.utils.translation import gettext as _
 from core.errors import LoyaltyError
 from members.models import Member
 
-from .models import Account, Allocation, Currency, LedgerEntry, Lot, Refund
+from .models import Account, Currency, LedgerEntry, Lot, Refund
 from .policies import ExpiryPolicy
 
-
-def _sum(queryset: QuerySet, column: str) -> Coalesce:
-    subquery = queryset.order_by().values("account_id").annotate(total=Sum(column)).values("total")
-    return Coalesce(Subquery(subquery, output_field=BigIntegerField()), Value(0))
+# A per-account figure the audit compares; every sum is 0 for an account without rows.
+_ZERO = Value(0)
 
 
-def _latest(column: str) -> Subquery:
-    return Subquery(LedgerEntry.objects.filter(account_id=OuterRef("pk")).order_by("-id").values(column)[:1])
+def _total(expression, **only) -> Coalesce:
+    return Coalesce(Sum(expression, filter=Q(**only) if only else None), _ZERO, output_field=BigIntegerField())
 
 
 @dataclass
@@ -51,113 +48,132 @@ class Violation:
         return f"account {self.account_id} (member {self.member_id}, {self.currency}): " + "; ".join(self.problems)
 
 
-def _refund_sum(column: str) -> Coalesce:
-    """Sum of ``<currency>_<column>`` over the refunds of the outer account's member, in its currency."""
-    per_member = Refund.objects.filter(order__member_id=OuterRef("member_id")).order_by().values("order__member_id")
-    points = per_member.annotate(t=Sum(f"points_{column}")).values("t")
-    growth = per_member.annotate(t=Sum(f"growth_{column}")).values("t")
-    return Case(
-        When(currency=Currency.POINTS, then=Coalesce(Subquery(points, output_field=BigIntegerField()), Value(0))),
-        default=Coalesce(Subquery(growth, output_field=BigIntegerField()), Value(0)),
-        output_field=BigIntegerField(),
-    )
+AUDIT_CHUNK = 5000  # accounts per round of the audit's grouped queries
 
 
-def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
+def ledger_violations(account_ids: list[int] | None = None, *, chunk: int = AUDIT_CHUNK) -> list[Violation]:
     """Every account whose figures disagree with its entries or lots, with what is wrong.
 
-    One query for the account figures, one for the lots and one for the refunds' settled
-    shortfalls, whatever the number of accounts: each account's sums are correlated
-    subqueries on indexed columns.
+    Set-based: the accounts are taken ``chunk`` at a time in id order, and each chunk's
+    figures come from a handful of grouped queries (entries, the latest entries, lots,
+    refunds per member, lots against their allocations), compared here; then each refund's
+    settled figures against its settle entries, in refund-id ranges. About seven queries
+    per chunk whatever the history, no subquery run once per account.
 
     Besides consistency it checks value (docs/ledger.md, "The value invariant"): what the
     member holds, ``balance + pending``, is at most what their lots brought in, less what
     expired and what refunds claimed back (taken, cancelled, or left as a shortfall), and
     ``owed`` is exactly the refunds' open shortfalls.
     """
-    accounts = Account.objects.all()
-    lots = Lot.objects.all()
-    if account_ids is not None:
-        accounts = accounts.filter(pk__in=account_ids)
-        lots = lots.filter(account_id__in=account_ids)
-    own = {"account_id": OuterRef("pk")}
-    checked = accounts.annotate(
-        entry_balance=_sum(LedgerEntry.objects.filter(**own), "amount"),
-        entry_pending=_sum(LedgerEntry.objects.filter(**own), "pending_amount"),
-        lot_available=_sum(Lot.objects.filter(pending=False, **own), "remaining"),
-        lot_pending=_sum(Lot.objects.filter(pending=True, **own), "remaining"),
-        last_balance=Coalesce(_latest("balance_after"), Value(0)),
-        last_pending=Coalesce(_latest("pending_after"), Value(0)),
-        brought_in=_sum(Lot.objects.filter(**own), "amount"),
-        expired=_sum(LedgerEntry.objects.filter(kind=LedgerEntry.Kind.EXPIRE, **own), "amount"),
-        charged=Coalesce(
-            Subquery(
-                LedgerEntry.objects.filter(kind__in=[LedgerEntry.Kind.REFUND, LedgerEntry.Kind.CANCEL], **own)
-                .order_by()
-                .values("account_id")
-                .annotate(t=Sum(F("amount") + F("pending_amount")))
-                .values("t"),
-                output_field=BigIntegerField(),
-            ),
-            Value(0),
-        ),
-        shortfalls=_refund_sum("shortfall"),
-        settled=_refund_sum("settled"),
-    ).annotate(
-        # expired and charged are sums of negative changes.
-        entitled=F("brought_in") + F("expired") + F("charged") - F("shortfalls"),
-    )
-    wrong = checked.filter(
-        ~Q(balance=F("entry_balance"))
-        | ~Q(balance=F("lot_available"))
-        | ~Q(balance=F("last_balance"))
-        | ~Q(pending=F("entry_pending"))
-        | ~Q(pending=F("lot_pending"))
-        | ~Q(pending=F("last_pending"))
-        | Q(balance__lt=0)
-        | Q(pending__lt=0)
-        | ~Q(owed=F("shortfalls") - F("settled"))
-        | Q(balance__gt=F("entitled") - F("pending"))
-    ).order_by("pk")
-
     found: dict[int, Violation] = {}
-    for account in wrong:
+    accounts = Account.objects.order_by("pk").values_list("pk", "member_id", "currency", "balance", "pending", "owed")
+    if account_ids is None:
+        after = 0
+        while rows := list(accounts.filter(pk__gt=after)[:chunk]):
+            # An id range, not a list: it selects every row of these accounts and no other.
+            _account_violations(rows, {"gt": after, "lte": rows[-1][0]}, found)
+            after = rows[-1][0]
+    else:
+        wanted = sorted(set(account_ids))
+        for start in range(0, len(wanted), chunk):
+            ids = wanted[start : start + chunk]
+            _account_violations(list(accounts.filter(pk__in=ids)), {"in": ids}, found)
+    _refund_violations(account_ids, chunk, found)
+    return sorted(found.values(), key=lambda v: v.account_id)
+
+
+def _account_violations(rows: list[tuple], ids: dict, found: dict[int, Violation]) -> None:
+    """The figures of the accounts in ``rows`` against their entries, lots and refunds.
+
+    ``ids`` are lookups on the account id (``{"in": [...]}`` or a range) that select
+    exactly these accounts.
+    """
+    if not rows:
+        return
+    scope = {f"account_id__{lookup}": value for lookup, value in ids.items()}
+    entries = LedgerEntry.objects.filter(**scope).order_by().values("account_id")
+    sums = {
+        row["account_id"]: row
+        for row in entries.annotate(
+            balance=_total("amount"),
+            pending=_total("pending_amount"),
+            expired=_total("amount", kind=LedgerEntry.Kind.EXPIRE),
+            charged=_total(
+                F("amount") + F("pending_amount"), kind__in=[LedgerEntry.Kind.REFUND, LedgerEntry.Kind.CANCEL]
+            ),
+        )
+    }
+    latest = {
+        account_id: (balance, pending)
+        for account_id, balance, pending in LedgerEntry.objects.filter(
+            pk__in=entries.annotate(last=Max("pk")).values("last")
+        ).values_list("account_id", "balance_after", "pending_after")
+    }
+    lots = {
+        row["account_id"]: row
+        for row in Lot.objects.filter(**scope)
+        .order_by()
+        .values("account_id")
+        .annotate(
+            available=_total("remaining", pending=False),
+            pending_total=_total("remaining", pending=True),
+            brought_in=_total("amount"),
+        )
+    }
+    members = Account.objects.filter(**{f"pk__{lookup}": value for lookup, value in ids.items()})
+    refunds = {
+        row["order__member_id"]: row
+        for row in Refund.objects.filter(order__member_id__in=members.values("member_id"))
+        .order_by()
+        .values("order__member_id")
+        .annotate(**{f"{c}_{f}_total": _total(f"{c}_{f}") for c in Currency.values for f in ("shortfall", "settled")})
+    }
+    no_entries = {"balance": 0, "pending": 0, "expired": 0, "charged": 0}
+    no_lots = {"available": 0, "pending_total": 0, "brought_in": 0}
+    for pk, member_id, currency, balance, pending, owed in rows:
+        entry, lot = sums.get(pk, no_entries), lots.get(pk, no_lots)
+        last_balance, last_pending = latest.get(pk, (0, 0))
+        refund = refunds.get(member_id, {})
+        shortfalls, settled = refund.get(f"{currency}_shortfall_total", 0), refund.get(f"{currency}_settled_total", 0)
+        # expired and charged are sums of negative changes.
+        entitled = lot["brought_in"] + entry["expired"] + entry["charged"] - shortfalls
         problems = []
         for label, expected in (
-            ("sum of entries", account.entry_balance),
-            ("sum of available lots", account.lot_available),
-            ("last entry's balance_after", account.last_balance),
+            ("sum of entries", entry["balance"]),
+            ("sum of available lots", lot["available"]),
+            ("last entry's balance_after", last_balance),
         ):
-            if account.balance != expected:
-                problems.append(f"balance {account.balance} != {label} {expected}")
+            if balance != expected:
+                problems.append(f"balance {balance} != {label} {expected}")
         for label, expected in (
-            ("sum of pending entries", account.entry_pending),
-            ("sum of pending lots", account.lot_pending),
-            ("last entry's pending_after", account.last_pending),
+            ("sum of pending entries", entry["pending"]),
+            ("sum of pending lots", lot["pending_total"]),
+            ("last entry's pending_after", last_pending),
         ):
-            if account.pending != expected:
-                problems.append(f"pending {account.pending} != {label} {expected}")
-        if account.balance < 0 or account.pending < 0:
+            if pending != expected:
+                problems.append(f"pending {pending} != {label} {expected}")
+        if balance < 0 or pending < 0:
             problems.append("negative figure")
-        if account.owed != account.shortfalls - account.settled:
-            problems.append(f"owed {account.owed} != open refund shortfalls {account.shortfalls - account.settled}")
-        if account.balance + account.pending > account.entitled:
+        if owed != shortfalls - settled:
+            problems.append(f"owed {owed} != open refund shortfalls {shortfalls - settled}")
+        if balance + pending > entitled:
             problems.append(
-                f"value: balance + pending {account.balance + account.pending} > entitled {account.entitled} "
-                f"(brought in {account.brought_in}, expired {-account.expired}, "
-                f"refunds claimed {account.shortfalls - account.charged})"
+                f"value: balance + pending {balance + pending} > entitled {entitled} "
+                f"(brought in {lot['brought_in']}, expired {-entry['expired']}, "
+                f"refunds claimed {shortfalls - entry['charged']})"
             )
-        found[account.pk] = Violation(account.pk, account.member_id, account.currency, problems)
+        if problems:
+            found[pk] = Violation(pk, member_id, currency, problems)
 
     # A reversal's allocations give back what its spend took; every other allocation consumes.
     net = Case(
-        When(entry__kind=LedgerEntry.Kind.REVERSE, then=-F("amount")),
-        default=F("amount"),
+        When(allocations__entry__kind=LedgerEntry.Kind.REVERSE, then=-F("allocations__amount")),
+        default=F("allocations__amount"),
         output_field=BigIntegerField(),
     )
-    allocated = Allocation.objects.filter(lot_id=OuterRef("pk")).order_by().values("lot_id").annotate(t=Sum(net))
     bad_lots = (
-        lots.annotate(allocated=Coalesce(Subquery(allocated.values("t"), output_field=BigIntegerField()), Value(0)))
+        Lot.objects.filter(**scope)
+        .annotate(allocated=Coalesce(Sum(net), _ZERO, output_field=BigIntegerField()))
         .exclude(remaining=F("amount") - F("allocated"))
         .values_list("pk", "account_id", "member_id", "currency", "amount", "remaining", "allocated")
         .order_by("pk")
@@ -168,43 +184,48 @@ def ledger_violations(account_ids: list[int] | None = None) -> list[Violation]:
             f"lot {lot_id}: remaining {remaining} != amount {amount} - allocated {allocated_total}"
         )
 
-    # Each refund's settled figure is what its settle entries paid, and never more than its shortfall.
-    refunds = Refund.objects.all()
+
+def _refund_violations(account_ids: list[int] | None, chunk: int, found: dict[int, Violation]) -> None:
+    """Each refund's settled figure is what its settle entries paid, and never more than its shortfall."""
+    refunds = Refund.objects.order_by()
     if account_ids is not None:
-        members = Account.objects.filter(pk__in=account_ids).values("member_id")
-        refunds = refunds.filter(order__member_id__in=members)
-
-    def paid(currency: str) -> Coalesce:
-        entries = (
-            LedgerEntry.objects.filter(refund_id=OuterRef("pk"), currency=currency, kind=LedgerEntry.Kind.SETTLE)
-            .order_by()
-            .values("refund_id")
-            .annotate(t=Sum("amount"))
-            .values("t")
+        refunds = refunds.filter(order__member_id__in=Account.objects.filter(pk__in=account_ids).values("member_id"))
+    paid = {
+        f"{currency}_paid": _total("entries__amount", entries__currency=currency, entries__kind=LedgerEntry.Kind.SETTLE)
+        for currency in Currency.values
+    }
+    if account_ids is None:
+        first, last = refunds.aggregate(first=Min("pk"), last=Max("pk")).values()
+        ranges = [{"pk__gte": start, "pk__lt": start + chunk} for start in range(first or 0, (last or -1) + 1, chunk)]
+    else:
+        ranges = [{}]  # a few members' refunds: one query
+    for scope in ranges:
+        wrong = (
+            refunds.filter(**scope)
+            .annotate(**paid)
+            .filter(
+                ~Q(points_settled=-F("points_paid"))
+                | ~Q(growth_settled=-F("growth_paid"))
+                | Q(points_settled__gt=F("points_shortfall"))
+                | Q(growth_settled__gt=F("growth_shortfall"))
+            )
+            .select_related("order")
+            .order_by("pk")
         )
-        return Coalesce(Subquery(entries, output_field=BigIntegerField()), Value(0))
-
-    wrong_refunds = refunds.annotate(points_paid=paid(Currency.POINTS), growth_paid=paid(Currency.GROWTH)).filter(
-        ~Q(points_settled=-F("points_paid"))
-        | ~Q(growth_settled=-F("growth_paid"))
-        | Q(points_settled__gt=F("points_shortfall"))
-        | Q(growth_settled__gt=F("growth_shortfall"))
-    )
-    for refund in wrong_refunds.select_related("order"):
-        for currency in Currency.values:
-            settled, shortfall = getattr(refund, f"{currency}_settled"), getattr(refund, f"{currency}_shortfall")
-            paid_total = -getattr(refund, f"{currency}_paid")
-            if settled == paid_total and settled <= shortfall:
-                continue
-            member_id = refund.order.member_id
-            account = (
-                Account.objects.filter(member_id=member_id, currency=currency).values_list("pk", flat=True).first()
-            )
-            violation = found.setdefault(account or 0, Violation(account or 0, member_id, currency, []))
-            violation.problems.append(
-                f"refund {refund.pk}: settled {settled} != settle entries {paid_total} (shortfall {shortfall})"
-            )
-    return sorted(found.values(), key=lambda v: v.account_id)
+        for refund in wrong:
+            for currency in Currency.values:
+                settled, shortfall = getattr(refund, f"{currency}_settled"), getattr(refund, f"{currency}_shortfall")
+                paid_total = -getattr(refund, f"{currency}_paid")
+                if settled == paid_total and settled <= shortfall:
+                    continue
+                member_id = refund.order.member_id
+                account = (
+                    Account.objects.filter(member_id=member_id, currency=currency).values_list("pk", flat=True).first()
+                )
+                violation = found.setdefault(account or 0, Violation(account or 0, member_id, currency, []))
+                violation.problems.append(
+                    f"refund {refund.pk}: settled {settled} != settle entries {paid_total} (shortfall {shortfall})"
+                )
 
 
 # --- a member's own figures: home page, balance endpoint, history ------------------------

@@ -4,11 +4,15 @@ jobs and a moving clock, checked after every step.
 
 Each step is compared with a small model of the member's lots (release, expiry, first in
 first out by expiry, proportional refunds, spends given back, refund shortfalls as debts
-paid by what comes back), and the database invariants are checked (``ledger_violations``).
-After every step the member must not be ahead: ``balance + pending`` is at most what their
-lots brought in less what expired and what refunds claimed (docs/ledger.md, "The value
-invariant"). A refused call must change nothing; a replay must write nothing. Each run
-works inside its own savepoint with its own member, store and clock.
+paid by what comes back). After every step that wrote, one query reads the member's
+accounts: their balance, pending and owed figures must be the model's, and the member must
+not be ahead: ``balance + pending`` is at most what their lots brought in less what
+expired and what refunds claimed (docs/ledger.md, "The value invariant"). Every
+``FULL_CHECK_EVERY`` written steps and at the end of each run the database itself is
+audited too (``ledger_violations``, with its own value invariant, each refund's settled
+figures, what each order gave back). A refused call must change nothing; a replay must
+write nothing. Each run works inside its own savepoint with its own member and clock; the
+store and the staff user are made once per test.
 
 ``HYPOTHESIS_PROFILE=thorough`` runs the machine for 1000 examples (conftest.py).
 """
@@ -18,8 +22,8 @@ import copy
 import datetime as dt
 import itertools
 import os
+import sys
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,7 +32,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from hypothesis import HealthCheck, Phase
 from hypothesis import settings as hypothesis_settings
@@ -51,6 +55,9 @@ CURRENCIES = (Currency.POINTS, Currency.GROWTH)
 RATES = {Currency.POINTS: settings.LOYALTY_POINTS_PER_YUAN, Currency.GROWTH: settings.LOYALTY_GROWTH_PER_YUAN}
 PENDING = dt.timedelta(days=settings.LOYALTY_PENDING_DAYS)
 SETTLE_FROM_EARNS = getattr(settings, "LOYALTY_SHORTFALL_SETTLE_FROM_EARNS", True)
+# The full audit is ~8 queries; the per-step check is one. Every 10th written step keeps a
+# database-side fault close to the step that caused it without paying the audit each step.
+FULL_CHECK_EVERY = 10
 
 
 def yuan(cents: int) -> str:
@@ -120,6 +127,10 @@ class ModelOrder:
     returned: int = 0  # points of the checkout spend given back by refunds so far
     # Points taken back so far per currency: cancelled, taken from the balance, or shortfall.
     charged: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # How much of the order's lot had expired at its last refund: what the refunds could not
+    # claim. Later expiries do not count: a shortfall paid from other points and then a
+    # reversed spend give the lot its points back, and they may expire again.
+    expired_when_refunded: dict[str, int] = field(default_factory=dict)
 
     def call(self) -> dict:
         return {
@@ -271,11 +282,27 @@ def allocations(entry_id: int) -> list[tuple[int, int]]:
     return sorted(Allocation.objects.filter(entry_id=entry_id).values_list("lot_id", "amount"))
 
 
+# The member's ledger rows of each kind, in one statement: a refused call and a replay are
+# checked by it twice, and building the same six querysets each time cost more than the query.
+_ENTRY, _LOT, _ALLOCATION, _ORDER, _REFUND, _ACCOUNT = (
+    model._meta.db_table for model in (LedgerEntry, Lot, Allocation, Order, Refund, Account)
+)
+_ROWS = (
+    f"SELECT (SELECT count(*) FROM {_ENTRY} WHERE member_id = %(member)s),"
+    f" (SELECT count(*) FROM {_LOT} WHERE member_id = %(member)s),"
+    f" (SELECT count(*) FROM {_ALLOCATION} a JOIN {_ENTRY} e ON e.id = a.entry_id WHERE e.member_id = %(member)s),"
+    f" (SELECT count(*) FROM {_ORDER} WHERE member_id = %(member)s),"
+    f" (SELECT count(*) FROM {_REFUND} r JOIN {_ORDER} o ON o.id = r.order_id WHERE o.member_id = %(member)s),"
+    f" (SELECT count(*) FROM {_ACCOUNT} WHERE member_id = %(member)s)"
+)
+
+
 # --- the machine ----------------------------------------------------------------------
 
 
 class LedgerMachine(RuleBasedStateMachine):
     runs = 0  # examples run, printed by test_ledger_state_machine
+    store = staff = None  # made once per test by test_ledger_state_machine
 
     def __init__(self) -> None:
         super().__init__()
@@ -283,33 +310,32 @@ class LedgerMachine(RuleBasedStateMachine):
         # A savepoint per run: the jobs see only this run's lots, and nothing is left behind.
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
-        self.member = MemberFactory()
-        self.store = StoreFactory()
-        self.staff = get_user_model().objects.create_user(f"staff-{uuid.uuid4().hex[:12]}", is_staff=True)
-        self.staff.user_permissions.add(Permission.objects.get(codename="adjust_points"))
+        self.member = MemberFactory(home_store=self.store)
         self.clock = START
         self.active = True
         self.wrote = True  # whether a step may have written since the last check
+        self.unaudited = 0  # written steps since the last full audit
         self.model = Model()
         self.refunds: list[ModelRefund] = []
         self._numbers = itertools.count(1)
 
     def teardown(self) -> None:
-        transaction.set_rollback(True)
-        self._atomic.__exit__(None, None, None)
+        try:
+            # The end of a run is audited in full, unless the run is ending on an error
+            # (hypothesis calls teardown from a ``finally``): a second failure would hide it.
+            if self.unaudited and sys.exc_info()[0] is None:
+                self.audit()
+        finally:
+            transaction.set_rollback(True)
+            self._atomic.__exit__(None, None, None)
 
     # helpers
 
     def rows(self) -> tuple[int, ...]:
-        member = self.member
-        return (
-            LedgerEntry.objects.filter(member=member).count(),
-            Lot.objects.filter(member=member).count(),
-            Allocation.objects.filter(entry__member=member).count(),
-            Order.objects.filter(member=member).count(),
-            Refund.objects.filter(order__member=member).count(),
-            Account.objects.filter(member=member).count(),
-        )
+        """How many ledger rows of each kind the member has."""
+        with connection.cursor() as cursor:
+            cursor.execute(_ROWS, {"member": self.member.pk})
+            return cursor.fetchone()
 
     def refused(self, codes: set[str], call, **kwargs) -> None:
         before = self.rows()
@@ -602,6 +628,7 @@ class LedgerMachine(RuleBasedStateMachine):
                     assert (entry.kind, entry.balance_after) == (LedgerEntry.Kind.REFUND, account.balance)
                     assert allocations(entry.pk) == consumed, "the refund did not take the order's own lot first"
             assert getattr(result.refund, f"{currency}_shortfall") == shortfall, f"{currency} shortfall"
+            order.expired_when_refunded[currency] = lot.expired
             if shortfall:
                 account.debts.append(ModelDebt(result.refund.pk, shortfall))
         order.refunded_cents = refunded_after
@@ -718,30 +745,51 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def after_each_step(self):
-        """The checks below, skipped after a step that cannot have written (a refusal, a
-        replay, the clock, a status change: those steps check themselves that they wrote
-        nothing). The value check comes first, so that on a ledger without the debt (main
-        before issue 12) a run fails by saying the member is ahead."""
+        """The member's figures against the model, in one query, after a step that may have
+        written (a refusal, a replay, the clock, a status change check themselves that they
+        wrote nothing); every ``FULL_CHECK_EVERY`` such steps, the full audit too. The value
+        check comes first, so that on a ledger without the debt (main before issue 12) a
+        run fails by saying the member is ahead."""
         if not self.wrote:
             return
-        self.holds_no_more_than_entitled()
-        self.ledger_is_consistent()
-        self.no_order_gives_back_more_than_it_earned()
-        self.owed_matches_the_model()
         self.wrote = False
-
-    def holds_no_more_than_entitled(self):
-        """balance + pending <= brought in - expired - refunds' claims (taken, cancelled, shortfall)."""
         accounts = {a.currency: a for a in Account.objects.filter(member=self.member)}
+        self.holds_no_more_than_entitled(accounts)
+        self.figures_match_the_model(accounts)
+        self.unaudited += 1
+        if self.unaudited >= FULL_CHECK_EVERY:
+            self.audit()
+
+    def audit(self):
+        """The database audited against itself and the model: ``ledger_violations`` (with
+        its value invariant), each account's entries, each refund's settled part, each order."""
+        self.unaudited = 0
+        account_ids = list(Account.objects.filter(member=self.member).values_list("pk", flat=True))
+        assert ledger_violations(account_ids) == []
+        self.refunds_settled_match_the_model()
+        self.no_order_gives_back_more_than_it_earned()
+
+    def holds_no_more_than_entitled(self, accounts):
+        """balance + pending <= brought in - expired - refunds' claims (taken, cancelled, shortfall)."""
         for currency in CURRENCIES:
             account = accounts.get(currency)
             held = account.balance + account.pending if account else 0
             entitled = self.model.entitled(currency)
             assert held <= entitled, f"{currency}: the member holds {held} but is entitled to {entitled}"
 
-    def owed_matches_the_model(self):
-        """The open debt per account and the settled part of each refund's shortfall."""
-        accounts = {a.currency: a for a in Account.objects.filter(member=self.member)}
+    def figures_match_the_model(self, accounts):
+        """Balance, pending and the open debt per account. (That the balance is the sum of
+        the entries and of the lots is ``ledger_violations``'s, in the audit.)"""
+        for currency in CURRENCIES:
+            account, expected = accounts.get(currency), self.model.accounts[currency]
+            figures = (account.balance, account.pending, account.owed) if account else (0, 0, 0)
+            assert figures == (expected.balance, expected.pending, expected.owed), (
+                f"{currency} (balance, pending, owed)"
+            )
+            assert figures[0] >= 0 and figures[1] >= 0
+
+    def refunds_settled_match_the_model(self):
+        """The settled part of each refund's shortfall."""
         settled = {
             pk: {Currency.POINTS: p, Currency.GROWTH: g}
             for pk, p, g in Refund.objects.filter(order__member=self.member).values_list(
@@ -749,27 +797,14 @@ class LedgerMachine(RuleBasedStateMachine):
             )
         }
         for currency, expected in self.model.accounts.items():
-            account = accounts.get(currency)
-            assert (account.owed if account else 0) == expected.owed, f"{currency} owed"
             for debt in expected.debts:
                 assert settled[debt.refund_id][currency] == debt.settled, (
                     f"{currency} settled of refund {debt.refund_id}"
                 )
 
-    def ledger_is_consistent(self):
-        accounts = {a.currency: a for a in Account.objects.filter(member=self.member)}
-        assert ledger_violations([a.pk for a in accounts.values()]) == []
-        for currency in CURRENCIES:
-            account, expected = accounts.get(currency), self.model.accounts[currency]
-            figures = (account.balance, account.pending) if account else (0, 0)
-            assert figures == (expected.balance, expected.pending), f"{currency} (balance, pending)"
-            assert figures[0] >= 0 and figures[1] >= 0
-            if account:
-                total = LedgerEntry.objects.filter(account=account).aggregate(total=Sum("amount"))["total"] or 0
-                assert total == account.balance
-
     def no_order_gives_back_more_than_it_earned(self):
-        """Taken back (cancelled, taken, shortfall) + expired unused <= earned; a full refund leaves nothing."""
+        """Taken back (cancelled, taken, shortfall) + expired unused before the last refund
+        <= earned; a full refund leaves nothing."""
         orders = {o.pk: o for o in Order.objects.filter(member=self.member)}
         if not orders:
             return
@@ -801,8 +836,11 @@ class LedgerMachine(RuleBasedStateMachine):
         ):
             if row["lot__entry__order_id"] is not None:
                 expired[row["lot__entry__order_id"], row["lot__currency"]] += row["total"]
+        modelled = {order.order_id: order for order in self.model.orders}
         for (order_id, currency), points in earned.items():
             order, back, gone = orders[order_id], taken[order_id, currency], expired[order_id, currency]
+            assert gone == modelled[order_id].lots[currency].expired, f"order {order.number} {currency}: expired"
+            gone = modelled[order_id].expired_when_refunded.get(currency, gone)
             owed = int(points * order.refunded_amount // order.amount)
             where = f"order {order.number} {currency}: earned {points}, taken back {back}, expired {gone}"
             assert back <= owed, where
@@ -816,6 +854,9 @@ def test_ledger_state_machine(db):
     # runs 1000 examples; the test prints how many ran (pytest -s).
     thorough = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
     LedgerMachine.runs = 0
+    LedgerMachine.store = StoreFactory()
+    LedgerMachine.staff = get_user_model().objects.create_user("ledger-machine-staff", is_staff=True)
+    LedgerMachine.staff.user_permissions.add(Permission.objects.get(codename="adjust_points"))
     started = time.monotonic()
     run_state_machine_as_test(
         LedgerMachine,
