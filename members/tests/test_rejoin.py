@@ -21,7 +21,7 @@ from loyalty.services import order_earn
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.erasure import erased_phone_hash, phone_erased_recently
 from members.models import ErasedPhone, ImportJob, Member
-from members.services import member_sign_in_or_join
+from operations.actions import member_sign_in_or_join
 from operations.privacy import member_erase, member_export
 
 pytestmark = pytest.mark.django_db
