@@ -1,10 +1,13 @@
-.PHONY: run test lint bench messages
+.PHONY: run test thorough lint bench messages
 # Start the whole system on the embedded defaults (SQLite + filesystem broker).
 run:
 	bash scripts/run.sh
-# The whole test suite against PostgreSQL and Redis.
+# The whole test suite against PostgreSQL and Redis, one worker per core.
 test:
 	bash scripts/test.sh
+# The ledger state machine at 1000 examples (CI's step after `make test`).
+thorough:
+	bash scripts/thorough.sh
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 bench:

@@ -5,11 +5,23 @@ import os
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-# HYPOTHESIS_PROFILE=thorough: the ledger state machine runs 1000 examples (scripts/test.sh's
-# last step). Without it the suite keeps hypothesis's defaults and each test's own settings.
+# HYPOTHESIS_PROFILE=thorough (`make thorough`, scripts/thorough.sh): the ledger state
+# machine runs 1000 examples. Without it the suite keeps hypothesis's defaults and each
+# test's own settings.
 hypothesis_settings.register_profile("thorough", max_examples=1000, deadline=None)
+THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 if os.environ.get("HYPOTHESIS_PROFILE"):
     hypothesis_settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``thorough`` (the same assertions at full size) run in `make thorough` only."""
+    if THOROUGH:
+        return
+    skipped = [item for item in items if item.get_closest_marker("thorough")]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if not item.get_closest_marker("thorough")]
 
 
 @pytest.fixture

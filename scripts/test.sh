@@ -30,16 +30,9 @@ echo "==> apps import one way (import-linter, pyproject.toml)"
 lint-imports --no-cache >/dev/null || lint-imports --no-cache
 echo "==> migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
-echo "==> pytest"
-status=0
-python -m pytest "$@" || status=$?
-# The ledger state machine at 1000 examples (HYPOTHESIS_PROFILE=thorough), bounded so a
-# slow database cannot hang CI; the test prints how many examples ran and how long they took. Skipped when
-# the main run failed or when pytest was given its own arguments (a targeted run).
-if [ "$status" -eq 0 ] && [ "$#" -eq 0 ] && [ "${LEDGER_THOROUGH:-1}" != "0" ]; then
-  echo "==> ledger state machine, thorough profile (1000 examples)"
-  HYPOTHESIS_PROFILE=thorough timeout "${LEDGER_THOROUGH_TIMEOUT:-1800}" \
-    python -m pytest -q -s -p no:cacheprovider \
-    "loyalty/tests/test_ledger_stateful.py::test_ledger_state_machine" || status=$?
-fi
-exit "$status"
+# Parallel: one pytest-xdist worker per core (PYTEST_WORKERS=0 runs in one process); each
+# worker gets its own test database, test_<name>_gw0, test_<name>_gw1, ... Extra arguments
+# come after, so `-n 0` among them wins. The ledger state machine's 1000-example run is
+# `make thorough` (scripts/thorough.sh), CI's next step.
+echo "==> pytest (${PYTEST_WORKERS:-auto} workers)"
+exec python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"

@@ -1,7 +1,13 @@
-"""The ledger jobs run as celery tasks on a real worker through the Redis broker."""
+"""The ledger jobs run as celery tasks on a real worker through the Redis broker.
+
+The worker listens on a queue of its own: test runs share the Redis (pytest-xdist workers,
+other checkouts), and a worker on the default queue would run their tasks against this
+test's database, or they would take this one.
+"""
 
 import datetime as dt
 import time
+import uuid
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -31,8 +37,9 @@ def test_release_task_runs_on_a_worker_through_redis():
     account = Account.objects.get(member=member, currency="points")
     assert (account.balance, account.pending) == (0, 42)
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        release_matured_points.delay()
+    queue = f"test-tasks-{uuid.uuid4().hex[:12]}"
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10, queues=[queue]):
+        release_matured_points.apply_async(queue=queue)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             account.refresh_from_db()
