@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from core.two_factor import READY, two_factor_state
 from members.models import Member
 
 from .models import ApiToken, StoreApiKey, secret_hash
@@ -101,3 +102,15 @@ class StoreKeyScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "A store API key: `Authorization: Api-Key sk_...`.",
         }
+
+
+class TwoFactorSessionAuthentication(authentication.SessionAuthentication):
+    """A staff user's admin session, only once it is as good as the admin's: a session that
+    still owes its authenticator code (or whose role requires one not set up yet) does not
+    open the API either, so the API is no way around two-factor sign-in."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None or two_factor_state(request._request) != READY:
+            return None
+        return result

@@ -38,7 +38,10 @@ STATUS_BY_CODE = {
     # 401: the caller is not who they claim to be
     "token_invalid": status.HTTP_401_UNAUTHORIZED,
     "invalid_credentials": status.HTTP_401_UNAUTHORIZED,
+    "authenticator_code_required": status.HTTP_401_UNAUTHORIZED,
+    "authenticator_code_invalid": status.HTTP_401_UNAUTHORIZED,
     # 403: known caller, not allowed
+    "two_factor_setup_required": status.HTTP_403_FORBIDDEN,
     "member_closed": status.HTTP_403_FORBIDDEN,
     "member_inactive": status.HTTP_403_FORBIDDEN,
     "store_forbidden": status.HTTP_403_FORBIDDEN,

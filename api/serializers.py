@@ -80,6 +80,13 @@ class SignInOut(TokensOut):
 class StaffTokenIn(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=128, style={"input_type": "password"})
+    otp_token = serializers.CharField(
+        max_length=12,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="The authenticator app's code, for a staff user who turned two-factor sign-in on.",
+    )
 
 
 class StaffTokenOut(serializers.Serializer):

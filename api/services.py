@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
+from core.two_factor import clean_code, confirmed_device, two_factor_required
 from members.models import Member, Store
 
 from .models import ApiToken, IdempotencyRecord, StoreApiKey, secret_hash
@@ -116,12 +117,42 @@ def tokens_revoke(*, token: ApiToken, now: dt.datetime | None = None) -> None:
     ApiToken.objects.filter(family=token.family, revoked_at__isnull=True).update(revoked_at=now or timezone.now())
 
 
-def staff_token_create(*, username: str, password: str, now: dt.datetime | None = None) -> tuple[ApiToken, str]:
-    """A bearer token for a staff user who gives their password; refuses anyone else (``invalid_credentials``)."""
+def staff_token_create(
+    *, username: str, password: str, otp_token: str = "", now: dt.datetime | None = None
+) -> tuple[ApiToken, str]:
+    """A bearer token for a staff user who gives their password, and their authenticator's
+    code when they turned two-factor sign-in on: the token opens what the admin opens, so
+    it asks for what the admin's sign-in asks for.
+
+    Refuses anyone else (``invalid_credentials``), a missing code (``otp_required``), a
+    wrong or spent one (``otp_invalid``), and a user whose role requires two-factor sign-in
+    who has not set it up yet (``two_factor_setup_required``).
+    """
     now = now or timezone.now()
     user = authenticate(username=username, password=password)
     if user is None or not user.is_staff or not user.is_active:
         raise LoyaltyError("invalid_credentials", _("Wrong username or password, or not a staff account."))
+    device = confirmed_device(user)
+    if device is not None:
+        code = clean_code(otp_token)
+        if not code:
+            raise LoyaltyError(
+                "authenticator_code_required",
+                _("Two-factor sign-in is on for this account: send the code from your authenticator app as otp_token."),
+            )
+        allowed, _extra = device.verify_is_allowed()
+        if not allowed or not device.verify_token(code):
+            raise LoyaltyError(
+                "authenticator_code_invalid",
+                _("That authenticator code is wrong or has expired. Send the code the app shows now."),
+            )
+    elif two_factor_required(user):
+        raise LoyaltyError(
+            "two_factor_setup_required",
+            _(
+                "Your role requires two-factor sign-in. Set up an authenticator in the admin first (/admin/two-factor/)."
+            ),
+        )
     return _token(ApiToken.Kind.STAFF, now=now, lifetime=settings.API_STAFF_TOKEN_LIFETIME, user=user)
 
 
