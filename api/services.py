@@ -150,7 +150,8 @@ def staff_token_create(
         raise LoyaltyError(
             "two_factor_setup_required",
             _(
-                "Your role requires two-factor sign-in. Set up an authenticator in the admin first (/admin/two-factor/)."
+                "Your role requires two-factor sign-in. "
+                "Set up an authenticator in the admin first (/admin/two-factor/)."
             ),
         )
     return _token(ApiToken.Kind.STAFF, now=now, lifetime=settings.API_STAFF_TOKEN_LIFETIME, user=user)
