@@ -157,16 +157,16 @@ STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Uploads (reward images). The web server serves MEDIA_ROOT at MEDIA_URL; in development
 # ``django.conf.urls.static.static(MEDIA_URL, document_root=MEDIA_ROOT)`` in the root URLs.
-# Served by the app itself (whitenoise), compressed and with hashed names so they can be
-# cached for ever; `manage.py collectstatic` writes them (docs/deploy.md).
-# With DEBUG on, files are served from the apps' folders as they are edited (no
-# collectstatic needed); the tests run on those settings too.
+# Static files are served by the app itself (whitenoise), compressed and with hashed
+# names so they can be cached for ever; `manage.py collectstatic` writes them
+# (docs/deploy.md). With DEBUG on, they are served from the apps' folders as they are
+# edited (no collectstatic needed); the tests run on those settings too.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "config.static.StaticFilesStorage"
     },
 }
 if DEBUG:
