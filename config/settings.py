@@ -155,8 +155,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Uploads (reward images). The web server serves MEDIA_ROOT at MEDIA_URL; in development
-# ``django.conf.urls.static.static(MEDIA_URL, document_root=MEDIA_ROOT)`` in the root URLs.
 # Static files are served by the app itself (whitenoise), compressed and with hashed
 # names so they can be cached for ever; `manage.py collectstatic` writes them
 # (docs/deploy.md). With DEBUG on, they are served from the apps' folders as they are
@@ -172,6 +170,8 @@ STORAGES = {
 if DEBUG:
     # whitenoise warns at every start when the folder collectstatic writes is missing.
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Uploads (reward images). The web server serves MEDIA_ROOT at MEDIA_URL; in development
+# ``django.conf.urls.static.static(MEDIA_URL, document_root=MEDIA_ROOT)`` in the root URLs.
 MEDIA_URL = env("DJANGO_MEDIA_URL", "media/")
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
 
