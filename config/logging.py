@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 
 HEADER = "X-Request-ID"
 # The task message header the id travels in (namespaced: celery's own headers are bare names).
@@ -89,6 +89,19 @@ class JsonFormatter(logging.Formatter):
 
 
 # --- celery: the id travels with the tasks a request queues -----------------------------
+
+
+@setup_logging.connect(dispatch_uid="loyalty-celery-logging")
+def _celery_uses_our_logging(**kwargs) -> None:
+    """Workers and beat log through settings.LOGGING (JSON, request id) instead of celery's own handler.
+
+    With a receiver on this signal celery leaves the root logger alone.
+    """
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
 
 
 @before_task_publish.connect(dispatch_uid="loyalty-request-id-publish")

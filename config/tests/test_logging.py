@@ -129,3 +129,19 @@ def test_tasks_queued_during_a_request_log_its_id_in_the_worker(settings):
         task_logger.removeHandler(handler)
     assert got == [None, "req-from-web"]
     assert sorted(record.request_id for record in handler.records) == ["-", "req-from-web"]
+
+
+def test_a_celery_worker_logs_through_our_json_formatter_and_filter():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django, logging; django.setup(); from config.celery import app; app.log.setup(loglevel='INFO'); "
+        "handlers = logging.getLogger().handlers; "
+        "print(sorted({type(f).__name__ for h in handlers for f in h.filters}), "
+        "sorted({type(h.formatter).__name__ for h in handlers}))"
+    )
+    env = dict(os.environ, DJANGO_LOG_FORMAT="json", DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "['RequestIdFilter'] ['JsonFormatter']", result.stderr
