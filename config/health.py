@@ -65,9 +65,22 @@ def check_database() -> str:
     return "ok"
 
 
+_redis_clients: dict = {}
+
+
 def check_broker() -> str:
     from config.celery import app
 
+    url = app.conf.broker_write_url or app.conf.broker_url
+    if url.startswith(("redis://", "rediss://")):
+        # A kept client with its pool: one PING round trip, not a new connection per probe.
+        import redis
+
+        client = _redis_clients.get(url)
+        if client is None:
+            client = _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client.ping()
+        return "ok"
     with app.connection_for_write() as conn:
         # One try: a load balancer asks again in a few seconds anyway.
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
