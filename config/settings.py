@@ -69,7 +69,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response (health ones too) carries the request id, every log line has it.
+    "config.logging.RequestIdMiddleware",
+    # Before SecurityMiddleware and CommonMiddleware: answers /healthz and /readyz before
+    # the host check and the https redirect (config.health).
+    "config.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Right after SecurityMiddleware, as whitenoise asks: static files without a web server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     # Before the session and auth middleware: their database errors are answered 503 too.
     "config.middleware.DatabaseUnavailableMiddleware",
@@ -148,6 +155,21 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Static files are served by the app itself (whitenoise), compressed and with hashed
+# names so they can be cached for ever; `manage.py collectstatic` writes them
+# (docs/deploy.md). With DEBUG on, they are served from the apps' folders as they are
+# edited (no collectstatic needed); the tests run on those settings too.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "config.static.StaticFilesStorage"
+    },
+}
+if DEBUG:
+    # whitenoise warns at every start when the folder collectstatic writes is missing.
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Uploads (reward images). The web server serves MEDIA_ROOT at MEDIA_URL; in development
 # ``django.conf.urls.static.static(MEDIA_URL, document_root=MEDIA_ROOT)`` in the root URLs.
 MEDIA_URL = env("DJANGO_MEDIA_URL", "media/")
@@ -157,6 +179,8 @@ MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", str(VAR_DIR / "media")))
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+# Load balancers probe over plain http (config.health answers these first anyway).
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
@@ -385,11 +409,24 @@ LOYALTY_ERASED_PHONE_KEY = env("LOYALTY_ERASED_PHONE_KEY", "")
 LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))
 
 # --- Logging --------------------------------------------------------------------------
+# json: one JSON object a line with the request id (config.logging), for a log shipper;
+# text: the same fields for a terminal. JSON by default in production.
+DJANGO_LOG_FORMAT = env("DJANGO_LOG_FORMAT", "json" if PRODUCTION else "text")
+if DJANGO_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be json or text, not {DJANGO_LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": DJANGO_LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+# /readyz fails when beat has sent no task for this long (config.health).
+LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES = env_int("LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES", 30)

@@ -7,11 +7,15 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api.views.docs import docs_page
+from config.health import healthz, readyz
 from console.admin_dashboard import dashboard_view
 from console.admin_till import till_view
 from loyalty.admin import programme_settings_view
 
 urlpatterns = [
+    # Answered first by config.health.HealthCheckMiddleware; the routes name them for reverse().
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path(
         "admin/loyalty/settings/",
         admin.site.admin_view(programme_settings_view),

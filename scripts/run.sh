@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: install, migrate, seed the demo once, print the staff login, then run web,
+# `make run`: install, set up the database (`manage.py deploy`: migrate, schedules, roles,
+# checks; the same command a production deploy runs), seed the demo once, print the staff login, then run web,
 # celery worker and celery beat together until Ctrl-C.
 # Embedded defaults: SQLite in var/db.sqlite3 and kombu's filesystem broker in var/.
 # Set DATABASE_URL and CELERY_BROKER_URL to run the same processes on PostgreSQL and Redis.
@@ -11,9 +12,7 @@ mkdir -p var/celery-queue var/celery-processed
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 
-python manage.py migrate --noinput
-python manage.py setup_periodic_tasks
-python manage.py setup_roles
+python manage.py deploy
 python manage.py seed_demo
 python manage.py demo_staff_login --url "http://$HOST:$PORT/admin/"
 python manage.py demo_member_login --url "http://$HOST:$PORT/me/"
