@@ -268,7 +268,7 @@ def test_coupon_schedules_are_written_in_local_time(settings):
     call_command("setup_periodic_tasks")
     expected = {
         "rewards.issue_birthday_coupons": ("5", "8", "*"),
-        "rewards.issue_monthly_benefits": ("10", "8", "1"),
+        "rewards.issue_monthly_benefits": ("10", "8", "*"),
         "rewards.expire_coupons": ("40", "0", "*"),
     }
     for task, (minute, hour, day) in expected.items():
