@@ -119,7 +119,14 @@ if PRODUCTION and not DATABASE_URL.startswith(("postgres://", "postgresql://")):
 if not DATABASE_URL:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0))}
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 0)
+# A persistent connection is checked before its first use in each request or task: after a
+# database restart an idle worker's stale connection is replaced instead of answering 500.
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=DATABASE_CONN_MAX_AGE > 0
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default runs web, worker and beat on one file: WAL lets readers go on
     # while one writer works, and IMMEDIATE transactions take the write lock up front,

@@ -3,6 +3,10 @@
 A guarded job runs in one process at a time: two beat processes, or a task redelivered while
 its first copy still runs, cannot overlap; the loser logs and returns :data:`SKIPPED`.
 Chunking over member ids is ``members.jobs``.
+
+Every scheduled job's celery task uses :class:`JobTask`: a copy that finds the lock taken
+is retried later instead of being acknowledged as done, and a database outage (restart,
+failover) is retried with backoff for more than ten minutes (:func:`retry_delay`).
 """
 
 import contextlib
@@ -10,12 +14,14 @@ import fcntl
 import functools
 import hashlib
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from celery import Task
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +96,64 @@ def guarded(name: str) -> Callable:
         return run
 
     return decorate
+
+
+# --- the celery task base: retry on a held lock and through a database outage ------------
+
+# Retries of a job task, each after retry_delay(n): together between 14 and 29 minutes
+# (core/tests/test_jobs.py), longer than a PostgreSQL crash recovery or a failover.
+JOB_MAX_RETRIES = 12
+JOB_RETRY_BACKOFF_MAX = 300
+
+
+class LockBusy(Exception):
+    """A job task found its job's lock held by another process (it retries later)."""
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds before retry number ``retries`` + 1: doubling from 2 s, at most 300 s, jittered.
+
+    The jitter only takes off up to half ("equal jitter"), so workers that failed together
+    spread out but the total wait keeps a known lower bound; celery's ``retry_jitter``
+    draws from zero to the full delay, which could sum to seconds.
+    """
+    ceiling = min(JOB_RETRY_BACKOFF_MAX, 2 ** (retries + 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class JobTask(Task):
+    """Base class of the scheduled jobs' tasks (``@shared_task(base=JobTask)``).
+
+    - The job returned :data:`SKIPPED` (its lock is held: a second copy, or the dying
+      connection of a killed worker): the task is retried later, so it never reports
+      success with its work left undone. The job function itself still returns
+      ``"skipped"`` to a direct caller (``manage.py shell``).
+    - ``OperationalError``/``InterfaceError`` (the database restarted or failed over): retried.
+    Both up to :data:`JOB_MAX_RETRIES` times after :func:`retry_delay`; a rerun is safe, the
+    jobs commit chunk by chunk and re-read what is still due.
+    """
+
+    abstract = True
+    max_retries = JOB_MAX_RETRIES
+    retry_on = (OperationalError, InterfaceError)
+
+    def __call__(self, *args, **kwargs):
+        try:
+            result = super().__call__(*args, **kwargs)
+        except self.retry_on as error:
+            # The broken connection must not be reused by the retry in this process (inside
+            # an outer transaction, a test's, closing is not ours to do).
+            if not connection.in_atomic_block:
+                connection.close_if_unusable_or_obsolete()
+            logger.warning("task %s: database unavailable (%s); retrying", self.name, error)
+            raise self.retry(exc=error, countdown=retry_delay(self.request.retries)) from error
+        if result == SKIPPED:
+            raise self.retry(exc=LockBusy(self.name), countdown=retry_delay(self.request.retries))
+        return result
+
+
+# The options of every scheduled job's task: the base above, and more time than the default
+# task limits because the jobs walk every member. Keep the hard limit under the Redis
+# broker's visibility_timeout (config/settings.py), or Redis hands a still-running job to a
+# second worker (which then finds the lock held and retries later).
+JOB_OPTIONS = {"base": JobTask, "soft_time_limit": 50 * 60, "time_limit": 55 * 60}

@@ -36,7 +36,7 @@ from django.utils.translation import gettext_lazy
 from core.db import is_postgresql
 from core.errors import LoyaltyError
 from core.jobs import guarded
-from members.jobs import MEMBER_CHUNK, run_in_member_chunks
+from members.jobs import MEMBER_CHUNK, job_period_done, job_periods, run_in_member_chunks
 from members.models import Member, Notification
 from members.notifications import Notice, notices_enqueue, notify
 
@@ -394,11 +394,31 @@ def _birthday_points(lo: int, hi: int, *, now: dt.datetime, today: dt.date) -> i
     return granted
 
 
+# A date-keyed job down longer than this catches up on this many days only (logged).
+CATCH_UP_DAYS = 62
+
+
+def next_day(day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=1)
+
+
 @guarded("issue_birthday_benefits")
 def issue_birthday_benefits(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
-    """Give members born today (local date) their tier's birthday points, once per year."""
+    """Give members born today (local date) their tier's birthday points, once per year.
+
+    Catches up: members born on any day since the last finished run (days the job did not
+    run, at most :data:`CATCH_UP_DAYS`) get theirs too, each in the year of that birthday.
+    """
     now = now or timezone.now()
-    today = timezone.localdate(now)
-    stats = run_in_member_chunks(functools.partial(_birthday_points, now=now, today=today), size=size)
+    days = job_periods(
+        "issue_birthday_benefits", current=timezone.localdate(now), following=next_day, limit=CATCH_UP_DAYS
+    )
+    granted = chunks = 0
+    longest = 0.0
+    for day in days:
+        stats = run_in_member_chunks(functools.partial(_birthday_points, now=now, today=day), size=size)
+        granted, chunks = granted + stats["count"], chunks + stats["chunks"]
+        longest = max(longest, stats["longest_chunk_s"])
+        job_period_done("issue_birthday_benefits", period=day, now=now)
     # Birthday coupons are rewards.jobs.issue_birthday_coupons (a rewards task of their own).
-    return {"birthday_points": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+    return {"birthday_points": granted, "days": len(days), "chunks": chunks, "longest_chunk_s": longest}

@@ -486,3 +486,22 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+
+class JobRun(models.Model):
+    """The last period a date-keyed scheduled job finished (``members.jobs.job_periods``).
+
+    A birthday or monthly job that did not run on its day (worker, database or beat down)
+    covers every period since this one on its next run.
+    """
+
+    name = models.CharField(_("job"), max_length=100, unique=True)
+    last_period = models.DateField(_("last period done"))
+    last_success_at = models.DateTimeField(_("last finished at"))
+
+    class Meta:
+        verbose_name = _("job run")
+        verbose_name_plural = _("job runs")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.last_period}"

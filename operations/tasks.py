@@ -5,40 +5,24 @@ The tasks keep the names they were registered under before they moved here
 """
 
 from celery import shared_task
-from django.db import OperationalError
 
 from core import jobs
+from core.jobs import JOB_OPTIONS, JobTask
 from engagement.models import Journey
-from loyalty.tasks import JOB_OPTIONS
 from members.notifications import notifications_send_pending
 
 from . import journeys
 from .lifecycle import members_refresh_profiles
 
 
-@shared_task(
-    name="members.send_notifications",
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    retry_kwargs={"max_retries": 5},
-)
+@shared_task(name="members.send_notifications", base=JobTask)
 def send_pending_notifications(limit: int = 2000) -> dict[str, int]:
     return notifications_send_pending(limit=limit)
 
 
-@shared_task(
-    name="members.refresh_lifecycle",
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    retry_kwargs={"max_retries": 5},
-    soft_time_limit=50 * 60,  # walks every member, like the loyalty jobs (loyalty/tasks.py)
-    time_limit=55 * 60,
-)
+@shared_task(name="members.refresh_lifecycle", **JOB_OPTIONS)
 def refresh_lifecycle() -> dict | str:
-    """Nightly stage and RFM refresh (operations.lifecycle) under the job lock; "skipped" if it runs elsewhere."""
+    """Nightly stage and RFM refresh (operations.lifecycle) under the job lock; retried later if it runs elsewhere."""
     with jobs.job_lock("members.refresh_lifecycle") as acquired:
         if not acquired:
             return jobs.SKIPPED
@@ -50,9 +34,7 @@ def refresh_lifecycle() -> dict | str:
 
 @shared_task(
     name="members.check_import",
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_kwargs={"max_retries": 5},
+    base=JobTask,
     soft_time_limit=30 * 60,
     time_limit=35 * 60,
 )
@@ -65,9 +47,7 @@ def check_import(job_id: int) -> str:
 
 @shared_task(
     name="members.run_import",
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_kwargs={"max_retries": 5},
+    base=JobTask,
     # A stop (time limit, lost worker) keeps the committed chunks; a rerun resumes after them.
     soft_time_limit=2 * 60 * 60,
     time_limit=2 * 60 * 60 + 300,
@@ -84,7 +64,7 @@ def run_import(job_id: int) -> str:
 
 @shared_task(name="engagement.run_journeys", **JOB_OPTIONS)
 def run_journeys() -> dict | str:
-    """Every active journey's triggers since the look-back window (operations.journeys)."""
+    """Every active journey's triggers since the look-back window (operations.journeys); retried if the lock is held."""
     return jobs.guarded("engagement.run_journeys")(journeys.journeys_run)()
 
 

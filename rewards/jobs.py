@@ -22,10 +22,10 @@ from django.utils.translation import gettext_lazy
 
 from core.jobs import guarded
 from loyalty import services as loyalty_services
-from loyalty.jobs import birthday_filter
+from loyalty.jobs import CATCH_UP_DAYS, birthday_filter, next_day
 from loyalty.models import Benefit, BenefitGrant, MemberTier
-from members.jobs import MEMBER_CHUNK, run_in_member_chunks
-from members.models import Member, Notification
+from members.jobs import MEMBER_CHUNK, job_period_done, job_periods, run_in_member_chunks
+from members.models import JobRun, Member, Notification
 from members.notifications import Notice, notices_enqueue
 
 from . import services
@@ -108,51 +108,85 @@ def _issue_benefit_coupons(
     return new
 
 
+def _first_of_next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
 @guarded("rewards.issue_birthday_coupons")
 def issue_birthday_coupons(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
     """Give members born today (local date) their tier's birthday coupon, once per year.
 
-    The coupon is valid from today for the benefit's ``coupon_valid_days``.
+    The coupon is valid from the birthday until ``coupon_valid_days`` after today.
+
+    Catches up: members born on any day since the last finished run (at most
+    ``loyalty.jobs.CATCH_UP_DAYS``) get theirs too, in the year of that birthday; a late
+    coupon keeps its full validity from the day it is issued.
 
     29 February birthdays fall on 28 February in other years (``loyalty.jobs.birthday_filter``).
     """
     now = now or timezone.now()
     today = timezone.localdate(now)
-    valid_from = _start_of_day(today)
-    step = functools.partial(
-        _issue_benefit_coupons,
-        kind=Benefit.Kind.BIRTHDAY_COUPON,
-        period=str(today.year),
-        now=now,
-        valid_from=valid_from,
-        expires_at=lambda days: _start_of_day(today + dt.timedelta(days=days)),
-        notice_kind=Notification.Kind.BIRTHDAY_GIFT,
-        dedupe_prefix="birthday-coupon",
-        extra_filter=birthday_filter(today, prefix="member__"),
-    )
-    stats = run_in_member_chunks(step, size=size)
-    return {"coupons": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+    days = job_periods("rewards.issue_birthday_coupons", current=today, following=next_day, limit=CATCH_UP_DAYS)
+    coupons = chunks = 0
+    longest = 0.0
+    for day in days:
+        step = functools.partial(
+            _issue_benefit_coupons,
+            kind=Benefit.Kind.BIRTHDAY_COUPON,
+            period=str(day.year),
+            now=now,
+            valid_from=_start_of_day(day),
+            expires_at=lambda valid_days: _start_of_day(today + dt.timedelta(days=valid_days)),
+            notice_kind=Notification.Kind.BIRTHDAY_GIFT,
+            dedupe_prefix="birthday-coupon",
+            extra_filter=birthday_filter(day, prefix="member__"),
+        )
+        stats = run_in_member_chunks(step, size=size)
+        coupons, chunks = coupons + stats["count"], chunks + stats["chunks"]
+        longest = max(longest, stats["longest_chunk_s"])
+        job_period_done("rewards.issue_birthday_coupons", period=day, now=now)
+    return {"coupons": coupons, "days": len(days), "chunks": chunks, "longest_chunk_s": longest}
+
+
+# A monthly job down longer than this catches up on this many months only (logged).
+CATCH_UP_MONTHS = 2
 
 
 @guarded("rewards.issue_monthly_benefits")
 def issue_monthly_benefits(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
-    """Give every member their current tier's monthly coupons, once per month, valid to the month's end."""
+    """Give every member their current tier's monthly coupons, once per month, valid to the month's end.
+
+    Scheduled daily: a month already done costs one query. A month whose 1st was missed
+    is done on the next run; a month already over when its coupons are issued (at most
+    :data:`CATCH_UP_MONTHS` back) gets coupons valid to the end of the current month, so a
+    member does not receive a coupon that has already expired.
+    """
     now = now or timezone.now()
     today = timezone.localdate(now)
-    first = today.replace(day=1)
-    next_month = (first + dt.timedelta(days=32)).replace(day=1)
-    step = functools.partial(
-        _issue_benefit_coupons,
-        kind=Benefit.Kind.MONTHLY_COUPON,
-        period=f"{today:%Y-%m}",
-        now=now,
-        valid_from=_start_of_day(first),
-        expires_at=lambda _days: _start_of_day(next_month),
-        notice_kind=Notification.Kind.MONTHLY_BENEFIT,
-        dedupe_prefix="monthly-coupon",
-    )
-    stats = run_in_member_chunks(step, size=size)
-    return {"coupons": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+    current = today.replace(day=1)
+    name = "rewards.issue_monthly_benefits"
+    if JobRun.objects.filter(name=name, last_period__gte=current).exists():
+        return {"coupons": 0, "months": 0, "chunks": 0, "longest_chunk_s": 0.0}
+    months = job_periods(name, current=current, following=_first_of_next_month, limit=CATCH_UP_MONTHS)
+    coupons = chunks = 0
+    longest = 0.0
+    for first in months:
+        ends = max(_first_of_next_month(first), _first_of_next_month(today))
+        step = functools.partial(
+            _issue_benefit_coupons,
+            kind=Benefit.Kind.MONTHLY_COUPON,
+            period=f"{first:%Y-%m}",
+            now=now,
+            valid_from=_start_of_day(first),
+            expires_at=lambda _days, ends=ends: _start_of_day(ends),
+            notice_kind=Notification.Kind.MONTHLY_BENEFIT,
+            dedupe_prefix="monthly-coupon",
+        )
+        stats = run_in_member_chunks(step, size=size)
+        coupons, chunks = coupons + stats["count"], chunks + stats["chunks"]
+        longest = max(longest, stats["longest_chunk_s"])
+        job_period_done(name, period=first, now=now)
+    return {"coupons": coupons, "months": len(months), "chunks": chunks, "longest_chunk_s": longest}
 
 
 @guarded("rewards.expire_coupons")

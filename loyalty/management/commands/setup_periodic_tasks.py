@@ -49,8 +49,9 @@ SCHEDULES = [
     (
         "Issue monthly benefits",
         "rewards.issue_monthly_benefits",
-        ("10", "8", "1"),
-        "On the 1st of each month at 08:10: members get their tier's monthly coupons, valid to the month's end.",
+        ("10", "8"),
+        "Daily at 08:10: on the first run of a month (the 1st, or the next day the job runs) members get "
+        "their tier's monthly coupons, valid to the month's end; the other days it finds the month done.",
     ),
     (
         "Expire coupons",
