@@ -12,6 +12,7 @@ import datetime as dt
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
@@ -114,3 +115,9 @@ class TwoFactorSessionAuthentication(authentication.SessionAuthentication):
         if result is None or two_factor_state(request._request) != READY:
             return None
         return result
+
+
+class TwoFactorSessionScheme(SessionScheme):
+    """In the schema it is the admin's session cookie, like DRF's session authentication."""
+
+    target_class = "api.authentication.TwoFactorSessionAuthentication"

@@ -42,7 +42,10 @@ BAD_DATABASES = [
 
 
 @pytest.mark.django_db
-def test_deploy_creates_schedules_and_roles(capsys):
+def test_deploy_creates_schedules_and_roles(capsys, monkeypatch):
+    # The browser tests set this for Playwright in the same process; check --deploy
+    # rightly refuses it (async.E001), and no deployment sets it.
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
     PeriodicTask.objects.all().delete()
     Group.objects.all().delete()
     call_command("deploy", verbosity=0)

@@ -70,7 +70,7 @@ def ledger(adjuster):
     services.points_spend(member=member, amount=100, idempotency_key="s1", reason="reward", now=NOW)
     refund = services.order_refund(order=old, amount="100", number="R1", now=NOW).refund
     services.points_adjust(
-        member=member, currency=Currency.POINTS, amount=30, reason="goodwill", operator=adjuster, now=NOW
+        member=member, currency=Currency.POINTS, amount=30, reason="goodwill", actor=adjuster, now=NOW
     )
     account = Account.objects.get(member=member, currency=Currency.POINTS)
     refund.refresh_from_db()

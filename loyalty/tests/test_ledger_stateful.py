@@ -851,7 +851,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 def test_ledger_state_machine(db):
     # 30 examples: about a minute on a loaded 2-core box. HYPOTHESIS_PROFILE=thorough
-    # (scripts/test.sh's last step) runs 1000: 1042 examples took 43 min there at a load
+    # (`make thorough`, CI's second step) runs 1000: 1042 examples took 43 min there at a load
     # average of ~8 (8.5 min of CPU in this process). The test prints how many ran (pytest -s).
     thorough = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
     LedgerMachine.runs = 0
@@ -872,7 +872,7 @@ def test_ledger_state_machine(db):
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),
     )
-    # Shown with pytest -s (scripts/test.sh's thorough step passes it).
+    # Shown with pytest -s (`make thorough` passes it).
     print(f"\nledger state machine: {LedgerMachine.runs} examples in {time.monotonic() - started:.0f} s")
 
 

@@ -399,7 +399,7 @@ def test_selectors_count_stages_grid_and_daily_moves():
 # --- the task ------------------------------------------------------------------------------
 
 
-def test_task_runs_the_refresh_and_skips_when_taken(monkeypatch):
+def test_task_runs_the_refresh_and_retries_when_taken(monkeypatch):
     from core import jobs
     from operations.tasks import refresh_lifecycle
 
@@ -413,7 +413,10 @@ def test_task_runs_the_refresh_and_skips_when_taken(monkeypatch):
         yield False
 
     monkeypatch.setattr(jobs, "job_lock", taken)
-    assert refresh_lifecycle() == jobs.SKIPPED
+    # Another process holds the job: the task asks to be retried instead of reporting
+    # success with the refresh undone (issue 15); called directly the job says "skipped".
+    with pytest.raises(jobs.LockBusy):
+        refresh_lifecycle()
 
 
 def test_the_sql_and_the_python_stage_rules_agree():
