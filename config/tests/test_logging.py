@@ -4,6 +4,7 @@ carried to the celery tasks a request queues (a real worker on the test broker).
 import json
 import logging
 import queue
+import uuid
 
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -115,15 +116,18 @@ def test_tasks_queued_during_a_request_log_its_id_in_the_worker(settings):
     task_logger = logging.getLogger("config.tests.task")
     task_logger.addHandler(handler)
     task_logger.setLevel(logging.INFO)
+    # A queue of its own: test runs share the Redis (pytest-xdist workers), and a worker on
+    # the default queue could take another run's tasks, or another run's worker ours.
+    task_queue = f"test-logging-{uuid.uuid4().hex[:12]}"
     try:
-        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=10):
+        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=10, queues=[task_queue]):
 
             def view(request):
-                log_request_id.delay()
+                log_request_id.apply_async(queue=task_queue)
                 return HttpResponse("queued")
 
             _through_middleware(view, HTTP_X_REQUEST_ID="req-from-web")
-            log_request_id.delay()  # queued outside any request: no id
+            log_request_id.apply_async(queue=task_queue)  # queued outside any request: no id
             got = sorted([seen.get(timeout=20), seen.get(timeout=20)], key=str)
     finally:
         task_logger.removeHandler(handler)
