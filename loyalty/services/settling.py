@@ -129,8 +129,12 @@ def _debt_collect(account: Account, *, up_to: int, now: dt.datetime) -> list[Led
     """Pay the locked account's open refund shortfalls with up to ``up_to`` of its balance.
 
     Oldest refund first. One ``settle`` entry per refund paid (``-n``, linked to the
-    refund and its order) taking lots first in, first out like a spend, with
-    allocations; the refund's ``<currency>_settled`` and ``account.owed`` go down by the
+    refund and its order) with allocations, taking first what is left of the refunded
+    order's own lot (the points the refund could not take, come back by a reversal),
+    then the other lots first in, first out like a spend. Taking another order's points
+    while the refunded order's own points stay to expire would charge the member twice:
+    once by the expiry, and again when that other order is refunded and claims its
+    points back. The refund's ``<currency>_settled`` and ``account.owed`` go down by the
     same amount. Never takes more than the balance holds.
     """
     amount = min(account.owed, up_to, account.balance)
@@ -144,6 +148,7 @@ def _debt_collect(account: Account, *, up_to: int, now: dt.datetime) -> list[Led
         .order_by("created_at", "id")
     )
     lots = _open_lots(account)
+    order_of_lot = dict(Lot.objects.filter(pk__in=[lot.pk for lot in lots]).values_list("pk", "entry__order_id"))
     written = []
     for refund in refunds:
         if amount <= 0:
@@ -168,7 +173,7 @@ def _debt_collect(account: Account, *, up_to: int, now: dt.datetime) -> list[Led
                 detail={"owed_before": refund.owed(currency), "settled": pay},
             ),
         )
-        _consume(entry, lots, pay)
+        _consume(entry, sorted(lots, key=lambda lot: order_of_lot[lot.pk] != refund.order_id), pay)
         Refund.objects.filter(pk=refund.pk).update(**{settled: F(settled) + pay})
         written.append(entry)
     return written

@@ -86,6 +86,7 @@ class ModelLot:
 class ModelDebt:
     refund_id: int
     shortfall: int
+    lot: "ModelLot"  # the refunded order's lot: payments take from it first
     settled: int = 0
 
 
@@ -95,6 +96,8 @@ class ModelAccount:
     pending: int = 0
     lots: list[ModelLot] = field(default_factory=list)
     debts: list[ModelDebt] = field(default_factory=list)  # oldest first
+    # Points a give-back restored to lots already past their expiry, which lapsed at once.
+    lapsed_on_return: int = 0
 
     @property
     def owed(self) -> int:
@@ -216,7 +219,7 @@ class Model:
             pay = min(debt.shortfall - debt.settled, amount)
             if pay <= 0:
                 continue
-            self.consume(currency, pay)
+            self.consume(currency, pay, first=debt.lot)
             debt.settled += pay
             amount -= pay
             paid.append((debt.refund_id, pay))
@@ -241,10 +244,13 @@ class Model:
             lot.remaining += give
             spend.left[lot.lot_id] -= give
             total += give
-        self.accounts[Currency.POINTS].balance += total
+        account = self.accounts[Currency.POINTS]
+        account.balance += total
         if total:
             self.collect(Currency.POINTS, total)
+            expired_before = sum(lot.expired for lot in account.lots)
             self.expire(Currency.POINTS, now)
+            account.lapsed_on_return += sum(lot.expired for lot in account.lots) - expired_before
         return total
 
     def consume(self, currency: str, amount: int, *, first: ModelLot | None = None) -> list[tuple[int, int]]:
@@ -630,7 +636,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert getattr(result.refund, f"{currency}_shortfall") == shortfall, f"{currency} shortfall"
             order.expired_when_refunded[currency] = lot.expired
             if shortfall:
-                account.debts.append(ModelDebt(result.refund.pk, shortfall))
+                account.debts.append(ModelDebt(result.refund.pk, shortfall, lot))
         order.refunded_cents = refunded_after
         self.refunds.append(ModelRefund(order.order_id, call["number"], amount_cents, result.refund.pk))
 
@@ -770,12 +776,23 @@ class LedgerMachine(RuleBasedStateMachine):
         self.no_order_gives_back_more_than_it_earned()
 
     def holds_no_more_than_entitled(self, accounts):
-        """balance + pending <= brought in - expired - refunds' claims (taken, cancelled, shortfall)."""
+        """What the member holds against what they are entitled to: brought in, less expired,
+        less the refunds' claims (taken, cancelled, shortfall).
+
+        No value created: balance + pending - owed <= entitled. And no debt beyond the points
+        the member used: balance + pending <= entitled, except by points a reversal gave
+        back past their expiry, which lapse at once (the debt a later refund records for
+        another order's points that paid a debt meanwhile is then at most those points).
+        """
         for currency in CURRENCIES:
             account = accounts.get(currency)
-            held = account.balance + account.pending if account else 0
+            held, owed = (account.balance + account.pending, account.owed) if account else (0, 0)
             entitled = self.model.entitled(currency)
-            assert held <= entitled, f"{currency}: the member holds {held} but is entitled to {entitled}"
+            assert held - owed <= entitled, f"{currency}: the member holds {held} less {owed} owed, entitled to {entitled}"
+            lapsed = self.model.accounts[currency].lapsed_on_return
+            assert held <= entitled + lapsed, (
+                f"{currency}: the member holds {held}, entitled to {entitled} (+{lapsed} given back lapsed): over-charged"
+            )
 
     def figures_match_the_model(self, accounts):
         """Balance, pending and the open debt per account. (That the balance is the sum of
@@ -950,6 +967,31 @@ def test_refund_after_part_spent_and_the_rest_expired_takes_back_only_the_spent_
     )
     assert refund_takes(order, "R2", "50", START + dt.timedelta(days=340)) == (30, 0)
     assert Account.objects.get(member=member, currency=Currency.POINTS).balance == 970
+    assert ledger_violations() == []
+
+
+@pytest.mark.django_db
+def test_points_given_back_pay_the_refunded_orders_debt_from_its_own_lot(member, store):
+    """Orders A and B, spend both, refund A (a debt), cancel the spend, both lots expire, refund B.
+
+    The cancelled spend's points pay A's debt from A's own lot. Taken first in, first out
+    they came from B's lot, which expires sooner: A's points then lapsed unused and B's
+    refund claimed its points again, a debt of 100 for a member who used nothing.
+    """
+    a = services.order_earn(
+        member=member, store=store, number="A", amount="100", occurred_at=START - dt.timedelta(days=30), now=START
+    ).order
+    b = services.order_earn(
+        member=member, store=store, number="B", amount="100", occurred_at=START - dt.timedelta(days=200), now=START
+    ).order
+    spend = services.points_spend(member=member, amount=200, idempotency_key="s1", reason="reward", now=START)
+    assert refund_takes(a, "RA", "100", START) == (0, 100)
+    services.points_spend_reverse(entry=spend, reason="cancelled", now=START)
+    settle = LedgerEntry.objects.get(kind=LedgerEntry.Kind.SETTLE)
+    assert allocations(settle.pk) == [(Lot.objects.get(entry__order=a, currency=Currency.POINTS).pk, 100)]
+    assert refund_takes(b, "RB", "100", START + dt.timedelta(days=340)) == (0, 0)
+    account = Account.objects.get(member=member, currency=Currency.POINTS)
+    assert (account.balance, account.owed) == (0, 0)
     assert ledger_violations() == []
 
 
