@@ -788,10 +788,10 @@ class LedgerMachine(RuleBasedStateMachine):
             account = accounts.get(currency)
             held, owed = (account.balance + account.pending, account.owed) if account else (0, 0)
             entitled = self.model.entitled(currency)
-            assert held - owed <= entitled, f"{currency}: the member holds {held} less {owed} owed, entitled to {entitled}"
+            assert held - owed <= entitled, f"{currency}: holds {held} less {owed} owed, entitled to {entitled}"
             lapsed = self.model.accounts[currency].lapsed_on_return
             assert held <= entitled + lapsed, (
-                f"{currency}: the member holds {held}, entitled to {entitled} (+{lapsed} given back lapsed): over-charged"
+                f"{currency}: holds {held}, entitled to {entitled} (+{lapsed} given back lapsed): over-charged"
             )
 
     def figures_match_the_model(self, accounts):
