@@ -28,7 +28,7 @@ class IsMember(BasePermission):
         return isinstance(auth, ApiToken) and auth.kind == ApiToken.Kind.ACCESS
 
 
-def _is_staff_caller(request) -> bool:
+def is_staff_caller(request) -> bool:
     auth = request.auth
     if isinstance(auth, ApiToken):
         return auth.kind == ApiToken.Kind.STAFF
@@ -43,7 +43,7 @@ class PosAction(BasePermission):
         action = view.pos_action
         if isinstance(request.auth, StoreApiKey):
             return request.auth.allows(action)
-        return _is_staff_caller(request) and is_staff_with(request.user, STAFF_PERMISSIONS[action])
+        return is_staff_caller(request) and is_staff_with(request.user, STAFF_PERMISSIONS[action])
 
 
 def require_store_scope(request, store: Store) -> Store:

@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.db import is_postgresql
 from core.errors import LoyaltyError
 from core.two_factor import clean_code, confirmed_device, two_factor_required
 from members.models import Member, Store
@@ -215,7 +216,7 @@ def idempotency_claim(*, client: str, key: str, scope: str, request_hash: str, m
     if not connection.in_atomic_block:
         raise RuntimeError("idempotency_claim must run inside the request's transaction")
     key = idempotency_key_clean(key)
-    if connection.vendor == "postgresql":
+    if is_postgresql():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [CLAIM_LOCK_CLASS, f"{client}\n{key}"])
             if not cursor.fetchone()[0]:

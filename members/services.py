@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.bulk import insert_rows
 from core.cleaners import clean_reason
 from core.errors import LoyaltyError
 
@@ -97,6 +98,44 @@ def member_create(
                     "phone_taken", _("A member with phone number %(phone)s already exists.") % {"phone": normalized}
                 ) from None
     raise LoyaltyError("member_number_exhausted", _("Could not allocate a member number; try again."))
+
+
+def members_insert(rows: list[dict], *, joined_at: dt.datetime) -> dict[str, int]:
+    """Register many members at once, set-based: the identity :func:`member_create` gives
+    one (a free card number, ``rejoined_after_erasure`` for a phone erased lately), one
+    INSERT for all. ``rows``: {phone (normalised), name, gender, birthday, email,
+    home_store}. Returns {phone: member id}. The caller has checked that no member has
+    these phones; a phone taken meanwhile raises IntegrityError.
+    """
+    if not rows:
+        return {}
+    numbers = _free_member_numbers(len(rows))
+    rejoined = phones_erased_recently([row["phone"] for row in rows], now=joined_at)
+    values = [
+        {
+            "phone": row["phone"],
+            "member_number": number,
+            "name": row.get("name") or "",
+            "gender": row.get("gender") or Member.Gender.UNKNOWN,
+            "birthday": row.get("birthday"),
+            "email": row.get("email") or "",
+            "home_store_id": row["home_store"].pk if row.get("home_store") else None,
+            "rejoined_after_erasure": row["phone"] in rejoined,
+        }
+        for row, number in zip(rows, numbers, strict=True)
+    ]
+    inserted = insert_rows(Member, values, same={"joined_at": joined_at}, returning=("id", "phone"))
+    return {phone: pk for pk, phone in inserted}
+
+
+def _free_member_numbers(count: int) -> list[str]:
+    """``count`` new card numbers that no member has yet (checked in one query per try)."""
+    numbers: set[str] = set()
+    while len(numbers) < count:
+        wanted = {_new_member_number() for _n in range(count - len(numbers))} - numbers
+        taken = set(Member.objects.filter(member_number__in=wanted).values_list("member_number", flat=True))
+        numbers |= wanted - taken
+    return list(numbers)
 
 
 def _record_consent(member: Member, *, channel: str, granted: bool, source: str, at: dt.datetime) -> None:

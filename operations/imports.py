@@ -38,15 +38,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from core.bulk import insert_rows, update_rows
+from core.bulk import update_rows
 from core.errors import LoyaltyError
 from core.jobs import job_lock
 from loyalty.models import Currency, LedgerEntry
 from loyalty.services import accounts_open_with_balance, points_award
 from loyalty.tiers import tiers_assign_default_bulk
-from members.erasure import phones_erased_recently
 from members.models import ImportJob, Member, StaffAction
-from members.services import _new_member_number, staff_action_record
+from members.services import members_insert, staff_action_record
 
 from .resources import (
     COLUMNS,
@@ -564,16 +563,6 @@ def _save_members(members: list[Member]) -> None:
 # --- creating members in bulk --------------------------------------------------------------
 
 
-def _free_member_numbers(count: int) -> list[str]:
-    """``count`` new card numbers that no member has yet (checked in one query per try)."""
-    numbers: set[str] = set()
-    while len(numbers) < count:
-        wanted = {_new_member_number() for _n in range(count - len(numbers))} - numbers
-        taken = set(Member.objects.filter(member_number__in=wanted).values_list("member_number", flat=True))
-        numbers |= wanted - taken
-    return list(numbers)
-
-
 def import_members_create(*, rows: list[dict], now: dt.datetime | None = None) -> list[Member]:
     """Register imported members in bulk, in the caller's transaction: one per row of
     ``rows`` ({phone (E.164), name, gender, birthday, email, home_store}), same order.
@@ -594,23 +583,6 @@ def import_members_create(*, rows: list[dict], now: dt.datetime | None = None) -
 
 def _members_insert(rows: list[dict], *, now: dt.datetime) -> dict[str, int]:
     """:func:`import_members_create` without reading the members back: {phone: member id}."""
-    if not rows:
-        return {}
-    numbers = _free_member_numbers(len(rows))
-    rejoined = phones_erased_recently([row["phone"] for row in rows], now=now)
-    values = [
-        {
-            "phone": row["phone"],
-            "member_number": number,
-            "name": row.get("name") or "",
-            "gender": row.get("gender") or Member.Gender.UNKNOWN,
-            "birthday": row.get("birthday"),
-            "email": row.get("email") or "",
-            "home_store_id": row["home_store"].pk if row.get("home_store") else None,
-            "rejoined_after_erasure": row["phone"] in rejoined,
-        }
-        for row, number in zip(rows, numbers, strict=True)
-    ]
-    ids = {phone: pk for pk, phone in insert_rows(Member, values, same={"joined_at": now}, returning=("id", "phone"))}
+    ids = members_insert(rows, joined_at=now)
     tiers_assign_default_bulk(member_ids=list(ids.values()), now=now)
     return ids

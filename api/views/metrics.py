@@ -14,11 +14,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from members.models import Segment
-from members.scoping import staff_stores
+from members.scoping import is_staff_with, staff_stores
 from operations.metrics import member_metrics
 from operations.segments import scoped_members, segment_counts, segment_members
 
-from ..permissions import _is_staff_caller
+from ..permissions import is_staff_caller
 from .common import errors, example
 
 PERMISSION = "loyalty.view_dashboard"
@@ -28,8 +28,7 @@ class ViewsFigures(BasePermission):
     """A staff caller (not a member, not a store key) allowed to see the operations dashboard."""
 
     def has_permission(self, request, view):
-        user = request.user
-        return _is_staff_caller(request) and user.is_active and user.has_perm(PERMISSION)
+        return is_staff_caller(request) and is_staff_with(request.user, PERMISSION)
 
 
 class MetricsQuery(serializers.Serializer):
