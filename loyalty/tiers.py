@@ -166,24 +166,88 @@ def _lock_state(member_id: int) -> MemberTier | None:
     return MemberTier.objects.select_for_update(of=("self",)).filter(member_id=member_id).first()
 
 
-def _place(member_id: int, tiers: list[Tier], growth: int, now: dt.datetime) -> MemberTier | None:
-    """Give a member without a tier one; the caller holds the member row lock.
+def _first_tiers(tiers: list[Tier], growth: int, *, join_only: bool) -> tuple[Tier | None, Tier | None]:
+    """The one placement rule: where a member without a tier starts, and where they go next.
 
-    The default tier (reason JOINED), or straight the best tier ``growth`` qualifies for
-    when there is no default tier.
+    ``(joined, upgraded)``: the default tier (a JOINED change), then straight on to the best
+    tier ``growth`` qualifies for when that ranks higher (an UPGRADE, with a notice); with
+    no default tier, only the UPGRADE to the best qualifying tier. ``join_only`` (joining,
+    the import) places in the default tier alone. ``(None, None)`` leaves the member untiered.
     """
     default = next((tier for tier in tiers if tier.is_default), None)
-    tier = default or _best_qualifying(tiers, growth)
-    if tier is None:
-        return None
-    state = MemberTier.objects.create(member_id=member_id, tier=tier, started_at=now, review_at=_review_after(now))
-    reason = TierChange.Reason.JOINED if tier.is_default else TierChange.Reason.UPGRADE
-    change = TierChange.objects.create(
-        member_id=member_id, from_tier=None, to_tier=tier, reason=reason, growth=growth, created_at=now
+    if join_only:
+        return default, None
+    best = _best_qualifying(tiers, growth)
+    if best is not None and (default is None or best.rank > default.rank):
+        return default, best
+    return default, None
+
+
+def _place_members(
+    member_growth: list[tuple[int, int]], tiers: list[Tier], now: dt.datetime, *, join_only: bool = False
+) -> dict[int, tuple[MemberTier, TierChange | None]]:
+    """Give members without a tier their first tier by :func:`_first_tiers`, in bulk.
+
+    ``member_growth`` is ``(member id, growth)`` of members the caller has locked (or just
+    created) and found without a tier. Writes the ``MemberTier`` rows and the JOINED and
+    UPGRADE changes in one statement each (``core.bulk.insert_rows``) and enqueues a notice
+    per upgrade. Returns ``{member id: (tier row, its UPGRADE change or None)}``, the same
+    outcome as joining and then earning.
+    """
+    review_at = _review_after(now)
+    placed: list[tuple[int, int, Tier, Tier | None, Tier | None]] = []  # member, growth, tier, joined, upgraded
+    for member_id, growth in member_growth:
+        joined, upgraded = _first_tiers(tiers, growth, join_only=join_only)
+        if joined is not None or upgraded is not None:
+            placed.append((member_id, growth, upgraded or joined, joined, upgraded))
+    if not placed:
+        return {}
+    state_ids = insert_rows(
+        MemberTier,
+        [{"member_id": member_id, "tier_id": tier.pk} for member_id, _growth, tier, _joined, _up in placed],
+        same={"started_at": now, "review_at": review_at},
     )
-    if reason == TierChange.Reason.UPGRADE:
-        notices_enqueue([_notice(change, from_tier=None, to_tier=tier)], now=now)
-    return state
+    rows, steps = [], []  # change rows, and (member, from, to) of each for the notices
+    for member_id, growth, _tier, joined, upgraded in placed:
+        if joined is not None:
+            rows.append(
+                {
+                    "member_id": member_id,
+                    "from_tier_id": None,
+                    "to_tier_id": joined.pk,
+                    "reason": TierChange.Reason.JOINED,
+                    "growth": growth,
+                }
+            )
+            steps.append(None)
+        if upgraded is not None:
+            rows.append(
+                {
+                    "member_id": member_id,
+                    "from_tier_id": joined.pk if joined else None,
+                    "to_tier_id": upgraded.pk,
+                    "reason": TierChange.Reason.UPGRADE,
+                    "growth": growth,
+                }
+            )
+            steps.append((joined, upgraded))
+    change_ids = insert_rows(TierChange, rows, same={"created_at": now})
+    upgrades: dict[int, TierChange] = {}
+    notices = []
+    for row, (change_id,), step in zip(rows, change_ids, steps, strict=True):
+        if step is None:
+            continue
+        from_tier, to_tier = step
+        change = TierChange(id=change_id, created_at=now, **row)
+        upgrades[row["member_id"]] = change
+        notices.append(_notice(change, from_tier=from_tier, to_tier=to_tier))
+    notices_enqueue(notices, now=now)
+    result = {}
+    for (state_id,), (member_id, _growth, tier, _joined, _up) in zip(state_ids, placed, strict=True):
+        state = MemberTier(id=state_id, member_id=member_id, tier=tier, started_at=now, review_at=review_at)
+        state._state.adding, state._state.db = False, "default"
+        result[member_id] = (state, upgrades.get(member_id))
+    return result
 
 
 # --- services -------------------------------------------------------------------------
@@ -196,29 +260,21 @@ def tier_assign_default(*, member: Member, now: dt.datetime) -> MemberTier | Non
     Does nothing when no tier is the default or the member already has a tier.
     Runs inside the joining transaction (``operations.actions.member_joined``).
     """
-    default = Tier.objects.filter(is_default=True).first()
-    if default is None:
+    tiers = _tiers()
+    if not any(tier.is_default for tier in tiers):
         return None
     Member.objects.select_for_update(no_key=True).filter(pk=member.pk).first()
     existing = _lock_state(member.pk)
     if existing is not None:
         return existing
-    state = MemberTier.objects.create(member=member, tier=default, started_at=now, review_at=_review_after(now))
-    TierChange.objects.create(member=member, to_tier=default, reason=TierChange.Reason.JOINED, created_at=now)
-    return state
+    return _place_members([(member.pk, 0)], tiers, now, join_only=True)[member.pk][0]
 
 
 def tiers_assign_default_bulk(*, member_ids: list[int], now: dt.datetime) -> None:
     """:func:`tier_assign_default` for members just created in the caller's transaction
     (the background member import): two statements for all of them."""
-    default = Tier.objects.filter(is_default=True).first()
-    if default is None or not member_ids:
-        return
-    rows = [{"member_id": pk} for pk in member_ids]
-    insert_rows(MemberTier, rows, same={"tier_id": default.pk, "started_at": now, "review_at": _review_after(now)})
-    insert_rows(
-        TierChange, rows, same={"to_tier_id": default.pk, "reason": TierChange.Reason.JOINED, "created_at": now}
-    )
+    if member_ids:
+        _place_members([(pk, 0) for pk in member_ids], _tiers(), now, join_only=True)
 
 
 # No savepoint: this runs inside every earn, and a failure here fails the earn anyway.
@@ -239,9 +295,10 @@ def tier_upgrade_if_qualified(*, member_id: int, growth: int, now: dt.datetime) 
     if state is None:
         # Lock the member so two first earns cannot both create the tier row.
         Member.objects.select_for_update(no_key=True).filter(pk=member_id).first()
-        state = _lock_state(member_id) or _place(member_id, tiers, growth, now)
+        state = _lock_state(member_id)
         if state is None:
-            return None
+            placed = _place_members([(member_id, growth)], tiers, now)
+            return placed[member_id][1] if placed else None
     if state.pinned_until is not None and state.pinned_until > now:
         return None
     by_id = {tier.pk: tier for tier in tiers}
@@ -429,11 +486,7 @@ def _save_states(states: list[MemberTier]) -> None:
 
 
 def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
-    """Give the members of one chunk who have no tier yet their first tier, in bulk.
-
-    The default tier (JOINED), then straight on to the best tier their growth qualifies
-    for (UPGRADE, with a notice); the same outcome as joining and then earning.
-    """
+    """Give the members of one chunk who have no tier yet their first tier (:func:`_place_members`)."""
     locked = list(
         Member.objects.select_for_update(of=("self",), no_key=True)
         .filter(pk__in=member_ids, tier_state__isnull=True)
@@ -441,41 +494,9 @@ def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
         .annotate(growth=growth_expression(now, "pk"))
         .values_list("id", "growth")
     )
-    default = next((tier for tier in tiers if tier.is_default), None)
-    states, joins, upgrades = [], [], []
-    for member_id, growth in locked:
-        best = _best_qualifying(tiers, growth)
-        if default is not None:
-            joins.append(
-                TierChange(
-                    member_id=member_id, to_tier=default, reason=TierChange.Reason.JOINED, growth=growth, created_at=now
-                )
-            )
-        start = default
-        if best is not None and (start is None or best.rank > start.rank):
-            upgrades.append(
-                (
-                    TierChange(
-                        member_id=member_id,
-                        from_tier=start,
-                        to_tier=best,
-                        reason=TierChange.Reason.UPGRADE,
-                        growth=growth,
-                        created_at=now,
-                    ),
-                    start,
-                )
-            )
-            counts["upgraded"] += 1
-            start = best
-        if start is not None:
-            states.append(MemberTier(member_id=member_id, tier=start, started_at=now, review_at=_review_after(now)))
-    MemberTier.objects.bulk_create(states)
-    TierChange.objects.bulk_create(joins + [change for change, _from in upgrades])
-    notices_enqueue(
-        (_notice(change, from_tier=from_tier, to_tier=change.to_tier) for change, from_tier in upgrades), now=now
-    )
-    counts["placed"] += len(states)
+    placed = _place_members(locked, tiers, now)
+    counts["upgraded"] += sum(1 for _state, upgrade in placed.values() if upgrade is not None)
+    counts["placed"] += len(placed)
 
 
 def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict[str, int]:

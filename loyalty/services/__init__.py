@@ -6,7 +6,8 @@ By topic, bottom to top (each module imports only those above it in this list):
 - ``settling``: release and expiry, refund debts, the chunk runner of the ``lots_*`` jobs;
 - ``spending``: spend, reverse a spend, give back what a spend took;
 - ``credits``: staff adjustments, awards, benefit grants, opening balances in bulk;
-- ``orders``: earn for an order (through ``loyalty.rules``), refunds.
+- ``orders``: earn for an order (through ``loyalty.rules``);
+- ``refunds``: refunds of an order, its points and growth taken back.
 
 Locking: every writer locks the member's account rows first (``SELECT ... FOR UPDATE``
 in id order), then the lots it will touch, so the balance it decides on cannot change
@@ -18,7 +19,8 @@ Import the public API from here: ``from loyalty.services import order_earn``.
 
 from .credits import accounts_open_with_balance, benefit_grants_record, points_adjust, points_award
 from .entries import CURRENCIES
-from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, RefundResult, order_earn, order_refund
+from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, order_earn
+from .refunds import RefundResult, order_refund
 from .settling import lots_expire_due, lots_release_matured
 from .spending import points_spend, points_spend_reverse
 
