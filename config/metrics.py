@@ -188,7 +188,13 @@ def _snapshot() -> dict:
         snapshot["imports"] = ImportJob.objects.filter(
             status__in=[ImportJob.Status.CHECKING, ImportJob.Status.IMPORTING]
         ).count()
-    tasks = set(snapshot["job_sent"]) | {task for task, in PeriodicTask.objects.values_list("task")}
+    from config.celery import app
+
+    # The scheduled ones and every task this code base defines (celery's own aside); the
+    # apps' tasks modules are imported on first use, as a worker does at start.
+    app.loader.import_default_modules()
+    tasks = {task for (task,) in PeriodicTask.objects.values_list("task")}
+    tasks |= {name for name in app.tasks if not name.startswith("celery.")}
     snapshot["job_stats"] = job_stats(sorted(tasks))
     try:
         snapshot["queues"] = _queue_depths()
