@@ -526,7 +526,8 @@ if MEDIA_S3_BUCKET:
     }
 if "replica" in DATABASES:
     MIDDLEWARE.insert(MIDDLEWARE.index("config.metrics.MetricsMiddleware") + 1, "config.routers.ReplicaScopeMiddleware")
-# The workers record each task run for /metrics (config.metrics_celery).
-CELERY_IMPORTS = ["config.metrics_celery"]
+# The workers record each task run for /metrics (config.metrics_celery); a production
+# worker or beat checks its database and broker at start (config.startup).
+CELERY_IMPORTS = ["config.metrics_celery", "config.startup"]
 # /metrics reads the database and the broker at most this often (seconds).
 METRICS_CACHE_SECONDS = env_int("METRICS_CACHE_SECONDS", 15)
