@@ -181,9 +181,7 @@ def _snapshot() -> dict:
         }
         unsent = Notification.objects.filter(sent_at__isnull=True).aggregate(oldest=Min("created_at"))
         snapshot["outbox"] = Notification.objects.filter(sent_at__isnull=True).count()
-        snapshot["outbox_oldest_age"] = (
-            (timezone.now() - unsent["oldest"]).total_seconds() if unsent["oldest"] else 0.0
-        )
+        snapshot["outbox_oldest_age"] = (timezone.now() - unsent["oldest"]).total_seconds() if unsent["oldest"] else 0.0
         # Checking or importing: work a worker has to do (checked ones wait for staff).
         snapshot["imports"] = ImportJob.objects.filter(
             status__in=[ImportJob.Status.CHECKING, ImportJob.Status.IMPORTING]

@@ -95,8 +95,10 @@ def _replica_usable() -> bool:
     try:
         usable = replica_lag_seconds() <= settings.DATABASE_REPLICA_MAX_LAG_SECONDS
         if not usable:
-            logger.warning("replica lags more than %s s: reporting reads go to the primary",
-                           settings.DATABASE_REPLICA_MAX_LAG_SECONDS)
+            logger.warning(
+                "replica lags more than %s s: reporting reads go to the primary",
+                settings.DATABASE_REPLICA_MAX_LAG_SECONDS,
+            )
     except Exception as error:
         logger.warning("replica unusable, reporting reads go to the primary: %s: %s", type(error).__name__, error)
         connections[REPLICA].close()

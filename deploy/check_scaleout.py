@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -109,8 +110,8 @@ def wait_ready(base: str, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=24, help="members driven through the API flow")
-    parser.add_argument("--due", type=int, default=100, help="members with points waiting to be released")
+    parser.add_argument("--members", type=int, default=20, help="members driven through the API flow")
+    parser.add_argument("--due", type=int, default=60, help="members with points waiting to be released")
     parser.add_argument("--threads", type=int, default=8, help="client threads of the burst")
     options = parser.parse_args()
     started = time.monotonic()
@@ -142,7 +143,9 @@ def main() -> None:
     call_command("setup_periodic_tasks", verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
     from django.db.models import Q
 
-    if Member.objects.exclude(Q(home_store__code__startswith="flow-") | Q(home_store__code__startswith="due-")).exists():
+    if Member.objects.exclude(
+        Q(home_store__code__startswith="flow-") | Q(home_store__code__startswith="due-")
+    ).exists():
         fail(f"{url} holds members this check did not make; point SCALEOUT_DATABASE_URL at a database of its own")
     tag = uuid.uuid4().hex[:6]
     key, numbers = flow_setup(options.members, tag=tag)
@@ -153,7 +156,9 @@ def main() -> None:
         services.order_earn(member=member, store=store, number=f"P-{tag}-{n}", amount="20.00")
     # Time passes: the return window of those orders ends (only the date moves; the
     # entries and amounts are the services' own).
-    Lot.objects.filter(member__home_store=store, pending=True).update(available_at=timezone.now() - dt.timedelta(hours=1))
+    Lot.objects.filter(member__home_store=store, pending=True).update(
+        available_at=timezone.now() - dt.timedelta(hours=1)
+    )
     due_lots = Lot.objects.filter(pending=True, available_at__lte=timezone.now()).count()
     if due_lots < options.due:
         fail(f"expected at least {options.due} lots waiting for release, found {due_lots}")
@@ -167,17 +172,34 @@ def main() -> None:
     celery = str(Path(sys.executable).with_name("celery"))
     try:
         for port in PORTS:
-            env = {**queue_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4",
-                   "PROMETHEUS_MULTIPROC_DIR": str(folder / f"metrics-{port}")}  # fmt: skip
-            processes.append(start([gunicorn, "-c", "config/gunicorn.py", "config.wsgi"], env, folder / f"web-{port}.log"))
+            env = {
+                **queue_env,
+                "GUNICORN_BIND": f"127.0.0.1:{port}",
+                "GUNICORN_WORKERS": "2",
+                "GUNICORN_THREADS": "4",
+                "PROMETHEUS_MULTIPROC_DIR": str(folder / f"metrics-{port}"),
+            }
+            processes.append(
+                start([gunicorn, "-c", "config/gunicorn.py", "config.wsgi"], env, folder / f"web-{port}.log")
+            )
         for name in ("w1", "w2"):
             processes.append(
                 start(
-                    [celery, "-A", "config", "worker", "--queues=ledger,contact,bulk,celery", f"--hostname={name}@scaleout",
-                     "--concurrency=1", "--loglevel=INFO", "--without-gossip", "--without-mingle"],
+                    [
+                        celery,
+                        "-A",
+                        "config",
+                        "worker",
+                        "--queues=ledger,contact,bulk,celery",
+                        f"--hostname={name}@scaleout",
+                        "--concurrency=1",
+                        "--loglevel=INFO",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
                     queue_env,
                     folder / f"{name}.log",
-                )  # fmt: skip
+                )
             )
         for port in PORTS:
             wait_ready(f"http://127.0.0.1:{port}", 40)
@@ -188,7 +210,7 @@ def main() -> None:
 
         local = threading.local()
         latencies: list[float] = []
-        per_port = {port: 0 for port in PORTS}
+        per_port = dict.fromkeys(PORTS, 0)
         counter = iter(range(10**9))
         lock = threading.Lock()
 
@@ -256,7 +278,7 @@ def main() -> None:
         while time.monotonic() < deadline:
             done = {}
             for name in ("w1", "w2"):
-                for task, task_id in SUCCEEDED.findall((folder / f"{name}.log").read_text(errors="replace")):
+                for _task, task_id in SUCCEEDED.findall((folder / f"{name}.log").read_text(errors="replace")):
                     done[task_id] = name
             if all(task_id in done for task_id in task_ids):
                 break
@@ -304,6 +326,8 @@ def main() -> None:
         }
         print(json.dumps(figures, indent=2))
         print("OK: exact ledger, no double effect, both web processes and both workers did part of the work.")
+        stop(processes)
+        shutil.rmtree(folder, ignore_errors=True)  # on a failure the logs stay there
     finally:
         stop(processes)
 

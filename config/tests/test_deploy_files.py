@@ -177,7 +177,7 @@ def procfile() -> dict[str, str]:
 def test_procfile_has_web_workers_per_queue_beat_and_release_that_run_here():
     processes = procfile()
     assert {"release", "web", "worker_ledger", "worker_contact", "worker_bulk", "beat"} == set(processes)
-    for name, command in processes.items():
+    for _name, command in processes.items():
         for part in command.split("&&"):
             check_command(shlex.split(part))
     argvs = [shlex.split(command) for command in processes.values()]
@@ -259,9 +259,7 @@ def test_compose_environment_is_the_settings_variables_and_loads_the_production_
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_"))}
     env |= resolved | {"DJANGO_SETTINGS_MODULE": "config.settings", "LOYALTY_VAR_DIR": str(ROOT / "var")}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["postgres", "redis://redis:6379/0", "/shared/media", "/shared/imports", "False"]
     # Uploads land on the volume every app container mounts.

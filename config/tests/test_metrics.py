@@ -79,9 +79,10 @@ def test_metrics_count_requests_ledger_entries_jobs_queues_and_the_outbox(
     assert _value(text, "loyalty_job_runs_total", job="loyalty.release_matured_points", outcome="skipped") == 1
     assert _value(text, "loyalty_job_duration_seconds_total", job="loyalty.release_matured_points") == 1.51
     assert _value(text, "loyalty_job_last_duration_seconds", job="loyalty.release_matured_points") == 0.01
-    assert _value(
-        text, "loyalty_job_last_success_timestamp_seconds", job="loyalty.release_matured_points"
-    ) == 1_800_000_000.0
+    assert (
+        _value(text, "loyalty_job_last_success_timestamp_seconds", job="loyalty.release_matured_points")
+        == 1_800_000_000.0
+    )
     for queue in ("ledger", "contact", "bulk"):
         assert _value(text, "loyalty_queue_depth", queue=queue) >= 0
     assert _value(text, "loyalty_outbox_backlog") == Notification.objects.filter(sent_at__isnull=True).count() >= 1

@@ -30,11 +30,18 @@ def primary_and_replica(django_db_setup, django_db_blocker):
     clusters = [primary]
     try:
         pgcluster.database_copy(
-            ["-h", source["HOST"] or "127.0.0.1", "-p", str(source["PORT"] or 5432), "-U", source["USER"] or "postgres",
-             source["NAME"]],
+            [
+                "-h",
+                source["HOST"] or "127.0.0.1",
+                "-p",
+                str(source["PORT"] or 5432),
+                "-U",
+                source["USER"] or "postgres",
+                source["NAME"],
+            ],
             primary,
             "loyalty",
-        )  # fmt: skip
+        )
         # Rows the test database may hold from the fixtures of earlier tests are not ours.
         primary.psql("loyalty", "TRUNCATE members_member, members_store, auth_user RESTART IDENTITY CASCADE")
         replica = pgcluster.replica_create(primary, REPLICA_PORT)

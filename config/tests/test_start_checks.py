@@ -23,8 +23,9 @@ def _start(args: list[str], **env) -> subprocess.CompletedProcess:
 
 
 def test_production_web_start_refuses_an_unreachable_broker():
-    result = _start([sys.executable, "-c", "import config.wsgi"], DATABASE_URL=REACHABLE_DATABASE,
-                    CELERY_BROKER_URL=BAD_BROKER)  # fmt: skip
+    result = _start(
+        [sys.executable, "-c", "import config.wsgi"], DATABASE_URL=REACHABLE_DATABASE, CELERY_BROKER_URL=BAD_BROKER
+    )
     assert result.returncode == 3, result.stderr
     assert "Cannot start: cannot reach the broker at 127.0.0.1:1 (redis)" in result.stderr
     assert "CELERY_BROKER_URL" in result.stderr and "Traceback" not in result.stderr
@@ -43,8 +44,7 @@ def test_production_worker_start_refuses_an_unreachable_broker():
 
 @pytest.mark.parametrize(("url", "message"), BAD_DATABASES[:2])
 def test_production_worker_and_beat_start_refuse_a_bad_database(url, message):
-    worker = _start([CELERY, "-A", "config", "worker", "--pool=solo", "--queues=golive-start-check"],
-                    DATABASE_URL=url)  # fmt: skip
+    worker = _start([CELERY, "-A", "config", "worker", "--pool=solo", "--queues=golive-start-check"], DATABASE_URL=url)
     assert worker.returncode == 3, worker.stderr[-2000:]
     assert "Cannot start the celery worker:" in worker.stderr and message in worker.stderr
     beat = _start([CELERY, "-A", "config", "beat", "--pidfile="], DATABASE_URL=url)
