@@ -1,9 +1,9 @@
 """Reporting reads to the streaming replica, everything else to the primary (docs/deploy.md).
 
 Active when DATABASE_REPLICA_URL is set (the ``replica`` alias). Reads go to the replica
-only inside a reporting scope: a request whose path matches DATABASE_REPLICA_PATHS (the
-dashboard, segment counts and exports, the staff figures, member data exports,
-/metrics; ``ReplicaScopeMiddleware``) or code inside ``replica_reads()``. Even there a
+only inside a reporting scope: a GET request whose path matches DATABASE_REPLICA_PATHS
+(the dashboard, the segment list with its counts, exports, the staff figures, member
+data exports, /metrics; ``ReplicaScopeMiddleware``) or code inside ``replica_reads()``. Even there a
 read goes to the primary when:
 
 - the model is not reporting data (sign-in, sessions, tokens, lockouts, schedules: a
@@ -144,7 +144,13 @@ class ReplicaScopeMiddleware:
         self.paths = [re.compile(pattern) for pattern in settings.DATABASE_REPLICA_PATHS]
 
     def __call__(self, request):
-        if replica_configured() and any(pattern.search(request.path_info) for pattern in self.paths):
+        # Only reads: a form posted on those pages (an export's options, a segment's edit)
+        # reads what it validates on the primary.
+        if (
+            request.method in ("GET", "HEAD")
+            and replica_configured()
+            and any(pattern.search(request.path_info) for pattern in self.paths)
+        ):
             with replica_reads():
                 return self.get_response(request)
         return self.get_response(request)

@@ -439,9 +439,10 @@ LOGGING = {
 LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES = env_int("LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES", 30)
 
 # --- Going live on several machines (docs/deploy.md; config.routers, config.metrics) ----
-# A streaming replica for reporting reads: the dashboard, segment counts and exports, the
-# staff figures, member data exports and /metrics (paths below). Every other read, and
-# every read after a write in the same request, goes to the primary (config.routers).
+# A streaming replica for reporting reads: GET requests to the dashboard, the segment
+# list with its counts, exports, the staff figures, member data exports and /metrics
+# (paths below). Every other read, and every read after a write in the same request,
+# goes to the primary (config.routers).
 DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", "")
 if DATABASE_REPLICA_URL:
     if not DATABASE_REPLICA_URL.startswith(("postgres://", "postgresql://")):
@@ -457,7 +458,7 @@ if DATABASE_REPLICA_URL:
 DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 30)
 DATABASE_REPLICA_PATHS = env_list(
     "DATABASE_REPLICA_PATHS",
-    r"^/admin/dashboard/,^/admin/operations/segment/,^/admin/[a-z_]+/[a-z_]+/(?:[^/]+/)?export/,"
+    r"^/admin/dashboard/,^/admin/members/segment/$,^/admin/[a-z_]+/[a-z_]+/(?:[^/]+/)?export/,"
     r"^/api/v1/metrics/,^/api/v1/segments/,^/api/v1/me/export/,^/me/profile/export/,^/metrics$",
 )
 # pgbouncer in transaction mode (DATABASE_POOLER=transaction): a server connection serves

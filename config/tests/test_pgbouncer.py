@@ -1,6 +1,6 @@
 """Behind pgbouncer in transaction mode (docs/deploy.md, "pgbouncer").
 
-Starts Debian's pgbouncer on port 6432 in front of this run's test database, with two
+Starts Debian's pgbouncer on port 6437 in front of this run's test database, with two
 server connections for the transaction-mode pool, and runs the member flow (earn, resend,
 checkout with points, refund) from four threads through it in a process whose settings
 say DATABASE_POOLER=transaction. scripts/test.sh installs pgbouncer when it is missing.
@@ -20,7 +20,7 @@ import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 6432
+PORT = 6437  # not pgbouncer's default 6432, where a system pgbouncer may listen
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 RUN_AS = "postgres" if os.geteuid() == 0 else None  # pgbouncer refuses to run as root
 
@@ -55,10 +55,15 @@ def pgbouncer(transactional_db):
         shutil.chown(folder, RUN_AS, RUN_AS)
         shutil.chown(folder / "pgbouncer.ini", RUN_AS, RUN_AS)
     process = subprocess.Popen(
-        [PGBOUNCER, str(folder / "pgbouncer.ini")], user=RUN_AS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [PGBOUNCER, "-q", str(folder / "pgbouncer.ini")],
+        user=RUN_AS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for_port(PORT, 10)
+        # Ours, not another listener on the port.
+        assert process.poll() is None, (folder / "pgbouncer.log").read_text(errors="replace")[-2000:]
         yield f"postgres://{db['USER']}@127.0.0.1:{PORT}"
     finally:
         process.terminate()

@@ -82,6 +82,9 @@ def test_reporting_reads_go_to_the_replica_and_the_rest_to_the_primary(primary_a
     dashboard_status, dashboard_replica_queries = out["dashboard"]
     assert dashboard_status == 200 and dashboard_replica_queries > 0
     assert out["member_list"] == [200, 0]
+    segment_status, segment_replica_queries = out["segment_list"]
+    assert segment_status == 200 and segment_replica_queries > 0
+    assert out["dashboard_post_replica_queries"] == 0  # a POST reads the primary
     # Past DATABASE_REPLICA_MAX_LAG_SECONDS the replica is left aside, and /readyz says so.
     assert out["lagging_in_scope"] == 4
     lag, verdict = out["readyz_lagging"]
