@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import shutil
 import tempfile
 
 from gunicorn.glogging import Logger
@@ -81,6 +82,7 @@ logger_class = JsonAccessLogger
 # Prometheus (config.metrics): each worker process writes its request figures into this
 # folder and /metrics adds up every worker's. Emptied at start: figures of a previous
 # run's processes would otherwise be counted again. Set before the workers load the app.
+_metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="loyalty-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
@@ -96,3 +98,8 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_made:  # a folder of our own making goes with us
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
