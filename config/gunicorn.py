@@ -3,7 +3,8 @@
 Sized from the machine, each knob overridable from the environment:
 GUNICORN_BIND (0.0.0.0:8000), GUNICORN_WORKERS (2 x cores + 1), GUNICORN_THREADS (4),
 GUNICORN_TIMEOUT (30 s), GUNICORN_GRACEFUL_TIMEOUT (30 s), GUNICORN_KEEPALIVE (5 s),
-GUNICORN_MAX_REQUESTS (1000, with jitter), GUNICORN_ACCESS_LOG (- for stderr, "" for none).
+GUNICORN_MAX_REQUESTS (1000, with jitter), GUNICORN_ACCESS_LOG (- for stderr, "" for none),
+PROMETHEUS_MULTIPROC_DIR (a new temporary folder; emptied at start).
 
 The access log is one JSON object a line, with the request id that
 config.logging.RequestIdMiddleware put on the response, so an access line and the
@@ -14,6 +15,8 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 from gunicorn.glogging import Logger
 
@@ -74,3 +77,29 @@ class JsonAccessLogger(Logger):
 
 # The class itself, not a dotted path: the master need not import the config package.
 logger_class = JsonAccessLogger
+
+
+# Prometheus (config.metrics): each worker process writes its request figures into this
+# folder and /metrics adds up every worker's. Emptied at start: figures of a previous
+# run's processes would otherwise be counted again. Set before the workers load the app.
+_metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="loyalty-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.remove(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_made:  # a folder of our own making goes with us
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

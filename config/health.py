@@ -38,6 +38,8 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from .routers import replica_configured, replica_lag_seconds
+
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
@@ -134,7 +136,21 @@ def readyz(request):
             detail = str(error) if isinstance(error, RuntimeError) else type(error).__name__
             checks[name] = f"fail: {detail}"
     ok = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "fail", "checks": checks}
+    if replica_configured():
+        # Shown, not counted: past the limit reporting reads go to the primary (config.routers),
+        # so a lagging replica must not take every web process out of the load balancer.
+        try:
+            lag = replica_lag_seconds()
+            body["replica_lag_seconds"] = round(lag, 3)
+            limit = settings.DATABASE_REPLICA_MAX_LAG_SECONDS
+            body["replica"] = "ok" if lag <= limit else f"lagging more than {limit} s: reporting reads on the primary"
+        except Exception as error:
+            logger.warning("readyz: replica check failed: %s: %s", type(error).__name__, error)
+            body["replica_lag_seconds"] = None
+            detail = str(error) if isinstance(error, RuntimeError) else type(error).__name__
+            body["replica"] = f"unreachable ({detail}): reporting reads on the primary"
+    return JsonResponse(body, status=200 if ok else 503)
 
 
 class HealthCheckMiddleware:

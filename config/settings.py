@@ -437,3 +437,98 @@ LOGGING = {
 }
 # /readyz fails when beat has sent no task for this long (config.health).
 LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES = env_int("LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES", 30)
+
+# --- Going live on several machines (docs/deploy.md; config.routers, config.metrics) ----
+# A streaming replica for reporting reads: GET requests to the dashboard, the segment
+# list with its counts, exports, the staff figures, member data exports and /metrics
+# (paths below). Every other read, and every read after a write in the same request,
+# goes to the primary (config.routers).
+DATABASE_REPLICA_URL = env("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    if not DATABASE_REPLICA_URL.startswith(("postgres://", "postgresql://")):
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL must be postgres://USER:PASSWORD@HOST:5432/NAME.")
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=DATABASE_CONN_MAX_AGE > 0
+    )
+    # The test run reads the primary through this alias: no second test database.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["config.routers.ReplicaRouter"]
+# Past this lag (seconds) the replica is left aside and reporting reads go to the primary;
+# /readyz shows the lag.
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 30)
+DATABASE_REPLICA_PATHS = env_list(
+    "DATABASE_REPLICA_PATHS",
+    r"^/admin/dashboard/,^/admin/members/segment/$,^/admin/[a-z_]+/[a-z_]+/(?:[^/]+/)?export/,"
+    r"^/api/v1/metrics/,^/api/v1/segments/,^/api/v1/me/export/,^/me/profile/export/,^/metrics$",
+)
+# pgbouncer in transaction mode (DATABASE_POOLER=transaction): a server connection serves
+# another client between transactions, so no server-side cursors (they live across
+# transactions); docs/deploy.md lists what else was checked.
+DATABASE_POOLER = env("DATABASE_POOLER", "")
+if DATABASE_POOLER not in ("", "session", "transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLER must be empty, session or transaction, not {DATABASE_POOLER!r}.")
+if DATABASE_POOLER == "transaction":
+    for _database in DATABASES.values():
+        _database["DISABLE_SERVER_SIDE_CURSORS"] = True
+
+# Prometheus metrics at /metrics (config.metrics): served to a request that brings
+# "Authorization: Bearer <METRICS_TOKEN>" or comes from METRICS_ALLOWED_NETWORKS (the
+# connection's own address, not a forwarded header). Neither set: 404.
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+for _network in METRICS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS: {_network!r} is not an address or network (e.g. 10.0.0.0/8)."
+        ) from None
+if METRICS_TOKEN and len(METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 24 characters.")
+# gunicorn runs several processes: each writes its figures here, /metrics adds them up
+# (prometheus-client's multiprocess mode; config/gunicorn.py empties it at start).
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", "")
+MIDDLEWARE.insert(MIDDLEWARE.index("config.health.HealthCheckMiddleware") + 1, "config.metrics.MetricsMiddleware")
+
+# Errors to Sentry when SENTRY_DSN is set (Django and Celery integrations).
+SENTRY_DSN = env("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env("SENTRY_ENVIRONMENT", DJANGO_ENV)
+SENTRY_TRACES_SAMPLE_RATE = float(env("SENTRY_TRACES_SAMPLE_RATE", "0") or 0)
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        send_default_pii=False,  # members' phone numbers stay out of error reports
+    )
+
+# Uploads every machine sees: MEDIA_S3_BUCKET puts media (reward images) in an
+# S3-compatible bucket through django-storages (credentials: AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY, read by boto3). Unset: MEDIA_ROOT, which on several machines is
+# a shared volume (docs/deploy.md), like LOYALTY_IMPORT_ROOT.
+MEDIA_S3_BUCKET = env("MEDIA_S3_BUCKET", "")
+if MEDIA_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "endpoint_url": env("MEDIA_S3_ENDPOINT_URL", "") or None,
+            "region_name": env("MEDIA_S3_REGION", "") or None,
+            "custom_domain": env("MEDIA_S3_CUSTOM_DOMAIN", "") or None,
+            "default_acl": None,
+            "file_overwrite": False,
+            "querystring_auth": env_bool("MEDIA_S3_SIGNED_URLS", False),
+        },
+    }
+if "replica" in DATABASES:
+    MIDDLEWARE.insert(MIDDLEWARE.index("config.metrics.MetricsMiddleware") + 1, "config.routers.ReplicaScopeMiddleware")
+# The workers record each task run for /metrics (config.metrics_celery); a production
+# worker or beat checks its database and broker at start (config.startup).
+CELERY_IMPORTS = ["config.metrics_celery", "config.startup"]
+# /metrics reads the database and the broker at most this often (seconds).
+METRICS_CACHE_SECONDS = env_int("METRICS_CACHE_SECONDS", 15)

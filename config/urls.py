@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api.views.docs import docs_page
 from config.health import healthz, readyz
+from config.metrics import metrics_view
 from console.admin_dashboard import dashboard_view
 from console.admin_till import till_view
 from loyalty.admin import programme_settings_view
@@ -39,3 +40,5 @@ urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
 admin.site.site_header = _("Membership and loyalty")
 admin.site.site_title = _("Loyalty admin")
 admin.site.index_title = _("Members, points and stores")
+# Answered first by config.metrics.MetricsMiddleware (token or internal address); named here.
+urlpatterns.insert(2, path("metrics", metrics_view, name="metrics"))
