@@ -20,6 +20,14 @@ if [ ! -x /usr/bin/chromium ] || [ ! -e /usr/share/fonts/truetype/wqy/wqy-microh
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-microhei
 fi
+# The pgbouncer test (config/tests/test_pgbouncer.py) starts Debian's pgbouncer.
+if [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "==> installing pgbouncer (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer
+fi
 # Screenshots of the browser tests land here (git-ignored under var/).
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/var/artifacts}"
 mkdir -p "$ARTIFACTS_DIR"
