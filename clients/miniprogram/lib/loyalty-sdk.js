@@ -40,6 +40,7 @@ __export(wx_exports, {
   createMemberClient: () => createMemberClient,
   createTillClient: () => createTillClient,
   createWxMemberClient: () => createWxMemberClient,
+  createWxTillClient: () => createWxTillClient,
   cursorOf: () => cursorOf,
   newIdempotencyKey: () => newIdempotencyKey,
   ok: () => ok,
@@ -921,4 +922,8 @@ function createWxMemberClient(options) {
     fetch: wxFetch(wx),
     Request: Request_
   });
+}
+function createWxTillClient(options) {
+  const { wx, ...rest } = options;
+  return createTillClient({ ...rest, fetch: wxFetch(wx), Request: Request_ });
 }

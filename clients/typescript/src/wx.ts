@@ -5,7 +5,9 @@
  * whole SDK inside.
  */
 import {
+  type ClientOptions,
   createMemberClient,
+  createTillClient,
   type Language,
   type LoyaltyClient,
   type MemberClientOptions,
@@ -96,4 +98,12 @@ export function createWxMemberClient(
     fetch: wxFetch(wx),
     Request,
   });
+}
+
+/** A till client inside a mini-program (a staff mini-program scanning member codes, verifying coupons). */
+export function createWxTillClient(
+  options: Omit<ClientOptions, "fetch" | "Request"> & { wx: Wx; apiKey: string },
+): LoyaltyClient {
+  const { wx, ...rest } = options;
+  return createTillClient({ ...rest, fetch: wxFetch(wx), Request });
 }
