@@ -2130,6 +2130,8 @@ export interface operations {
         responses: {
             201: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2139,6 +2141,8 @@ export interface operations {
             /** @description Bad input (code invalid and others); fields names the wrong fields. */
             400: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2175,6 +2179,8 @@ export interface operations {
             /** @description The current state refuses it (already used, not enough points, ...). */
             409: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2184,6 +2190,8 @@ export interface operations {
             /** @description A key (order number, refund number, Idempotency-Key) reused with a different body. */
             422: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2870,6 +2878,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2879,6 +2889,8 @@ export interface operations {
             /** @description Bad input (code invalid and others); fields names the wrong fields. */
             400: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2906,6 +2918,8 @@ export interface operations {
             /** @description Absent, or not the caller's to see. */
             404: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2924,6 +2938,8 @@ export interface operations {
             /** @description The current state refuses it (already used, not enough points, ...). */
             409: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -2942,6 +2958,8 @@ export interface operations {
             /** @description A key (order number, refund number, Idempotency-Key) reused with a different body. */
             422: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3171,6 +3189,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3179,6 +3199,8 @@ export interface operations {
             };
             201: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3188,6 +3210,8 @@ export interface operations {
             /** @description Bad input (code invalid and others); fields names the wrong fields. */
             400: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3215,6 +3239,8 @@ export interface operations {
             /** @description Absent, or not the caller's to see. */
             404: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3233,6 +3259,8 @@ export interface operations {
             /** @description The current state refuses it (already used, not enough points, ...). */
             409: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3251,6 +3279,8 @@ export interface operations {
             /** @description A key (order number, refund number, Idempotency-Key) reused with a different body. */
             422: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3490,6 +3520,8 @@ export interface operations {
         responses: {
             200: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3499,6 +3531,8 @@ export interface operations {
             /** @description Bad input (code invalid and others); fields names the wrong fields. */
             400: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3526,6 +3560,8 @@ export interface operations {
             /** @description Absent, or not the caller's to see. */
             404: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3544,6 +3580,8 @@ export interface operations {
             /** @description The current state refuses it (already used, not enough points, ...). */
             409: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3562,6 +3600,8 @@ export interface operations {
             /** @description A key (order number, refund number, Idempotency-Key) reused with a different body. */
             422: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3967,6 +4007,8 @@ export interface operations {
         responses: {
             201: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -3976,6 +4018,8 @@ export interface operations {
             /** @description Bad input (code invalid and others); fields names the wrong fields. */
             400: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4003,6 +4047,8 @@ export interface operations {
             /** @description Absent, or not the caller's to see. */
             404: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4021,6 +4067,8 @@ export interface operations {
             /** @description The current state refuses it (already used, not enough points, ...). */
             409: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
@@ -4030,6 +4078,8 @@ export interface operations {
             /** @description A key (order number, refund number, Idempotency-Key) reused with a different body. */
             422: {
                 headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
