@@ -3,7 +3,10 @@
 // seed.py made (SDK_SEED), set by scripts/sdk_check.sh.
 import { readFileSync } from "node:fs";
 import { randomInt } from "node:crypto";
+import { after } from "node:test";
+import assert from "node:assert/strict";
 import { BadRequestError, MemoryTokenStore, createMemberClient, createTillClient, ok } from "@loyalty/sdk";
+import { conformingFetch, gaps } from "./conformance.mjs";
 
 export const baseUrl = process.env.LOYALTY_API_URL ?? "";
 if (!baseUrl) throw new Error("Run the contract tests with scripts/sdk_check.sh (it starts the server).");
@@ -11,7 +14,10 @@ if (!baseUrl) throw new Error("Run the contract tests with scripts/sdk_check.sh 
 /** @type {{store_key: string, store: string, other_store: string, rewards: {id: number, name: string, points_cost: number}[]}} */
 export const seed = JSON.parse(readFileSync(process.env.SDK_SEED ?? "", "utf8"));
 
-export const till = createTillClient({ baseUrl, apiKey: seed.store_key, language: "en" });
+export const till = createTillClient({ baseUrl, apiKey: seed.store_key, language: "en", fetch: conformingFetch() });
+
+// Every answer of every test file matched the schema.
+after(() => assert.deepEqual(gaps, [], "answers that do not match the schema"));
 
 let serial = 0;
 /** A code and phone nobody has used yet. */
@@ -27,7 +33,7 @@ export function newcomer() {
  */
 export async function signedInMember(options = {}) {
   const tokens = new MemoryTokenStore();
-  const client = createMemberClient({ baseUrl, tokens, language: "en", ...options });
+  const client = createMemberClient({ baseUrl, tokens, language: "en", ...options, fetch: conformingFetch(options.fetch) });
   const { code, phone } = newcomer();
   const first = await client.POST("/api/v1/auth/miniprogram/", { body: { code } });
   if (first.response.status !== 400) throw new Error("a new user without a phone should be refused");

@@ -15,12 +15,13 @@ import {
   replayed,
   retrying,
 } from "@loyalty/sdk";
+import { conformingFetch } from "./conformance.mjs";
 import { baseUrl, earn, newcomer, seed, signedInMember } from "./helpers.mjs";
 
 describe("sign-in", () => {
   test("a new mini-program user is asked for a phone, then signs in and the tokens are stored", async () => {
     const tokens = new MemoryTokenStore();
-    const client = createMemberClient({ baseUrl, tokens, language: "en" });
+    const client = createMemberClient({ baseUrl, tokens, language: "en", fetch: conformingFetch() });
     const { code, phone } = newcomer();
     await assert.rejects(ok(client.POST("/api/v1/auth/miniprogram/", { body: { code } })), (error) => {
       assert.ok(error instanceof BadRequestError);
@@ -182,7 +183,7 @@ describe("a member's points", () => {
       assert.doesNotMatch(error.message, /[\u4e00-\u9fff]/);
       return true;
     });
-    const chinese = createMemberClient({ baseUrl, tokens: client.tokens, language: "zh-hans" });
+    const chinese = createMemberClient({ baseUrl, tokens: client.tokens, language: "zh-hans", fetch: conformingFetch() });
     await assert.rejects(ok(chinese.PATCH("/api/v1/me/", { body: { birthday: "1991-01-01" } })), (error) => {
       assert.ok(error instanceof ConflictError);
       assert.equal(error.code, "birthday_locked");
