@@ -100,7 +100,7 @@ for candidate in ${SDK_TEST_PORTS:-8500 8501 8502 8503 8504 8505 8506 8507 8508 
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then port=$candidate; break; fi
 done
 [ -n "$port" ] || { echo "no free port among ${SDK_TEST_PORTS:-8500-8509} for the SDK tests' server" >&2; exit 1; }
-"$ROOT/.venv/bin/gunicorn" config.wsgi --bind "127.0.0.1:$port" --workers 2 --threads 4 --worker-class gthread \
+"$ROOT/.venv/bin/gunicorn" config.wsgi --bind "127.0.0.1:$port" --workers 1 --threads 8 --worker-class gthread \
   --log-level warning >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
@@ -115,7 +115,7 @@ done
 echo "==> contract tests against the live server on port $port (node --test)"
 status=0
 (cd "$SDK" && LOYALTY_API_URL="http://127.0.0.1:$port" SDK_SEED="$WORK/seed.json" \
-  node --test --test-reporter=dot test/) || status=$?
+  node --test --test-reporter=dot test/*.test.mjs) || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server log" >&2
   tail -n 50 "$WORK/server.log" >&2
