@@ -625,7 +625,7 @@ function removeTrailingSlash(url) {
   return url;
 }
 
-// ../../../../..src/version.ts
+// src/version.ts
 var API_VERSION = "1.0.0";
 
 // src/index.ts
