@@ -1,5 +1,5 @@
 // The member code as an Interleaved 2 of 5 barcode (digits, even length, read by every till
-// scanner), drawn as bars in WXML: [{ black, width }] in narrow-bar units.
+// scanner), drawn as bars in WXML: [{ key, black, width }], widths in narrow-bar units.
 const PATTERNS = ["nnwwn", "wnnnw", "nwnnw", "wwnnn", "nnwnw", "wnwnn", "nwwnn", "nnnww", "wnnwn", "nwnwn"];
 const WIDE = 3;
 
@@ -12,7 +12,7 @@ function itfBars(digits) {
     for (let k = 0; k < 5; k++) widths.push(bars[k] === "w" ? WIDE : 1, spaces[k] === "w" ? WIDE : 1);
   }
   widths.push(WIDE, 1, 1); // stop: wide bar, space, bar
-  return widths.map((width, index) => ({ black: index % 2 === 0, width }));
+  return widths.map((width, index) => ({ key: index, black: index % 2 === 0, width }));
 }
 
 module.exports = { itfBars };

@@ -72,6 +72,31 @@ function openPage(/** @type {string} */ name) {
 
 /** @type {typeof import("@loyalty/sdk/wx")} */
 const sdk = require(join(root, "lib/loyalty-sdk.js"));
+
+/**
+ * What a scanner reads from Interleaved 2 of 5 bars: after the start (four narrow), each pair
+ * of digits is five bars (the first digit) interleaved with five spaces (the second); in each
+ * five, the two wide ones' weights (1, 2, 4, 7, 0) add up to the digit (11 is 0).
+ * @param {{black: boolean, width: number}[]} bars
+ */
+function readInterleaved2of5(bars) {
+  const widths = bars.map((bar) => bar.width);
+  assert.deepEqual(widths.slice(0, 4), [1, 1, 1, 1], "start");
+  assert.deepEqual(widths.slice(-3), [3, 1, 1], "stop");
+  assert.ok(bars.every((bar, index) => bar.black === (index % 2 === 0)));
+  const weights = [1, 2, 4, 7, 0];
+  const digit = (/** @type {number[]} */ five) => {
+    assert.equal(five.filter((w) => w > 1).length, 2, "two wide of five");
+    const sum = five.reduce((total, w, k) => total + (w > 1 ? weights[k] : 0), 0);
+    return String(sum === 11 ? 0 : sum);
+  };
+  let digits = "";
+  for (let i = 4; i < widths.length - 3; i += 10) {
+    const group = widths.slice(i, i + 10);
+    digits += digit(group.filter((_, k) => k % 2 === 0)) + digit(group.filter((_, k) => k % 2 === 1));
+  }
+  return digits;
+}
 const till = sdk.createWxTillClient({ baseUrl, wx, apiKey: seed.store_key });
 
 test("the mini-program: sign in with the phone button, card, history, mall and redeem, coupons", async () => {
@@ -104,10 +129,11 @@ test("the mini-program: sign in with the phone button, card, history, mall and r
   }
   await card.onShow();
   assert.equal(card.data.points, 500);
-  assert.equal(card.data.bars.length, 4 + memberNumber.length * 5 + 3);
-  // the bars are the member code the till reads: it finds this member
+  // the bars read as the member number (decoded here by the 2 of 5 weights), which finds the member at the till
+  const scannedCode = readInterleaved2of5(card.data.bars);
+  assert.equal(scannedCode, memberNumber);
   const scanned = await sdk.ok(
-    till.GET("/api/v1/pos/members/lookup/", { params: { query: { card_code: memberNumber } } }),
+    till.GET("/api/v1/pos/members/lookup/", { params: { query: { card_code: scannedCode } } }),
   );
   assert.equal(scanned.member_number, memberNumber);
 
