@@ -26,6 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
+  echo "The SDK check needs node 20 or later and npm (found node major version: $node_major)." >&2
+  exit 1
+fi
+
 # npm packages, from the lock file
 lock_sum=$(sha256sum "$SDK/package-lock.json" | cut -c1-16)
 if [ "$(cat "$SDK/node_modules/.lock-sum" 2>/dev/null)" != "$lock_sum" ]; then

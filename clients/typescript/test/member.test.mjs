@@ -38,6 +38,13 @@ describe("sign-in", () => {
     // the same WeChat user again: no phone needed
     const again = await ok(client.POST("/api/v1/auth/miniprogram/", { body: { code } }));
     assert.equal(again.member_number, signedIn.member_number);
+    // signing out ends the sign-in on the server and forgets the tokens here
+    const spent = tokens.get();
+    const signOut = await client.POST("/api/v1/auth/sign-out/");
+    assert.equal(signOut.response.status, 204);
+    assert.equal(tokens.get(), null);
+    const afterSignOut = await client.POST("/api/v1/auth/refresh/", { body: { refresh: spent?.refresh ?? "" } });
+    assert.equal(afterSignOut.response.status, 401);
   });
 
   test("an expired access token is refreshed once for calls made together, and the refresh token rotates", async () => {
