@@ -1,7 +1,7 @@
 // Generates the SDK from the API's schema, or checks that the committed one matches it.
 //   node scripts/sdk.mjs generate <schema.json>   writes the generated files in place
 //   node scripts/sdk.mjs check <schema.json>      exits 1 naming each file that differs
-//   node scripts/sdk.mjs build                    dist/index.mjs and dist/index.cjs for node and bundlers
+//   node scripts/sdk.mjs build                    dist/{index,wx}.{mjs,cjs} for node and bundlers
 // The schema comes from `manage.py spectacular` (scripts/sdk_check.sh). The same schema
 // gives the same bytes: no dates, no absolute paths, pinned generator versions (package-lock.json).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -74,13 +74,14 @@ if (mode === "build") {
   const esbuild = await import("esbuild");
   for (const format of ["esm", "cjs"]) {
     await esbuild.build({
-      entryPoints: [join(here, "src/index.ts")],
+      entryPoints: [join(here, "src/index.ts"), join(here, "src/wx.ts")],
       bundle: true,
       external: ["openapi-fetch"],
       format,
       platform: "neutral",
       target: "es2020",
-      outfile: join(here, "dist", format === "esm" ? "index.mjs" : "index.cjs"),
+      outdir: join(here, "dist"),
+      outExtension: { ".js": format === "esm" ? ".mjs" : ".cjs" },
       logLevel: "error",
     });
   }
