@@ -16,3 +16,7 @@ bench:
 messages:
 	.venv/bin/python manage.py makemessages -l zh_Hans --no-obsolete -i ".venv/*" -i "bench/*" -i "*/tests/*" -i "var/*"
 	.venv/bin/python manage.py compilemessages -l zh_Hans -i .venv
+# Regenerate the TypeScript SDK (clients/typescript) and the mini-program's copy from the API's schema.
+.PHONY: sdk
+sdk:
+	bash scripts/sdk_check.sh generate

@@ -22,6 +22,15 @@ from rest_framework.permissions import AllowAny
 
 from .errors import ErrorSerializer
 
+# A kept answer replayed to a retry with the same Idempotency-Key says so (api.views.common.idempotent);
+# the statuses raised before the view runs (credentials, content negotiation, throttles) are never kept.
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "Present on a replay: the first answer to this Idempotency-Key, sent again.",
+    }
+}
+_NEVER_KEPT = {401, 403, 406, 415, 429}
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again."}}
 
 # status -> (description, example code, example message, example fields)
@@ -123,6 +132,10 @@ class AutoSchema(SpectacularAutoSchema):
                     examples["ServiceUnavailable"] = {"value": _example_body(code, message, fields), "summary": code}
             if status in (429, 503):
                 responses[key].setdefault("headers", {}).update(_RETRY_AFTER)
+        if any(p.get("in") == "header" and p["name"] == "Idempotency-Key" for p in operation.get("parameters", [])):
+            for key, response in responses.items():
+                if int(key) < 500 and int(key) not in _NEVER_KEPT:
+                    response.setdefault("headers", {}).update(_REPLAYED)
         params = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
         examples = responses.get("400", {}).get("content", {}).get("application/json", {}).get("examples")
         if "cursor" in params and examples is not None:

@@ -1,0 +1,5 @@
+const config = require("./config");
+
+App({
+  globalData: { baseUrl: config.baseUrl },
+});
