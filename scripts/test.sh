@@ -42,5 +42,7 @@ python manage.py makemigrations --check --dry-run >/dev/null
 # worker gets its own test database, test_<name>_gw0, test_<name>_gw1, ... Extra arguments
 # come after, so `-n 0` among them wins. The ledger state machine's 1000-example run is
 # `make thorough` (scripts/thorough.sh), CI's next step.
+echo "==> the TypeScript SDK matches the schema and passes its contract tests (scripts/sdk_check.sh)"
+bash scripts/sdk_check.sh
 echo "==> pytest (${PYTEST_WORKERS:-auto} workers)"
 exec python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"
