@@ -331,9 +331,10 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # longer: a copy Redis hands out meanwhile finds the import's lock and ends.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
-        # How often a worker looks for tasks whose worker died (kombu: every interval x
-        # throttle seconds, 10 x 10 by default); the fault tests set 1.
+        # How often a worker looks for tasks whose worker died: every interval x throttle
+        # seconds (kombu's 10 x 10 by default); the fault tests set 1 x 1.
         "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+        "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10),
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

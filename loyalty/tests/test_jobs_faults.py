@@ -17,7 +17,6 @@ from core import jobs as core_jobs
 from loyalty import jobs, tasks
 from loyalty.models import Benefit, BenefitGrant, LedgerEntry, Lot, MemberTier, Tier
 from loyalty.selectors import ledger_violations
-from members import jobs as member_jobs
 from members.models import JobRun
 
 from .factories import MemberFactory, StoreFactory
