@@ -165,3 +165,23 @@ def test_the_watchdog_task_runs_and_reports():
     from operations.tasks import watch_jobs
 
     assert watch_jobs.apply().get() == {"chunks_resent": 0, "tasks_resent": 0, "imports_resumed": 0}
+
+
+def test_every_task_has_a_queue_of_its_kind_and_make_run_consumes_every_queue(settings):
+    from pathlib import Path
+
+    from config.celery import app
+
+    ours = {
+        name
+        for name in app.tasks
+        if name.split(".")[0] in ("loyalty", "rewards", "members", "engagement", "operations")
+    }
+    assert ours <= set(settings.CELERY_TASK_ROUTES), ours - set(settings.CELERY_TASK_ROUTES)
+    assert {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()} == {"ledger", "contact", "bulk"}
+    route = app.amqp.router.route({}, "loyalty.expire_due_points")
+    assert route["queue"].name == "ledger"
+    assert app.amqp.router.route({}, "members.run_import")["queue"].name == "bulk"
+    assert app.amqp.router.route({}, "members.send_notifications")["queue"].name == "contact"
+    run_sh = (Path(__file__).resolve().parents[2] / "scripts" / "run.sh").read_text()
+    assert '-Q "ledger,contact,bulk,${CELERY_TASK_DEFAULT_QUEUE:-celery}"' in run_sh
