@@ -368,3 +368,26 @@ def chunked_dispatch(task, *, chunk_task, size: int, params: dict | None = None,
     if eager:
         result.update({result_key: totals["count"], "longest_chunk_s": totals["longest_chunk_s"]})
     return result
+
+
+# A job beat sent this long ago that has not succeeded since is overdue (for /readyz and
+# the operators): longer than a job's time limit plus the watchdog's re-send, shorter than
+# a day.
+OVERDUE_AFTER = dt.timedelta(hours=1)
+
+
+def jobs_overdue(*, now: dt.datetime | None = None) -> list[str]:
+    """Names of the scheduled job tasks that beat sent more than :data:`OVERDUE_AFTER` ago
+    and that have not succeeded since (a chunked job: its last chunk has not finished)."""
+    now = now or timezone.now()
+    done = dict(JobRun.objects.values_list("name", "last_success_at"))
+    overdue = []
+    for task, sent in PeriodicTask.objects.filter(
+        enabled=True, last_run_at__isnull=False, last_run_at__lt=now - OVERDUE_AFTER
+    ).values_list("task", "last_run_at"):
+        if not isinstance(current_app.tasks.get(task), JobTask):
+            continue
+        succeeded = done.get(task)
+        if succeeded is None or succeeded < sent - CLOCK_SKEW:
+            overdue.append(task)
+    return sorted(set(overdue))

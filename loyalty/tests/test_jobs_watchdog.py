@@ -185,3 +185,14 @@ def test_every_task_has_a_queue_of_its_kind_and_make_run_consumes_every_queue(se
     assert app.amqp.router.route({}, "members.send_notifications")["queue"].name == "contact"
     run_sh = (Path(__file__).resolve().parents[2] / "scripts" / "run.sh").read_text()
     assert '-Q "ledger,contact,bulk,${CELERY_TASK_DEFAULT_QUEUE:-celery}"' in run_sh
+
+
+def test_a_job_sent_an_hour_ago_without_success_since_is_overdue(due):
+    schedule(EXPIRY, sent_ago=dt.timedelta(hours=2))
+    assert member_jobs.jobs_overdue() == [EXPIRY]
+    run, chunks = start_run()
+    for chunk in chunks[:3]:
+        tasks.job_chunk.apply(args=[EXPIRY, run.run, chunk.lo])
+    assert member_jobs.jobs_overdue() == [EXPIRY]  # a run with a chunk left is not a success
+    tasks.job_chunk.apply(args=[EXPIRY, run.run, chunks[3].lo])
+    assert member_jobs.jobs_overdue() == []
