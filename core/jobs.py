@@ -166,9 +166,11 @@ class JobTask(Task):
 # The options of every scheduled job's task: the base above, and more time than the default
 # task limits. Both limits stay under the Redis broker's visibility_timeout (600 s,
 # config/settings.py), so Redis never hands a still-running task to a second worker: a
-# job that needs longer (the tier sweep at a few million members) is cut by the soft
-# limit and continues in its retry after its committed chunks. The biggest jobs (expiry,
-# release) are chunk tasks of about a second each (members.jobs.chunked_run_start).
+# job that needs longer is cut by the soft limit and continues in its retry: after its
+# committed chunks where it skips what it did (birthdays, monthly coupons), from the start
+# where it re-reads everything (the tier sweep, about 185 s at 1M members: docs/jobs.md).
+# The biggest jobs (expiry, release) are chunk tasks of about a second each
+# (members.jobs.chunked_run_start).
 JOB_OPTIONS = {"base": JobTask, "soft_time_limit": 8 * 60, "time_limit": 9 * 60}
 # A chunk task: one member-id range, about a second; the same retries.
 CHUNK_OPTIONS = {"base": JobTask, "soft_time_limit": 2 * 60, "time_limit": 3 * 60}
