@@ -5,82 +5,86 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('members', '0008_job_run'),
+        ("members", "0008_job_run"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='importjob',
-            name='progress_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last progress at'),
+            model_name="importjob",
+            name="progress_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="last progress at"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='chunk_task',
-            field=models.CharField(blank=True, max_length=100, verbose_name='chunk task'),
+            model_name="jobrun",
+            name="chunk_task",
+            field=models.CharField(blank=True, max_length=100, verbose_name="chunk task"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='chunks',
-            field=models.PositiveIntegerField(default=0, verbose_name='chunks'),
+            model_name="jobrun",
+            name="chunks",
+            field=models.PositiveIntegerField(default=0, verbose_name="chunks"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='finished_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='run finished at'),
+            model_name="jobrun",
+            name="finished_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="run finished at"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='params',
-            field=models.JSONField(blank=True, default=dict, verbose_name='parameters'),
+            model_name="jobrun",
+            name="params",
+            field=models.JSONField(blank=True, default=dict, verbose_name="parameters"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='progress_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last progress at'),
+            model_name="jobrun",
+            name="progress_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="last progress at"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='resent_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last re-sent by the watchdog'),
+            model_name="jobrun",
+            name="resent_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="last re-sent by the watchdog"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='run',
-            field=models.PositiveIntegerField(default=0, verbose_name='run'),
+            model_name="jobrun",
+            name="run",
+            field=models.PositiveIntegerField(default=0, verbose_name="run"),
         ),
         migrations.AddField(
-            model_name='jobrun',
-            name='started_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last started at'),
+            model_name="jobrun",
+            name="started_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="last started at"),
         ),
         migrations.AlterField(
-            model_name='jobrun',
-            name='last_period',
-            field=models.DateField(blank=True, null=True, verbose_name='last period done'),
+            model_name="jobrun",
+            name="last_period",
+            field=models.DateField(blank=True, null=True, verbose_name="last period done"),
         ),
         migrations.AlterField(
-            model_name='jobrun',
-            name='last_success_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last finished at'),
+            model_name="jobrun",
+            name="last_success_at",
+            field=models.DateTimeField(blank=True, null=True, verbose_name="last finished at"),
         ),
         migrations.CreateModel(
-            name='JobChunk',
+            name="JobChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('run', models.PositiveIntegerField()),
-                ('lo', models.BigIntegerField()),
-                ('hi', models.BigIntegerField()),
-                ('done_at', models.DateTimeField(blank=True, null=True)),
-                ('count', models.IntegerField(default=0)),
-                ('seconds', models.FloatField(default=0)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunk_rows', to='members.jobrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("run", models.PositiveIntegerField()),
+                ("lo", models.BigIntegerField()),
+                ("hi", models.BigIntegerField()),
+                ("done_at", models.DateTimeField(blank=True, null=True)),
+                ("count", models.IntegerField(default=0)),
+                ("seconds", models.FloatField(default=0)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="chunk_rows", to="members.jobrun"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['job', 'run', 'done_at'], name='job_chunk_pending')],
-                'constraints': [models.UniqueConstraint(fields=('job', 'run', 'lo'), name='job_chunk_once')],
+                "indexes": [models.Index(fields=["job", "run", "done_at"], name="job_chunk_pending")],
+                "constraints": [models.UniqueConstraint(fields=("job", "run", "lo"), name="job_chunk_once")],
             },
         ),
     ]
