@@ -123,6 +123,11 @@ def job_period_done(name: str, *, period: dt.date, now: dt.datetime | None = Non
 # the Redis visibility timeout (CELERY_VISIBILITY_TIMEOUT, 600 s).
 STALE_AFTER = dt.timedelta(minutes=5)
 
+# A run still unfinished this long after it started has a chunk that keeps failing (a bug,
+# logged at each try): the next dispatch gives it up and starts a new run, so the ranges
+# done in it get their new work. Far longer than a run (1000 chunks, minutes).
+ABANDON_AFTER = dt.timedelta(hours=6)
+
 # A chunk step: (lo, hi, params) -> the count of what it did, inside the chunk's transaction.
 ChunkStep = Callable[[int, int, dict], int]
 
@@ -139,13 +144,15 @@ def chunked_run_start(
 
     Returns ``(run, chunks to send, started)``. A run still in progress is not started
     again (two beats, two dispatches of the same tick: one run); if it made no progress for
-    :data:`STALE_AFTER`, its pending chunks are returned to be sent again. The caller sends
+    :data:`STALE_AFTER`, its pending chunks are returned to be sent again; if it started
+    more than :data:`ABANDON_AFTER` ago, it is given up (logged) and a new run starts. The caller sends
     one ``chunk_task`` per chunk after this function's transaction committed.
     """
     now = now or timezone.now()
     with transaction.atomic():
         run, _created = JobRun.objects.select_for_update().get_or_create(name=name)
-        if run.run and run.finished_at is None and run.chunk_task:
+        abandoned = run.run_started_at is not None and run.run_started_at < now - ABANDON_AFTER
+        if run.run and run.finished_at is None and run.chunk_task and not abandoned:
             if run.progress_at and run.progress_at > now - STALE_AFTER:
                 return run, [], False
             logger.warning(
@@ -153,9 +160,18 @@ def chunked_run_start(
             )
             JobRun.objects.filter(pk=run.pk).update(progress_at=now)
             return run, chunks_pending(run), False
+        if run.run and run.finished_at is None and run.chunk_task:
+            logger.error(
+                "job %s: run %s started at %s never finished (%s chunks left); starting a new run",
+                name,
+                run.run,
+                run.run_started_at,
+                len(chunks_pending(run)),
+            )
         run.run += 1
         # progress_at: when the run started, then when its last chunk finished.
-        run.started_at, run.finished_at, run.progress_at = now, None, now
+        run.started_at = run.run_started_at = run.progress_at = now
+        run.finished_at = None
         run.chunk_task, run.params = chunk_task, params or {}
         chunks = [JobChunk(job=run, run=run.run, lo=lo, hi=hi) for lo, hi in member_id_ranges(size=size)]
         JobChunk.objects.bulk_create(chunks, batch_size=1000)

@@ -509,6 +509,7 @@ class JobRun(models.Model):
     last_success_at = models.DateTimeField(_("last finished at"), null=True, blank=True)
     started_at = models.DateTimeField(_("last started at"), null=True, blank=True)
     run = models.PositiveIntegerField(_("run"), default=0)
+    run_started_at = models.DateTimeField(_("run started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("run finished at"), null=True, blank=True)
     progress_at = models.DateTimeField(_("last progress at"), null=True, blank=True)
     chunk_task = models.CharField(_("chunk task"), max_length=100, blank=True)

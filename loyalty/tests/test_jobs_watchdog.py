@@ -196,3 +196,18 @@ def test_a_job_sent_an_hour_ago_without_success_since_is_overdue(due):
     assert member_jobs.jobs_overdue() == [EXPIRY]  # a run with a chunk left is not a success
     tasks.job_chunk.apply(args=[EXPIRY, run.run, chunks[3].lo])
     assert member_jobs.jobs_overdue() == []
+
+
+def test_a_run_that_never_finishes_is_given_up_and_a_new_run_covers_every_range(due):
+    run, chunks = start_run()
+    for chunk in chunks[1:]:
+        tasks.job_chunk.apply(args=[EXPIRY, run.run, chunk.lo])  # the first chunk keeps failing
+    later = timezone.now() + member_jobs.ABANDON_AFTER + dt.timedelta(minutes=1)
+    again, fresh, started = member_jobs.chunked_run_start(EXPIRY, chunk_task="loyalty.job_chunk", size=1, now=later)
+    assert (again.run, started, len(fresh)) == (run.run + 1, True, 4)
+    for chunk in fresh:
+        tasks.job_chunk.apply(args=[EXPIRY, again.run, chunk.lo])
+    per_account = expired_per_account()
+    assert len(per_account) == 8 and set(per_account.values()) == {1}
+    again.refresh_from_db()
+    assert again.finished_at is not None
