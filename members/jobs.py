@@ -145,8 +145,8 @@ def chunked_run_start(
     Returns ``(run, chunks to send, started)``. A run still in progress is not started
     again (two beats, two dispatches of the same tick: one run); if it made no progress for
     :data:`STALE_AFTER`, its pending chunks are returned to be sent again; if it started
-    more than :data:`ABANDON_AFTER` ago, it is given up (logged) and a new run starts. The caller sends
-    one ``chunk_task`` per chunk after this function's transaction committed.
+    more than :data:`ABANDON_AFTER` ago, it is given up (logged) and a new run starts.
+    The caller sends one ``chunk_task`` per chunk after this function's transaction committed.
     """
     now = now or timezone.now()
     with transaction.atomic():
