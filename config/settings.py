@@ -323,12 +323,18 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # With late acks a task stays unacknowledged while it runs; Redis redelivers it to
-    # another worker after this many seconds. Keep it above the longest job's time limit
-    # (loyalty.tasks.JOB_OPTIONS, 55 minutes): a redelivered job would only find its
-    # lock taken and skip, but it would hold a worker meanwhile.
+    # With late acks a task stays unacknowledged while it runs; Redis hands it to another
+    # worker after this many seconds (and a worker killed with its task gets it back after
+    # as long). Every job task's hard time limit (core.jobs.JOB_OPTIONS, 9 min; chunk
+    # tasks 3 min) and the longest retry countdown (300 s) stay under it. The long jobs
+    # are chunk tasks of about a second (docs/jobs.md). The member import's task runs
+    # longer: a copy Redis hands out meanwhile finds the import's lock and ends.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
+        # How often a worker looks for tasks whose worker died: every interval x throttle
+        # seconds (kombu's 10 x 10 by default); the fault tests set 1 x 1.
+        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+        "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10),
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -343,6 +349,47 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Workers on a shared broker can be kept apart by queue (the end-to-end test does this).
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Queues by kind of work, so a bulk import never holds back the expiry or the till's
+# notices: `celery -A config worker -Q ledger`, `-Q contact`, `-Q bulk` (one or more
+# workers each; `make run` has one worker on all of them and the default queue). A
+# chunked job's chunk tasks follow their dispatcher's queue. A new task joins the list
+# of its kind: ledger (points, tiers, benefits, coupons), contact (notices, journeys,
+# broadcasts), bulk (imports, exports, segment and lifecycle refreshes).
+CELERY_TASK_ROUTES = {
+    **{
+        name: {"queue": "ledger"}
+        for name in (
+            "loyalty.release_matured_points",
+            "loyalty.expire_due_points",
+            "loyalty.evaluate_tiers",
+            "loyalty.issue_birthday_benefits",
+            "loyalty.job_chunk",
+            "rewards.issue_birthday_coupons",
+            "rewards.issue_monthly_benefits",
+            "rewards.expire_coupons",
+            "rewards.job_chunk",
+            "engagement.reward_referrals",
+            "operations.watch_jobs",
+        )
+    },
+    **{
+        name: {"queue": "contact"}
+        for name in (
+            "members.send_notifications",
+            "loyalty.send_expiry_notices",
+            "engagement.run_journeys",
+            "engagement.run_journey",
+        )
+    },
+    **{
+        name: {"queue": "bulk"}
+        for name in (
+            "members.check_import",
+            "members.run_import",
+            "members.refresh_lifecycle",
+        )
+    },
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- Loyalty rules --------------------------------------------------------------------

@@ -20,8 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+
+from .db import is_postgresql
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ def job_lock(name: str) -> Iterator[bool]:
     transaction-pooling pgbouncer.) SQLite, the one-machine embedded default: an
     exclusive ``flock`` on a file in ``VAR_DIR/locks``, dropped by the OS with the process.
     """
-    if connection.vendor == "postgresql":
+    if is_postgresql():
         key = lock_key(name)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
@@ -129,17 +132,25 @@ class JobTask(Task):
       success with its work left undone. The job function itself still returns
       ``"skipped"`` to a direct caller (``manage.py shell``).
     - ``OperationalError``/``InterfaceError`` (the database restarted or failed over): retried.
-    Both up to :data:`JOB_MAX_RETRIES` times after :func:`retry_delay`; a rerun is safe, the
+    - ``SoftTimeLimitExceeded``: the job ran longer than its limit (kept under the broker's
+      visibility timeout); its committed chunks stay and the retry continues after them.
+    All up to :data:`JOB_MAX_RETRIES` times after :func:`retry_delay`; a rerun is safe, the
     jobs commit chunk by chunk and re-read what is still due.
     """
 
     abstract = True
     max_retries = JOB_MAX_RETRIES
     retry_on = (OperationalError, InterfaceError)
+    # A dispatcher of chunk tasks (members.jobs.chunked_run_start): its own success is not
+    # the job's; the last chunk records that.
+    chunked = False
 
     def __call__(self, *args, **kwargs):
         try:
             result = super().__call__(*args, **kwargs)
+        except SoftTimeLimitExceeded as error:
+            logger.warning("task %s: over its time limit; continuing in a retry", self.name)
+            raise self.retry(exc=error, countdown=retry_delay(0)) from error
         except self.retry_on as error:
             # The broken connection must not be reused by the retry in this process (inside
             # an outer transaction, a test's, closing is not ours to do).
@@ -153,7 +164,13 @@ class JobTask(Task):
 
 
 # The options of every scheduled job's task: the base above, and more time than the default
-# task limits because the jobs walk every member. Keep the hard limit under the Redis
-# broker's visibility_timeout (config/settings.py), or Redis hands a still-running job to a
-# second worker (which then finds the lock held and retries later).
-JOB_OPTIONS = {"base": JobTask, "soft_time_limit": 50 * 60, "time_limit": 55 * 60}
+# task limits. Both limits stay under the Redis broker's visibility_timeout (600 s,
+# config/settings.py), so Redis never hands a still-running task to a second worker: a
+# job that needs longer is cut by the soft limit and continues in its retry: after its
+# committed chunks where it skips what it did (birthdays, monthly coupons), from the start
+# where it re-reads everything (the tier sweep, about 185 s at 1M members: docs/jobs.md).
+# The biggest jobs (expiry, release) are chunk tasks of about a second each
+# (members.jobs.chunked_run_start).
+JOB_OPTIONS = {"base": JobTask, "soft_time_limit": 8 * 60, "time_limit": 9 * 60}
+# A chunk task: one member-id range, about a second; the same retries.
+CHUNK_OPTIONS = {"base": JobTask, "soft_time_limit": 2 * 60, "time_limit": 3 * 60}

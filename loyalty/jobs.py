@@ -36,7 +36,7 @@ from django.utils.translation import gettext_lazy
 from core.db import is_postgresql
 from core.errors import LoyaltyError
 from core.jobs import guarded
-from members.jobs import MEMBER_CHUNK, job_period_done, job_periods, run_in_member_chunks
+from members.jobs import MEMBER_CHUNK, chunk_params_now, job_period_done, job_periods, run_in_member_chunks
 from members.models import Member, Notification
 from members.notifications import Notice, notices_enqueue, notify
 
@@ -229,6 +229,43 @@ def lots_release_matured_sql(
             return cursor.rowcount
 
     return run_in_member_chunks(step, size=size, workers=workers)
+
+
+# --- the chunk steps of the chunked tasks (loyalty.tasks, members.jobs.chunked_dispatch) ----
+
+# SQLite (one machine, the ORM paths): the whole job is one chunk.
+WHOLE = 10**15
+
+
+def ledger_chunk_size() -> int:
+    return LEDGER_CHUNK if is_postgresql() else WHOLE
+
+
+def expire_chunk(lo: int, hi: int, params: dict) -> int:
+    """Expire the due lots of members ``[lo, hi)``: one EXPIRE entry per account; returns entries."""
+    now = chunk_params_now(params)
+    if not is_postgresql():
+        return services.lots_expire_due(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(_EXPIRE_SQL, {"lo": lo, "hi": hi, "now": now})
+        return cursor.rowcount
+
+
+def release_chunk(lo: int, hi: int, params: dict) -> int:
+    """Release the matured pending lots of members ``[lo, hi)``: one RELEASE entry per account; returns entries."""
+    now = chunk_params_now(params)
+    if not is_postgresql():
+        return services.lots_release_matured(now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(_RELEASE_SQL, {"lo": lo, "hi": hi, "now": now})
+        return cursor.rowcount
+
+
+def expiry_notices_chunk(lo: int, hi: int, params: dict) -> int:
+    """Write the pre-expiry notices of members ``[lo, hi)``; returns notices written."""
+    now = chunk_params_now(params)
+    horizon = now + dt.timedelta(days=settings.LOYALTY_EXPIRY_NOTICE_DAYS)
+    return _expiry_notices(lo, hi, now=now, horizon=horizon)
 
 
 # --- tiers ------------------------------------------------------------------------------

@@ -478,6 +478,9 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # Advanced by every chunk checked or imported: a CHECKING or IMPORTING job whose
+    # progress stopped for IMPORT_STUCK_MINUTES lost its task (operations.imports).
+    progress_at = models.DateTimeField(_("last progress at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("import job")
@@ -489,19 +492,53 @@ class ImportJob(models.Model):
 
 
 class JobRun(models.Model):
-    """The last period a date-keyed scheduled job finished (``members.jobs.job_periods``).
+    """One row per scheduled job (``members.jobs``): what it last finished, and its current run.
 
-    A birthday or monthly job that did not run on its day (worker, database or beat down)
-    covers every period since this one on its next run.
+    - Date-keyed jobs (birthdays, monthly coupons) keep the last period they finished in
+      ``last_period``: a job that did not run on its day covers every period since on its
+      next run (``job_periods``).
+    - Chunked jobs (expiry, release, ...) keep their current run: a dispatcher numbers it
+      (``run``), writes one :class:`JobChunk` per member-id range and queues a short task per
+      chunk; the run is finished (``finished_at``, ``last_success_at``) when its last chunk is.
+    - Every job task records when it started (``started_at``): the watchdog compares it
+      with the time beat last sent the task to find a task that was lost.
     """
 
     name = models.CharField(_("job"), max_length=100, unique=True)
-    last_period = models.DateField(_("last period done"))
-    last_success_at = models.DateTimeField(_("last finished at"))
+    last_period = models.DateField(_("last period done"), null=True, blank=True)
+    last_success_at = models.DateTimeField(_("last finished at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("last started at"), null=True, blank=True)
+    run = models.PositiveIntegerField(_("run"), default=0)
+    run_started_at = models.DateTimeField(_("run started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("run finished at"), null=True, blank=True)
+    progress_at = models.DateTimeField(_("last progress at"), null=True, blank=True)
+    chunk_task = models.CharField(_("chunk task"), max_length=100, blank=True)
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    chunks = models.PositiveIntegerField(_("chunks"), default=0)
+    resent_at = models.DateTimeField(_("last re-sent by the watchdog"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("job run")
         verbose_name_plural = _("job runs")
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.last_period}"
+        return f"{self.name}: {self.last_period or self.last_success_at}"
+
+
+class JobChunk(models.Model):
+    """One member-id range ``[lo, hi)`` of a chunked job's run; ``done_at`` set in the chunk's own transaction."""
+
+    job = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="chunk_rows")
+    run = models.PositiveIntegerField()
+    lo = models.BigIntegerField()
+    hi = models.BigIntegerField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    count = models.IntegerField(default=0)
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "run", "lo"], name="job_chunk_once")]
+        indexes = [models.Index(fields=["job", "run", "done_at"], name="job_chunk_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}#{self.run} [{self.lo}, {self.hi})"

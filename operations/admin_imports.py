@@ -18,6 +18,8 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -138,6 +140,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         job = self._job(request, object_id)
+        stuck = imports.import_job_is_stuck(job)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -153,8 +156,19 @@ class ImportJobAdmin(admin.ModelAdmin):
             ],
             "more_errors": job.error_count - len(job.errors),
             "can_confirm": job.status == ImportJob.Status.CHECKED,
-            "can_resume": job.status == ImportJob.Status.FAILED,
+            "can_resume": job.status == ImportJob.Status.FAILED or stuck,
         }
+        if stuck:
+            since = timezone.localtime(job.progress_at or job.started_at or job.created_at)
+            self.message_user(
+                request,
+                _(
+                    "This job has made no progress since %(time)s: its background task was probably lost "
+                    "(a worker or the broker restarted). Resume it to continue where it stopped."
+                )
+                % {"time": date_format(since, "DATETIME_FORMAT")},
+                messages.WARNING,
+            )
         return TemplateResponse(request, self.detail_template, context)
 
     def status_view(self, request, object_id):

@@ -61,6 +61,12 @@ from .resources import (
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 1000
+# A CHECKING or IMPORTING job whose progress (``progress_at``, advanced by every chunk)
+# stopped this long ago lost its task (worker killed, broker restarted): it is stuck,
+# and the admin's Resume and the watchdog (``operations.watch_jobs``) queue it again.
+# A chunk takes seconds; a queued job waiting behind another import takes longer, and a
+# second copy of a job that is still running only finds its lock and ends.
+IMPORT_STUCK_AFTER = dt.timedelta(minutes=10)
 MAX_ERRORS_KEPT = 1000
 # 100 000 rows of a typical member list are about 7 MB as CSV.
 MAX_UPLOAD_BYTES = getattr(settings, "LOYALTY_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
@@ -297,12 +303,16 @@ def import_job_check(job_id: int) -> ImportJob:
     job = ImportJob.objects.get(pk=job_id)
     if job.status != ImportJob.Status.CHECKING:
         return job
-    with translation.override(job.summary.get("language") or settings.LANGUAGE_CODE):
-        return _check(job)
+    with job_lock(f"import_check:{job.pk}") as acquired:
+        if not acquired:
+            logger.info("import job %s is being checked elsewhere; skipped", job.pk)
+            return job
+        with translation.override(job.summary.get("language") or settings.LANGUAGE_CODE):
+            return _check(job)
 
 
 def _check(job: ImportJob) -> ImportJob:
-    ImportJob.objects.filter(pk=job.pk).update(started_at=timezone.now(), checked_rows=0)
+    ImportJob.objects.filter(pk=job.pk).update(started_at=timezone.now(), progress_at=timezone.now(), checked_rows=0)
     reader = RowReader()
     first_row_of_phone: dict[str, int] = {}
     errors: list[dict] = []
@@ -319,7 +329,10 @@ def _check(job: ImportJob) -> ImportJob:
                             errors.append(_error_entry(row))
                 rows += len(chunk)
                 ImportJob.objects.filter(pk=job.pk).update(
-                    checked_rows=rows, total_rows=max(estimate, rows), error_count=bad_rows
+                    checked_rows=rows,
+                    total_rows=max(estimate, rows),
+                    error_count=bad_rows,
+                    progress_at=timezone.now(),
                 )
         if not rows:
             raise _refuse(_("The file has no rows under its header."))
@@ -393,21 +406,63 @@ def import_job_confirm(*, job_id: int, user) -> ImportJob:
     return job
 
 
-def import_job_resume(*, job_id: int, user) -> ImportJob:
-    """Queue a FAILED import again; it resumes after its last committed chunk.
+def import_jobs_stuck(*, now: dt.datetime | None = None):
+    """CHECKING or IMPORTING jobs without progress for :data:`IMPORT_STUCK_AFTER` (their task was lost)."""
+    now = now or timezone.now()
+    return ImportJob.objects.annotate(last_progress=Coalesce("progress_at", "started_at", "created_at")).filter(
+        status__in=(ImportJob.Status.CHECKING, ImportJob.Status.IMPORTING), last_progress__lt=now - IMPORT_STUCK_AFTER
+    )
 
-    Refuses any other job.
+
+def import_job_is_stuck(job: ImportJob, *, now: dt.datetime | None = None) -> bool:
+    return import_jobs_stuck(now=now).filter(pk=job.pk).exists()
+
+
+def import_job_resume(*, job_id: int, user, now: dt.datetime | None = None) -> ImportJob:
+    """Queue a FAILED or stuck (:func:`import_jobs_stuck`) job again; it resumes where it stopped.
+
+    A failed or stuck import continues after its last committed chunk; a stuck check
+    starts its check again (it writes no member). ``user`` is the staff member, or None for
+    the watchdog. Refuses any other job (one running, done, invalid, not confirmed).
     """
-    from .tasks import run_import
+    from .tasks import check_import, run_import
 
+    now = now or timezone.now()
     with transaction.atomic():
+        # Claimed with a conditional update: two clicks, or a click and the watchdog, queue it once.
         claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.FAILED).update(
-            status=ImportJob.Status.IMPORTING, message=""
+            status=ImportJob.Status.IMPORTING, message="", progress_at=now
         )
+        task = run_import
+        if not claimed:
+            status = import_jobs_stuck(now=now).filter(pk=job_id).values_list("status", flat=True).first()
+            if status is not None:
+                claimed = (
+                    ImportJob.objects.filter(pk=job_id, status=status)
+                    .exclude(progress_at__gte=now - IMPORT_STUCK_AFTER)
+                    .update(progress_at=now)
+                )
+            task = check_import if status == ImportJob.Status.CHECKING else run_import
         if claimed != 1:
-            raise LoyaltyError("import_not_failed", _("Only an import that stopped with an error can be resumed."))
-        transaction.on_commit(lambda: run_import.delay(job_id))
+            raise LoyaltyError(
+                "import_not_failed",
+                _("Only an import that stopped with an error, or that made no progress for a while, can be resumed."),
+            )
+        logger.info("import job %s resumed by %s", job_id, user or "the watchdog")
+        transaction.on_commit(lambda: task.delay(job_id))
     return ImportJob.objects.get(pk=job_id)
+
+
+def import_jobs_resume_stuck(*, now: dt.datetime | None = None) -> list[int]:
+    """Queue every stuck job again (the watchdog); returns their ids."""
+    resumed = []
+    for job_id in import_jobs_stuck(now=now).values_list("pk", flat=True):
+        try:
+            import_job_resume(job_id=job_id, user=None, now=now)
+        except LoyaltyError:
+            continue  # it moved on meanwhile
+        resumed.append(job_id)
+    return resumed
 
 
 def import_job_run(job_id: int, *, chunk_rows: int = CHUNK_ROWS) -> ImportJob:
@@ -429,7 +484,10 @@ def import_job_run(job_id: int, *, chunk_rows: int = CHUNK_ROWS) -> ImportJob:
             logger.info("import job %s is running elsewhere; skipped", job.pk)
             return job
         ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportJob.Status.IMPORTING, message="", started_at=Coalesce("started_at", timezone.now())
+            status=ImportJob.Status.IMPORTING,
+            message="",
+            started_at=Coalesce("started_at", timezone.now()),
+            progress_at=timezone.now(),
         )
         try:
             with translation.override(settings.LANGUAGE_CODE):
@@ -479,6 +537,7 @@ def _run(job: ImportJob, chunk_rows: int) -> None:
                             summary={key: summary.get(key, 0) + counts.get(key, 0) for key in summary},
                             errors=errors,
                             error_count=locked.error_count + len(refused),
+                            progress_at=timezone.now(),
                         )
                     break
                 except IntegrityError:

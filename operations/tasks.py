@@ -9,6 +9,7 @@ from celery import shared_task
 from core import jobs
 from core.jobs import JOB_OPTIONS, JobTask
 from engagement.models import Journey
+from members.jobs import jobs_watch
 from members.notifications import notifications_send_pending
 
 from . import journeys
@@ -75,3 +76,16 @@ def run_journey(journey_id: int) -> dict | str:
     if journey is None:
         return "gone"
     return jobs.guarded("engagement.run_journeys")(journeys.journey_run)(journey)
+
+
+# --- the watchdog (members.jobs.jobs_watch, docs/jobs.md "Lost tasks") ---
+
+
+@shared_task(name="operations.watch_jobs", base=JobTask)
+def watch_jobs() -> dict:
+    """Every 5 minutes: send again the chunks of stalled runs, scheduled tasks that were lost, stuck imports."""
+    from .imports import import_jobs_resume_stuck
+
+    result = jobs_watch(exclude=("operations.watch_jobs",))
+    result["imports_resumed"] = len(import_jobs_resume_stuck())
+    return result

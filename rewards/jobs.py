@@ -24,7 +24,7 @@ from core.jobs import guarded
 from loyalty import services as loyalty_services
 from loyalty.jobs import CATCH_UP_DAYS, birthday_filter, next_day
 from loyalty.models import Benefit, BenefitGrant, MemberTier
-from members.jobs import MEMBER_CHUNK, job_period_done, job_periods, run_in_member_chunks
+from members.jobs import MEMBER_CHUNK, chunk_params_now, job_period_done, job_periods, run_in_member_chunks
 from members.models import JobRun, Member, Notification
 from members.notifications import Notice, notices_enqueue
 
@@ -195,3 +195,8 @@ def expire_coupons(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) 
     now = now or timezone.now()
     stats = run_in_member_chunks(lambda lo, hi: services.coupons_expire(now=now, member_ids=(lo, hi)), size=size)
     return {"expired": stats["count"], "chunks": stats["chunks"], "longest_chunk_s": stats["longest_chunk_s"]}
+
+
+def expire_coupons_chunk(lo: int, hi: int, params: dict) -> int:
+    """The chunk step of the ``rewards.expire_coupons`` task: the expired coupons of members ``[lo, hi)``."""
+    return services.coupons_expire(now=chunk_params_now(params), member_ids=(lo, hi))

@@ -31,7 +31,8 @@ pool_args=()
 case "${DATABASE_URL:-sqlite}" in sqlite*) pool_args=(--pool=solo) ;; esac
 
 python manage.py runserver --noreload "$HOST:$PORT" & pids+=($!)
-celery -A config worker --loglevel=INFO "${pool_args[@]}" & pids+=($!)
+# One worker on every queue (CELERY_TASK_ROUTES: ledger, contact, bulk; celery, the default).
+celery -A config worker --loglevel=INFO -Q "ledger,contact,bulk,${CELERY_TASK_DEFAULT_QUEUE:-celery}" "${pool_args[@]}" & pids+=($!)
 celery -A config beat --loglevel=INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler \
   --pidfile= & pids+=($!)
 echo "==> running: web http://$HOST:$PORT/admin/ (staff), http://$HOST:$PORT/me/ (members), http://$HOST:$PORT/api/docs/ (API); celery worker, celery beat (Ctrl-C stops all three)"

@@ -17,7 +17,6 @@ from core import jobs as core_jobs
 from loyalty import jobs, tasks
 from loyalty.models import Benefit, BenefitGrant, LedgerEntry, Lot, MemberTier, Tier
 from loyalty.selectors import ledger_violations
-from members import jobs as member_jobs
 from members.models import JobRun
 
 from .factories import MemberFactory, StoreFactory
@@ -88,65 +87,75 @@ def retries():
     task_retry.disconnect(on_retry)
 
 
+def birthday_today():
+    """A gold member born today (local date) whose tier gives 88 birthday points."""
+    from .test_jobs import member_in
+
+    gold = Tier.objects.create(code="gold", name="Gold", rank=1)
+    Benefit.objects.create(tier=gold, kind=Benefit.Kind.BIRTHDAY_POINTS, value=88, title="88 points")
+    return member_in(gold, timezone.localdate().replace(year=1990))
+
+
 @pytest.mark.django_db
 def test_a_held_lock_makes_the_task_retry_not_succeed(other_session, retries):
     seen, _hooks = retries
-    store = StoreFactory()
-    due_lots(MemberFactory.create_batch(2), store)
-    hold_lock(other_session, "expire_due_points")
+    birthday_today()
+    hold_lock(other_session, "issue_birthday_benefits")
 
     # The job function itself still answers a direct caller with "skipped".
-    assert jobs.lots_expire_due_job() == core_jobs.SKIPPED
+    assert jobs.issue_birthday_benefits() == core_jobs.SKIPPED
 
-    result = tasks.expire_due_points.apply()
+    result = tasks.issue_birthday_benefits.apply()
     assert result.state == "FAILURE"  # never "SUCCESS" with the work undone
     assert isinstance(result.result, core_jobs.LockBusy)
     assert len(seen) == core_jobs.JOB_MAX_RETRIES  # bounded
     assert all(isinstance(reason, core_jobs.LockBusy) for reason in seen)
-    assert Lot.objects.filter(remaining__gt=0, expires_at__lte=timezone.now()).count() == 4
+    assert not BenefitGrant.objects.exists()
 
 
 @pytest.mark.django_db
 def test_the_retry_after_the_lock_is_released_does_the_work(other_session, retries):
     seen, hooks = retries
-    store = StoreFactory()
-    due_lots(MemberFactory.create_batch(3), store)
-    hold_lock(other_session, "expire_due_points")
+    member = birthday_today()
+    hold_lock(other_session, "issue_birthday_benefits")
     # The other session lets go while the first attempt's retry is being scheduled.
-    hooks.append(lambda: release_lock(other_session, "expire_due_points"))
+    hooks.append(lambda: release_lock(other_session, "issue_birthday_benefits"))
 
-    result = tasks.expire_due_points.apply()
+    result = tasks.issue_birthday_benefits.apply()
     assert result.state == "SUCCESS"
     assert len(seen) == 1 and isinstance(seen[0], core_jobs.LockBusy)
-    assert result.result["entries"] == 6
-    assert set(expired_per_account().values()) == {1} and len(expired_per_account()) == 6
-    assert not Lot.objects.filter(remaining__gt=0, expires_at__lte=timezone.now()).exists()
+    assert result.result["birthday_points"] == 1
+    assert list(BenefitGrant.objects.values_list("member_id", flat=True)) == [member.pk]
+    # The task's start and success are recorded for the watchdog.
+    run = JobRun.objects.get(name="loyalty.issue_birthday_benefits")
+    assert run.last_success_at >= run.started_at
 
 
 @pytest.mark.django_db
-def test_a_database_error_after_some_chunks_is_retried_and_the_job_completes_once(monkeypatch, retries):
+def test_a_database_error_in_a_chunk_is_retried_and_the_job_completes_once(monkeypatch, retries):
     seen, _hooks = retries
     store = StoreFactory()
-    members = MemberFactory.create_batch(4)
-    due_lots(members, store)
-    original = member_jobs.member_id_ranges
+    due_lots(MemberFactory.create_batch(4), store)
+    monkeypatch.setattr(jobs, "LEDGER_CHUNK", 1)  # a chunk per member
+    step = tasks.CHUNK_STEPS["loyalty.expire_due_points"]
     calls = {"n": 0}
 
-    def failing_ranges(*, size):
+    def failing_third_chunk(lo, hi, params):
         calls["n"] += 1
-        for index, bounds in enumerate(original(size=1)):
-            if calls["n"] == 1 and index == 2:
-                raise OperationalError("server closed the connection unexpectedly")
-            yield bounds
+        if calls["n"] == 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return step(lo, hi, params)
 
-    monkeypatch.setattr(member_jobs, "member_id_ranges", failing_ranges)
+    monkeypatch.setitem(tasks.CHUNK_STEPS, "loyalty.expire_due_points", failing_third_chunk)
     result = tasks.expire_due_points.apply()
 
     assert result.state == "SUCCESS"
     assert len(seen) == 1 and isinstance(seen[0], OperationalError)
-    assert result.result["entries"] == 4  # the two chunks committed before the error are not redone
+    assert (result.result["entries"], result.result["chunks"]) == (8, 4)
     per_account = expired_per_account()
     assert set(per_account.values()) == {1} and len(per_account) == 8
+    run = JobRun.objects.get(name="loyalty.expire_due_points")
+    assert run.finished_at is not None and run.last_success_at == run.finished_at
 
 
 def test_the_retries_outlast_a_ten_minute_outage(monkeypatch):

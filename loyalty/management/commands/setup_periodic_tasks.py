@@ -91,6 +91,13 @@ SCHEDULES = [
         ("*", "*"),
         "Every minute: deliver unsent notifications from the outbox through the configured sender.",
     ),
+    (
+        "Watch the jobs",
+        "operations.watch_jobs",
+        ("*/5", "*"),
+        "Every 5 minutes: send again the chunks of a job run that stopped progressing, a scheduled task "
+        "that was lost, and stuck member imports (docs/jobs.md).",
+    ),
 ]
 
 
