@@ -169,6 +169,9 @@ WITH due_accounts AS (
     SELECT a.id, a.member_id, a.currency, a.balance, a.pending
     FROM loyalty_account a
     WHERE a.member_id >= %(lo)s AND a.member_id < %(hi)s
+      -- An account with an open refund debt is released by the ORM path, whose released
+      -- points pay the debt first (see _release_range).
+      AND a.owed = 0
       AND a.id IN (
         SELECT l.account_id FROM loyalty_lot l
         WHERE l.member_id >= %(lo)s AND l.member_id < %(hi)s AND l.pending AND l.available_at <= %(now)s
@@ -224,11 +227,19 @@ def lots_release_matured_sql(
     now = now or timezone.now()
 
     def step(lo: int, hi: int) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(_RELEASE_SQL, {"lo": lo, "hi": hi, "now": now})
-            return cursor.rowcount
+        return _release_range(lo, hi, now)
 
     return run_in_member_chunks(step, size=size, workers=workers)
+
+
+def _release_range(lo: int, hi: int, now: dt.datetime) -> int:
+    """Release members ``[lo, hi)``: set-based for accounts without a debt, then the few
+    that owe through ``services.lots_release_matured``, so that their released points
+    settle the debt as everywhere else (``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_RELEASE_SQL, {"lo": lo, "hi": hi, "now": now})
+        written = cursor.rowcount
+    return written + services.lots_release_matured(now=now, members=(lo, hi), owing_only=True)
 
 
 # --- the chunk steps of the chunked tasks (loyalty.tasks, members.jobs.chunked_dispatch) ----
@@ -256,9 +267,7 @@ def release_chunk(lo: int, hi: int, params: dict) -> int:
     now = chunk_params_now(params)
     if not is_postgresql():
         return services.lots_release_matured(now=now)
-    with connection.cursor() as cursor:
-        cursor.execute(_RELEASE_SQL, {"lo": lo, "hi": hi, "now": now})
-        return cursor.rowcount
+    return _release_range(lo, hi, now)
 
 
 def expiry_notices_chunk(lo: int, hi: int, params: dict) -> int:

@@ -201,16 +201,28 @@ def _run_in_chunks(lot_filter: dict, step, *, now: dt.datetime, chunk_size: int)
         after = account_ids[-1]
 
 
-def lots_release_matured(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> int:
+def lots_release_matured(
+    *,
+    now: dt.datetime | None = None,
+    chunk_size: int = 1000,
+    members: tuple[int, int] | None = None,
+    owing_only: bool = False,
+) -> int:
     """Release every pending lot whose return window has ended; returns entries written.
 
     Released points pay the member's open refund shortfalls (``settle`` entries) while
-    ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS`` is on.
+    ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS`` is on. ``members`` (lo, hi) limits the run to
+    member ids ``lo <= id < hi``; ``owing_only`` to accounts with an open debt (the
+    set-based release in ``loyalty.jobs`` leaves those to this path).
 
     Safe to run twice, concurrently, or again after being stopped halfway.
     """
     now = now or timezone.now()
     due = {"pending": True, "available_at__lte": now}
+    if members is not None:
+        due |= {"member_id__gte": members[0], "member_id__lt": members[1]}
+    if owing_only:
+        due["account__owed__gt"] = 0
     return _run_in_chunks(due, _release_and_collect, now=now, chunk_size=chunk_size)
 
 

@@ -630,3 +630,35 @@ def test_every_scheduled_task_is_a_registered_celery_task():
     app.loader.import_default_modules()
     missing = [task for _name, task, *_rest in SCHEDULES if task not in app.tasks]
     assert missing == []
+
+
+@pytest.mark.django_db
+def test_the_set_based_release_pays_an_open_debt_like_the_orm_path(store):
+    """A member owing a refund's shortfall: the nightly release's points pay it first.
+
+    The set-based release once credited them as free points (the debt waited, the member
+    could spend them): the exploit of issue 12 through the PostgreSQL job.
+    """
+    owing, other = MemberFactory.create_batch(2)
+    earn(owing, store, "A1", "100", days_ago=30)
+    spend = services.points_spend(member=owing, amount=100, idempotency_key="s1", reason="reward")
+    assert spend.amount == -100
+    order = owing.orders.get(number="A1")
+    refund = services.order_refund(order=order, amount="100", number="RF-A1").refund
+    assert refund.points_shortfall == 100
+    for number, member in (("P1", owing), ("P2", other)):
+        earn(member, store, number, "60", days_ago=8, recorded_late=False)
+    later = timezone.now() + dt.timedelta(minutes=1)
+
+    for run in (0, 1):  # a rerun finds nothing left
+        written = jobs.release_chunk(0, 10**9, {"now": later.isoformat()})
+        # A release of points and of growth for each member and the settlement, then nothing.
+        assert written == (5 if run == 0 else 0)
+    owing_points = Account.objects.get(member=owing, currency=Currency.POINTS)
+    assert (owing_points.balance, owing_points.pending, owing_points.owed) == (0, 0, 40)
+    refund.refresh_from_db()
+    assert refund.points_settled == 60
+    settle = LedgerEntry.objects.get(kind=LedgerEntry.Kind.SETTLE)
+    assert (settle.amount, settle.refund_id) == (-60, refund.pk)
+    assert points(other) == (60, 0)
+    assert Lot.objects.filter(pending=True).count() == 0
