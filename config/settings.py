@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "engagement",
     "operations",
     "console",
+    "programme",
 ]
 
 MIDDLEWARE = [
@@ -414,6 +415,36 @@ LOYALTY_ERASED_PHONE_KEY = env("LOYALTY_ERASED_PHONE_KEY", "")
 # Uploaded member files wait here for the background import (never under MEDIA_ROOT:
 # they hold personal data); each is deleted once its job is done or found invalid.
 LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))
+
+# --- Paid membership (programme; docs/programme.md) --------------------------------------
+# The payment adapter new plan orders use, and the adapters by name (programme.payments).
+PROGRAMME_PAYMENT_ADAPTER = env("PROGRAMME_PAYMENT_ADAPTER", "fake")
+PROGRAMME_PAYMENT_ADAPTERS = {
+    "fake": "programme.payments.FakeAdapter",
+    "wechat": "programme.payments.WeChatPayAdapter",
+}
+# The fake adapter's signing secret (empty: SECRET_KEY).
+PROGRAMME_FAKE_PAYMENT_SECRET = env("PROGRAMME_FAKE_PAYMENT_SECRET", "")
+PROGRAMME_WECHAT_PAY = {
+    "api_base": env("PROGRAMME_WECHAT_API_BASE", "https://api.mch.weixin.qq.com"),
+    "mch_id": env("PROGRAMME_WECHAT_MCH_ID", ""),
+    "app_id": env("PROGRAMME_WECHAT_APP_ID", ""),
+    "merchant_serial": env("PROGRAMME_WECHAT_MERCHANT_SERIAL", ""),
+    "merchant_private_key": env("PROGRAMME_WECHAT_MERCHANT_PRIVATE_KEY", ""),
+    "platform_serial": env("PROGRAMME_WECHAT_PLATFORM_SERIAL", ""),
+    "platform_public_key": env("PROGRAMME_WECHAT_PLATFORM_PUBLIC_KEY", ""),
+    "api_v3_key": env("PROGRAMME_WECHAT_API_V3_KEY", ""),
+    "notify_url": env("PROGRAMME_WECHAT_NOTIFY_URL", ""),
+}
+# How a paid plan's benefits combine with the tier's: "best" (the better one) or "multiply".
+PROGRAMME_MULTIPLIERS = env("PROGRAMME_MULTIPLIERS", "best")
+if PROGRAMME_MULTIPLIERS not in ("best", "multiply"):
+    raise ImproperlyConfigured(f"PROGRAMME_MULTIPLIERS must be best or multiply, not {PROGRAMME_MULTIPLIERS!r}.")
+# Days after payment in which a plan order can be refunded (the membership then ends).
+PROGRAMME_COOL_OFF_DAYS = env_int("PROGRAMME_COOL_OFF_DAYS", 7)
+# Renewal notice this many days before a period ends; automatic renewal this many hours before.
+PROGRAMME_RENEWAL_NOTICE_DAYS = env_int("PROGRAMME_RENEWAL_NOTICE_DAYS", 3)
+PROGRAMME_RENEW_AHEAD_HOURS = env_int("PROGRAMME_RENEW_AHEAD_HOURS", 24)
 
 # --- Logging --------------------------------------------------------------------------
 # json: one JSON object a line with the request id (config.logging), for a log shipper;

@@ -21,6 +21,7 @@ from .entries import CURRENCIES
 from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, RefundResult, order_earn, order_refund
 from .settling import lots_expire_due, lots_release_matured
 from .spending import points_spend, points_spend_reverse
+from .transfers import TakeBack, points_take_back  # noqa: F401 - issue 19 (programme)
 
 __all__ = [
     "CLOCK_SKEW",
