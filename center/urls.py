@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import programme, views
 from .auth import CODE_CHECKS_PER_IP, CODE_SENDS_PER_IP, posts_limited_per_address
 
 app_name = "center"
@@ -28,4 +28,11 @@ urlpatterns = [
     path("profile/password/", views.password, name="password"),
     path("profile/export/", views.export, name="export"),
     path("profile/erase/", views.erase, name="erase"),
+    # paid membership (docs/programme.md)
+    path("plus/", programme.plus, name="plus"),
+    path("plus/buy/", programme.plus_buy, name="plus_buy"),
+    path("plus/trial/", programme.plus_trial, name="plus_trial"),
+    path("plus/orders/<str:number>/pay/", programme.plus_pay, name="plus_pay"),
+    path("plus/auto-renew/", programme.plus_auto_renew, name="plus_auto_renew"),
+    path("plus/cancel/", programme.plus_cancel, name="plus_cancel"),
 ]

@@ -37,7 +37,7 @@ from rewards import services as coupons
 from rewards.models import Coupon
 
 from .models import Membership, Plan, PlanGrant, PlanOrder
-from .payments import PaymentNotice, get_adapter
+from .payments import FakeAdapter, PaymentNotice, get_adapter
 
 PERIOD_MONTHS = {Plan.Period.MONTH: 1, Plan.Period.QUARTER: 3, Plan.Period.YEAR: 12}
 REFUND_PERMISSION = "programme.refund_planorder"
@@ -509,3 +509,19 @@ def plan_order_refund(
             now=now,
         )
     return order
+
+
+def fake_payment_complete(*, order: PlanOrder, member: Member, now: dt.datetime | None = None) -> PlanOrder:
+    """Pay ``order`` with the fake adapter (development and the demo): its signed
+    notification goes through :func:`payment_notification_handle` like a real one.
+
+    Refuses another member's order (``plan_order_not_found``) and an order of a real
+    adapter (``payment_adapter_unknown``: only the fake one pays without money).
+    """
+    if order.member_id != member.pk:
+        raise LoyaltyError("plan_order_not_found", _("No paid membership order has the number “%(n)s”.") % {"n": order.number})
+    adapter = get_adapter(order.adapter)
+    if not isinstance(adapter, FakeAdapter):
+        raise LoyaltyError("payment_adapter_unknown", _("This order is paid through %(name)s, not here.") % {"name": order.adapter})
+    signed = adapter.sign(order_number=order.number, payment_id=f"fake-{order.number}", amount=order.amount)
+    return payment_notification_handle(adapter=adapter.name, headers=signed.headers, body=signed.body, now=now)

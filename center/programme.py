@@ -1,0 +1,111 @@
+"""Member center pages of the paid membership (/me/plus/): the plans, my membership and
+its orders; buy, start a trial, pay a test order, turn auto-renew on or off, cancel.
+Thin like the other pages: each POST calls one ``programme`` service."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from core.errors import LoyaltyError
+from programme import selectors, services
+from programme.models import Plan, PlanOrder
+
+from . import auth
+
+
+def _back() -> HttpResponse:
+    return redirect("center:plus")
+
+
+def _flag(request: HttpRequest, name: str) -> bool:
+    return request.POST.get(name) in ("1", "on", "true")
+
+
+@auth.member_required
+def plus(request: HttpRequest) -> HttpResponse:
+    member, now = request.member, timezone.now()
+    membership = selectors.membership_for(member)
+    orders = selectors.orders_for(member, limit=10)
+    pending = next((o for o in orders if o.status == PlanOrder.Status.PENDING and o.adapter == "fake"), None)
+    return render(
+        request,
+        "center/programme/plus.html",
+        {
+            "plans": selectors.plans_on_sale(),
+            "membership": membership,
+            "active": membership is not None and membership.is_active_at(now),
+            "orders": orders,
+            "pending": pending,
+            "never_member": membership is None and not orders,
+            "nav": "plus",
+        },
+    )
+
+
+def _run(request: HttpRequest, action, success: str) -> HttpResponse:
+    try:
+        action()
+    except LoyaltyError as error:
+        messages.error(request, str(error.message))
+    else:
+        messages.success(request, success)
+    return _back()
+
+
+@auth.member_required
+@require_POST
+def plus_buy(request: HttpRequest) -> HttpResponse:
+    plan = get_object_or_404(Plan, code=request.POST.get("plan", ""))
+    return _run(
+        request,
+        lambda: services.plan_purchase_start(
+            member=request.member, plan=plan, auto_renew=_flag(request, "auto_renew"), consent=_flag(request, "consent")
+        ),
+        _("Your order is open. Pay it to start your membership."),
+    )
+
+
+@auth.member_required
+@require_POST
+def plus_trial(request: HttpRequest) -> HttpResponse:
+    plan = get_object_or_404(Plan, code=request.POST.get("plan", ""))
+    return _run(
+        request,
+        lambda: services.trial_start(member=request.member, plan=plan, consent=_flag(request, "consent")),
+        _("Your free trial has started."),
+    )
+
+
+@auth.member_required
+@require_POST
+def plus_pay(request: HttpRequest, number: str) -> HttpResponse:
+    order = get_object_or_404(PlanOrder, number=number, member=request.member)
+    return _run(
+        request,
+        lambda: services.fake_payment_complete(order=order, member=request.member),
+        _("Paid. Welcome!"),
+    )
+
+
+@auth.member_required
+@require_POST
+def plus_auto_renew(request: HttpRequest) -> HttpResponse:
+    on = _flag(request, "on")
+    return _run(
+        request,
+        lambda: services.membership_auto_renew_set(member=request.member, on=on, consent=_flag(request, "consent")),
+        _("Automatic renewal is on.") if on else _("Automatic renewal is off."),
+    )
+
+
+@auth.member_required
+@require_POST
+def plus_cancel(request: HttpRequest) -> HttpResponse:
+    return _run(
+        request,
+        lambda: services.membership_cancel(member=request.member),
+        _("Cancelled: your benefits last until the end of the period."),
+    )

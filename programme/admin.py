@@ -1,0 +1,106 @@
+"""Paid membership in the admin: plans (edited here), memberships, plan orders with the
+refund action, what each paid period gave, and the figures on the orders' list. Actions
+call ``programme.services``; nothing here writes a membership, an order or the ledger."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.utils.translation import gettext_lazy as _
+
+from core.admin import ReadOnlyAdminMixin
+from core.errors import LoyaltyError
+
+from . import selectors, services
+from .models import Membership, Plan, PlanGrant, PlanOrder
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "rank", "price", "period", "trial_days", "earn_multiplier", "is_active")
+    list_filter = ("is_active", "period")
+    search_fields = ("name", "code")
+    fieldsets = (
+        (None, {"fields": ("code", "name", "description", "rank", "is_active")}),
+        (_("Price"), {"fields": ("price", "period", "trial_days", "auto_renew")}),
+        (
+            _("Benefits"),
+            {
+                "fields": (
+                    "earn_multiplier",
+                    "monthly_coupon_count",
+                    "monthly_coupon_kind",
+                    "monthly_coupon_value",
+                    "free_shipping",
+                    "discount_percent",
+                    "welcome_points",
+                )
+            },
+        ),
+    )
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("member", "plan", "status", "ends_at", "on_trial", "auto_renew", "cancelled_at")
+    list_filter = ("status", "plan", "auto_renew", "on_trial")
+    search_fields = ("member__phone", "member__member_number")
+    list_select_related = ("member", "plan")
+    raw_id_fields = ("member",)
+    actions = ["cancel"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("programme.refund_planorder")
+
+    @admin.action(description=_("Cancel automatic renewal"), permissions=["cancel"])
+    def cancel(self, request, queryset):
+        done = 0
+        for membership in queryset.select_related("member"):
+            try:
+                services.membership_cancel(member=membership.member)
+            except LoyaltyError as error:
+                self.message_user(request, f"{membership.member}: {error.message}", messages.WARNING)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, _("%(count)d memberships will not renew.") % {"count": done}, messages.SUCCESS)
+
+
+class RefundActionForm(ActionForm):
+    reason = forms.CharField(label=_("Reason"), max_length=200, required=False)
+
+
+@admin.register(PlanOrder)
+class PlanOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("number", "member", "plan", "kind", "amount", "status", "adapter", "paid_at", "refunded_at")
+    list_filter = ("status", "kind", "plan", "adapter")
+    search_fields = ("number", "payment_id", "member__phone", "member__member_number")
+    list_select_related = ("member", "plan")
+    date_hierarchy = "created_at"
+    action_form = RefundActionForm
+    actions = ["refund"]
+    change_list_template = "admin/programme/planorder/change_list.html"
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("programme.refund_planorder")
+
+    @admin.action(description=_("Refund (inside the cool-off period; give a reason)"), permissions=["refund"])
+    def refund(self, request, queryset):
+        reason = request.POST.get("reason", "")
+        for order in queryset:
+            try:
+                services.plan_order_refund(order=order, actor=request.user, reason=reason)
+            except LoyaltyError as error:
+                self.message_user(request, f"{order.number}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(number)s refunded.") % {"number": order.number}, messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "figures": selectors.dashboard()})
+
+
+@admin.register(PlanGrant)
+class PlanGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("member", "kind", "period", "points", "coupon", "order", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("member__phone", "order__number")
+    list_select_related = ("member", "coupon", "order")
