@@ -84,7 +84,9 @@ def memberships_renew(*, now: dt.datetime | None = None) -> dict:
             if signed is None:
                 counts["waiting"] += 1
                 continue
-            services.payment_notification_handle(adapter=order.adapter, headers=signed.headers, body=signed.body, now=now)
+            services.payment_notification_handle(
+                adapter=order.adapter, headers=signed.headers, body=signed.body, now=now
+            )
             counts["charged"] += 1
         except LoyaltyError as error:
             logger.warning("renewal %s failed: %s", order.number, error)
@@ -95,7 +97,9 @@ def memberships_renew(*, now: dt.datetime | None = None) -> dict:
                         order.member_id,
                         f"renewal-failed:{order.pk}",
                         gettext_lazy("We could not renew %(plan)s"),
-                        gettext_lazy("The charge did not go through. Renew by hand before %(date)s to keep your benefits."),
+                        gettext_lazy(
+                            "The charge did not go through. Renew by hand before %(date)s to keep your benefits."
+                        ),
                         {"plan": order.plan.name, "date": f"{timezone.localtime(membership.ends_at):%Y-%m-%d}"},
                     )
                 ],
@@ -140,13 +144,18 @@ def memberships_housekeeping(*, now: dt.datetime | None = None) -> dict:
         date = f"{timezone.localtime(m.ends_at):%Y-%m-%d}"
         if m.auto_renew:
             title = gettext_lazy("%(plan)s renews on %(date)s")
-            body = gettext_lazy("We will charge %(price)s yuan for the next period. Cancel in the member center to stop it.")
+            body = gettext_lazy(
+                "We will charge %(price)s yuan for the next period. Cancel in the member center to stop it."
+            )
         else:
             title = gettext_lazy("%(plan)s ends on %(date)s")
             body = gettext_lazy("Renew in the member center for %(price)s yuan to keep your benefits.")
         notices.append(
             services._notice(
-                m.member_id, f"renewal-notice:{m.pk}:{m.ends_at:%Y%m%d}", title, body,
+                m.member_id,
+                f"renewal-notice:{m.pk}:{m.ends_at:%Y%m%d}",
+                title,
+                body,
                 {"plan": m.plan.name, "date": date, "price": m.plan.price},
             )
         )

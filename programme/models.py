@@ -46,7 +46,9 @@ class Plan(models.Model):
         max_digits=4,
         decimal_places=2,
         default=1,
-        help_text=_("Points per order multiplied by this (1: none). Combined with the tier's by PROGRAMME_MULTIPLIERS."),
+        help_text=_(
+            "Points per order multiplied by this (1: none). Combined with the tier's by PROGRAMME_MULTIPLIERS."
+        ),
     )
     monthly_coupon_count = models.PositiveSmallIntegerField(
         _("coupons per month"), default=0, help_text=_("The monthly coupon pack: how many coupons each month.")

@@ -78,7 +78,9 @@ class PaymentAdapter(Protocol):
 
 
 def _invalid(reason: str) -> LoyaltyError:
-    return LoyaltyError("payment_signature_invalid", _("The payment notification is not valid: %(reason)s") % {"reason": reason})
+    return LoyaltyError(
+        "payment_signature_invalid", _("The payment notification is not valid: %(reason)s") % {"reason": reason}
+    )
 
 
 def _amount(value) -> Decimal:
@@ -128,7 +130,9 @@ class FakeAdapter:
             sort_keys=True,
         ).encode()
         timestamp = str(int(time.time()))
-        return SignedNotification({"X-Fake-Timestamp": timestamp, "X-Fake-Signature": self._signature(timestamp, body)}, body)
+        return SignedNotification(
+            {"X-Fake-Timestamp": timestamp, "X-Fake-Signature": self._signature(timestamp, body)}, body
+        )
 
     def start(self, order) -> dict:
         return {"adapter": self.name, "order_number": order.number, "amount": str(order.amount)}
@@ -328,4 +332,3 @@ def get_adapter(name: str | None = None) -> PaymentAdapter:
             % {"name": name, "names": ", ".join(adapter_names())},
         )
     return import_string(path)()
-

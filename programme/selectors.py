@@ -51,7 +51,10 @@ def dashboard(*, now: dt.datetime | None = None, months: int = 6) -> dict:
             .annotate(**aggregates)
             .order_by()
         )
-        return {timezone.localtime(row["month"]).date() if isinstance(row["month"], dt.datetime) else row["month"]: row for row in rows}
+        return {
+            timezone.localtime(row["month"]).date() if isinstance(row["month"], dt.datetime) else row["month"]: row
+            for row in rows
+        }
 
     paid = by_month(
         PlanOrder.objects.filter(status__in=[PlanOrder.Status.PAID, PlanOrder.Status.REFUNDED]),
@@ -60,7 +63,9 @@ def dashboard(*, now: dt.datetime | None = None, months: int = 6) -> dict:
         renewed=Count("id", filter=Q(kind=PlanOrder.Kind.RENEWAL)),
         revenue=Sum("amount"),
     )
-    refunded = by_month(PlanOrder.objects.filter(status=PlanOrder.Status.REFUNDED), "refunded_at", refunded=Sum("amount"))
+    refunded = by_month(
+        PlanOrder.objects.filter(status=PlanOrder.Status.REFUNDED), "refunded_at", refunded=Sum("amount")
+    )
     churned = by_month(
         Membership.objects.filter(status__in=[Membership.Status.ENDED, Membership.Status.REFUNDED]),
         "ended_at",

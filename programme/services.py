@@ -149,9 +149,7 @@ def trial_start(*, member: Member, plan: Plan, consent: bool, now: dt.datetime |
         raise LoyaltyError("trial_unavailable", _("The plan “%(plan)s” has no free trial.") % {"plan": plan.name})
     _refuse_inactive(member)
     if not consent:
-        raise LoyaltyError(
-            "consent_required", _("Agree to be charged when the trial ends to start the free trial.")
-        )
+        raise LoyaltyError("consent_required", _("Agree to be charged when the trial ends to start the free trial."))
     with transaction.atomic():
         Member.objects.select_for_update().filter(pk=member.pk).first()
         if Membership.objects.filter(member=member).exists() or PlanOrder.objects.filter(member=member).exists():
@@ -173,7 +171,11 @@ def trial_start(*, member: Member, plan: Plan, consent: bool, now: dt.datetime |
                     f"trial:{membership.pk}",
                     gettext_lazy("Your %(plan)s trial has started"),
                     gettext_lazy("Enjoy %(plan)s until %(date)s. We charge %(price)s yuan then, unless you cancel."),
-                    {"plan": plan.name, "date": f"{timezone.localtime(membership.ends_at):%Y-%m-%d}", "price": plan.price},
+                    {
+                        "plan": plan.name,
+                        "date": f"{timezone.localtime(membership.ends_at):%Y-%m-%d}",
+                        "price": plan.price,
+                    },
                 )
             ],
             now=now,
@@ -212,7 +214,9 @@ def plan_order_failed(*, order_number: str, reason: str) -> PlanOrder:
 def _locked_order(number: str) -> PlanOrder:
     order = PlanOrder.objects.select_for_update().filter(number=number).first()
     if order is None:
-        raise LoyaltyError("plan_order_not_found", _("No paid membership order has the number “%(n)s”.") % {"n": number})
+        raise LoyaltyError(
+            "plan_order_not_found", _("No paid membership order has the number “%(n)s”.") % {"n": number}
+        )
     return order
 
 
@@ -411,8 +415,11 @@ def membership_cancel(*, member: Member, now: dt.datetime | None = None) -> Memb
     now = now or timezone.now()
     membership = _active_membership_locked(member, now)
     if membership.cancelled_at is not None and not membership.auto_renew:
-        raise LoyaltyError("membership_cancelled", _("Your membership is cancelled already; it ends on %(date)s.")
-                           % {"date": f"{timezone.localtime(membership.ends_at):%Y-%m-%d}"})
+        raise LoyaltyError(
+            "membership_cancelled",
+            _("Your membership is cancelled already; it ends on %(date)s.")
+            % {"date": f"{timezone.localtime(membership.ends_at):%Y-%m-%d}"},
+        )
     membership.auto_renew, membership.cancelled_at = False, now
     membership.save(update_fields=["auto_renew", "cancelled_at"])
     PlanOrder.objects.filter(member=member, status=PlanOrder.Status.PENDING).update(status=PlanOrder.Status.CANCELLED)
@@ -519,9 +526,13 @@ def fake_payment_complete(*, order: PlanOrder, member: Member, now: dt.datetime 
     adapter (``payment_adapter_unknown``: only the fake one pays without money).
     """
     if order.member_id != member.pk:
-        raise LoyaltyError("plan_order_not_found", _("No paid membership order has the number “%(n)s”.") % {"n": order.number})
+        raise LoyaltyError(
+            "plan_order_not_found", _("No paid membership order has the number “%(n)s”.") % {"n": order.number}
+        )
     adapter = get_adapter(order.adapter)
     if not isinstance(adapter, FakeAdapter):
-        raise LoyaltyError("payment_adapter_unknown", _("This order is paid through %(name)s, not here.") % {"name": order.adapter})
+        raise LoyaltyError(
+            "payment_adapter_unknown", _("This order is paid through %(name)s, not here.") % {"name": order.adapter}
+        )
     signed = adapter.sign(order_number=order.number, payment_id=f"fake-{order.number}", amount=order.amount)
     return payment_notification_handle(adapter=adapter.name, headers=signed.headers, body=signed.body, now=now)

@@ -115,14 +115,12 @@ def _plan(code: str) -> Plan:
     return plan
 
 
-class PlansView(APIView):
-    permission_classes = [AllowAny]
-
+class PlansView(MemberView):
     @extend_schema(
         operation_id="programme_plans",
         tags=["paid membership"],
         summary="Paid plans on sale",
-        responses={200: s.PlanOut(many=True)},
+        responses={200: s.PlanOut(many=True), **errors(401, 403)},
         examples=[example("plans", [PLAN_EXAMPLE])],
     )
     def get(self, request):
@@ -167,7 +165,11 @@ class MyPlanOrdersView(MemberView):
         responses={201: s.PlanCheckoutOut, **errors(400, 401, 403, 404, 409, 422, 503)},
         examples=[
             example("buy", {"plan": "plus", "auto_renew": True, "consent": True}, request=True),
-            example("opened", {"order": ORDER_EXAMPLE, "payment": {"adapter": "wechat", "package": "prepay_id=wx2"}}, status=201),
+            example(
+                "opened",
+                {"order": ORDER_EXAMPLE, "payment": {"adapter": "wechat", "package": "prepay_id=wx2"}},
+                status=201,
+            ),
         ],
     )
     def post(self, request):
@@ -184,7 +186,8 @@ class MyPlanOrdersView(MemberView):
                 adapter=values.get("adapter"),
             )
             return Response(
-                s.PlanCheckoutOut({"order": checkout.order, "payment": checkout.payment}).data, status=status.HTTP_201_CREATED
+                s.PlanCheckoutOut({"order": checkout.order, "payment": checkout.payment}).data,
+                status=status.HTTP_201_CREATED,
             )
 
         return idempotent(request, scope="me_plan_order_create", run=run)
@@ -245,7 +248,10 @@ class PaymentNotifyView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    # Not in the client API's schema: the platform calls it and gets the platform's own
+    # answer shape, not the API's error body (docs/programme.md describes it).
     @extend_schema(
+        exclude=True,
         operation_id="programme_payment_notify",
         tags=["paid membership"],
         summary="Payment notification (called by the payment platform)",
@@ -317,7 +323,9 @@ class DashboardView(APIView):
         operation_id="programme_dashboard",
         tags=["paid membership"],
         summary="Paid membership figures (staff)",
-        description="Paying members now; per month: new, renewed, churned, renewal rate, revenue, refunds, benefit cost.",
+        description=(
+            "Paying members now; per month: new, renewed, churned, renewal rate, revenue, refunds, benefit cost."
+        ),
         responses={200: s.DashboardOut, **errors(401, 403)},
     )
     def get(self, request):

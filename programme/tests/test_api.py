@@ -20,15 +20,18 @@ def _notify(adapter: str, headers: dict, body: bytes):
     )
 
 
-def test_plans_are_listed_for_anyone(plan):
-    answer = APIClient().get(reverse("api:programme-plans"))
+def test_plans_are_listed_for_members(member, plan):
+    assert APIClient().get(reverse("api:programme-plans")).status_code == 401
+    answer = client_for_member(member).get(reverse("api:programme-plans"))
     assert answer.status_code == 200 and answer.json()[0]["code"] == "plus"
 
 
 def test_buy_pay_by_notification_then_see_it(member, plan):
     client = client_for_member(member)
     assert client.get(reverse("api:me-membership")).json() == {"membership": None}
-    answer = client.post(reverse("api:me-membership-orders"), {"plan": "plus", "auto_renew": True, "consent": True}, format="json")
+    answer = client.post(
+        reverse("api:me-membership-orders"), {"plan": "plus", "auto_renew": True, "consent": True}, format="json"
+    )
     assert answer.status_code == 201, answer.content
     number = answer.json()["order"]["number"]
     order = PlanOrder.objects.get(number=number)
@@ -82,7 +85,9 @@ def test_staff_refund_and_dashboard(paid, member, refunder, staff_user):
     answer = client.post(url, {"reason": "changed mind"}, format="json")
     assert answer.status_code == 200 and answer.json()["points_taken_back"] == 500
     assert client.post(url, {"reason": "again"}, format="json").status_code == 409
-    assert client.post(reverse("api:programme-refund", args=["nope"]), {"reason": "x"}, format="json").status_code == 404
+    assert (
+        client.post(reverse("api:programme-refund", args=["nope"]), {"reason": "x"}, format="json").status_code == 404
+    )
     refunder.is_superuser = True
     refunder.save()
     figures = client.get(reverse("api:programme-dashboard")).json()
@@ -126,7 +131,11 @@ def test_wechat_pay_against_a_local_stub(member, plan, settings, refunder):
         assert refund.status_code == 200 and refund.json()["refund_id"] == "50000000382019052709732678859"
         assert stub.requests[-1] == (
             "/v3/refund/domestic/refunds",
-            {"transaction_id": "4200001", "out_refund_no": f"{number}R", "amount": {"refund": 9900, "total": 9900, "currency": "CNY"}},
+            {
+                "transaction_id": "4200001",
+                "out_refund_no": f"{number}R",
+                "amount": {"refund": 9900, "total": 9900, "currency": "CNY"},
+            },
         )
 
 
@@ -134,7 +143,12 @@ def test_wechat_needs_an_openid_and_reports_a_platform_down(member, plan, settin
     with WeChatPayStub() as stub:
         settings.PROGRAMME_WECHAT_PAY = stub.config
     client = client_for_member(member)
-    assert client.post(reverse("api:me-membership-orders"), {"plan": "plus", "adapter": "wechat"}, format="json").status_code == 409
+    assert (
+        client.post(
+            reverse("api:me-membership-orders"), {"plan": "plus", "adapter": "wechat"}, format="json"
+        ).status_code
+        == 409
+    )
     member.wechat_openid = "o1"
     member.save()
     down = client.post(reverse("api:me-membership-orders"), {"plan": "plus", "adapter": "wechat"}, format="json")

@@ -20,7 +20,11 @@ def _pem_private(key) -> str:
 
 
 def _pem_public(key) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 class WeChatPayStub:
@@ -100,7 +104,9 @@ class WeChatPayStub:
 
     def sign_headers(self, body: bytes, *, timestamp: int | None = None) -> dict:
         timestamp, nonce = str(timestamp or int(time.time())), secrets.token_hex(16)
-        signature = self.platform.sign(f"{timestamp}\n{nonce}\n".encode() + body + b"\n", padding.PKCS1v15(), hashes.SHA256())
+        signature = self.platform.sign(
+            f"{timestamp}\n{nonce}\n".encode() + body + b"\n", padding.PKCS1v15(), hashes.SHA256()
+        )
         return {
             "Wechatpay-Timestamp": timestamp,
             "Wechatpay-Nonce": nonce,
