@@ -445,6 +445,18 @@ PROGRAMME_COOL_OFF_DAYS = env_int("PROGRAMME_COOL_OFF_DAYS", 7)
 # Renewal notice this many days before a period ends; automatic renewal this many hours before.
 PROGRAMME_RENEWAL_NOTICE_DAYS = env_int("PROGRAMME_RENEWAL_NOTICE_DAYS", 3)
 PROGRAMME_RENEW_AHEAD_HOURS = env_int("PROGRAMME_RENEW_AHEAD_HOURS", 24)
+# Points transfers between members (赠送积分): points a member may give and receive per
+# local day and calendar month (0: no limit), the lowest tier that may give (a tier code;
+# empty: any), whether the receiver confirms, whether the points keep their expiry dates,
+# the hours in which the same two members cannot send points back the other way.
+PROGRAMME_TRANSFER_GIVE_PER_DAY = env_int("PROGRAMME_TRANSFER_GIVE_PER_DAY", 2000)
+PROGRAMME_TRANSFER_GIVE_PER_MONTH = env_int("PROGRAMME_TRANSFER_GIVE_PER_MONTH", 10000)
+PROGRAMME_TRANSFER_RECEIVE_PER_DAY = env_int("PROGRAMME_TRANSFER_RECEIVE_PER_DAY", 2000)
+PROGRAMME_TRANSFER_RECEIVE_PER_MONTH = env_int("PROGRAMME_TRANSFER_RECEIVE_PER_MONTH", 10000)
+PROGRAMME_TRANSFER_MIN_TIER = env("PROGRAMME_TRANSFER_MIN_TIER", "")
+PROGRAMME_TRANSFER_CONFIRM = env_bool("PROGRAMME_TRANSFER_CONFIRM", False)
+PROGRAMME_TRANSFER_KEEP_EXPIRY = env_bool("PROGRAMME_TRANSFER_KEEP_EXPIRY", True)
+PROGRAMME_TRANSFER_PING_PONG_HOURS = env_int("PROGRAMME_TRANSFER_PING_PONG_HOURS", 72)
 
 # --- Logging --------------------------------------------------------------------------
 # json: one JSON object a line with the request id (config.logging), for a log shipper;

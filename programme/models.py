@@ -248,3 +248,63 @@ class PlanGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.kind} {self.period}"
+
+
+class Transfer(models.Model):
+    """Points one member gave another (赠送积分): both sides' ledger entries, linked here."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("waiting for the receiver")
+        COMPLETED = "completed", _("received")
+        DECLINED = "declined", _("declined")
+        CANCELLED = "cancelled", _("cancelled by the giver")
+        REVERSED = "reversed", _("reversed by staff")
+
+    giver = models.ForeignKey(Member, verbose_name=_("giver"), on_delete=models.PROTECT, related_name="transfers_given")
+    receiver = models.ForeignKey(
+        Member, verbose_name=_("receiver"), on_delete=models.PROTECT, related_name="transfers_received"
+    )
+    points = models.PositiveIntegerField(_("points"))
+    message = models.CharField(_("message"), max_length=100, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices)
+    out_entry = models.OneToOneField(
+        LedgerEntry, verbose_name=_("giver's entry"), on_delete=models.PROTECT, related_name="transfer_out"
+    )
+    in_entry = models.ForeignKey(
+        LedgerEntry,
+        verbose_name=_("receiver's entry"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("The first of the receiver's entries (one per expiry date of the points given)."),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    decided_at = models.DateTimeField(_("received or declined at"), null=True, blank=True)
+    reversed_at = models.DateTimeField(_("reversed at"), null=True, blank=True)
+    reversed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reversed by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    reverse_reason = models.CharField(_("reason for reversing"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("points transfer")
+        verbose_name_plural = _("points transfers")
+        ordering = ["-created_at", "-id"]
+        permissions = [("reverse_transfer", _("Can reverse points transfers"))]
+        constraints = [
+            models.CheckConstraint(condition=Q(points__gt=0), name="transfer_points_positive"),
+            models.CheckConstraint(condition=~Q(giver=models.F("receiver")), name="transfer_not_to_self"),
+        ]
+        indexes = [
+            models.Index(fields=["giver", "-created_at"], name="transfer_giver_recent"),
+            models.Index(fields=["receiver", "-created_at"], name="transfer_receiver_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.giver_id} -> {self.receiver_id}: {self.points}"

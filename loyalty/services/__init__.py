@@ -21,7 +21,15 @@ from .entries import CURRENCIES
 from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, RefundResult, order_earn, order_refund
 from .settling import lots_expire_due, lots_release_matured
 from .spending import points_spend, points_spend_reverse
-from .transfers import TakeBack, points_take_back  # noqa: F401 - issue 19 (programme)
+from .transfers import (  # noqa: F401 - issue 19 (programme)
+    TakeBack,
+    points_take_back,
+    points_transfer,
+    points_transfer_in,
+    points_transfer_out,
+    points_transfer_return,
+    points_transfer_reverse,
+)
 
 __all__ = [
     "CLOCK_SKEW",
