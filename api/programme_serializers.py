@@ -106,3 +106,39 @@ class MonthFiguresOut(serializers.Serializer):
 class DashboardOut(serializers.Serializer):
     paying_members = serializers.IntegerField()
     months = MonthFiguresOut(many=True)
+
+
+class MemberBriefOut(serializers.Serializer):
+    member_number = serializers.CharField()
+    name = serializers.CharField()
+
+
+class TransferOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    giver = MemberBriefOut()
+    receiver = MemberBriefOut()
+    points = serializers.IntegerField()
+    message = serializers.CharField()
+    status = serializers.CharField(help_text="One of: pending, completed, declined, cancelled, reversed.")
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    reversed_at = serializers.DateTimeField(allow_null=True)
+    reverse_reason = serializers.CharField()
+
+
+class TransferIn(serializers.Serializer):
+    to = serializers.CharField(max_length=32, help_text="The receiver's phone number or member number.")
+    points = serializers.IntegerField(min_value=1, max_value=10**9)
+    message = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class TransferReverseIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
+
+
+class StaffTransfersQuery(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["pending", "completed", "declined", "cancelled", "reversed"], required=False
+    )
+    member = serializers.CharField(max_length=32, required=False, help_text="Phone or member number, either side.")
+    since = serializers.DateTimeField(required=False)

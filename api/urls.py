@@ -53,4 +53,14 @@ urlpatterns = [
     path("me/membership/trial/", programme.TrialView.as_view(), name="me-membership-trial"),
     path("me/membership/cancel/", programme.CancelView.as_view(), name="me-membership-cancel"),
     path("me/membership/auto-renew/", programme.AutoRenewView.as_view(), name="me-membership-auto-renew"),
+    path("me/transfers/", programme.MyTransfersView.as_view(), name="me-transfers"),
+    path("me/transfers/<int:pk>/accept/", programme.TransferAcceptView.as_view(), name="me-transfer-accept"),
+    path("me/transfers/<int:pk>/decline/", programme.TransferDeclineView.as_view(), name="me-transfer-decline"),
+    path("me/transfers/<int:pk>/cancel/", programme.TransferCancelView.as_view(), name="me-transfer-cancel"),
+    path("programme/transfers/", programme.StaffTransfersView.as_view(), name="programme-transfers"),
+    path(
+        "programme/transfers/<int:pk>/reverse/",
+        programme.StaffTransferReverseView.as_view(),
+        name="programme-transfer-reverse",
+    ),
 ]

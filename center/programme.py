@@ -1,17 +1,19 @@
-"""Member center pages of the paid membership (/me/plus/): the plans, my membership and
-its orders; buy, start a trial, pay a test order, turn auto-renew on or off, cancel.
-Thin like the other pages: each POST calls one ``programme`` service."""
+"""Member center pages of the programme: the paid membership (/me/plus/: the plans, my
+membership and its orders; buy, start a trial, pay a test order, turn auto-renew on or
+off, cancel) and points transfers (/me/transfers/: give points, accept, decline or take
+back a transfer waiting). Thin like the other pages: each POST calls one service."""
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from core.errors import LoyaltyError
-from programme import selectors, services
-from programme.models import Plan, PlanOrder
+from programme import selectors, services, transfers
+from programme.models import Plan, PlanOrder, Transfer
 
 from . import auth
 
@@ -109,3 +111,57 @@ def plus_cancel(request: HttpRequest) -> HttpResponse:
         lambda: services.membership_cancel(member=request.member),
         _("Cancelled: your benefits last until the end of the period."),
     )
+
+
+# --- points transfers ---------------------------------------------------------------------------
+
+
+@auth.member_required
+def transfers_page(request: HttpRequest) -> HttpResponse:
+    member = request.member
+    return render(
+        request,
+        "center/programme/transfers.html",
+        {"transfers": selectors.transfers_for(member), "member": member, "nav": "transfers"},
+    )
+
+
+@auth.member_required
+@require_POST
+def transfer_give(request: HttpRequest) -> HttpResponse:
+    raw = request.POST.get("points", "")
+    points = int(raw) if raw.strip().isdigit() else raw
+
+    def give():
+        transfers.transfer_create(
+            giver=request.member, to=request.POST.get("to", ""), points=points, message=request.POST.get("message", "")
+        )
+
+    return _run_to(request, give, _("Points sent."), "center:transfers")
+
+
+def _run_to(request: HttpRequest, action, success: str, target: str) -> HttpResponse:
+    try:
+        action()
+    except LoyaltyError as error:
+        messages.error(request, str(error.message))
+    else:
+        messages.success(request, success)
+    return redirect(target)
+
+
+def _transfer_post(service, success: str):
+    @auth.member_required
+    @require_POST
+    def view(request: HttpRequest, transfer_id: int) -> HttpResponse:
+        transfer = get_object_or_404(Transfer, pk=transfer_id)
+        if request.member.pk not in (transfer.giver_id, transfer.receiver_id):
+            raise Http404
+        return _run_to(request, lambda: service(transfer=transfer, member=request.member), success, "center:transfers")
+
+    return view
+
+
+transfer_accept = _transfer_post(transfers.transfer_accept, gettext_lazy("Points received."))
+transfer_decline = _transfer_post(transfers.transfer_decline, gettext_lazy("Declined: the points went back."))
+transfer_cancel = _transfer_post(transfers.transfer_cancel, gettext_lazy("Taken back."))

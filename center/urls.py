@@ -35,4 +35,9 @@ urlpatterns = [
     path("plus/orders/<str:number>/pay/", programme.plus_pay, name="plus_pay"),
     path("plus/auto-renew/", programme.plus_auto_renew, name="plus_auto_renew"),
     path("plus/cancel/", programme.plus_cancel, name="plus_cancel"),
+    path("transfers/", programme.transfers_page, name="transfers"),
+    path("transfers/give/", programme.transfer_give, name="transfer_give"),
+    path("transfers/<int:transfer_id>/accept/", programme.transfer_accept, name="transfer_accept"),
+    path("transfers/<int:transfer_id>/decline/", programme.transfer_decline, name="transfer_decline"),
+    path("transfers/<int:transfer_id>/cancel/", programme.transfer_cancel, name="transfer_cancel"),
 ]

@@ -10,8 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
 
-from . import selectors, services
-from .models import Membership, Plan, PlanGrant, PlanOrder
+from . import selectors, services, transfers
+from .models import Membership, Plan, PlanGrant, PlanOrder, Transfer
 
 
 @admin.register(Plan)
@@ -104,3 +104,30 @@ class PlanGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("kind",)
     search_fields = ("member__phone", "order__number")
     list_select_related = ("member", "coupon", "order")
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every transfer, for staff: filter by status and date, search either member."""
+
+    list_display = ("created_at", "giver", "receiver", "points", "status", "decided_at", "reversed_by")
+    list_filter = ("status",)
+    date_hierarchy = "created_at"
+    search_fields = ("giver__phone", "giver__member_number", "receiver__phone", "receiver__member_number")
+    list_select_related = ("giver", "receiver", "reversed_by")
+    action_form = RefundActionForm
+    actions = ["reverse"]
+
+    def has_reverse_permission(self, request) -> bool:
+        return request.user.has_perm("programme.reverse_transfer")
+
+    @admin.action(description=_("Reverse (give a reason)"), permissions=["reverse"])
+    def reverse(self, request, queryset):
+        reason = request.POST.get("reason", "")
+        for transfer in queryset:
+            try:
+                transfers.transfer_reverse(transfer=transfer, actor=request.user, reason=reason)
+            except LoyaltyError as error:
+                self.message_user(request, f"{transfer}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(transfer)s reversed.") % {"transfer": transfer}, messages.SUCCESS)

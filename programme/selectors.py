@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from members.models import Member
 
-from .models import Membership, Plan, PlanGrant, PlanOrder
+from .models import Membership, Plan, PlanGrant, PlanOrder, Transfer
 
 
 def plans_on_sale():
@@ -96,3 +96,24 @@ def dashboard(*, now: dt.datetime | None = None, months: int = 6) -> dict:
         )
     paying = Membership.objects.filter(status=Membership.Status.ACTIVE, ends_at__gt=now, on_trial=False).count()
     return {"paying_members": paying, "months": out}
+
+
+def transfers_for(member: Member, *, limit: int = 50) -> list:
+    """The member's transfers, given and received, newest first, with both members."""
+    return list(
+        Transfer.objects.filter(Q(giver=member) | Q(receiver=member))
+        .select_related("giver", "receiver")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def transfers_for_staff(*, status: str | None = None, member: Member | None = None, since=None, limit: int = 100):
+    """Transfers for staff, filtered by status, a member on either side and a start time."""
+    rows = Transfer.objects.select_related("giver", "receiver").order_by("-created_at", "-id")
+    if status:
+        rows = rows.filter(status=status)
+    if member is not None:
+        rows = rows.filter(Q(giver=member) | Q(receiver=member))
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    return list(rows[:limit])
