@@ -142,3 +142,37 @@ class StaffTransfersQuery(serializers.Serializer):
     )
     member = serializers.CharField(max_length=32, required=False, help_text="Phone or member number, either side.")
     since = serializers.DateTimeField(required=False)
+
+
+class BadgeProgressOut(serializers.Serializer):
+    code = serializers.CharField(source="badge.code")
+    name = serializers.CharField(source="badge.name")
+    description = serializers.CharField(source="badge.description")
+    condition = serializers.CharField(source="badge.condition")
+    held = serializers.SerializerMethodField()
+    awarded_at = serializers.SerializerMethodField()
+    value = serializers.DecimalField(max_digits=14, decimal_places=2, help_text="Where the member is now.")
+    target = serializers.DecimalField(max_digits=14, decimal_places=2)
+    percent = serializers.IntegerField()
+
+    def get_held(self, progress) -> bool:
+        return progress.held is not None and progress.held.revoked_at is None
+
+    def get_awarded_at(self, progress) -> str | None:
+        held = progress.held
+        return held.awarded_at.isoformat() if held is not None and held.revoked_at is None else None
+
+
+class BadgeAwardIn(serializers.Serializer):
+    member = serializers.CharField(max_length=32, help_text="Phone or member number.")
+    badge = serializers.SlugField(max_length=32)
+    reason = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
+
+
+class MemberBadgeOut(serializers.Serializer):
+    member_number = serializers.CharField(source="member.member_number")
+    badge = serializers.CharField(source="badge.code")
+    source = serializers.CharField()
+    awarded_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    revoke_reason = serializers.CharField()

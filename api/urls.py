@@ -58,6 +58,9 @@ urlpatterns = [
     path("me/transfers/<int:pk>/decline/", programme.TransferDeclineView.as_view(), name="me-transfer-decline"),
     path("me/transfers/<int:pk>/cancel/", programme.TransferCancelView.as_view(), name="me-transfer-cancel"),
     path("programme/transfers/", programme.StaffTransfersView.as_view(), name="programme-transfers"),
+    path("me/badges/", programme.MyBadgesView.as_view(), name="me-badges"),
+    path("programme/badges/award/", programme.StaffBadgeAwardView.as_view(), name="programme-badge-award"),
+    path("programme/badges/revoke/", programme.StaffBadgeRevokeView.as_view(), name="programme-badge-revoke"),
     path(
         "programme/transfers/<int:pk>/reverse/",
         programme.StaffTransferReverseView.as_view(),

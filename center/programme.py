@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from core.errors import LoyaltyError
-from programme import selectors, services, transfers
+from programme import badges, selectors, services, transfers
 from programme.models import Plan, PlanOrder, Transfer
 
 from . import auth
@@ -165,3 +165,17 @@ def _transfer_post(service, success: str):
 transfer_accept = _transfer_post(transfers.transfer_accept, gettext_lazy("Points received."))
 transfer_decline = _transfer_post(transfers.transfer_decline, gettext_lazy("Declined: the points went back."))
 transfer_cancel = _transfer_post(transfers.transfer_cancel, gettext_lazy("Taken back."))
+
+
+# --- badges ----------------------------------------------------------------------------------------
+
+
+@auth.member_required
+def badges_page(request: HttpRequest) -> HttpResponse:
+    progress = badges.badges_progress(request.member)
+    held = [p for p in progress if p.percent == 100 and p.held is not None]
+    return render(
+        request,
+        "center/programme/badges.html",
+        {"held": held, "next": [p for p in progress if p not in held], "nav": "badges"},
+    )

@@ -36,6 +36,7 @@ urlpatterns = [
     path("plus/auto-renew/", programme.plus_auto_renew, name="plus_auto_renew"),
     path("plus/cancel/", programme.plus_cancel, name="plus_cancel"),
     path("transfers/", programme.transfers_page, name="transfers"),
+    path("badges/", programme.badges_page, name="badges"),
     path("transfers/give/", programme.transfer_give, name="transfer_give"),
     path("transfers/<int:transfer_id>/accept/", programme.transfer_accept, name="transfer_accept"),
     path("transfers/<int:transfer_id>/decline/", programme.transfer_decline, name="transfer_decline"),

@@ -457,6 +457,12 @@ PROGRAMME_TRANSFER_MIN_TIER = env("PROGRAMME_TRANSFER_MIN_TIER", "")
 PROGRAMME_TRANSFER_CONFIRM = env_bool("PROGRAMME_TRANSFER_CONFIRM", False)
 PROGRAMME_TRANSFER_KEEP_EXPIRY = env_bool("PROGRAMME_TRANSFER_KEEP_EXPIRY", True)
 PROGRAMME_TRANSFER_PING_PONG_HOURS = env_int("PROGRAMME_TRANSFER_PING_PONG_HOURS", 72)
+# The programme's tasks give points and coupons: they run on the ledger jobs' queue (a
+# worker must consume it: celery -A config worker -Q celery,ledger).
+PROGRAMME_QUEUE = env("PROGRAMME_QUEUE", "ledger")
+CELERY_TASK_ROUTES = {"programme.*": {"queue": PROGRAMME_QUEUE}}
+# Badges: evaluate a member's badges (a queued task) after their orders, check-ins and tier changes.
+PROGRAMME_BADGES_ON_EVENTS = env_bool("PROGRAMME_BADGES_ON_EVENTS", True)
 
 # --- Logging --------------------------------------------------------------------------
 # json: one JSON object a line with the request id (config.logging), for a log shipper;

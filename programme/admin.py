@@ -10,8 +10,8 @@ from django.utils.translation import gettext_lazy as _
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
 
-from . import selectors, services, transfers
-from .models import Membership, Plan, PlanGrant, PlanOrder, Transfer
+from . import badges, selectors, services, transfers
+from .models import Badge, MemberBadge, Membership, Plan, PlanGrant, PlanOrder, Transfer
 
 
 @admin.register(Plan)
@@ -131,3 +131,41 @@ class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{transfer}: {error.message}", messages.ERROR)
             else:
                 self.message_user(request, _("%(transfer)s reversed.") % {"transfer": transfer}, messages.SUCCESS)
+
+
+@admin.register(Badge)
+class BadgeAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "condition", "threshold", "window_days", "points", "is_active", "rank")
+    list_filter = ("condition", "is_active")
+    search_fields = ("name", "code")
+    raw_id_fields = ("store",)
+
+
+class BadgeActionForm(ActionForm):
+    reason = forms.CharField(label=_("Reason"), max_length=200, required=False)
+
+
+@admin.register(MemberBadge)
+class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Badges held; staff revoke with a reason here, and award on the member's page or the API."""
+
+    list_display = ("member", "badge", "source", "awarded_at", "revoked_at", "revoked_by")
+    list_filter = ("badge", "source")
+    search_fields = ("member__phone", "member__member_number")
+    list_select_related = ("member", "badge", "revoked_by")
+    action_form = BadgeActionForm
+    actions = ["revoke"]
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("programme.award_badge")
+
+    @admin.action(description=_("Revoke (give a reason)"), permissions=["revoke"])
+    def revoke(self, request, queryset):
+        reason = request.POST.get("reason", "")
+        for held in queryset:
+            try:
+                badges.badge_revoke(held=held, actor=request.user, reason=reason)
+            except LoyaltyError as error:
+                self.message_user(request, f"{held}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(badge)s revoked.") % {"badge": held}, messages.SUCCESS)

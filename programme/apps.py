@@ -11,6 +11,8 @@ class ProgrammeConfig(AppConfig):
         # (loyalty.multipliers): loyalty never imports this app.
         from loyalty.multipliers import earn_multiplier_adjuster_register
 
+        from . import signals
         from .benefits import paid_earn_multiplier
 
         earn_multiplier_adjuster_register(paid_earn_multiplier)
+        signals.connect()

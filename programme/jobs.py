@@ -19,9 +19,10 @@ from django.utils.translation import gettext_lazy
 
 from core.errors import LoyaltyError
 from core.jobs import guarded
+from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.notifications import notices_enqueue
 
-from . import services
+from . import badges, services
 from .models import Membership, PlanGrant, PlanOrder
 from .payments import get_adapter
 
@@ -171,3 +172,12 @@ def memberships_housekeeping(*, now: dt.datetime | None = None) -> dict:
         with transaction.atomic():
             coupons += services._monthly_coupons_give(membership, order=None, now=now)
     return {"ended": len(ending), "noticed": noticed, "coupons": coupons}
+
+
+@guarded("programme.badges_sweep")
+def badges_sweep(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Award every active badge its members meet and do not hold (the conditions over a
+    time window, and the events that sent no signal): per member-id chunk, one query per
+    badge, then the awards. Safe to run twice: a badge is held once per member."""
+    now = now or timezone.now()
+    return run_in_member_chunks(lambda lo, hi: badges.badges_award_range(lo, hi, now=now), size=size)

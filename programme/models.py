@@ -308,3 +308,103 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.giver_id} -> {self.receiver_id}: {self.points}"
+
+
+class Badge(models.Model):
+    """An achievement with a condition over what the system records, maybe with a gift."""
+
+    class Condition(models.TextChoices):
+        ORDERS = "orders", _("number of orders")
+        SPEND = "spend", _("spend (yuan), within the window")
+        CHECKIN_STREAK = "checkin_streak", _("check-in streak (days)")
+        REFERRALS = "referrals", _("referrals rewarded")
+        TIER = "tier", _("tier reached")
+        FIRST_STORE = "first_store", _("first purchase in a store")
+
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=50)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    condition = models.CharField(_("condition"), max_length=20, choices=Condition.choices)
+    threshold = models.DecimalField(
+        _("threshold"), max_digits=12, decimal_places=2, default=1, help_text=_("Orders, yuan, days or referrals.")
+    )
+    window_days = models.PositiveIntegerField(
+        _("window (days)"), null=True, blank=True, help_text=_("Count only the last this many days; empty: all time.")
+    )
+    tier = models.ForeignKey(
+        "loyalty.Tier", verbose_name=_("tier"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    store = models.ForeignKey(
+        "members.Store", verbose_name=_("store"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    points = models.PositiveIntegerField(_("points on award"), default=0)
+    coupon_kind = models.CharField(_("coupon on award"), max_length=20, choices=CouponKind.choices, blank=True)
+    coupon_value = models.DecimalField(_("coupon value"), max_digits=10, decimal_places=2, default=0)
+    coupon_valid_days = models.PositiveSmallIntegerField(_("coupon valid for (days)"), default=30)
+    rank = models.PositiveSmallIntegerField(_("display order"), default=0)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("badge")
+        verbose_name_plural = _("badges")
+        ordering = ["rank", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(threshold__gte=0), name="badge_threshold_not_negative"),
+            models.CheckConstraint(condition=~Q(condition="tier") | Q(tier__isnull=False), name="badge_tier_named"),
+            models.CheckConstraint(
+                condition=~Q(condition="first_store") | Q(store__isnull=False), name="badge_store_named"
+            ),
+            models.CheckConstraint(condition=Q(coupon_valid_days__gte=1), name="badge_coupon_days_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MemberBadge(models.Model):
+    """A badge a member holds: awarded once (unique), revoked by staff with a reason."""
+
+    class Source(models.TextChoices):
+        EVENT = "event", _("an event")
+        SWEEP = "sweep", _("the nightly sweep")
+        STAFF = "staff", _("staff")
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="badges")
+    badge = models.ForeignKey(Badge, verbose_name=_("badge"), on_delete=models.PROTECT, related_name="holders")
+    source = models.CharField(_("awarded by"), max_length=10, choices=Source.choices)
+    awarded_at = models.DateTimeField(_("awarded at"), default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    entry = models.ForeignKey(
+        LedgerEntry, verbose_name=_("points entry"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    coupon = models.ForeignKey(
+        Coupon, verbose_name=_("coupon"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("revoked by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    revoke_reason = models.CharField(_("reason for revoking"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("member badge")
+        verbose_name_plural = _("member badges")
+        ordering = ["-awarded_at", "-id"]
+        permissions = [("award_badge", _("Can award and revoke badges"))]
+        constraints = [models.UniqueConstraint(fields=["member", "badge"], name="member_badge_once")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.badge_id}"

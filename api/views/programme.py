@@ -15,8 +15,8 @@ from rest_framework.views import APIView
 
 from core.errors import LoyaltyError
 from members.scoping import require_staff
-from programme import selectors, services, transfers
-from programme.models import Plan, PlanOrder, Transfer
+from programme import badges, selectors, services, transfers
+from programme.models import Badge, MemberBadge, Plan, PlanOrder, Transfer
 from programme.payments import get_adapter
 
 from .. import programme_serializers as s
@@ -58,6 +58,9 @@ STATUS_BY_CODE.update(
         "transfer_not_pending": status.HTTP_409_CONFLICT,
         "transfer_not_received": status.HTTP_409_CONFLICT,
         "transfer_received": status.HTTP_409_CONFLICT,
+        "badge_not_found": status.HTTP_404_NOT_FOUND,
+        "badge_held": status.HTTP_409_CONFLICT,
+        "badge_revoked": status.HTTP_409_CONFLICT,
     }
 )
 
@@ -466,3 +469,94 @@ class StaffTransferReverseView(APIView):
             transfer=transfer, actor=request.user, reason=data.validated_data["reason"]
         )
         return Response(s.TransferOut(reversed_).data)
+
+
+BADGE_EXAMPLE = {
+    "code": "ten-orders",
+    "name": "Regular",
+    "description": "Ten orders",
+    "condition": "orders",
+    "held": False,
+    "awarded_at": None,
+    "value": "7.00",
+    "target": "10.00",
+    "percent": 70,
+}
+MEMBER_BADGE_EXAMPLE = {
+    "member_number": "8123456782",
+    "badge": "ten-orders",
+    "source": "staff",
+    "awarded_at": "2026-11-20T15:04:00+08:00",
+    "revoked_at": None,
+    "revoke_reason": "",
+}
+
+
+class MyBadgesView(MemberView):
+    @extend_schema(
+        operation_id="me_badges",
+        tags=["badges"],
+        summary="My badges and the progress toward the others",
+        responses={200: s.BadgeProgressOut(many=True), **errors(401, 403)},
+        examples=[example("badges", [BADGE_EXAMPLE])],
+    )
+    def get(self, request):
+        return Response(s.BadgeProgressOut(badges.badges_progress(self.member), many=True).data)
+
+
+def _badge(code: str) -> Badge:
+    badge = Badge.objects.filter(code=code).first()
+    if badge is None:
+        raise LoyaltyError("badge_not_found", _("No badge has the code “%(code)s”.") % {"code": code})
+    return badge
+
+
+class StaffBadgeAwardView(APIView):
+    permission_classes = [IsStaffCaller]
+
+    @extend_schema(
+        operation_id="programme_badge_award",
+        tags=["badges"],
+        summary="Award a badge (staff), with a reason",
+        description="Needs programme.award_badge and the member in the caller's stores. 409 badge_held.",
+        request=s.BadgeAwardIn,
+        responses={201: s.MemberBadgeOut, **errors(400, 401, 403, 404, 409)},
+        examples=[
+            example("award", {"member": "13800138000", "badge": "ten-orders", "reason": "lost receipts"}, request=True)
+        ],
+    )
+    def post(self, request):
+        data = s.BadgeAwardIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        held = badges.badge_award(
+            member=transfers.receiver_find(values["member"]),
+            badge=_badge(values["badge"]),
+            actor=request.user,
+            reason=values["reason"],
+        )
+        return Response(s.MemberBadgeOut(held).data, status=status.HTTP_201_CREATED)
+
+
+class StaffBadgeRevokeView(APIView):
+    permission_classes = [IsStaffCaller]
+
+    @extend_schema(
+        operation_id="programme_badge_revoke",
+        tags=["badges"],
+        summary="Revoke a badge (staff), with a reason",
+        description="Takes back what is left of its points and voids its unused coupon.",
+        request=s.BadgeAwardIn,
+        responses={200: s.MemberBadgeOut, **errors(400, 401, 403, 404, 409)},
+        examples=[example("revoke", MEMBER_BADGE_EXAMPLE)],
+    )
+    def post(self, request):
+        data = s.BadgeAwardIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        member = transfers.receiver_find(values["member"])
+        held = MemberBadge.objects.filter(member=member, badge=_badge(values["badge"])).first()
+        if held is None:
+            raise LoyaltyError("badge_not_found", _("This member does not hold this badge."))
+        revoked = badges.badge_revoke(held=held, actor=request.user, reason=values["reason"])
+        return Response(s.MemberBadgeOut(revoked).data)

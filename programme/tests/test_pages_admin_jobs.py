@@ -126,6 +126,13 @@ def test_housekeeping_notices_ends_and_gives_coupons(paid, member):
 
 
 def test_tasks_are_on_the_ledger_queue_and_scheduled():
-    assert renew_memberships.queue == "ledger" and membership_housekeeping.queue == "ledger"
+    from config.celery import app
+
+    for task in (renew_memberships, membership_housekeeping):
+        assert app.amqp.router.route({}, task.name, (), {})["queue"].name == "ledger"
     tasks = dict(PeriodicTask.objects.filter(task__startswith="programme.").values_list("task", "queue"))
-    assert tasks == {"programme.renew_memberships": "ledger", "programme.membership_housekeeping": "ledger"}
+    assert tasks == {
+        "programme.renew_memberships": "ledger",
+        "programme.membership_housekeeping": "ledger",
+        "programme.badges_sweep": "ledger",
+    }
