@@ -11,7 +11,7 @@ class ProgrammeConfig(AppConfig):
         # (loyalty.multipliers): loyalty never imports this app.
         from loyalty.multipliers import earn_multiplier_adjuster_register
 
-        from . import signals
+        from . import checks, signals  # noqa: F401 - checks registers itself
         from .benefits import paid_earn_multiplier
 
         earn_multiplier_adjuster_register(paid_earn_multiplier)

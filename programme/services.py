@@ -522,15 +522,16 @@ def fake_payment_complete(*, order: PlanOrder, member: Member, now: dt.datetime 
     """Pay ``order`` with the fake adapter (development and the demo): its signed
     notification goes through :func:`payment_notification_handle` like a real one.
 
-    Refuses another member's order (``plan_order_not_found``) and an order of a real
-    adapter (``payment_adapter_unknown``: only the fake one pays without money).
+    Refuses another member's order (``plan_order_not_found``), an order of a real adapter
+    and any order in production (``payment_adapter_unknown``: only the fake one pays
+    without money, and never in production).
     """
     if order.member_id != member.pk:
         raise LoyaltyError(
             "plan_order_not_found", _("No paid membership order has the number “%(n)s”.") % {"n": order.number}
         )
     adapter = get_adapter(order.adapter)
-    if not isinstance(adapter, FakeAdapter):
+    if not isinstance(adapter, FakeAdapter) or getattr(settings, "PRODUCTION", False):
         raise LoyaltyError(
             "payment_adapter_unknown", _("This order is paid through %(name)s, not here.") % {"name": order.adapter}
         )

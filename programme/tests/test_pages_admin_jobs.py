@@ -136,3 +136,29 @@ def test_tasks_are_on_the_ledger_queue_and_scheduled():
         "programme.membership_housekeeping": "ledger",
         "programme.badges_sweep": "ledger",
     }
+
+
+def test_checks_refuse_an_unknown_adapter_and_warn_of_the_fake_one_in_production(settings):
+    from programme.checks import payment_settings
+
+    settings.PROGRAMME_PAYMENT_ADAPTER = "cash"
+    assert [p.id for p in payment_settings(None)] == ["programme.E001"]
+    settings.PROGRAMME_PAYMENT_ADAPTER, settings.PRODUCTION = "fake", True
+    assert [p.id for p in payment_settings(None)] == ["programme.W001"]
+
+
+def test_demo_seed_shows_a_paying_member_a_transfer_and_badges(db):
+    from django.core.management import call_command
+
+    from loyalty import services as ledger
+    from loyalty.tests.factories import StoreFactory
+    from programme.models import MemberBadge, Transfer
+
+    for i in range(3):
+        member = MemberFactory()
+        ledger.points_award(member=member, currency="points", amount=1000, reason="seed", idempotency_key=f"s{i}")
+        ledger.order_earn(member=member, store=StoreFactory(code="d1"), number=f"D{i}", amount="50.00")
+    call_command("seed_programme_demo")
+    call_command("seed_programme_demo")  # twice: nothing new
+    assert Membership.objects.filter(status="active").count() == 1
+    assert Transfer.objects.count() == 1 and MemberBadge.objects.count() == 3
