@@ -448,7 +448,7 @@ PROGRAMME_RENEW_AHEAD_HOURS = env_int("PROGRAMME_RENEW_AHEAD_HOURS", 24)
 # Points transfers between members (赠送积分): points a member may give and receive per
 # local day and calendar month (0: no limit), the lowest tier that may give (a tier code;
 # empty: any), whether the receiver confirms, whether the points keep their expiry dates,
-# the hours in which the same two members cannot send points back the other way.
+# the hours in which the same two members cannot send points back the other way (0: off).
 PROGRAMME_TRANSFER_GIVE_PER_DAY = env_int("PROGRAMME_TRANSFER_GIVE_PER_DAY", 2000)
 PROGRAMME_TRANSFER_GIVE_PER_MONTH = env_int("PROGRAMME_TRANSFER_GIVE_PER_MONTH", 10000)
 PROGRAMME_TRANSFER_RECEIVE_PER_DAY = env_int("PROGRAMME_TRANSFER_RECEIVE_PER_DAY", 2000)

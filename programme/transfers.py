@@ -162,8 +162,10 @@ def transfer_create(
         raise LoyaltyError("receiver_inactive", _("This member cannot receive points right now."))
     _min_tier(giver)
     _limits(giver, receiver, points, now)
-    window = now - dt.timedelta(hours=settings.PROGRAMME_TRANSFER_PING_PONG_HOURS)
-    if Transfer.objects.filter(giver=receiver, receiver=giver, status__in=COUNTING, created_at__gte=window).exists():
+    hours = settings.PROGRAMME_TRANSFER_PING_PONG_HOURS
+    window = now - dt.timedelta(hours=hours)
+    back = Transfer.objects.filter(giver=receiver, receiver=giver, status__in=COUNTING, created_at__gte=window)
+    if hours and back.exists():
         raise LoyaltyError(
             "transfer_ping_pong",
             _("This member gave you points lately; points cannot go back within %(hours)s hours.")
