@@ -283,3 +283,23 @@ def transfer_reverse(
     transfer.reverse_reason = reason
     transfer.save(update_fields=["status", "reversed_at", "reversed_by", "reverse_reason"])
     return transfer
+
+
+def transfers_return_unanswered(*, now: dt.datetime | None = None) -> int:
+    """Give back to their givers the transfers waiting longer than
+    ``PROGRAMME_TRANSFER_CONFIRM_DAYS`` (the receiver never answered); returns how many.
+    Each in its own transaction, the row claimed under its lock (a second run skips it)."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(days=settings.PROGRAMME_TRANSFER_CONFIRM_DAYS)
+    returned = 0
+    for pk in Transfer.objects.filter(status=Transfer.Status.PENDING, created_at__lt=cutoff).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            try:
+                transfer = _locked_pending(Transfer(pk=pk))
+            except LoyaltyError:
+                continue
+            _give_back(transfer, Transfer.Status.DECLINED, now)
+            returned += 1
+    return returned

@@ -130,6 +130,14 @@ def test_tasks_are_on_the_ledger_queue_and_scheduled():
 
     for task in (renew_memberships, membership_housekeeping):
         assert app.amqp.router.route({}, task.name, (), {})["queue"].name == "ledger"
+    # The data migrations write the schedules; a transactional test elsewhere may have
+    # flushed them, so write them again here (get_or_create: harmless when present).
+    from importlib import import_module
+
+    from django.apps import apps
+
+    for name in ("0002_schedules", "0005_badge_schedule"):
+        import_module(f"programme.migrations.{name}").create(apps, None)
     tasks = dict(PeriodicTask.objects.filter(task__startswith="programme.").values_list("task", "queue"))
     assert tasks == {
         "programme.renew_memberships": "ledger",

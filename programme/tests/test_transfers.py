@@ -204,3 +204,15 @@ def test_reverse_refused_when_the_receiver_spent_the_points(pair, reverser):
     with pytest.raises(LoyaltyError, match="insufficient_balance"):
         transfer_reverse(transfer=transfer, actor=reverser, reason="fraud")
     assert (_balance(giver), _balance(receiver)) == (700, 100)
+
+
+def test_unanswered_transfers_go_back_to_the_giver(pair, settings):
+    from programme.jobs import memberships_housekeeping
+
+    settings.PROGRAMME_TRANSFER_CONFIRM = True
+    giver, receiver = pair
+    transfer_create(giver=giver, to=receiver.phone, points=100)
+    assert memberships_housekeeping(now=timezone.now() + dt.timedelta(days=6))["transfers_returned"] == 0
+    assert memberships_housekeeping(now=timezone.now() + dt.timedelta(days=8))["transfers_returned"] == 1
+    assert Transfer.objects.get().status == "declined" and _balance(giver) == 1000
+    assert memberships_housekeeping(now=timezone.now() + dt.timedelta(days=9))["transfers_returned"] == 0
