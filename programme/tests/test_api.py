@@ -5,6 +5,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from api.tests.conftest import client_for_member
+from loyalty.tests.factories import MemberFactory
 from programme.models import Membership, PlanOrder
 from programme.payments import FakeAdapter
 
@@ -153,3 +154,31 @@ def test_wechat_needs_an_openid_and_reports_a_platform_down(member, plan, settin
     member.save()
     down = client.post(reverse("api:me-membership-orders"), {"plan": "plus", "adapter": "wechat"}, format="json")
     assert down.status_code == 503 and down.json()["error"]["code"] == "payment_unavailable"
+
+
+def test_trial_and_auto_renew_endpoints_with_their_refusals(member, plan):
+    client = client_for_member(member)
+    trial = reverse("api:me-membership-trial")
+    assert client.post(trial, {"plan": "plus"}, format="json").json()["error"]["code"] == "consent_required"
+    answer = client.post(trial, {"plan": "plus", "consent": True}, format="json")
+    assert answer.status_code == 201 and answer.json()["on_trial"] is True
+    assert client.post(trial, {"plan": "plus", "consent": True}, format="json").status_code == 409
+    auto = reverse("api:me-membership-auto-renew")
+    assert client.post(auto, {"on": False}, format="json").json()["auto_renew"] is False
+    assert client.post(auto, {"on": True}, format="json").json()["error"]["code"] == "consent_required"
+    assert client.post(auto, {"on": "maybe"}, format="json").status_code == 400
+    assert client.post(auto, {"on": True, "consent": True}, format="json").json()["auto_renew"] is True
+    other = client_for_member(MemberFactory())
+    assert other.post(auto, {"on": False}, format="json").json()["error"]["code"] == "membership_not_found"
+
+
+def test_a_retried_purchase_with_its_idempotency_key_gets_the_first_answer(member, plan):
+    client = client_for_member(member)
+    url = reverse("api:me-membership-orders")
+    first = client.post(url, {"plan": "plus"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = client.post(url, {"plan": "plus"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    other = client.post(
+        url, {"plan": "plus", "auto_renew": True, "consent": True}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert other.status_code == 422 and PlanOrder.objects.count() == 1
