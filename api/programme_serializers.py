@@ -176,3 +176,36 @@ class MemberBadgeOut(serializers.Serializer):
     awarded_at = serializers.DateTimeField()
     revoked_at = serializers.DateTimeField(allow_null=True)
     revoke_reason = serializers.CharField()
+
+
+class LevelOut(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    threshold = serializers.IntegerField()
+    benefits = serializers.CharField()
+
+
+class StandingOut(serializers.Serializer):
+    track = serializers.CharField(help_text="The configured name of the member's track (owner or fan).")
+    is_owner = serializers.BooleanField(help_text="Has a counted order.")
+    value = serializers.IntegerField(help_text="Contribution value (贡献值).")
+    level = LevelOut(allow_null=True)
+    next_level = LevelOut(allow_null=True)
+    to_next = serializers.IntegerField(allow_null=True)
+
+
+class ContributionIn(serializers.Serializer):
+    member = serializers.CharField(max_length=32, help_text="Phone or member number.")
+    kind = serializers.CharField(max_length=10, help_text="event or community.")
+    amount = serializers.IntegerField()
+    key = serializers.CharField(max_length=100, help_text="Names the action: the same key counts once.")
+    reason = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
+
+
+class ContributionOut(serializers.Serializer):
+    member_number = serializers.CharField(source="member.member_number")
+    kind = serializers.CharField()
+    amount = serializers.IntegerField()
+    key = serializers.CharField()
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()

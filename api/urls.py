@@ -59,6 +59,8 @@ urlpatterns = [
     path("me/transfers/<int:pk>/cancel/", programme.TransferCancelView.as_view(), name="me-transfer-cancel"),
     path("programme/transfers/", programme.StaffTransfersView.as_view(), name="programme-transfers"),
     path("me/badges/", programme.MyBadgesView.as_view(), name="me-badges"),
+    path("me/contribution/", programme.MyContributionView.as_view(), name="me-contribution"),
+    path("programme/contributions/", programme.StaffContributionView.as_view(), name="programme-contributions"),
     path("programme/badges/award/", programme.StaffBadgeAwardView.as_view(), name="programme-badge-award"),
     path("programme/badges/revoke/", programme.StaffBadgeRevokeView.as_view(), name="programme-badge-revoke"),
     path(

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from core.errors import LoyaltyError
-from programme import badges, selectors, services, transfers
+from programme import badges, contribution, selectors, services, transfers
 from programme.models import Plan, PlanOrder, Transfer
 
 from . import auth
@@ -178,4 +178,21 @@ def badges_page(request: HttpRequest) -> HttpResponse:
         request,
         "center/programme/badges.html",
         {"held": held, "next": [p for p in progress if p not in held], "nav": "badges"},
+    )
+
+
+# --- dual membership -------------------------------------------------------------------------------
+
+
+@auth.member_required
+def contribution_page(request: HttpRequest) -> HttpResponse:
+    member = request.member
+    return render(
+        request,
+        "center/programme/contribution.html",
+        {
+            "standing": contribution.standing(member),
+            "history": member.contributions.order_by("-created_at", "-id")[:20],
+            "nav": "contribution",
+        },
     )

@@ -37,6 +37,7 @@ urlpatterns = [
     path("plus/cancel/", programme.plus_cancel, name="plus_cancel"),
     path("transfers/", programme.transfers_page, name="transfers"),
     path("badges/", programme.badges_page, name="badges"),
+    path("contribution/", programme.contribution_page, name="contribution"),
     path("transfers/give/", programme.transfer_give, name="transfer_give"),
     path("transfers/<int:transfer_id>/accept/", programme.transfer_accept, name="transfer_accept"),
     path("transfers/<int:transfer_id>/decline/", programme.transfer_decline, name="transfer_decline"),

@@ -463,6 +463,14 @@ PROGRAMME_TRANSFER_PING_PONG_HOURS = env_int("PROGRAMME_TRANSFER_PING_PONG_HOURS
 # worker must consume it: celery -A config worker -Q celery,ledger).
 PROGRAMME_QUEUE = env("PROGRAMME_QUEUE", "ledger")
 CELERY_TASK_ROUTES = {"programme.*": {"queue": PROGRAMME_QUEUE}}
+# Dual membership: the names of the two tracks (members who bought, and fans who have not),
+# and the contribution value (贡献值) each non-purchase action earns.
+PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主")
+PROGRAMME_TRACK_FAN = env("PROGRAMME_TRACK_FAN", "粉丝")
+PROGRAMME_CONTRIBUTION_CHECK_IN = env_int("PROGRAMME_CONTRIBUTION_CHECK_IN", 1)
+PROGRAMME_CONTRIBUTION_REFERRAL = env_int("PROGRAMME_CONTRIBUTION_REFERRAL", 20)
+PROGRAMME_CONTRIBUTION_PROFILE = env_int("PROGRAMME_CONTRIBUTION_PROFILE", 10)
+PROGRAMME_CONTRIBUTION_MAX_PER_ACTION = env_int("PROGRAMME_CONTRIBUTION_MAX_PER_ACTION", 1000)
 # Badges: evaluate a member's badges (a queued task) after their orders, check-ins and tier changes.
 PROGRAMME_BADGES_ON_EVENTS = env_bool("PROGRAMME_BADGES_ON_EVENTS", True)
 

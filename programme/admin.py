@@ -11,7 +11,7 @@ from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
 
 from . import badges, selectors, services, transfers
-from .models import Badge, MemberBadge, Membership, Plan, PlanGrant, PlanOrder, Transfer
+from .models import Badge, Contribution, FanLevel, MemberBadge, Membership, Plan, PlanGrant, PlanOrder, Transfer
 
 
 @admin.register(Plan)
@@ -169,3 +169,20 @@ class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{held}: {error.message}", messages.ERROR)
             else:
                 self.message_user(request, _("%(badge)s revoked.") % {"badge": held}, messages.SUCCESS)
+
+
+@admin.register(FanLevel)
+class FanLevelAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "threshold")
+
+
+@admin.register(Contribution)
+class ContributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Contribution records (written by the services: check-ins, profiles, referrals, and
+    staff's events and community actions through the API)."""
+
+    list_display = ("created_at", "member", "kind", "amount", "reason", "actor")
+    list_filter = ("kind",)
+    date_hierarchy = "created_at"
+    search_fields = ("member__phone", "member__member_number")
+    list_select_related = ("member", "actor")

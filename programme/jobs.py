@@ -22,7 +22,7 @@ from core.jobs import guarded
 from members.jobs import MEMBER_CHUNK, run_in_member_chunks
 from members.notifications import notices_enqueue
 
-from . import badges, services, transfers
+from . import badges, contribution, services, transfers
 from .models import Membership, PlanGrant, PlanOrder
 from .payments import get_adapter
 
@@ -114,7 +114,8 @@ def memberships_renew(*, now: dt.datetime | None = None) -> dict:
 def memberships_housekeeping(*, now: dt.datetime | None = None) -> dict:
     """End the memberships whose time ran out, send renewal notices
     ``PROGRAMME_RENEWAL_NOTICE_DAYS`` before the end (once per period), give this month's
-    coupon packs not given yet, give back transfers nobody accepted in time."""
+    coupon packs not given yet, give back transfers nobody accepted in time, give the
+    contribution of rewarded referrals."""
     now = now or timezone.now()
     with transaction.atomic():
         ending = list(
@@ -172,7 +173,14 @@ def memberships_housekeeping(*, now: dt.datetime | None = None) -> dict:
         with transaction.atomic():
             coupons += services._monthly_coupons_give(membership, order=None, now=now)
     returned = transfers.transfers_return_unanswered(now=now)
-    return {"ended": len(ending), "noticed": noticed, "coupons": coupons, "transfers_returned": returned}
+    referrals = contribution.referrals_contribute(now=now)
+    return {
+        "ended": len(ending),
+        "noticed": noticed,
+        "coupons": coupons,
+        "transfers_returned": returned,
+        "referral_contributions": referrals,
+    }
 
 
 @guarded("programme.badges_sweep")

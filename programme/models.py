@@ -408,3 +408,61 @@ class MemberBadge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.badge_id}"
+
+
+class FanLevel(models.Model):
+    """A level of the contribution track (贡献值): for fans, and owners alike."""
+
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=50)
+    threshold = models.PositiveIntegerField(_("contribution to reach"), unique=True)
+    benefits = models.TextField(_("benefits"), blank=True)
+
+    class Meta:
+        verbose_name = _("contribution level")
+        verbose_name_plural = _("contribution levels")
+        ordering = ["threshold"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contribution(models.Model):
+    """One change of a member's contribution value, earned by actions that are not purchases.
+    Append-only; ``key`` makes each action count once per member."""
+
+    class Kind(models.TextChoices):
+        CHECK_IN = "check_in", _("check-in")
+        REFERRAL = "referral", _("referral")
+        PROFILE = "profile", _("profile completed")
+        EVENT = "event", _("event attended")
+        COMMUNITY = "community", _("community action")
+
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="contributions")
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    amount = models.PositiveIntegerField(_("contribution"))
+    key = models.CharField(_("key"), max_length=100)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("contribution")
+        verbose_name_plural = _("contributions")
+        ordering = ["-created_at", "-id"]
+        permissions = [("record_contribution", _("Can record event attendance and community actions"))]
+        constraints = [
+            models.UniqueConstraint(fields=["member", "key"], name="contribution_once_per_key"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="contribution_positive"),
+        ]
+        indexes = [models.Index(fields=["member", "-created_at"], name="contribution_member_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: +{self.amount} {self.kind}"

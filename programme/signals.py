@@ -12,7 +12,9 @@ from django.db.models.signals import post_save
 
 from engagement.models import CheckIn
 from loyalty.models import MemberTier, Order
+from members.models import Member
 
+from . import contribution
 from .models import Badge
 from .tasks import evaluate_badges
 
@@ -35,6 +37,18 @@ def _on_save(sender, instance, created, **kwargs) -> None:
     transaction.on_commit(lambda: _queue(member_id))
 
 
+def _contribution_on_check_in(sender, instance, created, **kwargs) -> None:
+    if created:
+        contribution.on_check_in(instance)
+
+
+def _contribution_on_member_saved(sender, instance, **kwargs) -> None:
+    contribution.on_profile_saved(instance)
+
+
 def connect() -> None:
     for model in (Order, CheckIn, MemberTier):
         post_save.connect(_on_save, sender=model, dispatch_uid=f"programme-badges-{model.__name__}")
+    # Contribution (dual membership): a check-in, a completed profile.
+    post_save.connect(_contribution_on_check_in, sender=CheckIn, dispatch_uid="programme-contribution-check-in")
+    post_save.connect(_contribution_on_member_saved, sender=Member, dispatch_uid="programme-contribution-profile")

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from core.errors import LoyaltyError
 from members.scoping import require_staff
-from programme import badges, selectors, services, transfers
+from programme import badges, contribution, selectors, services, transfers
 from programme.models import Badge, MemberBadge, Plan, PlanOrder, Transfer
 from programme.payments import get_adapter
 
@@ -560,3 +560,70 @@ class StaffBadgeRevokeView(APIView):
             raise LoyaltyError("badge_not_found", _("This member does not hold this badge."))
         revoked = badges.badge_revoke(held=held, actor=request.user, reason=values["reason"])
         return Response(s.MemberBadgeOut(revoked).data)
+
+
+STANDING_EXAMPLE = {
+    "track": "粉丝",
+    "is_owner": False,
+    "value": 35,
+    "level": {"code": "friend", "name": "Friend", "threshold": 20, "benefits": "Event invitations"},
+    "next_level": {"code": "insider", "name": "Insider", "threshold": 100, "benefits": "Test drives"},
+    "to_next": 65,
+}
+
+
+class MyContributionView(MemberView):
+    @extend_schema(
+        operation_id="me_contribution",
+        tags=["dual membership"],
+        summary="My track (owner or fan), contribution value and level",
+        responses={200: s.StandingOut, **errors(401, 403)},
+        examples=[example("fan", STANDING_EXAMPLE)],
+    )
+    def get(self, request):
+        return Response(s.StandingOut(contribution.standing(self.member)).data)
+
+
+class StaffContributionView(APIView):
+    permission_classes = [IsStaffCaller]
+
+    @extend_schema(
+        operation_id="programme_contribution_record",
+        tags=["dual membership"],
+        summary="Record an event attended or a community action (staff)",
+        description=(
+            "Needs programme.record_contribution and the member in the caller's stores. The key names the action: "
+            "sent again it answers 200 with the first record; with another kind or amount it is 422."
+        ),
+        request=s.ContributionIn,
+        responses={201: s.ContributionOut, 200: s.ContributionOut, **errors(400, 401, 403, 404, 422)},
+        examples=[
+            example(
+                "event",
+                {
+                    "member": "13800138000",
+                    "kind": "event",
+                    "amount": 30,
+                    "key": "event:2026-owners-day",
+                    "reason": "Owners' day",
+                },
+                request=True,
+            )
+        ],
+    )
+    def post(self, request):
+        data = s.ContributionIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        record = contribution.contribution_record(
+            member=transfers.receiver_find(values["member"]),
+            kind=values["kind"],
+            amount=values["amount"],
+            key=values["key"],
+            reason=values["reason"],
+            actor=request.user,
+        )
+        replayed = getattr(record, "replayed", False)
+        return Response(
+            s.ContributionOut(record).data, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED
+        )
