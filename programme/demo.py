@@ -1,4 +1,5 @@
-"""The programme's part of the demo: a PLUS plan and a paying member, a transfer, badges.
+"""The programme's part of the demo: a PLUS plan and a paying member, a transfer, badges,
+contribution levels and a fan.
 
 Everything goes through the services (the fake adapter's signed notification for the
 payment). Run after ``seed_demo`` by ``manage.py seed_programme_demo``; safe to run
@@ -13,8 +14,8 @@ from django.utils import timezone
 from loyalty.models import Account
 from members.models import Member
 
-from . import badges, services, transfers
-from .models import Badge, Membership, Plan, Transfer
+from . import badges, contribution, services, transfers
+from .models import Badge, Contribution, FanLevel, Membership, Plan, Transfer
 
 
 @transaction.atomic
@@ -58,7 +59,7 @@ def programme_demo_seed() -> dict:
         .filter(accounts__balance__gte=300)
         .order_by("pk")[:3]
     )
-    done = {"plan": plan.code, "paying_member": None, "transfer": None, "badges": 0}
+    done = {"plan": plan.code, "paying_member": None, "transfer": None, "badges": 0, "fan": None}
     if len(rich) < 3:
         return done
     payer, giver, receiver = rich
@@ -74,4 +75,20 @@ def programme_demo_seed() -> dict:
         done["transfer"] = transfer.pk
     for member in rich:
         done["badges"] += len(badges.badges_evaluate(member=member, now=timezone.now()))
+    for code, name, threshold in [
+        ("friend", "Friend", 10),
+        ("insider", "Insider", 50),
+        ("ambassador", "Ambassador", 200),
+    ]:
+        FanLevel.objects.get_or_create(code=code, defaults={"name": name, "threshold": threshold})
+    fan = (
+        Member.objects.filter(status=Member.Status.ACTIVE, erased_at__isnull=True, orders__isnull=True)
+        .order_by("pk")
+        .first()
+    )
+    if fan is not None:
+        contribution.contribution_add(
+            member=fan, kind=Contribution.Kind.EVENT, amount=30, key="demo:owners-day", reason="Owners' day"
+        )
+        done["fan"] = fan.member_number
     return done

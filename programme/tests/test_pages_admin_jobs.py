@@ -166,7 +166,9 @@ def test_demo_seed_shows_a_paying_member_a_transfer_and_badges(db):
         member = MemberFactory()
         ledger.points_award(member=member, currency="points", amount=1000, reason="seed", idempotency_key=f"s{i}")
         ledger.order_earn(member=member, store=StoreFactory(code="d1"), number=f"D{i}", amount="50.00")
+    fan = MemberFactory()
     call_command("seed_programme_demo")
     call_command("seed_programme_demo")  # twice: nothing new
     assert Membership.objects.filter(status="active").count() == 1
+    assert fan.contributions.count() == 1
     assert Transfer.objects.count() == 1 and MemberBadge.objects.count() == 3

@@ -7,7 +7,7 @@ from programme.demo import programme_demo_seed
 
 
 class Command(BaseCommand):
-    help = "Seed a PLUS plan with a paying member, a points transfer and badges (after seed_demo). Development only."
+    help = "Seed a PLUS plan with a paying member, a transfer, badges and a fan (after seed_demo). Development only."
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
