@@ -40,7 +40,7 @@ def reverser(django_user_model):
 
     from members.scoping import BRAND_ADMIN
 
-    user = django_user_model.objects.create_user("reverser", password="not-a-real-password-42", is_staff=True)
+    user = django_user_model.objects.create_user("reverser", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="reverse_transfer"))
     user.groups.add(Group.objects.get_or_create(name=BRAND_ADMIN)[0])
     return user
