@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, engagement, me, metrics, pos, rewards
+from .views import auth, engagement, me, metrics, pos, programme, rewards
 
 app_name = "api"
 
@@ -43,4 +43,29 @@ urlpatterns = [
     # staff figures (docs/segments.md)
     path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
     path("segments/", metrics.SegmentsView.as_view(), name="segments"),
+    # paid membership (docs/programme.md)
+    path("programme/plans/", programme.PlansView.as_view(), name="programme-plans"),
+    path("programme/payments/<slug:adapter>/notify/", programme.PaymentNotifyView.as_view(), name="programme-notify"),
+    path("programme/orders/<str:number>/refund/", programme.RefundView.as_view(), name="programme-refund"),
+    path("programme/dashboard/", programme.DashboardView.as_view(), name="programme-dashboard"),
+    path("me/membership/", programme.MyMembershipView.as_view(), name="me-membership"),
+    path("me/membership/orders/", programme.MyPlanOrdersView.as_view(), name="me-membership-orders"),
+    path("me/membership/trial/", programme.TrialView.as_view(), name="me-membership-trial"),
+    path("me/membership/cancel/", programme.CancelView.as_view(), name="me-membership-cancel"),
+    path("me/membership/auto-renew/", programme.AutoRenewView.as_view(), name="me-membership-auto-renew"),
+    path("me/transfers/", programme.MyTransfersView.as_view(), name="me-transfers"),
+    path("me/transfers/<int:pk>/accept/", programme.TransferAcceptView.as_view(), name="me-transfer-accept"),
+    path("me/transfers/<int:pk>/decline/", programme.TransferDeclineView.as_view(), name="me-transfer-decline"),
+    path("me/transfers/<int:pk>/cancel/", programme.TransferCancelView.as_view(), name="me-transfer-cancel"),
+    path("programme/transfers/", programme.StaffTransfersView.as_view(), name="programme-transfers"),
+    path("me/badges/", programme.MyBadgesView.as_view(), name="me-badges"),
+    path("me/contribution/", programme.MyContributionView.as_view(), name="me-contribution"),
+    path("programme/contributions/", programme.StaffContributionView.as_view(), name="programme-contributions"),
+    path("programme/badges/award/", programme.StaffBadgeAwardView.as_view(), name="programme-badge-award"),
+    path("programme/badges/revoke/", programme.StaffBadgeRevokeView.as_view(), name="programme-badge-revoke"),
+    path(
+        "programme/transfers/<int:pk>/reverse/",
+        programme.StaffTransferReverseView.as_view(),
+        name="programme-transfer-reverse",
+    ),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import programme, views
 from .auth import CODE_CHECKS_PER_IP, CODE_SENDS_PER_IP, posts_limited_per_address
 
 app_name = "center"
@@ -28,4 +28,18 @@ urlpatterns = [
     path("profile/password/", views.password, name="password"),
     path("profile/export/", views.export, name="export"),
     path("profile/erase/", views.erase, name="erase"),
+    # paid membership (docs/programme.md)
+    path("plus/", programme.plus, name="plus"),
+    path("plus/buy/", programme.plus_buy, name="plus_buy"),
+    path("plus/trial/", programme.plus_trial, name="plus_trial"),
+    path("plus/orders/<str:number>/pay/", programme.plus_pay, name="plus_pay"),
+    path("plus/auto-renew/", programme.plus_auto_renew, name="plus_auto_renew"),
+    path("plus/cancel/", programme.plus_cancel, name="plus_cancel"),
+    path("transfers/", programme.transfers_page, name="transfers"),
+    path("badges/", programme.badges_page, name="badges"),
+    path("contribution/", programme.contribution_page, name="contribution"),
+    path("transfers/give/", programme.transfer_give, name="transfer_give"),
+    path("transfers/<int:transfer_id>/accept/", programme.transfer_accept, name="transfer_accept"),
+    path("transfers/<int:transfer_id>/decline/", programme.transfer_decline, name="transfer_decline"),
+    path("transfers/<int:transfer_id>/cancel/", programme.transfer_cancel, name="transfer_cancel"),
 ]

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "engagement",
     "operations",
     "console",
+    "programme",
 ]
 
 MIDDLEWARE = [
@@ -461,6 +462,64 @@ LOYALTY_ERASED_PHONE_KEY = env("LOYALTY_ERASED_PHONE_KEY", "")
 # Uploaded member files wait here for the background import (never under MEDIA_ROOT:
 # they hold personal data); each is deleted once its job is done or found invalid.
 LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))
+
+# --- Paid membership (programme; docs/programme.md) --------------------------------------
+# The payment adapter new plan orders use, and the adapters by name (programme.payments).
+PROGRAMME_PAYMENT_ADAPTER = env("PROGRAMME_PAYMENT_ADAPTER", "fake")
+PROGRAMME_PAYMENT_ADAPTERS = {
+    "fake": "programme.payments.FakeAdapter",
+    "wechat": "programme.payments.WeChatPayAdapter",
+}
+# The fake adapter's signing secret (empty: SECRET_KEY).
+PROGRAMME_FAKE_PAYMENT_SECRET = env("PROGRAMME_FAKE_PAYMENT_SECRET", "")
+PROGRAMME_WECHAT_PAY = {
+    "api_base": env("PROGRAMME_WECHAT_API_BASE", "https://api.mch.weixin.qq.com"),
+    "mch_id": env("PROGRAMME_WECHAT_MCH_ID", ""),
+    "app_id": env("PROGRAMME_WECHAT_APP_ID", ""),
+    "merchant_serial": env("PROGRAMME_WECHAT_MERCHANT_SERIAL", ""),
+    "merchant_private_key": env("PROGRAMME_WECHAT_MERCHANT_PRIVATE_KEY", ""),
+    "platform_serial": env("PROGRAMME_WECHAT_PLATFORM_SERIAL", ""),
+    "platform_public_key": env("PROGRAMME_WECHAT_PLATFORM_PUBLIC_KEY", ""),
+    "api_v3_key": env("PROGRAMME_WECHAT_API_V3_KEY", ""),
+    "notify_url": env("PROGRAMME_WECHAT_NOTIFY_URL", ""),
+}
+# How a paid plan's benefits combine with the tier's: "best" (the better one) or "multiply".
+PROGRAMME_MULTIPLIERS = env("PROGRAMME_MULTIPLIERS", "best")
+if PROGRAMME_MULTIPLIERS not in ("best", "multiply"):
+    raise ImproperlyConfigured(f"PROGRAMME_MULTIPLIERS must be best or multiply, not {PROGRAMME_MULTIPLIERS!r}.")
+# Days after payment in which a plan order can be refunded (the membership then ends).
+PROGRAMME_COOL_OFF_DAYS = env_int("PROGRAMME_COOL_OFF_DAYS", 7)
+# Renewal notice this many days before a period ends; automatic renewal this many hours before.
+PROGRAMME_RENEWAL_NOTICE_DAYS = env_int("PROGRAMME_RENEWAL_NOTICE_DAYS", 3)
+PROGRAMME_RENEW_AHEAD_HOURS = env_int("PROGRAMME_RENEW_AHEAD_HOURS", 24)
+# Points transfers between members (赠送积分): points a member may give and receive per
+# local day and calendar month (0: no limit), the lowest tier that may give (a tier code;
+# empty: any), whether the receiver confirms, whether the points keep their expiry dates,
+# the hours in which the same two members cannot send points back the other way (0: off).
+PROGRAMME_TRANSFER_GIVE_PER_DAY = env_int("PROGRAMME_TRANSFER_GIVE_PER_DAY", 2000)
+PROGRAMME_TRANSFER_GIVE_PER_MONTH = env_int("PROGRAMME_TRANSFER_GIVE_PER_MONTH", 10000)
+PROGRAMME_TRANSFER_RECEIVE_PER_DAY = env_int("PROGRAMME_TRANSFER_RECEIVE_PER_DAY", 2000)
+PROGRAMME_TRANSFER_RECEIVE_PER_MONTH = env_int("PROGRAMME_TRANSFER_RECEIVE_PER_MONTH", 10000)
+PROGRAMME_TRANSFER_MIN_TIER = env("PROGRAMME_TRANSFER_MIN_TIER", "")
+PROGRAMME_TRANSFER_CONFIRM = env_bool("PROGRAMME_TRANSFER_CONFIRM", False)
+# A transfer waiting for the receiver this many days goes back to the giver (daily housekeeping).
+PROGRAMME_TRANSFER_CONFIRM_DAYS = env_int("PROGRAMME_TRANSFER_CONFIRM_DAYS", 7)
+PROGRAMME_TRANSFER_KEEP_EXPIRY = env_bool("PROGRAMME_TRANSFER_KEEP_EXPIRY", True)
+PROGRAMME_TRANSFER_PING_PONG_HOURS = env_int("PROGRAMME_TRANSFER_PING_PONG_HOURS", 72)
+# The programme's tasks give points and coupons: they run on the ledger jobs' queue (a
+# worker must consume it: celery -A config worker -Q celery,ledger).
+PROGRAMME_QUEUE = env("PROGRAMME_QUEUE", "ledger")
+CELERY_TASK_ROUTES["programme.*"] = {"queue": PROGRAMME_QUEUE}
+# Dual membership: the names of the two tracks (members who bought, and fans who have not),
+# and the contribution value (贡献值) each non-purchase action earns.
+PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主")
+PROGRAMME_TRACK_FAN = env("PROGRAMME_TRACK_FAN", "粉丝")
+PROGRAMME_CONTRIBUTION_CHECK_IN = env_int("PROGRAMME_CONTRIBUTION_CHECK_IN", 1)
+PROGRAMME_CONTRIBUTION_REFERRAL = env_int("PROGRAMME_CONTRIBUTION_REFERRAL", 20)
+PROGRAMME_CONTRIBUTION_PROFILE = env_int("PROGRAMME_CONTRIBUTION_PROFILE", 10)
+PROGRAMME_CONTRIBUTION_MAX_PER_ACTION = env_int("PROGRAMME_CONTRIBUTION_MAX_PER_ACTION", 1000)
+# Badges: evaluate a member's badges (a queued task) after their orders, check-ins and tier changes.
+PROGRAMME_BADGES_ON_EVENTS = env_bool("PROGRAMME_BADGES_ON_EVENTS", True)
 
 # --- Logging --------------------------------------------------------------------------
 # json: one JSON object a line with the request id (config.logging), for a log shipper;

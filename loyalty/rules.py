@@ -21,6 +21,7 @@ from django.utils import timezone
 from members.models import Member, Store
 
 from .models import Benefit, Currency, EarnRule, LedgerEntry, Order
+from .multipliers import earn_multiplier
 from .policies import earn_rate
 from .services.credits import points_award
 
@@ -235,7 +236,7 @@ def evaluate(
             points = min(points, max(0, rule.cap_per_day - earned_today.get((currency, rule.pk), 0)))
         return points
 
-    tier = _tier_multiplier(member) if has_member else None
+    tier = earn_multiplier(member, _tier_multiplier(member), occurred_at) if has_member else None
     tier_currencies = _setting_set("LOYALTY_TIER_MULTIPLIER_CURRENCIES", DEFAULT_TIER_MULTIPLIER_CURRENCIES)
 
     for currency in CURRENCIES:

@@ -23,6 +23,15 @@ from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, order_earn
 from .refunds import RefundResult, order_refund
 from .settling import lots_expire_due, lots_release_matured
 from .spending import points_spend, points_spend_reverse
+from .transfers import (  # noqa: F401 - issue 19 (programme)
+    TakeBack,
+    points_take_back,
+    points_transfer,
+    points_transfer_in,
+    points_transfer_out,
+    points_transfer_return,
+    points_transfer_reverse,
+)
 
 __all__ = [
     "CLOCK_SKEW",

@@ -1,0 +1,188 @@
+"""Paid membership in the admin: plans (edited here), memberships, plan orders with the
+refund action, what each paid period gave, and the figures on the orders' list. Actions
+call ``programme.services``; nothing here writes a membership, an order or the ledger."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.utils.translation import gettext_lazy as _
+
+from core.admin import ReadOnlyAdminMixin
+from core.errors import LoyaltyError
+
+from . import badges, selectors, services, transfers
+from .models import Badge, Contribution, FanLevel, MemberBadge, Membership, Plan, PlanGrant, PlanOrder, Transfer
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "rank", "price", "period", "trial_days", "earn_multiplier", "is_active")
+    list_filter = ("is_active", "period")
+    search_fields = ("name", "code")
+    fieldsets = (
+        (None, {"fields": ("code", "name", "description", "rank", "is_active")}),
+        (_("Price"), {"fields": ("price", "period", "trial_days", "auto_renew")}),
+        (
+            _("Benefits"),
+            {
+                "fields": (
+                    "earn_multiplier",
+                    "monthly_coupon_count",
+                    "monthly_coupon_kind",
+                    "monthly_coupon_value",
+                    "free_shipping",
+                    "discount_percent",
+                    "welcome_points",
+                )
+            },
+        ),
+    )
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("member", "plan", "status", "ends_at", "on_trial", "auto_renew", "cancelled_at")
+    list_filter = ("status", "plan", "auto_renew", "on_trial")
+    search_fields = ("member__phone", "member__member_number")
+    list_select_related = ("member", "plan")
+    raw_id_fields = ("member",)
+    actions = ["cancel"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("programme.refund_planorder")
+
+    @admin.action(description=_("Cancel automatic renewal"), permissions=["cancel"])
+    def cancel(self, request, queryset):
+        done = 0
+        for membership in queryset.select_related("member"):
+            try:
+                services.membership_cancel(member=membership.member)
+            except LoyaltyError as error:
+                self.message_user(request, f"{membership.member}: {error.message}", messages.WARNING)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, _("%(count)d memberships will not renew.") % {"count": done}, messages.SUCCESS)
+
+
+class RefundActionForm(ActionForm):
+    reason = forms.CharField(label=_("Reason"), max_length=200, required=False)
+
+
+@admin.register(PlanOrder)
+class PlanOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("number", "member", "plan", "kind", "amount", "status", "adapter", "paid_at", "refunded_at")
+    list_filter = ("status", "kind", "plan", "adapter")
+    search_fields = ("number", "payment_id", "member__phone", "member__member_number")
+    list_select_related = ("member", "plan")
+    date_hierarchy = "created_at"
+    action_form = RefundActionForm
+    actions = ["refund"]
+    change_list_template = "admin/programme/planorder/change_list.html"
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("programme.refund_planorder")
+
+    @admin.action(description=_("Refund (inside the cool-off period; give a reason)"), permissions=["refund"])
+    def refund(self, request, queryset):
+        reason = request.POST.get("reason", "")
+        for order in queryset:
+            try:
+                services.plan_order_refund(order=order, actor=request.user, reason=reason)
+            except LoyaltyError as error:
+                self.message_user(request, f"{order.number}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(number)s refunded.") % {"number": order.number}, messages.SUCCESS)
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "figures": selectors.dashboard()})
+
+
+@admin.register(PlanGrant)
+class PlanGrantAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("member", "kind", "period", "points", "coupon", "order", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("member__phone", "order__number")
+    list_select_related = ("member", "coupon", "order")
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every transfer, for staff: filter by status and date, search either member."""
+
+    list_display = ("created_at", "giver", "receiver", "points", "status", "decided_at", "reversed_by")
+    list_filter = ("status",)
+    date_hierarchy = "created_at"
+    search_fields = ("giver__phone", "giver__member_number", "receiver__phone", "receiver__member_number")
+    list_select_related = ("giver", "receiver", "reversed_by")
+    action_form = RefundActionForm
+    actions = ["reverse"]
+
+    def has_reverse_permission(self, request) -> bool:
+        return request.user.has_perm("programme.reverse_transfer")
+
+    @admin.action(description=_("Reverse (give a reason)"), permissions=["reverse"])
+    def reverse(self, request, queryset):
+        reason = request.POST.get("reason", "")
+        for transfer in queryset:
+            try:
+                transfers.transfer_reverse(transfer=transfer, actor=request.user, reason=reason)
+            except LoyaltyError as error:
+                self.message_user(request, f"{transfer}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(transfer)s reversed.") % {"transfer": transfer}, messages.SUCCESS)
+
+
+@admin.register(Badge)
+class BadgeAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "condition", "threshold", "window_days", "points", "is_active", "rank")
+    list_filter = ("condition", "is_active")
+    search_fields = ("name", "code")
+    raw_id_fields = ("store",)
+
+
+class BadgeActionForm(ActionForm):
+    reason = forms.CharField(label=_("Reason"), max_length=200, required=False)
+
+
+@admin.register(MemberBadge)
+class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Badges held; staff revoke with a reason here, and award on the member's page or the API."""
+
+    list_display = ("member", "badge", "source", "awarded_at", "revoked_at", "revoked_by")
+    list_filter = ("badge", "source")
+    search_fields = ("member__phone", "member__member_number")
+    list_select_related = ("member", "badge", "revoked_by")
+    action_form = BadgeActionForm
+    actions = ["revoke"]
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm("programme.award_badge")
+
+    @admin.action(description=_("Revoke (give a reason)"), permissions=["revoke"])
+    def revoke(self, request, queryset):
+        reason = request.POST.get("reason", "")
+        for held in queryset:
+            try:
+                badges.badge_revoke(held=held, actor=request.user, reason=reason)
+            except LoyaltyError as error:
+                self.message_user(request, f"{held}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, _("%(badge)s revoked.") % {"badge": held}, messages.SUCCESS)
+
+
+@admin.register(FanLevel)
+class FanLevelAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "threshold")
+
+
+@admin.register(Contribution)
+class ContributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Contribution records (written by the services: check-ins, profiles, referrals, and
+    staff's events and community actions through the API)."""
+
+    list_display = ("created_at", "member", "kind", "amount", "reason", "actor")
+    list_filter = ("kind",)
+    date_hierarchy = "created_at"
+    search_fields = ("member__phone", "member__member_number")
+    list_select_related = ("member", "actor")

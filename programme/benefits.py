@@ -1,0 +1,56 @@
+"""What a paid membership gives while it is active, and how it combines with the tier's.
+
+The free tiers (``loyalty``) and the paid plans are two ladders: a member holds one of
+each. Where both give the same kind of benefit, ``PROGRAMME_MULTIPLIERS`` decides:
+``best`` (default) the better one wins, ``multiply`` they multiply (a discount: the
+second applies to the price after the first).
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.conf import settings
+
+from members.models import Member
+
+from .models import Membership
+
+MULTIPLY = "multiply"
+BEST = "best"
+
+
+def membership_active(member_id: int, at: dt.datetime) -> Membership | None:
+    """The member's membership if it is active at ``at``, with its plan (one query)."""
+    return (
+        Membership.objects.select_related("plan")
+        .filter(member_id=member_id, status=Membership.Status.ACTIVE, started_at__lte=at, ends_at__gt=at)
+        .first()
+    )
+
+
+def combine_multipliers(tier: tuple[Decimal, str] | None, paid: tuple[Decimal, str] | None):
+    """The tier's and the plan's multipliers as one ``(value, title)``, by the setting."""
+    if paid is None or paid[0] <= 1:
+        return tier
+    if tier is None or tier[0] <= 1:
+        return paid
+    if settings.PROGRAMME_MULTIPLIERS == MULTIPLY:
+        return tier[0] * paid[0], f"{tier[1]} × {paid[1]}"
+    return paid if paid[0] > tier[0] else tier
+
+
+def combine_discounts(tier_percent: Decimal, paid_percent: Decimal) -> Decimal:
+    """Percent off the price from the tier's and the plan's discounts, by the setting."""
+    tier_percent, paid_percent = Decimal(tier_percent), Decimal(paid_percent)
+    if settings.PROGRAMME_MULTIPLIERS == MULTIPLY:
+        return (100 - (100 - tier_percent) * (100 - paid_percent) / 100).quantize(Decimal("0.01"))
+    return max(tier_percent, paid_percent)
+
+
+def paid_earn_multiplier(*, member: Member, tier, now: dt.datetime):
+    """The adjuster ``loyalty.multipliers`` calls for each order: the plan's multiplier, if
+    the member's membership was active when the order happened, combined with the tier's."""
+    membership = membership_active(member.pk, now)
+    if membership is None:
+        return tier
+    return combine_multipliers(tier, (membership.plan.earn_multiplier, membership.plan.name))

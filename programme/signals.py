@@ -1,0 +1,54 @@
+"""Events that can satisfy a badge: a new order, a check-in, a tier change. Each queues
+``programme.evaluate_badges`` for the member after the transaction commits (the earn path
+pays one query and one enqueue after its commit, not the evaluation; nothing while no
+badge is active). Referrals are decided by an UPDATE, which sends no
+signal: the nightly sweep awards referral badges. Off with PROGRAMME_BADGES_ON_EVENTS."""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_save
+
+from engagement.models import CheckIn
+from loyalty.models import MemberTier, Order
+from members.models import Member
+
+from . import contribution
+from .models import Badge
+from .tasks import evaluate_badges
+
+logger = logging.getLogger(__name__)
+
+
+def _queue(member_id: int) -> None:
+    if not Badge.objects.filter(is_active=True).exists():
+        return  # no badge to earn: no message to the broker
+    try:
+        evaluate_badges.delay(member_id)
+    except Exception:  # a broker down must not fail the order; the nightly sweep catches up
+        logger.exception("could not queue the badge evaluation of member %s", member_id)
+
+
+def _on_save(sender, instance, created, **kwargs) -> None:
+    if not settings.PROGRAMME_BADGES_ON_EVENTS or (sender is not MemberTier and not created):
+        return
+    member_id = instance.member_id
+    transaction.on_commit(lambda: _queue(member_id))
+
+
+def _contribution_on_check_in(sender, instance, created, **kwargs) -> None:
+    if created:
+        contribution.on_check_in(instance)
+
+
+def _contribution_on_member_saved(sender, instance, **kwargs) -> None:
+    contribution.on_profile_saved(instance)
+
+
+def connect() -> None:
+    for model in (Order, CheckIn, MemberTier):
+        post_save.connect(_on_save, sender=model, dispatch_uid=f"programme-badges-{model.__name__}")
+    # Contribution (dual membership): a check-in, a completed profile.
+    post_save.connect(_contribution_on_check_in, sender=CheckIn, dispatch_uid="programme-contribution-check-in")
+    post_save.connect(_contribution_on_member_saved, sender=Member, dispatch_uid="programme-contribution-profile")
