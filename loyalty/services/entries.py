@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils.translation import gettext as _
 
 from core.db import is_postgresql
@@ -100,6 +100,14 @@ def _open_lots(account: Account, *, first: Lot | None = None) -> list[Lot]:
 
 def _consume(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> int:
     """Take up to ``amount`` from ``lots`` in order for the saved ``entry``; return what was taken."""
+    taken, touched, allocations = _take(entry, lots, amount)
+    Lot.objects.bulk_update(touched, ["remaining"])
+    Allocation.objects.bulk_create(allocations)
+    return taken
+
+
+def _take(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> tuple[int, list[Lot], list[Allocation]]:
+    """:func:`_consume` in memory: what was taken, the lots changed, the (unsaved) allocations."""
     taken, allocations, touched = 0, [], []
     for lot in lots:
         if taken == amount:
@@ -111,9 +119,7 @@ def _consume(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> int:
         taken += take
         touched.append(lot)
         allocations.append(Allocation(entry=entry, lot=lot, amount=take))
-    Lot.objects.bulk_update(touched, ["remaining"])
-    Allocation.objects.bulk_create(allocations)
-    return taken
+    return taken, touched, allocations
 
 
 def _open_lot(account: Account, entry: LedgerEntry, *, amount: int, pending: bool, available_at, earned_at) -> Lot:
@@ -164,27 +170,44 @@ def _lock_for_earn(member_id: int, now: dt.datetime) -> tuple[dict[str, Account]
     Returns (accounts by currency, member, due, programme version). Opens missing accounts
     first (then a few more statements), as :func:`_lock_accounts`.
     """
+    locked = _lock_reading(member_id, CURRENCIES, now, tier=True)
+    due = any(account.release_due or account.expiry_due for account in locked.values())
+    first = next(iter(locked.values()))
+    return locked, first.member, due, first.programme_version
+
+
+def _lock_reading(
+    member_id: int, currencies: Sequence[str], now: dt.datetime, *, tier: bool = False, idempotency_key=None
+) -> dict[str, Account]:
+    """:func:`_lock_accounts`, reading in the same statement the member (``account.member``;
+    with ``tier`` their tier row too), whether a lot is due (``release_due``,
+    ``expiry_due``), the programme version (``programme_version``) and, with
+    ``idempotency_key``, the id of the entry already written under it (``replay_id``)."""
     due_lots = Lot.objects.filter(account_id=OuterRef("pk"))
+    annotations = {
+        "release_due": Exists(due_lots.filter(pending=True, available_at__lte=now)),
+        "expiry_due": Exists(due_lots.filter(pending=False, remaining__gt=0, expires_at__lte=now)),
+        "programme_version": version_expression(),
+    }
+    if idempotency_key is not None:
+        keyed = LedgerEntry.objects.filter(account_id=OuterRef("pk"), idempotency_key=idempotency_key)
+        annotations["replay_id"] = Subquery(keyed.values("id")[:1])
 
     def fetch() -> list[Account]:
+        related = ("member", "member__tier_state") if tier else ("member",)
         return list(
             Account.objects.select_for_update(of=("self",))
-            .select_related("member", "member__tier_state")
-            .filter(member_id=member_id, currency__in=CURRENCIES)
-            .annotate(
-                release_due=Exists(due_lots.filter(pending=True, available_at__lte=now)),
-                expiry_due=Exists(due_lots.filter(pending=False, remaining__gt=0, expires_at__lte=now)),
-                programme_version=version_expression(),
-            )
+            .select_related(*related)
+            .filter(member_id=member_id, currency__in=currencies)
+            .annotate(**annotations)
             .order_by("id")
         )
 
     rows = fetch()
-    if len(rows) < len(CURRENCIES):
-        _lock_accounts(member_id)
+    if len(rows) < len(currencies):
+        _lock_accounts(member_id, currencies)
         rows = fetch()
-    due = any(account.release_due or account.expiry_due for account in rows)
-    return {account.currency: account for account in rows}, rows[0].member, due, rows[0].programme_version
+    return {account.currency: account for account in rows}
 
 
 def _require_status_active(member: Member) -> None:
@@ -288,3 +311,61 @@ def _write_credits_sql(accounts: Sequence[Account], entries: Sequence[LedgerEntr
         lot.pk = ids[lot.account_id][1]
         lot.entry_id = lot.entry.pk
         lot._state.adding, lot._state.db = False, "default"
+
+
+def _write_debit(
+    account: Account, entry: LedgerEntry, touched: Sequence[Lot], allocations: Sequence[Allocation]
+) -> None:
+    """Save a new spending ``entry``, the account's figures, the ``touched`` lots' remainders
+    and the ``allocations`` (``_take``'s plan): one statement on PostgreSQL
+    (:func:`_write_debit_sql`), four elsewhere (:func:`_write_debit_orm`); both write the same
+    rows (rewards/tests/test_hot_statements.py)."""
+    if is_postgresql():
+        _write_debit_sql(account, entry, touched, allocations)
+    else:
+        _write_debit_orm(account, entry, touched, allocations)
+
+
+def _write_debit_orm(account: Account, entry: LedgerEntry, touched: Sequence[Lot], allocations: Sequence[Allocation]):
+    entry.save(force_insert=True)
+    Account.objects.bulk_update([account], ACCOUNT_FIGURES)
+    Lot.objects.bulk_update(touched, ["remaining"])
+    Allocation.objects.bulk_create(allocations)  # each allocation's entry has its id now
+
+
+def _write_debit_sql(account: Account, entry: LedgerEntry, touched: Sequence[Lot], allocations: Sequence[Allocation]):
+    quote = connection.ops.quote_name
+    entry_types, entry_row = _record(LedgerEntry, entry)
+    entry_cols = [spec.split('" ', 1)[0] + '"' for spec in entry_types]
+    account_fields = [Account._meta.get_field(name) for name in ["id", *ACCOUNT_FIGURES]]
+    account_types = [f"{quote(f.column)} {f.db_type(connection)}" for f in account_fields]
+    account_row = {f.column: f.get_prep_value(getattr(account, f.attname)) for f in account_fields}
+    sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in account_fields[1:])
+    sql = (
+        f"WITH e AS (INSERT INTO {quote(LedgerEntry._meta.db_table)} ({', '.join(entry_cols)}) "
+        f"SELECT {', '.join(f'v.{c}' for c in entry_cols)} "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(entry_types)}) RETURNING id), "
+        f"a AS (UPDATE {quote(Account._meta.db_table)} AS t SET {sets} "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(account_types)}) WHERE t.id = v.id RETURNING t.id), "
+        f"l AS (UPDATE {quote(Lot._meta.db_table)} AS t SET remaining = v.remaining "
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, remaining) WHERE t.id = v.id RETURNING t.id), "
+        f"al AS (INSERT INTO {quote(Allocation._meta.db_table)} (entry_id, lot_id, amount) "
+        "SELECT e.id, v.lot_id, v.amount FROM e, unnest(%s::bigint[], %s::bigint[]) AS v(lot_id, amount) "
+        "RETURNING id) "
+        "SELECT (SELECT id FROM e), ARRAY(SELECT id FROM al ORDER BY id)"
+    )
+    params = [
+        json.dumps([entry_row], default=_json_value),
+        json.dumps([account_row], default=_json_value),
+        [lot.pk for lot in touched],
+        [lot.remaining for lot in touched],
+        [a.lot.pk for a in allocations],
+        [a.amount for a in allocations],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        entry_id, allocation_ids = cursor.fetchone()
+    entry.pk = entry_id
+    entry._state.adding, entry._state.db = False, "default"
+    for allocation, pk in zip(allocations, sorted(allocation_ids), strict=True):
+        allocation.pk, allocation.entry_id = pk, entry_id
