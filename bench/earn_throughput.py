@@ -78,11 +78,25 @@ def ensure_members(count: int) -> tuple[list[int], list[int]]:
     return member_ids, [store.pk for store in stores]
 
 
-def worker(proc: int, label: str, run_id: str, member_ids, store_ids, orders: int, seed: int, barrier, results):
+def worker(
+    proc: int,
+    label: str,
+    run_id: str,
+    member_ids,
+    store_ids,
+    orders: int,
+    seed: int,
+    barrier,
+    results,
+    server_side_binding,
+):
     """One process: earn ``orders`` orders for random members out of ``member_ids``, timing each call."""
     setup_django()
     from django.db import connection
 
+    if server_side_binding:
+        # psycopg then prepares a statement on the server once it ran five times on the connection.
+        connection.settings_dict.setdefault("OPTIONS", {})["server_side_binding"] = True
     from loyalty.services import OrderLineInput, order_earn
     from members.models import Member, Store
 
@@ -125,7 +139,18 @@ def run_scenario(label: str, member_ids: list[int], store_ids: list[int], args, 
     processes = [
         ctx.Process(
             target=worker,
-            args=(n, label, run_id, member_ids, store_ids, args.orders_per_process, args.seed + n, barrier, results),
+            args=(
+                n,
+                label,
+                run_id,
+                member_ids,
+                store_ids,
+                args.orders_per_process,
+                args.seed + n,
+                barrier,
+                results,
+                args.server_side_binding,
+            ),
         )
         for n in range(args.processes)
     ]
@@ -156,6 +181,9 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=2000, help="Members the spread scenario picks from.")
     parser.add_argument("--hot-members", type=int, default=8, help="Members every process hammers in the hot one.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--server-side-binding", action="store_true", help="Django's OPTIONS server_side_binding (prepared statements)"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)

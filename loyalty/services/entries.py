@@ -249,12 +249,17 @@ def _json_value(value):
     return str(value)
 
 
+_COLUMNS: dict[tuple, tuple[list, list[str]]] = {}
+
+
 def _record(model, obj, skip: tuple[str, ...] = ()) -> tuple[list[str], dict]:
     """The columns of ``model`` but the key and ``skip`` (attnames), with their SQL types, and ``obj``'s values."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in skip]
-    columns = [(connection.ops.quote_name(f.column), f.db_type(connection)) for f in fields]
-    values = {f.column: f.get_prep_value(getattr(obj, f.attname)) for f in fields}
-    return [f"{name} {db_type}" for name, db_type in columns], values
+    key = (model, skip, connection.vendor)
+    if key not in _COLUMNS:  # the same for every row: worked out once per process
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in skip]
+        _COLUMNS[key] = (fields, [f"{connection.ops.quote_name(f.column)} {f.db_type(connection)}" for f in fields])
+    fields, types = _COLUMNS[key]
+    return types, {f.column: f.get_prep_value(getattr(obj, f.attname)) for f in fields}
 
 
 def _write_credits_sql(accounts: Sequence[Account], entries: Sequence[LedgerEntry], lots: Sequence[Lot]) -> None:
