@@ -53,9 +53,10 @@ def points_spend(
     ``savepoint=False`` (inside a caller's transaction that any refusal rolls back
     whole, as ``rewards.services.reward_redeem``) saves the savepoint's two statements.
 
-    Five statements on the common path (nothing due): the account lock (which also reads
-    the member's status, whether a lot is due and an entry under the key), the open lots,
-    and the entry, account, lots and allocations in one (``entries._write_debit``).
+    Three statements on the common path (nothing due; five with the transaction's ends):
+    the account lock (which also reads the member's status, whether a lot is due and an
+    entry under the key), the open lots, and the entry, account, lots and allocations in
+    one (``entries._write_debit``).
     """
     now = now or timezone.now()
     amount = clean_points(amount)
