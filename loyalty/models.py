@@ -333,6 +333,9 @@ class Lot(models.Model):
             ),
             # The jobs find due lots by member-id range (the member index) and account.
             models.Index(fields=["available_at"], name="lot_pending_release", condition=Q(pending=True)),
+            # Whether one account has a lot due for release (the earn's and spend's lock, and
+            # settling): without it that read walks every lot the account ever had.
+            models.Index(fields=["account", "available_at"], name="lot_pending_account", condition=Q(pending=True)),
         ]
 
     def __str__(self) -> str:
