@@ -24,7 +24,6 @@ compare figures taken the same way.
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import socket
@@ -35,9 +34,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse
 
-from common import ensure_database  # bench/ is on sys.path when run as a script
+from common import ensure_database, load_average, pgbench_tps  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench_api"
@@ -83,9 +81,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(database_url: str, workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_DEBUG": "false", "DJANGO_LOG_LEVEL": "WARNING"}
+def start_gunicorn(database_url: str, workers: int, port: int, conn_max_age: int) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_LOG_LEVEL": "WARNING",
+        # Each worker keeps its connection: no connect + authentication per request.
+        "DATABASE_CONN_MAX_AGE": str(conn_max_age),
+    }
     # Throttles do not apply to these endpoints; a shared cache is not needed.
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     process = subprocess.Popen(
@@ -145,37 +150,14 @@ def run_load(make_request, clients: int, seconds: float) -> dict:
     }
 
 
-def pgbench(database_url: str, clients: int, seconds: int) -> float | None:
-    """tps of ``pgbench -b tpcb-like`` on its own database of the same server, or None without pgbench."""
-    binary = shutil.which("pgbench")
-    if binary is None:
-        print("pgbench not found; skipping the yardstick")
-        return None
-    parsed = urlparse(database_url)
-    yardstick = parsed._replace(path="/loyalty_bench_pgbench").geturl()
-    ensure_database(yardstick)
-    args = ["-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
-    env = {**os.environ, "PGPASSWORD": parsed.password or ""}
-    subprocess.run(
-        [binary, *args, "-i", "-q", "-s", "5", "loyalty_bench_pgbench"], env=env, check=True, capture_output=True
-    )
-    out = subprocess.run(
-        [binary, *args, "-b", "tpcb-like", "-c", str(clients), "-j", "2", "-T", str(seconds), "loyalty_bench_pgbench"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    match = re.search(r"tps = ([\d.]+)", out)
-    return float(match.group(1)) if match else None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--members", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
+    parser.add_argument("--port", type=int, default=0, help="gunicorn's port (default: a free one)")
+    parser.add_argument("--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE of the workers")
     options = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -186,7 +168,7 @@ def main() -> int:
 
     connections.close_all()
 
-    process, base = start_gunicorn(database_url, options.workers)
+    process, base = start_gunicorn(database_url, options.workers, options.port, options.conn_max_age)
     import random
 
     def earn(session):
@@ -201,7 +183,10 @@ def main() -> int:
         headers = {"Authorization": f"Bearer {random.choice(tokens)}"}
         return session.get(f"{base}/api/v1/me/balances/", headers=headers)
 
-    print(f"gunicorn {options.workers} workers, {os.cpu_count()} cores, {options.seconds:g} s per scenario")
+    print(
+        f"gunicorn {options.workers} workers, {os.cpu_count()} cores, {options.seconds:g} s per scenario, "
+        f"CONN_MAX_AGE {options.conn_max_age}; load average {load_average()}"
+    )
     header = ("scenario", "clients", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms")
     print(f"{header[0]:<10}{header[1]:>8}{header[2]:>10}" + "".join(f"{h:>9}" for h in header[3:]))
     results = {}
@@ -220,11 +205,17 @@ def main() -> int:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
 
-    tps = pgbench(database_url, min(options.clients), int(options.seconds))
+    clients = min(options.clients)
+    tps = pgbench_tps(database_url, 8, int(options.seconds))
+    print(f"load average after: {load_average()}")
     if tps:
-        earn_rps = results[("earn", min(options.clients))]["rps"]
-        print(f"pgbench tpcb-like, {min(options.clients)} clients: {tps:.0f} tps")
-        print(f"earn req/s / pgbench tps = {earn_rps / tps:.2f}")
+        print(f"pgbench tpcb-like, 8 clients: {tps:.0f} tps")
+        for name, target in (("earn", 0.06), ("balance", 0.15)):
+            rps = results[(name, clients)]["rps"]
+            print(f"{name} req/s at {clients} clients / pgbench tps = {rps / tps:.3f} (target >= {target})")
+    if (("earn", 32)) in results:
+        worst = max(results[(name, 32)]["p99"] for name in ("earn", "balance"))
+        print(f"p99 at 32 clients: {worst:.0f} ms (target <= 150)")
 
     from loyalty.selectors import ledger_violations
 

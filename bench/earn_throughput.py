@@ -28,7 +28,13 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from common import ensure_database  # bench/ is on sys.path when run as a script
+from common import (  # bench/ is on sys.path when run as a script
+    backend_cpu_seconds,
+    ensure_database,
+    load_average,
+    pgbench_tps,
+    tpcb_cpu_per_transaction,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench"
@@ -72,11 +78,25 @@ def ensure_members(count: int) -> tuple[list[int], list[int]]:
     return member_ids, [store.pk for store in stores]
 
 
-def worker(proc: int, label: str, run_id: str, member_ids, store_ids, orders: int, seed: int, barrier, results):
+def worker(
+    proc: int,
+    label: str,
+    run_id: str,
+    member_ids,
+    store_ids,
+    orders: int,
+    seed: int,
+    barrier,
+    results,
+    server_side_binding,
+):
     """One process: earn ``orders`` orders for random members out of ``member_ids``, timing each call."""
     setup_django()
     from django.db import connection
 
+    if server_side_binding:
+        # psycopg then prepares a statement on the server once it ran five times on the connection.
+        connection.settings_dict.setdefault("OPTIONS", {})["server_side_binding"] = True
     from loyalty.services import OrderLineInput, order_earn
     from members.models import Member, Store
 
@@ -84,7 +104,11 @@ def worker(proc: int, label: str, run_id: str, member_ids, store_ids, orders: in
     stores = list(Store.objects.filter(pk__in=store_ids))
     rng = random.Random(seed)
     connection.ensure_connection()  # connect before the clock starts
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     barrier.wait()
+    cpu_before = backend_cpu_seconds(backend)
     latencies, errors, first_error = [], 0, ""
     started = time.monotonic()
     for n in range(orders):
@@ -104,7 +128,8 @@ def worker(proc: int, label: str, run_id: str, member_ids, store_ids, orders: in
             first_error = first_error or f"{type(exc).__name__}: {exc}"
             continue
         latencies.append(time.perf_counter() - call_started)
-    results.put((started, time.monotonic(), latencies, errors, first_error))
+    finished = time.monotonic()
+    results.put((started, finished, latencies, errors, first_error, backend_cpu_seconds(backend) - cpu_before))
     connection.close()
 
 
@@ -114,7 +139,18 @@ def run_scenario(label: str, member_ids: list[int], store_ids: list[int], args, 
     processes = [
         ctx.Process(
             target=worker,
-            args=(n, label, run_id, member_ids, store_ids, args.orders_per_process, args.seed + n, barrier, results),
+            args=(
+                n,
+                label,
+                run_id,
+                member_ids,
+                store_ids,
+                args.orders_per_process,
+                args.seed + n,
+                barrier,
+                results,
+                args.server_side_binding,
+            ),
         )
         for n in range(args.processes)
     ]
@@ -133,6 +169,8 @@ def run_scenario(label: str, member_ids: list[int], store_ids: list[int], args, 
         "rate": len(latencies) / wall if wall else 0.0,
         "p50": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p95": statistics.quantiles(latencies, n=20)[18] * 1000 if len(latencies) > 1 else 0.0,
+        # PostgreSQL's CPU seconds per earn: the backends' CPU over the run (from /proc).
+        "cpu": sum(o[5] for o in outcomes) / len(latencies) if latencies else 0.0,
     }
 
 
@@ -143,6 +181,9 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=2000, help="Members the spread scenario picks from.")
     parser.add_argument("--hot-members", type=int, default=8, help="Members every process hammers in the hot one.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--server-side-binding", action="store_true", help="Django's OPTIONS server_side_binding (prepared statements)"
+    )
     args = parser.parse_args()
 
     database_url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -162,23 +203,45 @@ def main() -> int:
         f"order_earn throughput: {args.processes} processes x {args.orders_per_process} orders, "
         f"PostgreSQL {server} ({name})"
     )
-    print(f"{'scenario':<34}{'earns':>7}{'errors':>8}{'wall s':>9}{'earns/s':>10}{'p50 ms':>9}{'p95 ms':>9}")
+    print(f"load average before: {load_average()}")
+    print(
+        f"{'scenario':<34}{'earns':>7}{'errors':>8}{'wall s':>9}{'earns/s':>10}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'pg cpu ms':>11}"
+    )
     run_id = uuid.uuid4().hex[:8]
     scenarios = [
         (f"spread over {len(member_ids)} members", "spread", member_ids),
         (f"same {args.hot_members} members (contention)", "hot", member_ids[: args.hot_members]),
     ]
-    failed = False
+    failed, rates = False, {}
     for title, label, ids in scenarios:
         figures = run_scenario(label, ids, store_ids, args, run_id)
+        rates[label] = figures
         print(
             f"{title:<34}{figures['earns']:>7}{figures['errors']:>8}{figures['wall']:>9.2f}"
-            f"{figures['rate']:>10.1f}{figures['p50']:>9.1f}{figures['p95']:>9.1f}",
+            f"{figures['rate']:>10.1f}{figures['p50']:>9.1f}{figures['p95']:>9.1f}{figures['cpu'] * 1000:>11.3f}",
             flush=True,
         )
         if figures["errors"]:
             print(f"  first error: {figures['first_error']}")
             failed = True
+
+    # The yardsticks, in the same run on the same server: pgbench TPC-B with as many clients.
+    seconds = max(5, min(15, round(rates["spread"]["wall"])))
+    tps = pgbench_tps(database_url, args.processes, seconds)
+    tpcb_cpu = tpcb_cpu_per_transaction(database_url, args.processes, seconds)
+    spread, hot = rates["spread"]["rate"], rates["hot"]["rate"]
+    print(f"load average after: {load_average()}")
+    if tps:
+        print(f"pgbench tpcb-like, {args.processes} clients, {seconds} s: {tps:.0f} tps")
+        print(f"spread earns/s / pgbench tps = {spread / tps:.3f} (target >= 0.10)")
+    print(f"contention / spread = {hot / spread:.2f} (target >= 0.50)" if spread else "no earns")
+    if tpcb_cpu:
+        ratio = rates["spread"]["cpu"] / tpcb_cpu
+        print(
+            f"PostgreSQL CPU per earn {rates['spread']['cpu'] * 1000:.3f} ms / per TPC-B transaction "
+            f"{tpcb_cpu * 1000:.3f} ms = {ratio:.2f}x (target <= 4)"
+        )
 
     violations = ledger_violations()
     print(f"ledger violations: {len(violations)}")

@@ -333,6 +333,9 @@ class Lot(models.Model):
             ),
             # The jobs find due lots by member-id range (the member index) and account.
             models.Index(fields=["available_at"], name="lot_pending_release", condition=Q(pending=True)),
+            # Whether one account has a lot due for release (the earn's and spend's lock, and
+            # settling): without it that read walks every lot the account ever had.
+            models.Index(fields=["account", "available_at"], name="lot_pending_account", condition=Q(pending=True)),
         ]
 
     def __str__(self) -> str:
@@ -615,3 +618,24 @@ class EarnRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ProgrammeVersion(models.Model):
+    """One row: a number that changes whenever the programme's configuration does.
+
+    On PostgreSQL a statement trigger on earning rules (and their stores), tiers and
+    benefits sets it from a sequence (migration 0008), so an edit by any path (admin,
+    service, ``QuerySet.update``, raw SQL) is seen, and a rolled-back edit never leaves a
+    number that meant other rows. ``loyalty.programme`` caches the configuration per
+    process under this number.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("programme version")
+        verbose_name_plural = _("programme versions")
+
+    def __str__(self) -> str:
+        return str(self.version)

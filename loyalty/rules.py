@@ -15,14 +15,14 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from members.models import Member, Store
 
-from .models import Benefit, Currency, EarnRule, LedgerEntry, Order
+from .models import Currency, EarnRule, LedgerEntry, MemberTier, Order
 from .multipliers import earn_multiplier
 from .policies import earn_rate
+from .programme import Programme, programme
 from .services.credits import points_award
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
@@ -88,14 +88,17 @@ def _currencies(rule: EarnRule) -> tuple[str, ...]:
     return (rule.applies_to,)
 
 
-def _rules_at(moment: dt.datetime, *, kinds: Sequence[str]) -> list[EarnRule]:
-    """Active rules of ``kinds`` whose window holds ``moment``, by priority then id."""
-    return list(
-        EarnRule.objects.filter(is_active=True, kind__in=kinds, valid_from__lte=moment)
-        .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=moment))
-        .prefetch_related(Prefetch("stores", queryset=Store.objects.only("id")))
-        .order_by("priority", "id")
-    )
+def _rules_at(moment: dt.datetime, *, kinds: Sequence[str], config: Programme | None = None) -> list[EarnRule]:
+    """Active rules of ``kinds`` whose window holds ``moment``, by priority then id.
+
+    From the programme's configuration (``loyalty.programme``: read once per process).
+    """
+    config = config or programme()
+    return [
+        rule
+        for rule in config.rules
+        if rule.kind in kinds and rule.valid_from <= moment and (rule.valid_until is None or rule.valid_until > moment)
+    ]
 
 
 def _store_ok(rule: EarnRule, store_id: int | None) -> bool:
@@ -151,20 +154,21 @@ def eligible_amount(lines: Sequence[OrderLineLike], earnable_amount: Decimal) ->
     return total.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
 
 
-def _tier_multiplier(member: Member | None) -> tuple[Decimal, str] | None:
+def _member_tier_id(member: Member) -> int | None:
+    """The member's tier id: from ``member.tier_state`` when the caller's query brought it
+    along (``select_related``), else one query (not cached on the caller's instance)."""
+    if Member.tier_state.is_cached(member):
+        state = getattr(member, "tier_state", None)
+        return state.tier_id if state is not None else None
+    return MemberTier.objects.filter(member_id=member.pk).values_list("tier_id", flat=True).first()
+
+
+def _tier_multiplier(member: Member | None, config: Programme) -> tuple[Decimal, str] | None:
     """The best active earn multiplier of the member's current tier, with its title."""
     if member is None or member.pk is None:
         return None
-    row = (
-        Benefit.objects.filter(tier__members__member=member, kind=Benefit.Kind.EARN_MULTIPLIER, is_active=True)
-        .order_by("-value", "id")
-        .values_list("value", "title", "tier__name")
-        .first()
-    )
-    if row is None:
-        return None
-    value, title, tier_name = row
-    return value, title or tier_name
+    tier_id = _member_tier_id(member)
+    return config.multipliers.get(tier_id) if tier_id is not None else None
 
 
 def _earned_today(member: Member, local: dt.datetime) -> dict[tuple[str, int], int]:
@@ -196,6 +200,7 @@ def evaluate(
     lines: Sequence[OrderLineLike],
     earnable_amount: Decimal,
     now: dt.datetime,
+    config: Programme | None = None,
 ) -> dict[str, list[Line]]:
     """What an order earns, line by line, in each currency. Reads only; writes nothing.
 
@@ -206,7 +211,8 @@ def evaluate(
     member (the admin's preview), tier, birthday and daily caps do not apply and the
     order counts as a first purchase; a member's order is not one when they have an
     earlier order or joined again after an erasure (``rejoined_after_erasure``). Call it
-    before the order itself is recorded.
+    before the order itself is recorded. ``config`` is the programme configuration the
+    caller read (``loyalty.programme.programme``), read here when left out.
     """
     occurred_at = occurred_at or now
     local = timezone.localtime(occurred_at)
@@ -217,7 +223,8 @@ def evaluate(
 
     store_id = store.pk if store is not None else None
     kinds = (EarnRule.Kind.BASE, EarnRule.Kind.MULTIPLIER, EarnRule.Kind.BONUS)
-    rules = [rule for rule in _rules_at(occurred_at, kinds=kinds) if _store_ok(rule, store_id)]
+    config = config or programme()
+    rules = [rule for rule in _rules_at(occurred_at, kinds=kinds, config=config) if _store_ok(rule, store_id)]
     rules = [rule for rule in rules if _weekday_ok(rule, local)]
     has_member = member is not None and member.pk is not None
     birthday = member.birthday if member is not None else None
@@ -236,7 +243,7 @@ def evaluate(
             points = min(points, max(0, rule.cap_per_day - earned_today.get((currency, rule.pk), 0)))
         return points
 
-    tier = earn_multiplier(member, _tier_multiplier(member), occurred_at) if has_member else None
+    tier = earn_multiplier(member, _tier_multiplier(member, config), occurred_at) if has_member else None
     tier_currencies = _setting_set("LOYALTY_TIER_MULTIPLIER_CURRENCIES", DEFAULT_TIER_MULTIPLIER_CURRENCIES)
 
     for currency in CURRENCIES:

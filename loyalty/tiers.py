@@ -279,16 +279,19 @@ def tiers_assign_default_bulk(*, member_ids: list[int], now: dt.datetime) -> Non
 
 # No savepoint: this runs inside every earn, and a failure here fails the earn anyway.
 @transaction.atomic(savepoint=False)
-def tier_upgrade_if_qualified(*, member_id: int, growth: int, now: dt.datetime) -> TierChange | None:
+def tier_upgrade_if_qualified(
+    *, member_id: int, growth: int, now: dt.datetime, tiers: list[Tier] | None = None
+) -> TierChange | None:
     """Move the member up as soon as ``growth`` reaches a higher tier's threshold.
 
     ``growth`` is the member's growth balance plus pending growth, read by the caller
     under its account lock (called inside the earn or adjustment transaction). Moves to
     the best tier that ``growth`` qualifies for, never down; a member without a tier
     gets one first. Does nothing while a staff pin holds. Returns the UPGRADE change,
-    or None when nothing changed.
+    or None when nothing changed. ``tiers`` (lowest rank first) saves the earn a query:
+    the programme configuration it read (``loyalty.programme``).
     """
-    tiers = _tiers()
+    tiers = _tiers() if tiers is None else tiers
     if not tiers:
         return None
     state = _lock_state(member_id)

@@ -14,7 +14,8 @@ from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, IntegerField, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -280,7 +281,6 @@ def _conflict() -> LoyaltyError:
     )
 
 
-@transaction.atomic
 def reward_redeem(
     *, member: Member, reward: Reward, idempotency_key: str, now: dt.datetime | None = None
 ) -> Redemption:
@@ -293,28 +293,49 @@ def reward_redeem(
     window), ``tier_too_low``, ``out_of_stock``, ``limit_reached`` (completed
     redemptions per member), ``insufficient_balance``, ``idempotency_conflict`` (the key
     was used for another reward), ``idempotency_key_required``/``invalid_idempotency_key``.
+
+    Ten statements on the common path (the transaction's two ends included): the reward
+    lock, one read of an earlier redemption under the key, the member's status, tier and
+    redemptions of this reward, the spend's three (``points_spend``), the stock, the
+    coupon, the redemption. No savepoints: a unique key that another request took at the
+    same moment (the same key, or a coupon code drawn twice) fails the whole transaction,
+    and it runs once more, when it sees the first request's rows.
     """
     now = now or timezone.now()
     key = clean_key(idempotency_key, required=True)
     request_hash = hashlib.sha256(f"reward:{reward.pk}".encode()).hexdigest()
-    replay = _replayed_redemption(member, key, request_hash)
-    if replay is not None:
-        return replay
+    try:
+        return _redeem(member=member, reward=reward, key=key, request_hash=request_hash, now=now)
+    except IntegrityError:
+        return _redeem(member=member, reward=reward, key=key, request_hash=request_hash, now=now)
 
+
+@transaction.atomic
+def _redeem(*, member: Member, reward: Reward, key: str, request_hash: str, now: dt.datetime) -> Redemption:
+    completed = (
+        Redemption.objects.filter(member_id=member.pk, reward_id=reward.pk, status=Redemption.Status.COMPLETED)
+        .order_by()
+        .values("member_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     # Stock and the per-member limit are decided under this lock; FOR UPDATE OF the
     # reward only, not the tier joined in.
     reward = Reward.objects.select_for_update(of=("self",)).select_related("min_tier").get(pk=reward.pk)
-    # A request with the same key may have committed while this one waited for the lock.
-    replay = _replayed_redemption(member, key, request_hash)
-    if replay is not None:
-        return replay
-    member_status = Member.objects.values_list("status", flat=True).get(pk=member.pk)
-    tier_rank = MemberTier.objects.filter(member_id=member.pk).values_list("tier__rank", flat=True).first()
-    redeemed = 0
-    if reward.per_member_limit is not None:
-        redeemed = Redemption.objects.filter(
-            member_id=member.pk, reward=reward, status=Redemption.Status.COMPLETED
-        ).count()
+    # Read after the lock, in a statement of its own: a request that held the lock meanwhile
+    # has committed, and only a statement started now sees its redemption.
+    replay_id, member_status, tier_rank, redeemed = (
+        Member.objects.filter(pk=member.pk)
+        .annotate(
+            replay_id=Subquery(Redemption.objects.filter(member_id=member.pk, idempotency_key=key).values("id")[:1]),
+            tier_rank=Subquery(MemberTier.objects.filter(member_id=member.pk).values("tier__rank")[:1]),
+            redeemed=Coalesce(Subquery(completed, output_field=IntegerField()), 0),
+        )
+        .values_list("replay_id", "status", "tier_rank", "redeemed")
+        .get()
+    )
+    if replay_id is not None:
+        return _replayed_redemption(member, key, request_hash)
     refused = eligibility.refusal(
         reward, now=now, member_status=member_status, tier_rank=tier_rank, redeemed=redeemed, balance=None
     )
@@ -329,6 +350,7 @@ def reward_redeem(
             reason=reward.name[:200],
             detail={"reward": reward.pk, "reward_name": reward.name, "redemption_key": key},
             now=now,
+            savepoint=False,  # any refusal rolls this whole transaction back
         )
     except LoyaltyError as error:
         if error.code == "idempotency_key_reused":
@@ -344,16 +366,20 @@ def reward_redeem(
     if reward.stock is not None:
         Reward.objects.filter(pk=reward.pk).update(stock=F("stock") - 1)
         reward.stock -= 1
-    coupon = coupon_issue(
-        member=member,
+    # Not coupon_issue: no savepoint (see above); a redemption's coupon has no benefit period.
+    coupon = _new_coupon(
+        member_id=member.pk,
         title=reward.name,
         description=reward.description,
         kind=reward.coupon_kind,
         value=reward.coupon_value,
-        expires_at=now + dt.timedelta(days=reward.coupon_valid_days),
         source=Coupon.Source.REDEMPTION,
+        benefit_id=None,
         now=now,
+        valid_from=now,
+        expires_at=now + dt.timedelta(days=reward.coupon_valid_days),
     )
+    coupon.save(force_insert=True)
     return Redemption.objects.create(
         member=member,
         reward=reward,

@@ -14,14 +14,17 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 
-from django.db.models import F
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils.translation import gettext as _
 
+from core.db import is_postgresql
 from core.errors import LoyaltyError
 from members.models import Member
 
 from ..models import Account, Allocation, Currency, LedgerEntry, Lot
 from ..policies import expiry_policy
+from ..programme import version_expression
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 
@@ -97,6 +100,14 @@ def _open_lots(account: Account, *, first: Lot | None = None) -> list[Lot]:
 
 def _consume(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> int:
     """Take up to ``amount`` from ``lots`` in order for the saved ``entry``; return what was taken."""
+    taken, touched, allocations = _take(entry, lots, amount)
+    Lot.objects.bulk_update(touched, ["remaining"])
+    Allocation.objects.bulk_create(allocations)
+    return taken
+
+
+def _take(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> tuple[int, list[Lot], list[Allocation]]:
+    """:func:`_consume` in memory: what was taken, the lots changed, the (unsaved) allocations."""
     taken, allocations, touched = 0, [], []
     for lot in lots:
         if taken == amount:
@@ -108,13 +119,18 @@ def _consume(entry: LedgerEntry, lots: Iterable[Lot], amount: int) -> int:
         taken += take
         touched.append(lot)
         allocations.append(Allocation(entry=entry, lot=lot, amount=take))
-    Lot.objects.bulk_update(touched, ["remaining"])
-    Allocation.objects.bulk_create(allocations)
-    return taken
+    return taken, touched, allocations
 
 
 def _open_lot(account: Account, entry: LedgerEntry, *, amount: int, pending: bool, available_at, earned_at) -> Lot:
-    return Lot.objects.create(
+    lot = _new_lot(account, entry, amount=amount, pending=pending, available_at=available_at, earned_at=earned_at)
+    lot.save(force_insert=True)
+    return lot
+
+
+def _new_lot(account: Account, entry: LedgerEntry, *, amount: int, pending: bool, available_at, earned_at) -> Lot:
+    """The (unsaved) lot ``entry`` opens in ``account``, expiring by the currency's policy."""
+    return Lot(
         account=account,
         member_id=account.member_id,
         currency=account.currency,
@@ -141,3 +157,220 @@ def _replayed_entry(account: Account, idempotency_key: str | None, request_hash:
             _("This idempotency key was already used for a different request. Send a new key for a new request."),
         )
     return entry
+
+
+# --- the earn's own statements: one lock read, one write ---------------------------------
+
+
+def _lock_for_earn(member_id: int, now: dt.datetime) -> tuple[dict[str, Account], Member, bool, int | None]:
+    """Lock the member's accounts (id order) and read, in the same statement, what the earn
+    decides on: the member (status, birthday, tier row, unlocked), whether any lot is due
+    to be released or expired at ``now``, and the programme version.
+
+    Returns (accounts by currency, member, due, programme version). Opens missing accounts
+    first (then a few more statements), as :func:`_lock_accounts`.
+    """
+    locked = _lock_reading(member_id, CURRENCIES, now, tier=True)
+    due = any(account.release_due or account.expiry_due for account in locked.values())
+    first = next(iter(locked.values()))
+    return locked, first.member, due, first.programme_version
+
+
+def _lock_reading(
+    member_id: int, currencies: Sequence[str], now: dt.datetime, *, tier: bool = False, idempotency_key=None
+) -> dict[str, Account]:
+    """:func:`_lock_accounts`, reading in the same statement the member (``account.member``;
+    with ``tier`` their tier row too), whether a lot is due (``release_due``,
+    ``expiry_due``), the programme version (``programme_version``) and, with
+    ``idempotency_key``, the id of the entry already written under it (``replay_id``)."""
+    due_lots = Lot.objects.filter(account_id=OuterRef("pk"))
+    annotations = {
+        "release_due": Exists(due_lots.filter(pending=True, available_at__lte=now)),
+        "expiry_due": Exists(due_lots.filter(pending=False, remaining__gt=0, expires_at__lte=now)),
+        "programme_version": version_expression(),
+    }
+    if idempotency_key is not None:
+        keyed = LedgerEntry.objects.filter(account_id=OuterRef("pk"), idempotency_key=idempotency_key)
+        annotations["replay_id"] = Subquery(keyed.values("id")[:1])
+
+    def fetch() -> list[Account]:
+        related = ("member", "member__tier_state") if tier else ("member",)
+        return list(
+            Account.objects.select_for_update(of=("self",))
+            .select_related(*related)
+            .filter(member_id=member_id, currency__in=currencies)
+            .annotate(**annotations)
+            .order_by("id")
+        )
+
+    rows = fetch()
+    if len(rows) < len(currencies):
+        _lock_accounts(member_id, currencies)
+        rows = fetch()
+    return {account.currency: account for account in rows}
+
+
+def _require_status_active(member: Member) -> None:
+    """:func:`_require_active` for a member row the caller has just read."""
+    if member.status != Member.Status.ACTIVE:
+        raise LoyaltyError(
+            "member_inactive",
+            _("This member is %(status)s and cannot earn or spend points. Reactivate the member first.")
+            % {"status": Member.Status(member.status).label},
+        )
+
+
+ACCOUNT_FIGURES = ["balance", "pending", "lifetime_earned", "lifetime_spent", "owed", "updated_at"]
+
+
+def _write_credits(accounts: Sequence[Account], entries: Sequence[LedgerEntry], lots: Sequence[Lot]) -> None:
+    """Save new ``entries`` (at most one per account), the ``lots`` they open (``lot.entry``
+    set, same order) and the ``accounts``' figures, which :func:`_new_entry` changed in memory.
+
+    PostgreSQL: one statement (:func:`_write_credits_sql`); elsewhere three
+    (:func:`_write_credits_orm`). Both write the same rows (loyalty/tests/test_earn_statements.py);
+    the statement stays for the earn's statement count and its figure (bench/README.md).
+    """
+    if is_postgresql():
+        _write_credits_sql(accounts, entries, lots)
+    else:
+        _write_credits_orm(accounts, entries, lots)
+
+
+def _write_credits_orm(accounts: Sequence[Account], entries: Sequence[LedgerEntry], lots: Sequence[Lot]) -> None:
+    LedgerEntry.objects.bulk_create(entries)
+    Lot.objects.bulk_create(lots)  # each lot's entry has its id now
+    Account.objects.bulk_update(accounts, ACCOUNT_FIGURES)
+
+
+def _json_value(value):
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+_COLUMNS: dict[tuple, tuple[list, list[str]]] = {}
+
+
+def _record(model, obj, skip: tuple[str, ...] = ()) -> tuple[list[str], dict]:
+    """The columns of ``model`` but the key and ``skip`` (attnames), with their SQL types, and ``obj``'s values."""
+    key = (model, skip, connection.vendor)
+    if key not in _COLUMNS:  # the same for every row: worked out once per process
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in skip]
+        _COLUMNS[key] = (fields, [f"{connection.ops.quote_name(f.column)} {f.db_type(connection)}" for f in fields])
+    fields, types = _COLUMNS[key]
+    return types, {f.column: f.get_prep_value(getattr(obj, f.attname)) for f in fields}
+
+
+def _write_credits_sql(accounts: Sequence[Account], entries: Sequence[LedgerEntry], lots: Sequence[Lot]) -> None:
+    """:func:`_write_credits` in one PostgreSQL statement: three data-modifying CTEs, the
+    lots joined to the new entries by account (one entry per account), the rows sent as
+    JSON documents."""
+    quote = connection.ops.quote_name
+    entry_types, _values = _record(LedgerEntry, entries[0])
+    lot_types, _values = _record(Lot, lots[0], skip=("entry_id",)) if lots else ([], {})
+    account_fields = [Account._meta.get_field(name) for name in ["id", *ACCOUNT_FIGURES]]
+    account_types = [f"{quote(f.column)} {f.db_type(connection)}" for f in account_fields]
+
+    def names(types: list[str]) -> list[str]:
+        return [spec.split('" ', 1)[0] + '"' for spec in types]  # quoted names never hold '" '
+
+    entry_rows = [_record(LedgerEntry, entry)[1] for entry in entries]
+    lot_rows = [_record(Lot, lot, skip=("entry_id",))[1] for lot in lots]
+    account_rows = [{f.column: f.get_prep_value(getattr(a, f.attname)) for f in account_fields} for a in accounts]
+    entry_cols, lot_cols = names(entry_types), names(lot_types)
+    sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in account_fields[1:])
+    lots_sql = (
+        f", l AS (INSERT INTO {quote(Lot._meta.db_table)} ({', '.join(lot_cols)}, entry_id) "
+        f"SELECT {', '.join(f'v.{c}' for c in lot_cols)}, e.id "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(lot_types)}) JOIN e ON e.account_id = v.account_id "
+        "RETURNING id, entry_id)"
+        if lots
+        else ""
+    )
+    sql = (
+        f"WITH e AS (INSERT INTO {quote(LedgerEntry._meta.db_table)} ({', '.join(entry_cols)}) "
+        f"SELECT {', '.join(f'v.{c}' for c in entry_cols)} "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(entry_types)}) "
+        "RETURNING id, account_id)"
+        f"{lots_sql}"
+        f", a AS (UPDATE {quote(Account._meta.db_table)} AS t SET {sets} "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(account_types)}) WHERE t.id = v.id RETURNING t.id) "
+        + (
+            "SELECT e.account_id, e.id, l.id FROM e LEFT JOIN l ON l.entry_id = e.id"
+            if lots
+            else "SELECT e.account_id, e.id, NULL FROM e"
+        )
+    )
+    params = [json.dumps(entry_rows, default=_json_value)]
+    if lots:
+        params.append(json.dumps(lot_rows, default=_json_value))
+    params.append(json.dumps(account_rows, default=_json_value))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = {account_id: (entry_id, lot_id) for account_id, entry_id, lot_id in cursor.fetchall()}
+    for entry in entries:
+        entry.pk, _lot_id = ids[entry.account_id]
+        entry._state.adding, entry._state.db = False, "default"
+    for lot in lots:
+        lot.pk = ids[lot.account_id][1]
+        lot.entry_id = lot.entry.pk
+        lot._state.adding, lot._state.db = False, "default"
+
+
+def _write_debit(
+    account: Account, entry: LedgerEntry, touched: Sequence[Lot], allocations: Sequence[Allocation]
+) -> None:
+    """Save a new spending ``entry``, the account's figures, the ``touched`` lots' remainders
+    and the ``allocations`` (``_take``'s plan): one statement on PostgreSQL
+    (:func:`_write_debit_sql`), four elsewhere (:func:`_write_debit_orm`); both write the same
+    rows (rewards/tests/test_hot_statements.py)."""
+    if is_postgresql():
+        _write_debit_sql(account, entry, touched, allocations)
+    else:
+        _write_debit_orm(account, entry, touched, allocations)
+
+
+def _write_debit_orm(account: Account, entry: LedgerEntry, touched: Sequence[Lot], allocations: Sequence[Allocation]):
+    entry.save(force_insert=True)
+    Account.objects.bulk_update([account], ACCOUNT_FIGURES)
+    Lot.objects.bulk_update(touched, ["remaining"])
+    Allocation.objects.bulk_create(allocations)  # each allocation's entry has its id now
+
+
+def _write_debit_sql(account: Account, entry: LedgerEntry, touched: Sequence[Lot], allocations: Sequence[Allocation]):
+    quote = connection.ops.quote_name
+    entry_types, entry_row = _record(LedgerEntry, entry)
+    entry_cols = [spec.split('" ', 1)[0] + '"' for spec in entry_types]
+    account_fields = [Account._meta.get_field(name) for name in ["id", *ACCOUNT_FIGURES]]
+    account_types = [f"{quote(f.column)} {f.db_type(connection)}" for f in account_fields]
+    account_row = {f.column: f.get_prep_value(getattr(account, f.attname)) for f in account_fields}
+    sets = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in account_fields[1:])
+    sql = (
+        f"WITH e AS (INSERT INTO {quote(LedgerEntry._meta.db_table)} ({', '.join(entry_cols)}) "
+        f"SELECT {', '.join(f'v.{c}' for c in entry_cols)} "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(entry_types)}) RETURNING id), "
+        f"a AS (UPDATE {quote(Account._meta.db_table)} AS t SET {sets} "
+        f"FROM json_to_recordset(%s::json) AS v({', '.join(account_types)}) WHERE t.id = v.id RETURNING t.id), "
+        f"l AS (UPDATE {quote(Lot._meta.db_table)} AS t SET remaining = v.remaining "
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, remaining) WHERE t.id = v.id RETURNING t.id), "
+        f"al AS (INSERT INTO {quote(Allocation._meta.db_table)} (entry_id, lot_id, amount) "
+        "SELECT e.id, v.lot_id, v.amount FROM e, unnest(%s::bigint[], %s::bigint[]) AS v(lot_id, amount) "
+        "RETURNING id) "
+        "SELECT (SELECT id FROM e), ARRAY(SELECT id FROM al ORDER BY id)"
+    )
+    params = [
+        json.dumps([entry_row], default=_json_value),
+        json.dumps([account_row], default=_json_value),
+        [lot.pk for lot in touched],
+        [lot.remaining for lot in touched],
+        [a.lot.pk for a in allocations],
+        [a.amount for a in allocations],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        entry_id, allocation_ids = cursor.fetchone()
+    entry.pk = entry_id
+    entry._state.adding, entry._state.db = False, "default"
+    for allocation, pk in zip(allocations, sorted(allocation_ids), strict=True):
+        allocation.pk, allocation.entry_id = pk, entry_id

@@ -21,15 +21,9 @@ from members.models import Member, Store
 from .. import rules
 from ..models import Currency, LedgerEntry, Order, OrderLine
 from ..policies import pending_until
+from ..programme import programme
 from ..tiers import tier_upgrade_if_qualified
-from .entries import (
-    _fingerprint,
-    _lock_accounts,
-    _new_entry,
-    _open_lot,
-    _require_active,
-    _save_entry,
-)
+from .entries import _fingerprint, _lock_for_earn, _new_entry, _new_lot, _require_status_active, _write_credits
 from .settling import _debt_collect, _expire, _settle
 
 # A till's clock may run a little ahead of ours; further than this is a mistake.
@@ -85,7 +79,6 @@ def _order_result(order: Order, request_hash: str) -> EarnResult:
     return EarnResult(order=order, entries=entries, replayed=True)
 
 
-@transaction.atomic
 def order_earn(
     *,
     member: Member,
@@ -138,34 +131,79 @@ def order_earn(
         "lines": [[line.sku, line.category, line.quantity, str(line.amount)] for line in lines],
     }
     request_hash = _fingerprint(payload)
-    occurred_at = occurred_at or now
 
-    accounts = _lock_accounts(member.pk)
-    existing = Order.objects.filter(store=store, number=number).first()
-    if existing is not None:
+    try:
+        return _earn(
+            member_id=member.pk,
+            store=store,
+            number=number,
+            amount=amount,
+            points_paid_amount=points_paid_amount,
+            occurred_at=occurred_at or now,
+            lines=lines,
+            request_hash=request_hash,
+            now=now,
+        )
+    except IntegrityError:
+        # The order's unique store + number: this order was recorded before (a replay), or
+        # another member's transaction recorded the same number first. The earn's
+        # transaction is rolled back; the first result is read in a new one.
+        existing = Order.objects.filter(store=store, number=number).first()
+        if existing is None:
+            raise
         return _order_result(existing, request_hash)
-    _require_active(member.pk)
-    _settle(list(accounts.values()), now)
+
+
+@transaction.atomic
+def _earn(
+    *,
+    member_id: int,
+    store: Store,
+    number: str,
+    amount: Decimal,
+    points_paid_amount: Decimal,
+    occurred_at: dt.datetime,
+    lines: list[OrderLineInput],
+    request_hash: str,
+    now: dt.datetime,
+) -> EarnResult:
+    """:func:`order_earn` once its input is clean: one transaction.
+
+    On the common path (accounts open, nothing due, no first-purchase or daily-cap rule,
+    no tier change) it runs five statements: the account lock (which also reads the
+    member, their tier, whether a lot is due and the programme version), the order, its
+    lines, the entries with their lots and the accounts' figures (one statement on
+    PostgreSQL, ``_write_credits``), and the tier row lock of the upgrade hook. The order
+    number's uniqueness is checked by the insert itself: a replay raises IntegrityError,
+    which :func:`order_earn` turns into the first result.
+    """
+    accounts, member, due, version = _lock_for_earn(member_id, now)
+    config = programme(version)
     earnable = amount - points_paid_amount
     # Before the order exists, so "first purchase" and the daily caps see only earlier orders.
     breakdown = rules.evaluate(
-        member=member, store=store, occurred_at=occurred_at, lines=lines, earnable_amount=earnable, now=now
+        member=member,
+        store=store,
+        occurred_at=occurred_at,
+        lines=lines,
+        earnable_amount=earnable,
+        now=now,
+        config=config,
     )
-    try:
-        with transaction.atomic():
-            order = Order.objects.create(
-                member=member,
-                store=store,
-                number=number,
-                amount=amount,
-                points_paid_amount=points_paid_amount,
-                occurred_at=occurred_at,
-                created_at=now,
-                request_hash=request_hash,
-            )
-    except IntegrityError:
-        # Another member's transaction recorded the same store + number first.
-        return _order_result(Order.objects.get(store=store, number=number), request_hash)
+    order = Order.objects.create(
+        member=member,
+        store=store,
+        number=number,
+        amount=amount,
+        points_paid_amount=points_paid_amount,
+        occurred_at=occurred_at,
+        created_at=now,
+        request_hash=request_hash,
+    )
+    # After the insert, so that a replay for a member frozen since returns the first result.
+    _require_status_active(member)
+    if due:
+        _settle(list(accounts.values()), now)
     OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
@@ -182,6 +220,7 @@ def order_earn(
     pending = available_at > now
     eligible = rules.eligible_amount(lines, earnable)
     result = EarnResult(order=order)
+    lots = []
     for currency, account in accounts.items():
         rule_lines = breakdown.get(currency, [])
         earned = rules.total(rule_lines)
@@ -206,17 +245,23 @@ def order_earn(
                 "available_at": available_at.isoformat(),
             },
         )
-        _save_entry(account, entry)
-        _open_lot(account, entry, amount=earned, pending=pending, available_at=available_at, earned_at=occurred_at)
+        lots.append(
+            _new_lot(account, entry, amount=earned, pending=pending, available_at=available_at, earned_at=occurred_at)
+        )
         result.entries[currency] = entry
+    if result.entries:
+        _write_credits([accounts[c] for c in result.entries], list(result.entries.values()), lots)
     # An order recorded after its points' expiry date (a late import) earns them, and
     # they expire at once: the balance never shows points that cannot be spent.
-    _expire(list(accounts.values()), now)
+    if any(lot.expires_at is not None and lot.expires_at <= now for lot in lots):
+        _expire(list(accounts.values()), now)
     if not pending and settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
         for currency, entry in result.entries.items():
             if accounts[currency].owed > 0:
                 _debt_collect(accounts[currency], up_to=entry.amount, now=now)
     if Currency.GROWTH in result.entries:
         growth = accounts[Currency.GROWTH]
-        tier_upgrade_if_qualified(member_id=member.pk, growth=growth.balance + growth.pending, now=now)
+        tier_upgrade_if_qualified(
+            member_id=member_id, growth=growth.balance + growth.pending, now=now, tiers=config.tiers
+        )
     return result

@@ -8,7 +8,7 @@ returns in ``orders``).
 import datetime as dt
 from collections import defaultdict
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -18,21 +18,22 @@ from members.models import Member, Store
 
 from ..models import Account, Allocation, Currency, LedgerEntry, Lot
 from .entries import (
-    _consume,
     _fingerprint,
     _lock_accounts,
+    _lock_reading,
     _new_entry,
     _open_lots,
     _replayed_entry,
-    _require_active,
+    _require_status_active,
     _save_entry,
+    _take,
+    _write_debit,
 )
 from .settling import _debt_collect, _expire, _settle
 
 # --- spending -------------------------------------------------------------------------
 
 
-@transaction.atomic
 def points_spend(
     *,
     member: Member,
@@ -42,12 +43,20 @@ def points_spend(
     store: Store | None = None,
     detail: dict | None = None,
     now: dt.datetime | None = None,
+    savepoint: bool = True,
 ) -> LedgerEntry:
     """Spend available points, oldest-expiring first.
 
     Refuses: more than the available balance (pending points cannot be spent), a frozen
     or closed member, and an idempotency key already used for a different spend. A
     replay with the same key and content returns the first entry and writes nothing.
+    ``savepoint=False`` (inside a caller's transaction that any refusal rolls back
+    whole, as ``rewards.services.reward_redeem``) saves the savepoint's two statements.
+
+    Three statements on the common path (nothing due; five with the transaction's ends):
+    the account lock (which also reads the member's status, whether a lot is due and an
+    entry under the key), the open lots, and the entry, account, lots and allocations in
+    one (``entries._write_debit``).
     """
     now = now or timezone.now()
     amount = clean_points(amount)
@@ -55,26 +64,61 @@ def points_spend(
     reason = clean_reason(reason, required=False)
     request_hash = _fingerprint({"kind": "spend", "amount": amount, "store": store.pk if store else None})
 
-    account = _lock_accounts(member.pk, (Currency.POINTS,))[Currency.POINTS]
-    replay = _replayed_entry(account, idempotency_key, request_hash)
-    if replay is not None:
+    try:
+        return _spend(
+            member=member,
+            amount=amount,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            reason=reason,
+            store=store,
+            detail=detail,
+            now=now,
+            savepoint=savepoint,
+        )
+    except IntegrityError:
+        if not savepoint and transaction.get_connection().in_atomic_block:
+            raise  # the caller's transaction is broken: the caller starts again (reward_redeem does)
+        # Another request with the same key committed while this one waited for the lock:
+        # the lock's statement could not see it, its insert did.
+        account = Account.objects.get(member_id=member.pk, currency=Currency.POINTS)
+        replay = _replayed_entry(account, idempotency_key, request_hash)
+        if replay is None:
+            raise
         return replay
-    _require_active(member.pk)
-    _settle([account], now)
-    if account.balance < amount:
-        message = _("Not enough points: %(balance)s available, %(amount)s needed.") % {
-            "balance": account.balance,
-            "amount": amount,
-        }
-        if account.pending:
-            message += " " + _("%(pending)s more are pending until their orders' return windows end.") % {
-                "pending": account.pending
+
+
+def _spend(
+    *,
+    member: Member,
+    amount: int,
+    idempotency_key: str,
+    request_hash: str,
+    reason: str,
+    store: Store | None,
+    detail: dict | None,
+    now: dt.datetime,
+    savepoint: bool,
+) -> LedgerEntry:
+    with transaction.atomic(savepoint=savepoint):
+        account = _lock_reading(member.pk, (Currency.POINTS,), now, idempotency_key=idempotency_key)[Currency.POINTS]
+        if account.replay_id is not None:
+            return _replayed_entry(account, idempotency_key, request_hash)
+        _require_status_active(account.member)
+        if account.release_due or account.expiry_due:
+            _settle([account], now)
+        if account.balance < amount:
+            message = _("Not enough points: %(balance)s available, %(amount)s needed.") % {
+                "balance": account.balance,
+                "amount": amount,
             }
-        raise LoyaltyError("insufficient_balance", message, balance=account.balance, pending=account.pending)
-    account.lifetime_spent += amount
-    entry = _save_entry(
-        account,
-        _new_entry(
+            if account.pending:
+                message += " " + _("%(pending)s more are pending until their orders' return windows end.") % {
+                    "pending": account.pending
+                }
+            raise LoyaltyError("insufficient_balance", message, balance=account.balance, pending=account.pending)
+        account.lifetime_spent += amount
+        entry = _new_entry(
             account,
             kind=LedgerEntry.Kind.SPEND,
             now=now,
@@ -84,10 +128,10 @@ def points_spend(
             store=store,
             reason=reason,
             detail=detail or {},
-        ),
-    )
-    _consume(entry, _open_lots(account), amount)
-    return entry
+        )
+        _taken, touched, allocations = _take(entry, _open_lots(account), amount)
+        _write_debit(account, entry, touched, allocations)
+        return entry
 
 
 # --- reversing a spend (a cancelled redemption, a refunded checkout) ----------------------

@@ -1,0 +1,131 @@
+"""The hot paths' statement counts (issue 18), so they cannot creep back; the earn's one-statement
+write against its ORM twin; the programme configuration cached per process and seen to change."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from loyalty import programme as programme_module
+from loyalty import services
+from loyalty.models import Account, Benefit, Currency, EarnRule, LedgerEntry, Lot, Tier
+from loyalty.selectors import ledger_violations
+from loyalty.services import OrderLineInput
+from loyalty.services import entries as entries_module
+from operations.actions import member_create
+
+from .factories import StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def invariants_hold_after_each_test():
+    yield
+    assert ledger_violations() == []
+
+
+@pytest.fixture(autouse=True)
+def rates(settings):
+    settings.LOYALTY_POINTS_PER_YUAN = 1
+    settings.LOYALTY_GROWTH_PER_YUAN = 1
+    settings.LOYALTY_PENDING_DAYS = 7
+
+
+@pytest.fixture
+def tiers(db):
+    bronze = Tier.objects.create(code="bronze", name="Bronze", rank=0, is_default=True)
+    Tier.objects.create(code="silver", name="Silver", rank=1, qualify_threshold=100_000, retain_threshold=1)
+    Benefit.objects.create(tier=bronze, kind=Benefit.Kind.EARN_MULTIPLIER, value=Decimal("1.5"), title="x1.5")
+    return bronze
+
+
+@pytest.fixture
+def store():
+    return StoreFactory()
+
+
+def earn(member, store, number: str, amount: str = "120.00", *, now=NOW):
+    lines = [
+        OrderLineInput(sku="TEA", category="drinks", amount=Decimal(amount) - 20),
+        OrderLineInput(sku="CAKE", category="food", amount=Decimal(20)),
+    ]
+    return services.order_earn(member=member, store=store, number=number, amount=amount, lines=lines, now=now)
+
+
+def test_an_earn_with_lines_and_nothing_due_takes_at_most_8_statements(tiers, store, django_assert_max_num_queries):
+    member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    earn(member, store, "W0")  # opens the accounts and loads the programme
+    # Counted: the transaction's two ends (here a savepoint and its release), the account
+    # lock, the order, its lines, entries + lots + accounts, the tier row lock.
+    with django_assert_max_num_queries(8):
+        result = earn(member, store, "W1", now=NOW + dt.timedelta(minutes=1))
+    assert result.entries[Currency.POINTS].pending_amount == 180  # base 120 x the bronze multiplier 1.5
+    assert result.entries[Currency.GROWTH].pending_amount == 120
+
+
+def test_a_replay_still_returns_the_first_result(tiers, store):
+    member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    first = earn(member, store, "W0")
+    again = earn(member, store, "W0")
+    assert again.replayed and again.order.pk == first.order.pk
+    assert LedgerEntry.objects.filter(member=member).count() == 2
+
+
+def test_an_earn_with_lots_due_settles_them_first(tiers, store):
+    member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    earn(member, store, "W0")
+    later = NOW + dt.timedelta(days=30)  # past the return window: W0's lots are due for release
+    earn(member, store, "W1", now=later)
+    kinds = list(LedgerEntry.objects.filter(member=member).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["earn", "earn", "release", "release", "earn", "earn"]
+    assert Account.objects.get(member=member, currency=Currency.POINTS).balance == 180
+
+
+def test_the_programme_is_read_once_and_again_after_any_change(tiers, store, django_assert_max_num_queries):
+    member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    earn(member, store, "W0")
+    loaded = programme_module._cached
+    earn(member, store, "W1")
+    assert programme_module._cached is loaded  # not read again
+    # A change by a bare UPDATE (no signal) is seen by the next earn.
+    Benefit.objects.filter(tier=tiers).update(value=Decimal("2"))
+    assert earn(member, store, "W2").entries[Currency.POINTS].pending_amount == 240
+    EarnRule.objects.create(
+        name="double tea", kind=EarnRule.Kind.MULTIPLIER, value=Decimal("2"), valid_from=NOW, include_skus=["TEA"]
+    )
+    # 120 base, x2 tier on the base (+120), the tea campaign x2 on the tea line's base (+100).
+    assert earn(member, store, "W3").entries[Currency.POINTS].pending_amount == 340
+
+
+def test_the_earn_write_statement_and_its_orm_twin_write_the_same_rows(tiers, store, monkeypatch):
+    one = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    other = member_create(phone="13800138001", joined_at=NOW - dt.timedelta(days=30))
+    earn(one, store, "A1")
+    with CaptureQueriesContext(connection) as sql_path:
+        earn(one, store, "A2")
+    monkeypatch.setattr(entries_module, "is_postgresql", lambda: False)
+    earn(other, store, "B1")
+    with CaptureQueriesContext(connection) as orm_path:
+        earn(other, store, "B2")
+    if connection.vendor == "postgresql":
+        assert len(orm_path) == len(sql_path) + 2  # entries, lots, accounts: three statements, not one
+
+    def rows(member):
+        entries = LedgerEntry.objects.filter(member=member).order_by("id")
+        lots = Lot.objects.filter(member=member).order_by("id")
+        accounts = Account.objects.filter(member=member).order_by("currency")
+        skip = {"id", "account_id", "member_id", "order_id", "entry_id", "request_hash"}
+        return (
+            [{k: v for k, v in e.items() if k not in skip} for e in entries.values()],
+            [{k: v for k, v in lot.items() if k not in skip} for lot in lots.values()],
+            [{k: v for k, v in a.items() if k not in skip} for a in accounts.values()],
+            [lot.entry.order.number[1:] for lot in lots],
+        )
+
+    assert rows(one) == rows(other)
+    assert len(rows(one)[1]) == 4
