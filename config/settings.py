@@ -443,7 +443,7 @@ LOYALTY_READYZ_BEAT_MAX_AGE_MINUTES = env_int("LOYALTY_READYZ_BEAT_MAX_AGE_MINUT
 
 # --- Outreach: delivery channels and webhooks (docs/channels.md, docs/webhooks.md) ----
 # SMS providers in the order they are tried: aliyun, tencent; "log" writes to the log and
-# refuses to send when DEBUG is off, so no code ever reaches a production log.
+# refuses to send in production, so no code ever reaches a production log.
 OUTREACH_SMS_PROVIDERS = env_list("OUTREACH_SMS_PROVIDERS", "log")
 OUTREACH_ALIYUN = {
     "access_key_id": env("ALIYUN_SMS_ACCESS_KEY_ID", ""),

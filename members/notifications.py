@@ -44,9 +44,9 @@ class LogSender:
     """The default sender: writes each notification to the log (development, first runs)."""
 
     def send(self, notification: Notification) -> None:
-        if notification.kind == Notification.Kind.ONE_TIME_CODE and not settings.DEBUG:
+        if notification.kind == Notification.Kind.ONE_TIME_CODE and settings.PRODUCTION:
             # A one-time code never goes to a production log.
-            raise RuntimeError("LogSender does not send one-time codes when DEBUG is off")
+            raise RuntimeError("LogSender does not send one-time codes in production")
         logger.info(
             "notification %s to member %s (%s): %s | %s",
             notification.pk,

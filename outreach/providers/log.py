@@ -1,5 +1,5 @@
 """The development SMS provider: writes the message to the log. Refuses in production
-(``DEBUG`` off), so a one-time code never lands in a production log."""
+(``DJANGO_ENV=production``), so a one-time code never lands in a production log."""
 
 import logging
 
@@ -14,7 +14,7 @@ class LogSms:
     name = "log"
 
     def send(self, message: Message, *, template: str) -> str:
-        if not settings.DEBUG:
+        if settings.PRODUCTION:
             raise GiveUp("no_provider", "the log SMS provider does not send in production")
         logger.info("SMS to %s (%s, template %s): %s", message.recipient, message.kind, template, message.body)
         return ""

@@ -224,7 +224,7 @@ def test_a_code_no_provider_takes_is_refused_to_the_member(settings, tencent):
 def test_the_log_provider_sends_no_code_in_production(settings):
     from core.errors import LoyaltyError
 
-    settings.DEBUG = False
+    settings.PRODUCTION = True
     with pytest.raises(LoyaltyError):
         otp_send(phone="13900001113")
     assert Delivery.objects.get().error_code == "no_provider"
