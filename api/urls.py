@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, engagement, me, metrics, pos, rewards
+from .views import auth, engagement, me, metrics, outreach, pos, rewards
 
 app_name = "api"
 
@@ -43,4 +43,9 @@ urlpatterns = [
     # staff figures (docs/segments.md)
     path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
     path("segments/", metrics.SegmentsView.as_view(), name="segments"),
+    # channels and webhooks (docs/channels.md, docs/webhooks.md)
+    path("me/wechat-subscriptions/", outreach.WechatSubscriptionsView.as_view(), name="me-wechat-subscriptions"),
+    path(
+        "outreach/reports/<str:provider>/<str:token>/", outreach.SmsReportView.as_view(), name="outreach-sms-report"
+    ),
 ]
