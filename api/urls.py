@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, engagement, me, metrics, outreach, pos, rewards
+from .views import auth, engagement, me, metrics, outreach, pos, rewards, webhooks
 
 app_name = "api"
 
@@ -48,4 +48,5 @@ urlpatterns = [
     path(
         "outreach/reports/<str:provider>/<str:token>/", outreach.SmsReportView.as_view(), name="outreach-sms-report"
     ),
+    path("webhooks/endpoints/<int:pk>/events/", webhooks.EndpointEventsView.as_view(), name="webhook-events"),
 ]

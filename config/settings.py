@@ -485,6 +485,9 @@ OUTREACH_BRAND_NAME = env("OUTREACH_BRAND_NAME", "Loyalty")
 # The secret path part of the SMS delivery-report callbacks (/api/v1/outreach/reports/...);
 # empty: the callbacks answer 404.
 OUTREACH_REPORT_TOKEN = env("OUTREACH_REPORT_TOKEN", "")
+# Webhooks: seconds a receiver has to answer; an endpoint failing this long is disabled.
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 5)
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 24 * 3600)
 DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "noreply@localhost")
 EMAIL_BACKEND = env(
     "DJANGO_EMAIL_BACKEND",

@@ -122,7 +122,9 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
         # notice is routed under the marketing rules (outreach.routing).
         data = dict(notice.data)
         if notice.params:
-            data.setdefault("params", {k: v if isinstance(v, int | float) else str(v) for k, v in notice.params.items()})
+            data.setdefault(
+                "params", {k: v if isinstance(v, int | float) else str(v) for k, v in notice.params.items()}
+            )
         if marketing:
             data["marketing"] = True
         rows.append(

@@ -34,17 +34,24 @@ def test_bad_subscription_answers_are_refused_and_change_nothing(member_client):
 def test_provider_reports_mark_deliveries_delivered_or_failed(settings):
     settings.OUTREACH_REPORT_TOKEN = "s3cret-token"
     member = MemberFactory()
-    ok = Delivery.objects.create(member=member, kind="other", channel="sms", provider="aliyun",
-                                 status="sent", provider_message_id="900^0")
-    bad = Delivery.objects.create(member=member, kind="other", channel="sms", provider="tencent",
-                                  status="sent", provider_message_id="2028:1")
+    ok = Delivery.objects.create(
+        member=member, kind="other", channel="sms", provider="aliyun", status="sent", provider_message_id="900^0"
+    )
+    bad = Delivery.objects.create(
+        member=member, kind="other", channel="sms", provider="tencent", status="sent", provider_message_id="2028:1"
+    )
     client = APIClient()
-    answer = client.post("/api/v1/outreach/reports/aliyun/s3cret-token/",
-                         [{"biz_id": "900^0", "success": True, "err_code": "DELIVERED"}], format="json")
+    answer = client.post(
+        "/api/v1/outreach/reports/aliyun/s3cret-token/",
+        [{"biz_id": "900^0", "success": True, "err_code": "DELIVERED"}],
+        format="json",
+    )
     assert answer.json() == {"code": 0, "msg": "成功"}
-    answer = client.post("/api/v1/outreach/reports/tencent/s3cret-token/",
-                         [{"sid": "2028:1", "report_status": "FAIL", "errmsg": "MK:0005", "description": "空号"}],
-                         format="json")
+    answer = client.post(
+        "/api/v1/outreach/reports/tencent/s3cret-token/",
+        [{"sid": "2028:1", "report_status": "FAIL", "errmsg": "MK:0005", "description": "空号"}],
+        format="json",
+    )
     assert answer.json() == {"result": 0, "errmsg": "OK"}
     ok.refresh_from_db()
     bad.refresh_from_db()

@@ -92,16 +92,23 @@ class SmsReportView(APIView):
         request={"application/json": {"type": "array", "items": {"type": "object"}}},
         responses={200: {"type": "object"}, **errors(400, 404)},
         examples=[
-            example("aliyun", [{"biz_id": "900619746936498440^0", "success": True, "err_code": "DELIVERED"}], request=True),
+            example(
+                "aliyun", [{"biz_id": "900619746936498440^0", "success": True, "err_code": "DELIVERED"}], request=True
+            ),
             example("aliyun answer", {"code": 0, "msg": "成功"}),
         ],
     )
     def post(self, request, provider: str, token: str):
         body = request.data  # an unreadable body is a 415 before anything else
         expected = settings.OUTREACH_REPORT_TOKEN
-        if not expected or not hmac.compare_digest(token.encode(), expected.encode()) or provider not in (
-            "aliyun",
-            "tencent",
+        if (
+            not expected
+            or not hmac.compare_digest(token.encode(), expected.encode())
+            or provider
+            not in (
+                "aliyun",
+                "tencent",
+            )
         ):
             raise Http404
         reports = body if isinstance(body, list) else None
@@ -110,10 +117,16 @@ class SmsReportView(APIView):
         for report in reports:
             if provider == "aliyun":
                 delivered = report.get("success") in (True, "true")
-                message_id, reason = str(report.get("biz_id", "")), str(report.get("err_msg") or report.get("err_code", ""))
+                message_id, reason = (
+                    str(report.get("biz_id", "")),
+                    str(report.get("err_msg") or report.get("err_code", "")),
+                )
             else:
                 delivered = report.get("report_status") == "SUCCESS"
-                message_id, reason = str(report.get("sid", "")), str(report.get("description") or report.get("errmsg", ""))
+                message_id, reason = (
+                    str(report.get("sid", "")),
+                    str(report.get("description") or report.get("errmsg", "")),
+                )
             delivery_report(provider=provider, message_id=message_id, delivered=delivered, reason=reason)
         if provider == "aliyun":
             return Response({"code": 0, "msg": "成功"})

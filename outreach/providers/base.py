@@ -10,7 +10,6 @@ A provider's ``send(message)`` returns the provider's message id, or raises one 
 """
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ def http_call(method: str, url: str, *, body: bytes | None = None, headers: dict
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()
-    except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError, OSError) as error:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
         raise TemporaryError("unreachable", str(getattr(error, "reason", error))[:200]) from None
     if status >= 500:
         raise TemporaryError(f"http_{status}", raw[:200].decode(errors="replace"))

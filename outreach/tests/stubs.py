@@ -81,17 +81,26 @@ class AliyunHandler(BaseHTTPRequestHandler):
         expected = base64.b64encode(hmac.new(f"{ALIYUN_SECRET}&".encode(), to_sign.encode(), hashlib.sha1).digest())
         request_id = str(uuid.uuid4())
         if params.get("AccessKeyId") != ALIYUN_ID:
-            return 404, {"Code": "InvalidAccessKeyId.NotFound", "Message": "Specified access key is not found.",
-                         "RequestId": request_id}
+            return 404, {
+                "Code": "InvalidAccessKeyId.NotFound",
+                "Message": "Specified access key is not found.",
+                "RequestId": request_id,
+            }
         if given != expected.decode():
-            return 400, {"Code": "SignatureDoesNotMatch",
-                         "Message": "Specified signature is not matched with our calculation.",
-                         "RequestId": request_id}
+            return 400, {
+                "Code": "SignatureDoesNotMatch",
+                "Message": "Specified signature is not matched with our calculation.",
+                "RequestId": request_id,
+            }
         failure = stub.next_failure()
         if failure:
             return 200, {"Code": failure, "Message": f"stub says {failure}", "RequestId": request_id}
-        return 200, {"Code": "OK", "Message": "OK", "BizId": f"{len(stub.requests)}00619746936498440^0",
-                     "RequestId": request_id}
+        return 200, {
+            "Code": "OK",
+            "Message": "OK",
+            "BizId": f"{len(stub.requests)}00619746936498440^0",
+            "RequestId": request_id,
+        }
 
 
 # --- Tencent Cloud: TC3-HMAC-SHA256 (https://cloud.tencent.com/document/api/382/52072) ----
@@ -106,8 +115,10 @@ class TencentHandler(BaseHTTPRequestHandler):
         date = time.strftime("%Y-%m-%d", time.gmtime(timestamp))
         auth = h.get("authorization", "")
         signed = auth.split("SignedHeaders=")[-1].split(",")[0]
-        canonical_headers = "".join(f"{name}:{h.get(name, '').lower() if name == 'x-tc-action' else h.get(name, '')}\n"
-                                    for name in signed.split(";"))
+        canonical_headers = "".join(
+            f"{name}:{h.get(name, '').lower() if name == 'x-tc-action' else h.get(name, '')}\n"
+            for name in signed.split(";")
+        )
         canonical = f"POST\n/\n\n{canonical_headers}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
         scope = f"{date}/sms/tc3_request"
         to_sign = f"TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
@@ -123,16 +134,29 @@ class TencentHandler(BaseHTTPRequestHandler):
             or abs(time.time() - timestamp) > 300
             or "content-type" not in signed.split(";")
         ):
-            return 200, {"Response": {"Error": {"Code": "AuthFailure.SignatureFailure",
-                                                 "Message": "The provided credentials could not be validated."},
-                                       "RequestId": request_id}}
+            return 200, {
+                "Response": {
+                    "Error": {
+                        "Code": "AuthFailure.SignatureFailure",
+                        "Message": "The provided credentials could not be validated.",
+                    },
+                    "RequestId": request_id,
+                }
+            }
         payload = json.loads(body)
         failure = stub.next_failure()
         if failure and failure.startswith("Error:"):
             return 200, {"Response": {"Error": {"Code": failure[6:], "Message": "stub"}, "RequestId": request_id}}
         phone = payload["PhoneNumberSet"][0]
-        status = {"SerialNo": f"2028:{len(stub.requests)}", "PhoneNumber": phone, "Fee": 1, "SessionContext": "",
-                  "Code": failure or "Ok", "Message": "send success" if not failure else "stub", "IsoCode": "CN"}
+        status = {
+            "SerialNo": f"2028:{len(stub.requests)}",
+            "PhoneNumber": phone,
+            "Fee": 1,
+            "SessionContext": "",
+            "Code": failure or "Ok",
+            "Message": "send success" if not failure else "stub",
+            "IsoCode": "CN",
+        }
         return 200, {"Response": {"SendStatusSet": [status], "RequestId": request_id}}
 
 

@@ -20,8 +20,11 @@ from outreach.services import deliveries_send_due, wechat_subscriptions_record
 
 pytestmark = pytest.mark.django_db
 NOON = dt.datetime(2026, 5, 4, 4, 0, tzinfo=dt.UTC)  # 12:00 in Shanghai
-TEMPLATE = {"template_id": "tpl-expiry", "page": "pages/points/index", "fields": {
-    "thing1": "title", "number2": "params.points", "date3": "params.date", "thing4": "body"}}
+TEMPLATE = {
+    "template_id": "tpl-expiry",
+    "page": "pages/points/index",
+    "fields": {"thing1": "title", "number2": "params.points", "date3": "params.date", "thing4": "body"},
+}
 
 
 def expiry(member, key="e1", now=NOON):
