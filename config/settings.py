@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "console",
     "outreach",
     "webhooks",
+    "bulk",
 ]
 
 MIDDLEWARE = [
