@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, engagement, me, metrics, outreach, pos, rewards, webhooks
+from .views import auth, bulk, engagement, me, metrics, outreach, pos, rewards, webhooks
 
 app_name = "api"
 
@@ -49,4 +49,9 @@ urlpatterns = [
         "outreach/reports/<str:provider>/<str:token>/", outreach.SmsReportView.as_view(), name="outreach-sms-report"
     ),
     path("webhooks/endpoints/<int:pk>/events/", webhooks.EndpointEventsView.as_view(), name="webhook-events"),
+    # batch and bulk (docs/bulk.md)
+    path("pos/orders/batch/", bulk.OrderBatchView.as_view(), name="pos-orders-batch"),
+    path("pos/jobs/<int:pk>/", bulk.JobView.as_view(), name="pos-job"),
+    path("bulk/awards/", bulk.AwardJobsView.as_view(), name="bulk-awards"),
+    path("bulk/awards/<int:pk>/confirm/", bulk.AwardConfirmView.as_view(), name="bulk-award-confirm"),
 ]

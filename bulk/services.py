@@ -56,7 +56,7 @@ def _order_line(values: dict, members: dict[str, Member], stores: dict[int, Stor
         code, message = values["refused"]
         return Line.REFUSED, code, message, {}
     member = members.get(values["member_number"])
-    if member is None:
+    if member is None or member.erased_at is not None:
         return Line.REFUSED, "member_not_found", _("No member with this member number."), {}
     try:
         with transaction.atomic():

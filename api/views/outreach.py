@@ -23,14 +23,14 @@ ANSWERS = ("accept", "reject", "ban", "filter")
 
 
 class WechatSubscriptionsView(MemberView):
-    class InputSerializer(serializers.Serializer):
+    class WechatSubscriptionsIn(serializers.Serializer):
         results = serializers.DictField(
             child=serializers.ChoiceField(choices=ANSWERS),
             allow_empty=False,
             help_text="What wx.requestSubscribeMessage answered: template id -> accept, reject, ban or filter.",
         )
 
-    class OutputSerializer(serializers.Serializer):
+    class WechatSubscriptionsOut(serializers.Serializer):
         accepted = serializers.IntegerField(help_text="Accepts recorded by this call.")
         subscriptions = serializers.ListField(child=serializers.DictField(), help_text="template_id and remaining.")
 
@@ -42,8 +42,8 @@ class WechatSubscriptionsView(MemberView):
             "After wx.requestSubscribeMessage, the mini-program posts the answers. Each accept allows one "
             "subscription message on that template; reject, ban or filter allow none."
         ),
-        request=InputSerializer,
-        responses={200: OutputSerializer, **errors(400, 401, 403)},
+        request=WechatSubscriptionsIn,
+        responses={200: WechatSubscriptionsOut, **errors(400, 401, 403)},
         examples=[
             example("answers", {"results": {"tpl-expiry": "accept", "tpl-offer": "reject"}}, request=True),
             example(
@@ -59,7 +59,7 @@ class WechatSubscriptionsView(MemberView):
         ],
     )
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.WechatSubscriptionsIn(data=request.data)
         data.is_valid(raise_exception=True)
         results = data.validated_data["results"]
         if len(results) > 20 or any(len(str(t)) > 64 or not str(t).strip() for t in results):
@@ -67,7 +67,7 @@ class WechatSubscriptionsView(MemberView):
         accepted = wechat_subscriptions_record(member=self.member, results=results)
         rows = WechatSubscription.objects.filter(member=self.member).order_by("template_id")
         subscriptions = [{"template_id": r.template_id, "remaining": r.remaining} for r in rows]
-        return Response(self.OutputSerializer({"accepted": accepted, "subscriptions": subscriptions}).data)
+        return Response(self.WechatSubscriptionsOut({"accepted": accepted, "subscriptions": subscriptions}).data)
 
 
 class SmsReportView(APIView):

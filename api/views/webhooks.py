@@ -26,18 +26,18 @@ class EndpointEventsView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    class QuerySerializer(serializers.Serializer):
+    class EndpointEventsQuery(serializers.Serializer):
         after = serializers.IntegerField(min_value=0, required=False, default=0, help_text="The last sequence seen.")
         limit = serializers.IntegerField(min_value=1, max_value=500, required=False, default=100)
 
-    class EventOut(serializers.Serializer):
+    class WebhookEventOut(serializers.Serializer):
         sequence = serializers.IntegerField(source="pk")
         id = serializers.UUIDField(source="event_id")
         type = serializers.CharField()
         occurred_at = serializers.DateTimeField()
         data = serializers.JSONField(source="payload")
 
-    class OutputSerializer(serializers.Serializer):
+    class EndpointEventsOut(serializers.Serializer):
         events = serializers.ListField(child=serializers.DictField())
         next_after = serializers.IntegerField(help_text="Pass as after= for the next page.")
 
@@ -47,10 +47,10 @@ class EndpointEventsView(APIView):
         summary="Events sent to an endpoint, for catching up",
         description="Oldest first after the sequence number `after`; the same bodies the webhooks carried.",
         parameters=[
-            QuerySerializer,
+            EndpointEventsQuery,
             OpenApiParameter("Loyalty-Webhook-Secret", str, OpenApiParameter.HEADER, required=True),
         ],
-        responses={200: OutputSerializer, **errors(400, 404)},
+        responses={200: EndpointEventsOut, **errors(400, 404)},
         examples=[
             example(
                 "events",
@@ -74,14 +74,14 @@ class EndpointEventsView(APIView):
         given = request.META.get(SECRET_HEADER, "")
         if endpoint is None or not given or not hmac.compare_digest(given.encode(), endpoint.secret.encode()):
             raise Http404
-        query = self.QuerySerializer(data=request.query_params)
+        query = self.EndpointEventsQuery(data=request.query_params)
         if not query.is_valid():
             raise LoyaltyError(
                 "invalid", _("Some fields are not valid."), fields={k: str(v[0]) for k, v in query.errors.items()}
             )
         events = list(events_for_endpoint(endpoint=endpoint, **query.validated_data))
         out = {
-            "events": self.EventOut(events, many=True).data,
+            "events": self.WebhookEventOut(events, many=True).data,
             "next_after": events[-1].pk if events else query.validated_data["after"],
         }
         return Response(out)
