@@ -102,3 +102,13 @@ def test_bulk_awards_need_credentials_and_staff(member_client):
     assert APIClient().post("/api/v1/bulk/awards/", body, format="json").status_code == 401
     assert member_client.post("/api/v1/bulk/awards/", body, format="json").status_code == 403
     assert not BulkJob.objects.exists()
+
+
+def test_only_the_jobs_owner_polls_it(staff_client, member_client, key_client, pos_staff):
+    from rest_framework.test import APIClient
+
+    job = BulkJob.objects.create(kind="award", created_by=pos_staff, total=0)
+    assert staff_client.get(f"/api/v1/pos/jobs/{job.pk}/").json()["status"] == "preview"
+    assert key_client.get(f"/api/v1/pos/jobs/{job.pk}/").status_code == 404
+    assert member_client.get(f"/api/v1/pos/jobs/{job.pk}/").status_code == 403
+    assert APIClient().get(f"/api/v1/pos/jobs/{job.pk}/").status_code == 401

@@ -127,6 +127,8 @@ class OrderBatchView(PosView):
 
 def _owned_job(request, pk: int) -> BulkJob:
     """A job the caller started: its store key's, or the staff user's own. Others are 404."""
+    if request.auth is None and not request.user.is_authenticated:
+        raise NotAuthenticated
     if isinstance(request.auth, StoreApiKey):
         return get_object_or_404(BulkJob, pk=pk, owner_key_id=request.auth.pk)
     if request.user.is_authenticated and request.user.is_staff:
@@ -134,8 +136,10 @@ def _owned_job(request, pk: int) -> BulkJob:
     raise LoyaltyError("permission_denied", _("You are not allowed to do this."))
 
 
-class JobView(PosView):
-    pos_action = StoreApiKey.Action.EARN
+class JobView(APIView):
+    """The store key that sent a batch, or the staff member who started a job."""
+
+    permission_classes = [AllowAny]  # _owned_job
 
     class JobQuery(serializers.Serializer):
         after = serializers.IntegerField(min_value=-1, required=False, default=-1, help_text="Last line seen.")
@@ -255,7 +259,9 @@ class AwardConfirmView(StaffView):
         operation_id="bulk_award_confirm",
         tags=["bulk"],
         summary="Confirm a previewed bulk award",
-        description="Starts it in the background; poll GET /pos/jobs/<id>/. The total must be within your adjustment limit.",
+        description=(
+            "Starts it in the background; poll GET /pos/jobs/<id>/. The total must be within your adjustment limit."
+        ),
         request=None,
         responses={202: JobOut, **errors(400, 401, 403, 404)},
         examples=[example("started", JOB_EXAMPLE | {"kind": "award", "status": "queued", "done": 0}, status=202)],
