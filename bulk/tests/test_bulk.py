@@ -173,3 +173,48 @@ def test_bulk_award_refusals(supervisor, staff_user):
         with pytest.raises(LoyaltyError):
             award_job_preview(actor=supervisor, **fields)
     assert not BulkJob.objects.exists()
+
+
+def test_staff_award_a_segment_in_the_admin(admin_client, monkeypatch, django_capture_on_commit_callbacks):
+    from bulk import admin as bulk_admin
+
+    MemberFactory.create_batch(3)
+    segment = Segment.objects.create(name="everyone", rules={})
+    ran = []
+    monkeypatch.setattr(
+        bulk_admin,
+        "enqueue",
+        lambda *chunk: ran.append(chunk) or job_run_chunk(job_id=chunk[0], first=chunk[1], last=chunk[2]),
+    )
+    form = {"segment": segment.pk, "currency": "points", "amount": 20, "reason": "Spring gift"}
+    answer = admin_client.post("/admin/bulk/bulkjob/add/", form)
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    job = BulkJob.objects.get()
+    page = admin_client.get(answer["Location"]).content.decode()
+    assert "3 members, 60 in all." in page and "Confirm and award" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(f"/admin/bulk/bulkjob/{job.pk}/confirm/")
+    job.refresh_from_db()
+    assert job.status == "done" and len(ran) == 1
+    csv_file = admin_client.get(f"/admin/bulk/bulkjob/{job.pk}/results.csv").content.decode("utf-8-sig")
+    assert csv_file.splitlines()[0].startswith("line,given,member_number,status") and csv_file.count("done") == 3
+
+
+def test_an_uploaded_list_is_checked_in_the_admin(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    member = MemberFactory()
+    both = {
+        "segment": Segment.objects.create(name="s", rules={}).pk,
+        "currency": "points",
+        "amount": 5,
+        "reason": "r",
+        "members_file": SimpleUploadedFile("m.csv", b"x"),
+    }
+    assert "not both" in admin_client.post("/admin/bulk/bulkjob/add/", both).content.decode()
+    upload = SimpleUploadedFile("m.csv", f"{member.phone}\n\nnobody\n".encode())
+    answer = admin_client.post(
+        "/admin/bulk/bulkjob/add/", {"currency": "points", "amount": 5, "reason": "r", "members_file": upload}
+    )
+    assert answer.status_code == 302
+    assert BulkJob.objects.get().preview == {"members": 1, "total_points": 5, "skipped": {"invalid": 1}}
