@@ -287,3 +287,25 @@ def test_staff_add_an_endpoint_and_send_a_delivery_again_in_the_admin(admin_clie
     assert delivery.status == "pending"
     assert admin_client.get(f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/").status_code == 200
     assert admin_client.get("/admin/outreach/delivery/").status_code == 200
+
+
+def test_collecting_runs_a_bounded_number_of_queries(receivers, django_assert_max_num_queries):
+    receivers()
+    receivers()
+    store = StoreFactory()
+    for n in range(4):
+        member = MemberFactory(home_store=store)
+        order_earn(member=member, store=store, number=f"Q-{n}", amount="20.00")
+    with django_assert_max_num_queries(40):  # per source a few reads, then one insert per table
+        assert events_collect() == 16  # per member: joined, order earned, points and growth pending
+    with django_assert_max_num_queries(40):
+        assert events_collect() == 0
+
+
+def test_the_command_delivers_what_is_due(receivers):
+    from django.core.management import call_command
+
+    _, receiver = receivers()
+    MemberFactory()
+    call_command("webhooks_deliver")
+    assert [e["type"] for e in receiver.events] == ["member.created"]
