@@ -241,3 +241,16 @@ def test_a_delivery_report_marks_a_sent_message_delivered_once(settings, aliyun)
     assert delivery_report(provider="tencent", message_id=delivery.provider_message_id, delivered=True) == 0
     delivery.refresh_from_db()
     assert delivery.status == "delivered" and delivery.finished_at <= timezone.now()
+
+
+def test_a_member_signs_in_through_the_api_with_a_code_from_the_stub_provider(settings, aliyun):
+    from rest_framework.test import APIClient
+
+    settings.OUTREACH_SMS_PROVIDERS = ["aliyun"]
+    client = APIClient()
+    sent = client.post("/api/v1/auth/otp/", {"phone": "138 0013 8000"}, format="json")
+    assert sent.status_code == 202, sent.content
+    code = json.loads(dict(urllib.parse.parse_qsl(aliyun.requests[0]["body"].decode()))["TemplateParam"])["code"]
+    signed_in = client.post("/api/v1/auth/otp/sign-in/", {"phone": "13800138000", "code": code}, format="json")
+    assert signed_in.status_code in (200, 201), signed_in.content
+    assert "access" in json.dumps(signed_in.json())
