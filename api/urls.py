@@ -45,9 +45,7 @@ urlpatterns = [
     path("segments/", metrics.SegmentsView.as_view(), name="segments"),
     # channels and webhooks (docs/channels.md, docs/webhooks.md)
     path("me/wechat-subscriptions/", outreach.WechatSubscriptionsView.as_view(), name="me-wechat-subscriptions"),
-    path(
-        "outreach/reports/<str:provider>/<str:token>/", outreach.SmsReportView.as_view(), name="outreach-sms-report"
-    ),
+    path("outreach/reports/<str:provider>/<str:token>/", outreach.SmsReportView.as_view(), name="outreach-sms-report"),
     path("webhooks/endpoints/<int:pk>/events/", webhooks.EndpointEventsView.as_view(), name="webhook-events"),
     # batch and bulk (docs/bulk.md)
     path("pos/orders/batch/", bulk.OrderBatchView.as_view(), name="pos-orders-batch"),
