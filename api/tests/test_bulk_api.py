@@ -50,17 +50,20 @@ def test_a_batch_answers_one_result_per_order(key_client, member, other_store):
 
 
 def test_a_large_batch_is_a_job_to_poll(
-    key_client, member, store, run_chunks_inline, django_capture_on_commit_callbacks
+    monkeypatch, key_client, member, store, run_chunks_inline, django_capture_on_commit_callbacks
 ):
-    orders = [{"member_number": member.member_number, "number": f"L-{n}", "amount": "1.00"} for n in range(120)]
+    monkeypatch.setattr("bulk.services.SYNC_ORDERS", 5)  # small sizes: the same path as past 100
+    orders = [{"member_number": member.member_number, "number": f"L-{n}", "amount": "1.00"} for n in range(12)]
     with django_capture_on_commit_callbacks(execute=True):
         answer = key_client.post(URL, {"orders": orders}, format="json")
     assert answer.status_code == 202, answer.content
     job = answer.json()["job"]
-    assert run_chunks_inline == [(0, 119)]
-    polled = key_client.get(f"/api/v1/pos/jobs/{job['id']}/", {"limit": 50}).json()
-    assert (polled["status"], polled["done"], polled["counts"]) == ("done", 120, {"done": 120})
-    assert len(polled["results"]) == 50 and polled["results"][-1]["line"] == 49
+    assert run_chunks_inline == [(0, 11)]
+    polled = key_client.get(f"/api/v1/pos/jobs/{job['id']}/", {"limit": 5}).json()
+    assert (polled["status"], polled["done"], polled["counts"]) == ("done", 12, {"done": 12})
+    assert len(polled["results"]) == 5 and polled["results"][-1]["line"] == 4
+    rest = key_client.get(f"/api/v1/pos/jobs/{job['id']}/", {"after": 4}).json()["results"]
+    assert [r["line"] for r in rest] == list(range(5, 12))
     other_key = client_for_key(store, actions=["earn"])
     assert other_key.get(f"/api/v1/pos/jobs/{job['id']}/").status_code == 404
 

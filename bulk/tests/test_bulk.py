@@ -64,27 +64,28 @@ def test_a_small_batch_answers_each_order(django_capture_on_commit_callbacks):
 
 
 def test_a_large_batch_runs_in_the_background_and_a_rerun_earns_nothing_twice(
-    runner, django_capture_on_commit_callbacks
+    monkeypatch, runner, django_capture_on_commit_callbacks
 ):
+    monkeypatch.setattr("bulk.services.SYNC_ORDERS", 5)  # small sizes: the same path as past 100
+    monkeypatch.setattr("bulk.services.CHUNK", 10)
     store = StoreFactory()
     members = MemberFactory.create_batch(3)
-    batch = [order(members[n % 3], store, f"SO-{n}") for n in range(150)]
+    batch = [order(members[n % 3], store, f"SO-{n}") for n in range(15)]
     with django_capture_on_commit_callbacks(execute=True):
         job, results = orders_batch(orders=batch, enqueue=runner)
-    assert results == [] and job.status == "queued" and job.total == 150
-    assert runner.chunks == [(job.pk, 0, 149)]
-    chunk = runner.chunks[0]
+    assert results == [] and job.status == "queued" and job.total == 15
+    assert runner.chunks == [(job.pk, 0, 9), (job.pk, 10, 14)]
     runner.run()
     job.refresh_from_db()
-    assert (job.status, job.done) == ("done", 150)
-    assert job_counts(job) == {"done": 150}
+    assert (job.status, job.done) == ("done", 15)
+    assert job_counts(job) == {"done": 15}
     # A chunk redelivered after it finished: nothing pending, nothing written.
     entries = LedgerEntry.objects.count()
-    BulkLine.objects.filter(job=job, n__lt=10).update(status="pending")  # as if it died before marking these
-    BulkJob.objects.filter(pk=job.pk).update(status="running", done=140)
-    job_run_chunk(job_id=job.pk, first=chunk[1], last=chunk[2])
+    BulkLine.objects.filter(job=job, n__lt=4).update(status="pending")  # as if it died before marking these
+    BulkJob.objects.filter(pk=job.pk).update(status="running", done=11)
+    job_run_chunk(job_id=job.pk, first=0, last=9)
     assert LedgerEntry.objects.count() == entries
-    assert job_counts(job) == {"done": 140, "replayed": 10}
+    assert job_counts(job) == {"done": 11, "replayed": 4}
 
 
 def test_batches_over_the_limit_or_empty_are_refused():
