@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 SMS_PROVIDERS = {"aliyun": AliyunSms, "tencent": TencentSms, "log": LogSms}
 Status = Delivery.Status
+STUCK = dt.timedelta(minutes=10)  # a delivery still sending after this was interrupted
 
 
 def _day_start(now: dt.datetime) -> dt.datetime:
@@ -131,7 +132,7 @@ def delivery_attempt(
     """Try a queued delivery once; None when another worker has it. See the module doc."""
     now = now or timezone.now()
     claimed = Delivery.objects.filter(pk=delivery_id, status=Status.QUEUED).update(
-        status=Status.SENDING, attempts=F("attempts") + 1
+        status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=now
     )
     if claimed != 1:
         return None
@@ -235,6 +236,14 @@ def deliver_now(notification: Notification, *, now: dt.datetime | None = None) -
 def deliveries_send_due(*, now: dt.datetime | None = None, limit: int = 500) -> dict[str, int]:
     """Attempt the queued deliveries whose time has come (retries, the end of quiet hours)."""
     now = now or timezone.now()
+    # A worker killed between claim and answer: the message may or may not have gone.
+    # At most once, like the outbox: it is failed, not sent again.
+    Delivery.objects.filter(status=Status.SENDING, next_attempt_at__lt=now - STUCK).update(
+        status=Status.FAILED,
+        error_code="interrupted",
+        reason="the sender stopped before the provider answered",
+        finished_at=now,
+    )
     due = list(
         Delivery.objects.filter(status=Status.QUEUED, next_attempt_at__lte=now)
         .order_by("next_attempt_at", "id")

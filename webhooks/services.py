@@ -29,6 +29,7 @@ from .models import Endpoint, Event, WebhookDelivery
 logger = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
 SIGNATURE_HEADER = "Loyalty-Signature"
+STUCK = dt.timedelta(minutes=10)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -107,6 +108,11 @@ def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, li
     endpoint = Endpoint.objects.filter(pk=endpoint_id, is_active=True).first()
     if endpoint is None:
         return counts
+    # A worker killed mid-request leaves a delivery "sending" (and the member's later
+    # events waiting behind it): after STUCK it is sent again; the receiver dedupes by id.
+    WebhookDelivery.objects.filter(endpoint=endpoint, status=Status.SENDING, next_attempt_at__lt=now - STUCK).update(
+        status=Status.PENDING
+    )
     due = list(
         WebhookDelivery.objects.filter(endpoint=endpoint, status=Status.PENDING, next_attempt_at__lte=now)
         .select_related("event")
@@ -119,7 +125,7 @@ def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, li
             counts["waiting"] += 1
             continue
         claimed = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.PENDING).update(
-            status=Status.SENDING, attempts=F("attempts") + 1
+            status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=now
         )
         if claimed != 1:
             continue

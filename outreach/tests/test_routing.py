@@ -184,3 +184,13 @@ def test_delivery_counts_by_channel_and_status(django_assert_max_num_queries):
     with django_assert_max_num_queries(1):
         counts = delivery_counts(since=NOON - dt.timedelta(days=1))
     assert counts == {"sms": {"sent": 2}, "inapp": {"delivered": 1}}
+
+
+def test_a_delivery_left_sending_by_a_killed_worker_is_failed_not_resent():
+    expiry(MemberFactory())
+    notifications_send_pending(now=NOON)
+    delivery = Delivery.objects.get()
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending", next_attempt_at=NOON)
+    deliveries_send_due(now=NOON + dt.timedelta(minutes=11))
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_code) == ("failed", "interrupted")

@@ -309,3 +309,13 @@ def test_the_command_delivers_what_is_due(receivers):
     MemberFactory()
     call_command("webhooks_deliver")
     assert [e["type"] for e in receiver.events] == ["member.created"]
+
+
+def test_a_delivery_left_sending_by_a_killed_worker_goes_again(receivers):
+    endpoint, receiver = receivers()
+    MemberFactory()
+    events_collect()
+    stuck = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=stuck.pk).update(status="sending", next_attempt_at=now_plus(-11))
+    assert endpoint_deliver_due(endpoint.pk)["delivered"] == 1
+    assert len(receiver.events) == 1
