@@ -470,9 +470,19 @@ OUTREACH_WECHAT = {
 # Per notice kind: channels in fallback order, SMS templates (provider template code and
 # parameter names), WeChat templates (id, page, keyword -> field). JSON in the
 # environment replaces the defaults of outreach.routing (DEFAULT_ROUTES ...) kind by kind.
-OUTREACH_ROUTES = json.loads(env("OUTREACH_ROUTES", "{}"))
-OUTREACH_SMS_TEMPLATES = json.loads(env("OUTREACH_SMS_TEMPLATES", "{}"))
-OUTREACH_WECHAT_TEMPLATES = json.loads(env("OUTREACH_WECHAT_TEMPLATES", "{}"))
+def _env_json_object(name: str) -> dict:
+    try:
+        value = json.loads(env(name, "") or "{}")
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be a JSON object: {error}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+OUTREACH_ROUTES = _env_json_object("OUTREACH_ROUTES")
+OUTREACH_SMS_TEMPLATES = _env_json_object("OUTREACH_SMS_TEMPLATES")
+OUTREACH_WECHAT_TEMPLATES = _env_json_object("OUTREACH_WECHAT_TEMPLATES")
 # Marketing notices wait out the quiet hours (local time, start-end); each member gets at
 # most OUTREACH_DAILY_CAP messages a day (SMS, WeChat, email; service notices count but
 # are never held back, one-time codes do not count).

@@ -194,3 +194,10 @@ def test_a_delivery_left_sending_by_a_killed_worker_is_failed_not_resent():
     deliveries_send_due(now=NOON + dt.timedelta(minutes=11))
     delivery.refresh_from_db()
     assert (delivery.status, delivery.error_code) == ("failed", "interrupted")
+
+
+def test_a_malformed_route_setting_names_the_variable():
+    from config.tests.test_settings import run_manage
+
+    result = run_manage("check", OUTREACH_ROUTES="{not json")
+    assert result.returncode != 0 and "OUTREACH_ROUTES must be a JSON object" in result.stderr
