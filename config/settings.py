@@ -467,6 +467,8 @@ OUTREACH_WECHAT = {
     "endpoint": env("WECHAT_API_ENDPOINT", "https://api.weixin.qq.com"),
     "state": env("WECHAT_MINIPROGRAM_STATE", "formal"),
 }
+
+
 # Per notice kind: channels in fallback order, SMS templates (provider template code and
 # parameter names), WeChat templates (id, page, keyword -> field). JSON in the
 # environment replaces the defaults of outreach.routing (DEFAULT_ROUTES ...) kind by kind.
