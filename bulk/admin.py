@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import LoyaltyError
+from loyalty.models import CouponKind
 from members.models import Segment
 
 from .models import BulkJob
@@ -29,8 +30,21 @@ class AwardForm(forms.Form):
         help_text=_("A text or CSV file: one member number or phone number a line (the first column)."),
     )
     currency = forms.ChoiceField(label=_("currency"), choices=[("points", _("points")), ("growth", _("growth"))])
-    amount = forms.IntegerField(label=_("points per member"), min_value=1, max_value=10**7)
+    amount = forms.IntegerField(label=_("points per member"), min_value=0, max_value=10**7)
     reason = forms.CharField(label=_("reason"), max_length=200)
+    coupon_title = forms.CharField(
+        label=_("coupon title"),
+        max_length=100,
+        required=False,
+        help_text=_("Also give each member a coupon (points per member may then be 0)."),
+    )
+    coupon_kind = forms.ChoiceField(label=_("coupon kind"), choices=CouponKind.choices, required=False)
+    coupon_value = forms.DecimalField(
+        label=_("coupon value"), min_value=0, max_digits=10, decimal_places=2, required=False
+    )
+    coupon_days = forms.IntegerField(
+        label=_("coupon valid days"), min_value=1, max_value=3650, initial=30, required=False
+    )
 
     def clean(self):
         data = super().clean()
@@ -67,6 +81,7 @@ class BulkJobAdmin(admin.ModelAdmin):
         "currency",
         "amount",
         "reason",
+        "coupon",
         "total",
         "done",
         "preview",
@@ -104,6 +119,14 @@ class BulkJobAdmin(admin.ModelAdmin):
                     segment=data.get("segment"),
                     identifiers=data.get("identifiers"),
                     source="segment" if data.get("segment") else "upload",
+                    coupon={
+                        "title": data["coupon_title"],
+                        "kind": data.get("coupon_kind"),
+                        "value": data.get("coupon_value") or 0,
+                        "valid_days": data.get("coupon_days") or 30,
+                    }
+                    if data.get("coupon_title")
+                    else None,
                 )
             except LoyaltyError as error:
                 form.add_error(None, error.message)

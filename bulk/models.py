@@ -44,6 +44,8 @@ class BulkJob(models.Model):
     currency = models.CharField(_("currency"), max_length=10, blank=True)
     amount = models.PositiveIntegerField(_("points per member"), default=0)
     reason = models.CharField(_("reason"), max_length=200, blank=True)
+    # A coupon award instead of points: {"title", "kind", "value", "valid_days"}.
+    coupon = models.JSONField(_("coupon"), default=dict, blank=True)
     total = models.PositiveIntegerField(_("lines"), default=0)
     done = models.PositiveIntegerField(_("lines done"), default=0)
     preview = models.JSONField(_("preview"), default=dict, blank=True)

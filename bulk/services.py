@@ -13,6 +13,7 @@ the key ``bulk:<job>``), so no member gets anything twice.
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Count, F
@@ -21,6 +22,7 @@ from django.utils.translation import gettext as _
 
 from core.cleaners import clean_points, clean_reason
 from core.errors import LoyaltyError
+from loyalty.models import CouponKind
 from loyalty.services import CURRENCIES, OrderLineInput, order_earn, points_adjust
 from loyalty.services.credits import ADJUST_PERMISSION, ADJUST_REFUSAL
 from members.models import Member, Segment, Store
@@ -28,6 +30,8 @@ from members.phone import normalize_phone
 from members.scoping import require_staff, staff_stores
 from members.services import is_valid_member_number
 from operations.segments import segment_members
+from rewards.models import Coupon
+from rewards.services import coupon_issue
 
 from .models import BulkJob, BulkLine
 
@@ -171,11 +175,14 @@ def award_job_preview(
     segment: Segment | None = None,
     identifiers: list[str] | None = None,
     source: str = "",
+    coupon: dict | None = None,
     now: dt.datetime | None = None,
 ) -> BulkJob:
     """Write a bulk award waiting for confirmation: the members of ``segment`` or of
     ``identifiers`` (member numbers or phones, up to :data:`MAX_AWARD`) and its preview:
-    how many members, the total, how many skipped and why (``SKIP_REASONS``).
+    how many members, the total, how many skipped and why (``SKIP_REASONS``). With
+    ``coupon`` (title, kind, value, valid_days) each member gets that coupon as well as
+    ``amount`` points (which may then be 0).
 
     Refuses: an actor without the adjust permission, an unknown currency, an amount that
     is not a positive whole number, no reason, no members named, or too many.
@@ -184,8 +191,9 @@ def award_job_preview(
     require_staff(actor, ADJUST_PERMISSION, refusal=ADJUST_REFUSAL)
     if currency not in CURRENCIES:
         raise LoyaltyError("invalid_currency", _("Unknown currency “%(currency)s”.") % {"currency": currency})
-    amount = clean_points(amount)
-    if amount <= 0:
+    coupon = _clean_coupon(coupon) if coupon else {}
+    amount = 0 if coupon and not amount else clean_points(amount)
+    if amount <= 0 and not coupon:
         raise LoyaltyError("invalid", _("Some fields are not valid."), fields={"amount": _("More than zero.")})
     reason = clean_reason(reason)
     scope = staff_stores(actor)
@@ -235,9 +243,11 @@ def award_job_preview(
             currency=currency,
             amount=amount,
             reason=reason,
+            coupon=coupon,
             total=len(lines),
             done=sum(skipped.values()),
-            preview={"members": len(seen), "total_points": len(seen) * amount, "skipped": dict(skipped)},
+            preview={"members": len(seen), "total_points": len(seen) * amount, "skipped": dict(skipped)}
+            | ({"coupons": len(seen)} if coupon else {}),
             created_at=now,
         )
         for line in lines:
@@ -300,25 +310,56 @@ def job_run_chunk(*, job_id: int, first: int, last: int) -> dict[str, int]:
     return dict(counts)
 
 
+def _clean_coupon(coupon: dict) -> dict:
+    """A coupon award's coupon: a title, a kind of ``CouponKind``, a value, days valid (1-3650)."""
+    try:
+        title = str(coupon.get("title", "")).strip()[:100]
+        kind = str(coupon.get("kind", ""))
+        value = Decimal(str(coupon.get("value", 0)))
+        days = int(coupon.get("valid_days", 30))
+    except (ArithmeticError, TypeError, ValueError, AttributeError):
+        title, kind, value, days = "", "", Decimal(0), 0
+    if not title or kind not in CouponKind.values or not 1 <= days <= 3650 or not value.is_finite() or value < 0:
+        raise LoyaltyError(
+            "invalid", _("Some fields are not valid."), fields={"coupon": _("A title, a kind, a value and valid days.")}
+        )
+    return {"title": title, "kind": kind, "value": str(value), "valid_days": days}
+
+
 def _award_line(job: BulkJob, line: BulkLine) -> tuple[str, str, str, dict]:
+    """One member's award in a savepoint. The coupon has no key of its own: the line's
+    status, committed with it, is what keeps it to one."""
+    result: dict = {}
+    replayed = False
     try:
         with transaction.atomic():
-            entry = points_adjust(
-                member=line.member,
-                currency=job.currency,
-                amount=job.amount,
-                reason=job.reason,
-                actor=job.created_by,
-                idempotency_key=f"bulk:{job.pk}",
-            )
+            if job.amount:
+                entry = points_adjust(
+                    member=line.member,
+                    currency=job.currency,
+                    amount=job.amount,
+                    reason=job.reason,
+                    actor=job.created_by,
+                    idempotency_key=f"bulk:{job.pk}",
+                )
+                replayed = entry.replayed
+                result |= {"entry": entry.pk, "balance_after": entry.balance_after}
+            if job.coupon and not replayed:
+                now = timezone.now()
+                coupon = coupon_issue(
+                    member=line.member,
+                    title=job.coupon["title"],
+                    kind=job.coupon["kind"],
+                    value=job.coupon["value"],
+                    expires_at=now + dt.timedelta(days=job.coupon["valid_days"]),
+                    source=Coupon.Source.STAFF,
+                    description=job.reason,
+                    now=now,
+                )
+                result["coupon"] = coupon.code
     except LoyaltyError as error:
         return Line.REFUSED, error.code, str(error.message)[:300], {}
-    return (
-        (Line.REPLAYED if entry.replayed else Line.DONE),
-        "",
-        "",
-        {"entry": entry.pk, "balance_after": entry.balance_after},
-    )
+    return (Line.REPLAYED if replayed else Line.DONE), "", "", result
 
 
 def _finish_if_done(job: BulkJob) -> None:

@@ -115,3 +115,20 @@ def test_only_the_jobs_owner_polls_it(staff_client, member_client, key_client, p
     assert key_client.get(f"/api/v1/pos/jobs/{job.pk}/").status_code == 404
     assert member_client.get(f"/api/v1/pos/jobs/{job.pk}/").status_code == 403
     assert APIClient().get(f"/api/v1/pos/jobs/{job.pk}/").status_code == 401
+
+
+def test_a_coupon_award_through_the_api(staff_client, pos_staff, store):
+    pos_staff.user_permissions.add(Permission.objects.get(codename="adjust_points", content_type__app_label="loyalty"))
+    member = MemberFactory(home_store=store)
+    body = {
+        "amount": 0,
+        "reason": "Opening",
+        "members": [member.member_number],
+        "coupon": {"title": "Free coffee", "kind": "gift", "value": "0", "valid_days": 7},
+    }
+    answer = staff_client.post("/api/v1/bulk/awards/", body, format="json")
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["preview"]["coupons"] == 1
+    bad = staff_client.post("/api/v1/bulk/awards/", body | {"coupon": {"title": "x"}}, format="json")
+    assert bad.status_code == 400 and "coupon" in bad.json()["error"]["fields"]
+    assert staff_client.post("/api/v1/bulk/awards/", body | {"coupon": None}, format="json").status_code == 400

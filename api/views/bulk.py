@@ -190,7 +190,10 @@ class StaffView(APIView):
 class AwardJobsView(StaffView):
     class AwardIn(serializers.Serializer):
         currency = serializers.CharField(max_length=10, default="points", help_text="points or growth.")
-        amount = serializers.IntegerField(min_value=1, max_value=10**7)
+        amount = serializers.IntegerField(min_value=0, max_value=10**7, help_text="Points per member; 0 with a coupon.")
+        coupon = serializers.DictField(
+            required=False, help_text='A coupon for each member: {"title", "kind", "value", "valid_days"}.'
+        )
         reason = serializers.CharField(max_length=200)
         members = serializers.ListField(
             child=serializers.CharField(max_length=64),
@@ -249,6 +252,7 @@ class AwardJobsView(StaffView):
             reason=values["reason"],
             segment=segment,
             identifiers=values.get("members"),
+            coupon=values.get("coupon"),
             source="api",
         )
         return Response(job_out(job), status=status.HTTP_201_CREATED)

@@ -219,3 +219,55 @@ def test_an_uploaded_list_is_checked_in_the_admin(admin_client):
     )
     assert answer.status_code == 302
     assert BulkJob.objects.get().preview == {"members": 1, "total_points": 5, "skipped": {"invalid": 1}}
+
+
+def test_a_coupon_award_gives_each_member_one_coupon(brand_admin, runner, django_capture_on_commit_callbacks):
+    from rewards.models import Coupon
+
+    members = MemberFactory.create_batch(2)
+    coupon = {"title": "Free coffee", "kind": "gift", "value": "0", "valid_days": 14}
+    job = award_job_preview(
+        actor=brand_admin,
+        currency="points",
+        amount=0,
+        reason="Opening week",
+        coupon=coupon,
+        identifiers=[m.member_number for m in members],
+    )
+    assert job.preview == {"members": 2, "total_points": 0, "skipped": {}, "coupons": 2}
+    with django_capture_on_commit_callbacks(execute=True):
+        award_job_confirm(job=job, actor=brand_admin, enqueue=runner)
+    runner.run()
+    runner.run()
+    assert Coupon.objects.filter(title="Free coffee", source="staff").count() == 2
+    assert not LedgerEntry.objects.exists()
+    for bad in ({"title": ""}, {"kind": "cash"}, {"valid_days": 0}, {"value": "nan"}, {"value": "-1"}):
+        with pytest.raises(LoyaltyError):
+            award_job_preview(
+                actor=brand_admin,
+                currency="points",
+                amount=0,
+                reason="r",
+                coupon=coupon | bad,
+                identifiers=[members[0].member_number],
+            )
+
+
+def test_a_coupon_award_from_the_admin(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    member = MemberFactory()
+    form = {
+        "currency": "points",
+        "amount": 0,
+        "reason": "Opening",
+        "coupon_title": "Free coffee",
+        "coupon_kind": "gift",
+        "coupon_value": "0",
+        "coupon_days": 7,
+        "members_file": SimpleUploadedFile("m.csv", member.member_number.encode()),
+    }
+    assert admin_client.post("/admin/bulk/bulkjob/add/", form).status_code == 302
+    job = BulkJob.objects.get()
+    assert job.coupon == {"title": "Free coffee", "kind": "gift", "value": "0", "valid_days": 7}
+    assert job.preview["coupons"] == 1
