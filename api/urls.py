@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, engagement, me, metrics, pos, programme, rewards
+from .views import auth, bulk, engagement, me, metrics, outreach, pos, programme, rewards, webhooks
 
 app_name = "api"
 
@@ -68,4 +68,13 @@ urlpatterns = [
         programme.StaffTransferReverseView.as_view(),
         name="programme-transfer-reverse",
     ),
+    # channels and webhooks (docs/channels.md, docs/webhooks.md)
+    path("me/wechat-subscriptions/", outreach.WechatSubscriptionsView.as_view(), name="me-wechat-subscriptions"),
+    path("outreach/reports/<str:provider>/<str:token>/", outreach.SmsReportView.as_view(), name="outreach-sms-report"),
+    path("webhooks/endpoints/<int:pk>/events/", webhooks.EndpointEventsView.as_view(), name="webhook-events"),
+    # batch and bulk (docs/bulk.md)
+    path("pos/orders/batch/", bulk.OrderBatchView.as_view(), name="pos-orders-batch"),
+    path("pos/jobs/<int:pk>/", bulk.JobView.as_view(), name="pos-job"),
+    path("bulk/awards/", bulk.AwardJobsView.as_view(), name="bulk-awards"),
+    path("bulk/awards/<int:pk>/confirm/", bulk.AwardConfirmView.as_view(), name="bulk-award-confirm"),
 ]

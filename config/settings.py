@@ -7,6 +7,7 @@ and turns on the HTTPS-only settings that `manage.py check --deploy` asks for.
 
 import datetime as dt
 import ipaddress
+import json
 from pathlib import Path
 
 import dj_database_url
@@ -67,6 +68,9 @@ INSTALLED_APPS = [
     "operations",
     "console",
     "programme",
+    "outreach",
+    "webhooks",
+    "bulk",
 ]
 
 MIDDLEWARE = [
@@ -429,7 +433,7 @@ LOYALTY_JOB_WORKERS = env_int("LOYALTY_JOB_WORKERS", 1)
 # The admin dashboard computes its figures at most this often (operations.dashboard).
 LOYALTY_DASHBOARD_CACHE_SECONDS = env_int("LOYALTY_DASHBOARD_CACHE_SECONDS", 600)
 # Delivers notifications from the outbox; the default writes them to the log.
-LOYALTY_NOTIFICATION_SENDER = env("LOYALTY_NOTIFICATION_SENDER", "members.notifications.LogSender")
+LOYALTY_NOTIFICATION_SENDER = env("LOYALTY_NOTIFICATION_SENDER", "outreach.sender.RoutingSender")
 # Phone numbers without a country code are read as numbers of this region.
 LOYALTY_PHONE_REGION = env("LOYALTY_PHONE_REGION", "CN")
 # Checkout points deduction (积分抵扣): yuan one point is worth, and the largest share of
@@ -510,6 +514,8 @@ PROGRAMME_TRANSFER_PING_PONG_HOURS = env_int("PROGRAMME_TRANSFER_PING_PONG_HOURS
 # worker must consume it: celery -A config worker -Q celery,ledger).
 PROGRAMME_QUEUE = env("PROGRAMME_QUEUE", "ledger")
 CELERY_TASK_ROUTES["programme.*"] = {"queue": PROGRAMME_QUEUE}
+# Webhook deliveries are customer contact; bulk awards and batches are bulk work.
+CELERY_TASK_ROUTES |= {"webhooks.*": {"queue": "contact"}, "bulk.*": {"queue": "bulk"}}
 # Dual membership: the names of the two tracks (members who bought, and fans who have not),
 # and the contribution value (贡献值) each non-purchase action earns.
 PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主")
@@ -638,3 +644,72 @@ if "replica" in DATABASES:
 CELERY_IMPORTS = ["config.metrics_celery", "config.startup"]
 # /metrics reads the database and the broker at most this often (seconds).
 METRICS_CACHE_SECONDS = env_int("METRICS_CACHE_SECONDS", 15)
+# --- Outreach: delivery channels and webhooks (docs/channels.md, docs/webhooks.md) ----
+# SMS providers in the order they are tried: aliyun, tencent; "log" writes to the log and
+# refuses to send in production, so no code ever reaches a production log.
+OUTREACH_SMS_PROVIDERS = env_list("OUTREACH_SMS_PROVIDERS", "log")
+OUTREACH_ALIYUN = {
+    "access_key_id": env("ALIYUN_SMS_ACCESS_KEY_ID", ""),
+    "access_key_secret": env("ALIYUN_SMS_ACCESS_KEY_SECRET", ""),
+    "sign_name": env("ALIYUN_SMS_SIGN_NAME", ""),
+    "region": env("ALIYUN_SMS_REGION", "cn-hangzhou"),
+    "endpoint": env("ALIYUN_SMS_ENDPOINT", "https://dysmsapi.aliyuncs.com/"),
+}
+OUTREACH_TENCENT = {
+    "secret_id": env("TENCENT_SMS_SECRET_ID", ""),
+    "secret_key": env("TENCENT_SMS_SECRET_KEY", ""),
+    "sdk_app_id": env("TENCENT_SMS_SDK_APP_ID", ""),
+    "sign_name": env("TENCENT_SMS_SIGN_NAME", ""),
+    "region": env("TENCENT_SMS_REGION", "ap-guangzhou"),
+    "endpoint": env("TENCENT_SMS_ENDPOINT", "https://sms.tencentcloudapi.com/"),
+}
+OUTREACH_WECHAT = {
+    "app_id": WECHAT_APP_ID,
+    "app_secret": WECHAT_APP_SECRET,
+    "endpoint": env("WECHAT_API_ENDPOINT", "https://api.weixin.qq.com"),
+    "state": env("WECHAT_MINIPROGRAM_STATE", "formal"),
+}
+
+
+# Per notice kind: channels in fallback order, SMS templates (provider template code and
+# parameter names), WeChat templates (id, page, keyword -> field). JSON in the
+# environment replaces the defaults of outreach.routing (DEFAULT_ROUTES ...) kind by kind.
+def _env_json_object(name: str) -> dict:
+    try:
+        value = json.loads(env(name, "") or "{}")
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be a JSON object: {error}") from None
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+OUTREACH_ROUTES = _env_json_object("OUTREACH_ROUTES")
+OUTREACH_SMS_TEMPLATES = _env_json_object("OUTREACH_SMS_TEMPLATES")
+OUTREACH_WECHAT_TEMPLATES = _env_json_object("OUTREACH_WECHAT_TEMPLATES")
+# Marketing notices wait out the quiet hours (local time, start-end); each member gets at
+# most OUTREACH_DAILY_CAP messages a day (SMS, WeChat, email; service notices count but
+# are never held back, one-time codes do not count).
+OUTREACH_QUIET_HOURS = env("OUTREACH_QUIET_HOURS", "21:00-09:00")
+OUTREACH_DAILY_CAP = env_int("OUTREACH_DAILY_CAP", 3)
+# Temporary errors are retried this many times, after 1, 5, 25 ... minutes.
+OUTREACH_MAX_ATTEMPTS = env_int("OUTREACH_MAX_ATTEMPTS", 5)
+OUTREACH_RETRY_BASE_SECONDS = env_int("OUTREACH_RETRY_BASE_SECONDS", 60)
+OUTREACH_HTTP_TIMEOUT = env_int("OUTREACH_HTTP_TIMEOUT", 5)
+OUTREACH_BRAND_NAME = env("OUTREACH_BRAND_NAME", "Loyalty")
+# The secret path part of the SMS delivery-report callbacks (/api/v1/outreach/reports/...);
+# empty: the callbacks answer 404.
+OUTREACH_REPORT_TOKEN = env("OUTREACH_REPORT_TOKEN", "")
+# Webhooks: seconds a receiver has to answer; an endpoint failing this long is disabled.
+WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 5)
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 24 * 3600)
+DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "noreply@localhost")
+EMAIL_BACKEND = env(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)

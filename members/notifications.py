@@ -8,7 +8,10 @@ no notice to an erased or closed member, and marketing consent for a marketing n
 A one-time code, which must never be stored, goes out through :func:`notice_send_unsaved`.
 The
 ``members.send_notifications`` task then calls :func:`notifications_send_pending`, which
-hands unsent rows to the sender named by ``settings.LOYALTY_NOTIFICATION_SENDER``.
+hands unsent rows to the sender named by ``settings.LOYALTY_NOTIFICATION_SENDER``:
+``outreach.sender.RoutingSender`` by default, which routes each row to SMS, WeChat,
+email or in-app and keeps a delivery record per attempt (docs/channels.md); a sender
+with a ``send_due`` method also gets to send its retries on each run.
 
 Delivery is at most once per row: a row is claimed (``sent_at`` set by a conditional
 update) before it is sent, so two workers never send the same row. A send that raises
@@ -41,6 +44,9 @@ class LogSender:
     """The default sender: writes each notification to the log (development, first runs)."""
 
     def send(self, notification: Notification) -> None:
+        if notification.kind == Notification.Kind.ONE_TIME_CODE and settings.PRODUCTION:
+            # A one-time code never goes to a production log.
+            raise RuntimeError("LogSender does not send one-time codes in production")
         logger.info(
             "notification %s to member %s (%s): %s | %s",
             notification.pk,
@@ -112,13 +118,22 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
     for notice in notices:
         with translation.override(member_language(notice.member_id)):
             title, body = _text(notice.title, notice.params), _text(notice.body, notice.params)
+        # The channels' templates (SMS, WeChat) take the values, not the text; a marketing
+        # notice is routed under the marketing rules (outreach.routing).
+        data = dict(notice.data)
+        if notice.params:
+            data.setdefault(
+                "params", {k: v if isinstance(v, int | float) else str(v) for k, v in notice.params.items()}
+            )
+        if marketing:
+            data["marketing"] = True
         rows.append(
             [
                 notice.member_id,
                 notice.kind,
                 title[:200],
                 body,
-                data_field.get_db_prep_save(notice.data, connection),
+                data_field.get_db_prep_save(data, connection),
                 notice.dedupe_key[:200],
                 now,
             ]
@@ -201,6 +216,10 @@ def notifications_send_pending(*, limit: int = 500, now: dt.datetime | None = No
             counts["failed"] += 1
         else:
             counts["sent"] += 1
+    # A sender that keeps its own retries (outreach's deliveries) sends those due now.
+    send_due = getattr(sender, "send_due", None)
+    if send_due is not None:
+        counts["retried"] = send_due(now=now)["attempted"]
     return counts
 
 

@@ -33,6 +33,7 @@ from loyalty.checkout import point_value
 from loyalty.models import Account, Currency, LedgerEntry, MemberTier, Order, Tier
 from members.models import Member, RfmSegment, Stage, StageChange, Store
 from operations.metrics import Metrics, member_metrics
+from outreach.selectors import delivery_counts
 
 CACHE_KEY = "loyalty:dashboard:v2"
 MONTHS = 12  # months of history in the per-month figures
@@ -99,6 +100,8 @@ class Dashboard:
     stage_move_pairs: dict[tuple[str, str], int] = field(default_factory=dict)  # (from, to) -> moves
     value: Metrics | None = None  # CLV, repurchase, retention (operations.metrics)
     stores: tuple[int, ...] | None = None  # the store ids the figures cover; None: every store
+    # Messages of the last 30 days by channel and status (outreach), to the scope's members.
+    deliveries: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def stage_moves_total(self) -> int:
@@ -352,6 +355,7 @@ def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) 
         # 13-14. Customer value over the scope's members.
         value=member_metrics(members_in_scope, now=now),
         stores=None if stores is None else tuple(stores),
+        deliveries=delivery_counts(since=now - dt.timedelta(days=30), stores=stores),
     )
 
 

@@ -68,7 +68,8 @@ def test_texts_are_written_in_the_members_language_whatever_the_caller_speaks(se
     row = Notification.objects.get()
     with translation.override("zh-hans"):
         assert row.title == str(gettext_lazy("Welcome to %(tier)s")) % {"tier": "Gold"} != "Welcome to Gold"
-    assert (row.data, row.created_at) == ({"x": 1}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    # The values travel in data["params"] too, for the channels' templates (outreach.routing).
+    assert (row.data, row.created_at) == ({"x": 1, "params": {"tier": "Gold"}}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 
 
 def test_plain_text_is_kept_as_written_and_long_titles_are_cut():

@@ -92,6 +92,13 @@ SCHEDULES = [
         "Every minute: deliver unsent notifications from the outbox through the configured sender.",
     ),
     (
+        "Deliver webhooks",
+        "webhooks.collect_and_dispatch",
+        ("*", "*"),
+        "Every minute: turn the changes committed since the last run into events and deliver them to the "
+        "shop systems' endpoints, with retries (docs/webhooks.md).",
+    ),
+    (
         "Watch the jobs",
         "operations.watch_jobs",
         ("*/5", "*"),

@@ -1,0 +1,201 @@
+"""Delivering events to endpoints: signed, retried with backoff, in order per member
+(docs/webhooks.md).
+
+Each endpoint is delivered by its own task (``webhooks.deliver_endpoint``), so a slow or
+dead receiver only holds up itself; each request has ``WEBHOOK_TIMEOUT`` seconds. A run
+sends the endpoint's due deliveries in event order; a member's event waits while an
+earlier event of that member to the same endpoint is not delivered. Any answer but 2xx is
+a failure: retried after 1, 2, 4 ... minutes (at most an hour apart); an endpoint
+failing for ``WEBHOOK_DISABLE_AFTER`` (a day) is disabled and staff are told (the admins'
+email and the log). Its deliveries stay pending: enabling it again sends them.
+"""
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.core.mail import mail_admins
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Endpoint, Event, WebhookDelivery
+
+logger = logging.getLogger(__name__)
+Status = WebhookDelivery.Status
+SIGNATURE_HEADER = "Loyalty-Signature"
+STUCK = dt.timedelta(minutes=10)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header: ``t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, *, tolerance: int = 300, now: float | None = None) -> bool:
+    """What a receiver does (docs/webhooks.md): the signature matches and is fresh."""
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+def event_body(event: Event) -> bytes:
+    return json.dumps(
+        {
+            "id": str(event.event_id),
+            "type": event.type,
+            "occurred_at": event.occurred_at.isoformat(),
+            "data": event.payload,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+
+
+def _post(endpoint: Endpoint, event: Event) -> tuple[dict, int | None, str, str]:
+    body = event_body(event)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "loyalty-webhooks/1",
+        "Loyalty-Event-Id": str(event.event_id),
+        "Loyalty-Event-Type": event.type,
+        SIGNATURE_HEADER: sign(endpoint.secret, int(time.time()), body),  # the clock the receiver checks
+    }
+    request = urllib.request.Request(endpoint.url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=settings.WEBHOOK_TIMEOUT) as response:
+            return headers, response.status, response.read(2000).decode(errors="replace"), ""
+    except urllib.error.HTTPError as error:
+        return headers, error.code, error.read(2000).decode(errors="replace"), f"HTTP {error.code}"
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+        return headers, None, "", str(getattr(error, "reason", error))[:300] or "unreachable"
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(minutes=min(2 ** (attempts - 1), 60))
+
+
+def _blocked(delivery: WebhookDelivery) -> bool:
+    """An earlier event of the same member to this endpoint is not delivered yet."""
+    if delivery.member_id_copy is None:
+        return False
+    return WebhookDelivery.objects.filter(
+        endpoint_id=delivery.endpoint_id,
+        member_id_copy=delivery.member_id_copy,
+        status__in=[Status.PENDING, Status.SENDING],
+        event_id__lt=delivery.event_id,
+    ).exists()
+
+
+def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, limit: int = 200) -> dict[str, int]:
+    """Send an endpoint's due deliveries, oldest event first; stops at the first failure
+    (the receiver is likely down: the rest wait for the next run). Returns counts."""
+    now = now or timezone.now()
+    counts = {"delivered": 0, "failed": 0, "waiting": 0}
+    endpoint = Endpoint.objects.filter(pk=endpoint_id, is_active=True).first()
+    if endpoint is None:
+        return counts
+    # A worker killed mid-request leaves a delivery "sending" (and the member's later
+    # events waiting behind it): after STUCK it is sent again; the receiver dedupes by id.
+    WebhookDelivery.objects.filter(endpoint=endpoint, status=Status.SENDING, next_attempt_at__lt=now - STUCK).update(
+        status=Status.PENDING
+    )
+    due = list(
+        WebhookDelivery.objects.filter(endpoint=endpoint, status=Status.PENDING, next_attempt_at__lte=now)
+        .select_related("event")
+        .order_by("event_id")[:limit]
+    )
+    held: set[int] = set()
+    for delivery in due:
+        if delivery.member_id_copy in held or _blocked(delivery):
+            held.add(delivery.member_id_copy)
+            counts["waiting"] += 1
+            continue
+        claimed = WebhookDelivery.objects.filter(pk=delivery.pk, status=Status.PENDING).update(
+            status=Status.SENDING, attempts=F("attempts") + 1, next_attempt_at=now
+        )
+        if claimed != 1:
+            continue
+        attempts = delivery.attempts + 1
+        headers, code, answer, error = _post(endpoint, delivery.event)
+        fields = {
+            "request_headers": headers,
+            "response_status": code,
+            "response_body": answer[:2000],
+            "error": error[:300],
+            "attempts": attempts,
+        }
+        if code is not None and 200 <= code < 300:
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(status=Status.DELIVERED, delivered_at=now, **fields)
+            if endpoint.failing_since:
+                Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+                endpoint.failing_since = None
+            counts["delivered"] += 1
+            continue
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=Status.PENDING, next_attempt_at=now + backoff(attempts), **fields
+        )
+        counts["failed"] += 1
+        _failing(endpoint, now, error or f"HTTP {code}")
+        break
+    return counts
+
+
+def _failing(endpoint: Endpoint, now: dt.datetime, error: str) -> None:
+    if endpoint.failing_since is None:
+        Endpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
+        return
+    if now - endpoint.failing_since < dt.timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER):
+        return
+    reason = f"failing since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC: {error}"[:200]
+    if Endpoint.objects.filter(pk=endpoint.pk, is_active=True).update(
+        is_active=False, disabled_at=now, disabled_reason=reason
+    ):
+        logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
+        mail_admins(f"Webhook endpoint disabled: {endpoint.name}", f"{endpoint.url}\n{reason}", fail_silently=True)
+
+
+def endpoints_due(*, now: dt.datetime | None = None) -> list[int]:
+    """Active endpoints with a delivery due: one delivery task each."""
+    now = now or timezone.now()
+    return list(
+        Endpoint.objects.filter(is_active=True, deliveries__status=Status.PENDING, deliveries__next_attempt_at__lte=now)
+        .distinct()
+        .values_list("pk", flat=True)
+    )
+
+
+def deliveries_send_again(*, deliveries, now: dt.datetime | None = None) -> int:
+    """Queue deliveries to be sent again now (the admin's "send again"), delivered ones too:
+    the receiver deduplicates on the event id."""
+    now = now or timezone.now()
+    return (
+        WebhookDelivery.objects.filter(pk__in=[d.pk for d in deliveries])
+        .exclude(status=Status.SENDING)
+        .update(status=Status.PENDING, next_attempt_at=now)
+    )
+
+
+def endpoint_enable(*, endpoint: Endpoint) -> None:
+    """Turn a disabled endpoint back on; its pending deliveries go out on the next run."""
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        is_active=True, failing_since=None, disabled_at=None, disabled_reason=""
+    )
+
+
+def events_for_endpoint(*, endpoint: Endpoint, after: int = 0, limit: int = 100):
+    """Recent events the endpoint was sent (or will be), oldest first, after an event id."""
+    return Event.objects.filter(deliveries__endpoint=endpoint, pk__gt=after).order_by("pk")[:limit]
