@@ -366,7 +366,8 @@ def figure_member_ids_sql(
         params.update(before=before, targets=list(targets))
         target = " AND to_stage = ANY(%(targets)s)" if figure == "converted" else ""
         return (
-            f"WITH {_SNAPSHOT_CTE} SELECT member_id FROM moves WHERE month = %(month)s AND from_stage = %(before)s{target}",
+            f"WITH {_SNAPSHOT_CTE} SELECT member_id FROM moves"
+            f" WHERE month = %(month)s AND from_stage = %(before)s{target}",
             params,
         )
     if figure in ("super", "super_active"):
@@ -383,3 +384,17 @@ def figure_member_ids(figure: str, **kwargs) -> list[int]:
     """The member ids behind one figure (see :func:`figure_member_ids_sql`), ascending."""
     sql, params = figure_member_ids_sql(figure, **kwargs)
     return sorted(row[0] for row in _rows(sql, params))
+
+
+def figure_members_page(figure: str, *, page: int = 1, per_page: int = 100, **kwargs) -> tuple[int, list[int]]:
+    """How many members one figure has, and the ids on ``page`` (1-based, ascending): one
+    statement, so a figure of a million members costs one count and one page."""
+    sql, params = figure_member_ids_sql(figure, **kwargs)
+    params.update(page_limit=per_page, page_offset=max(0, page - 1) * per_page)
+    rows = _rows(
+        f"SELECT count(*) OVER (), id FROM ({sql}) f(id) ORDER BY id LIMIT %(page_limit)s OFFSET %(page_offset)s",
+        params,
+    )
+    if not rows:
+        return (_rows(f"SELECT count(*) FROM ({sql}) f(id)", params)[0][0] if page > 1 else 0), []
+    return rows[0][0], [row[1] for row in rows]
