@@ -62,11 +62,13 @@ def base(settings):
     MemberFactory(home_store=s1, joined_at=joined, sms_consent_at=joined, status=Member.Status.FROZEN)
     MemberFactory(home_store=s1, joined_at=joined, sms_consent_at=joined, erased_at=at(2026, 1, 1))
     e = MemberFactory(home_store=s1, joined_at=joined)
-    for member, stages in (
-        (a, [("", "new", at(2025, 12, 10)), ("new", "growing", at(2026, 1, 20)), ("growing", "mature", at(2026, 3, 5))]),
-        (b, [("", "new", at(2026, 4, 5))]),
-        (e, [("", "growing", at(2025, 6, 1)), ("growing", "dormant", at(2025, 10, 15)), ("dormant", "growing", at(2026, 2, 10))]),
-    ):  # fmt: skip
+    history = {
+        a: [("", "new", at(2025, 12, 10)), ("new", "growing", at(2026, 1, 20)), ("growing", "mature", at(2026, 3, 5))],
+        b: [("", "new", at(2026, 4, 5))],
+        e: [("", "growing", at(2025, 6, 1)), ("growing", "dormant", at(2025, 10, 15))]
+        + [("dormant", "growing", at(2026, 2, 10))],
+    }
+    for member, stages in history.items():
         for before, after, when in stages:
             StageChange.objects.create(member=member, from_stage=before, to_stage=after, changed_at=when)
     return {"s1": s1, "s2": s2, "a": a, "b": b, "e": e}
