@@ -124,7 +124,7 @@ def timed(label: str, call):
 def show(panel) -> None:
     last = -1
     print(f"  months: {panel.months[0]:%Y-%m} .. {panel.months[last]:%Y-%m}")
-    print(f"  F reachable now: {({channel: row[last] for channel, row in panel.reachable.items()})}")
+    print(f"  F reachable now: { ({channel: row[last] for channel, row in panel.reachable.items()}) }")
     for c in panel.conversions:
         rates = [f"{r * 100:.0f}%" if r is not None else "-" for r in c.rates[-3:]]
         print(f"  A {c.code}: last 3 months base {c.base[-3:]} converted {c.converted[-3:]} rates {rates}")

@@ -74,7 +74,11 @@ def fast_view(request):
     except _BadInput as error:
         context.update(error=str(error), stores=[])
         return TemplateResponse(request, "operations/fast/panel.html", context, status=400)
-    panel = fast.fast_panel(stores=stores)
+    try:
+        panel = fast.fast_panel(stores=stores)
+    except LoyaltyError as error:  # not PostgreSQL: the figures are PostgreSQL statements
+        context.update(error=str(error.message), stores=choices, picked=picked)
+        return TemplateResponse(request, "operations/fast/panel.html", context)
     months = [m.strftime("%Y-%m") for m in panel.months]
 
     def cells(values, **query):
@@ -152,7 +156,7 @@ def fast_members_view(request):
     query = request.GET.copy()
     pages = {}
     for name, number in (("previous", page - 1), ("next", page + 1)):
-        if 1 <= number and (number - 1) * PER_PAGE < total:
+        if number >= 1 and (number - 1) * PER_PAGE < total:
             query["page"] = number
             pages[name] = f"?{query.urlencode()}"
     context.update(
@@ -161,6 +165,6 @@ def fast_members_view(request):
         pages=pages,
         picked=picked,
         members=[members[pk] for pk in ids if pk in members],
-        back=f"{reverse('loyalty_fast')}{'?store=%s' % picked.pk if picked else ''}",
+        back=reverse("loyalty_fast") + (f"?store={picked.pk}" if picked else ""),
     )
     return TemplateResponse(request, "operations/fast/members.html", context)

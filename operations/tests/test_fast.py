@@ -221,3 +221,11 @@ def test_an_unknown_figure_is_refused_clearly(figure, kwargs):
 def test_no_store_in_scope_gives_zeros(base):
     panel = fast.fast_panel(now=NOW, stores=[])
     assert panel.reachable["any"] == months() and all(c.base == months() for c in panel.conversions)
+
+
+def test_a_drill_down_page_gives_the_total_and_that_pages_ids(base):
+    ids = sorted([base["a"].pk, base["b"].pk])
+    kwargs = {"month": 11, "channel": "any", "now": NOW, "stores": None}
+    assert fast.figure_members_page("reachable", page=1, per_page=1, **kwargs) == (2, ids[:1])
+    assert fast.figure_members_page("reachable", page=2, per_page=1, **kwargs) == (2, ids[1:])
+    assert fast.figure_members_page("reachable", page=3, per_page=1, **kwargs) == (2, [])
