@@ -7,9 +7,12 @@ Bad input (a store outside the scope, an unknown figure or month) gets the page 
 clear message and status 400; it changes nothing.
 """
 
+import datetime as dt
+
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -54,6 +57,23 @@ def _month(raw: str) -> int:
         raise _BadInput(_("The month must be one of the last 12.")) from None
 
 
+def _instant(raw: str | None) -> dt.datetime:
+    """The instant the figure was computed at (the panel's ``now``, so the list matches the
+    number clicked); now when not given. Refuses a malformed or future instant."""
+    now = timezone.now()
+    if not raw:
+        return now
+    try:
+        at = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise _BadInput(_("The figures' time is not a valid date and time.")) from None
+    if timezone.is_naive(at):
+        at = timezone.make_aware(at)
+    if at > now:
+        raise _BadInput(_("The figures' time is not a valid date and time."))
+    return at
+
+
 def _base_context(request, title: str) -> dict:
     return {**admin.site.each_context(request), "title": title}
 
@@ -65,7 +85,8 @@ def _link(store: Store | None, **query) -> str:
 
 
 def fast_view(request):
-    """GET: the FAST panel and new vs. returning customers, 12 months, for the user's scope."""
+    """GET: the FAST panel and new vs. returning customers, 12 months, for the user's scope
+    (cached like the dashboard); POST: compute them again now."""
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
     context = _base_context(request, _("FAST panel"))
@@ -74,15 +95,21 @@ def fast_view(request):
     except _BadInput as error:
         context.update(error=str(error), stores=[])
         return TemplateResponse(request, "operations/fast/panel.html", context, status=400)
+    if request.method == "POST":
+        fast.fast_panel_cached(stores=stores, refresh=True)
+        messages.success(request, _("The figures were computed again just now."))
+        return redirect(request.get_full_path())
     try:
-        panel = fast.fast_panel(stores=stores)
+        panel = fast.fast_panel_cached(stores=stores)
     except LoyaltyError as error:  # not PostgreSQL: the figures are PostgreSQL statements
         context.update(error=str(error.message), stores=choices, picked=picked)
         return TemplateResponse(request, "operations/fast/panel.html", context)
     months = [m.strftime("%Y-%m") for m in panel.months]
 
+    at = panel.now.isoformat()
+
     def cells(values, **query):
-        return [(value, _link(picked, month=i, **query)) for i, value in enumerate(values)]
+        return [(value, _link(picked, month=i, at=at, **query)) for i, value in enumerate(values)]
 
     reachable = [
         (fast.CHANNEL_LABELS[channel], cells(panel.reachable[channel], figure="reachable", channel=channel))
@@ -101,8 +128,8 @@ def fast_view(request):
         {
             "month": months[i],
             "row": row,
-            "first_link": _link(picked, figure="first", month=i),
-            "repeat_link": _link(picked, figure="repeat", month=i),
+            "first_link": _link(picked, figure="first", month=i, at=at),
+            "repeat_link": _link(picked, figure="repeat", month=i, at=at),
             "repeat_share": _percent(row.repeat_revenue_share),
         }
         for i, row in enumerate(panel.returning)
@@ -146,7 +173,7 @@ def fast_members_view(request):
             month=month,
             channel=request.GET.get("channel", "any"),
             conversion=request.GET.get("conversion", ""),
-            now=timezone.now(),
+            now=_instant(request.GET.get("at")),
             stores=stores,
         )
     except (_BadInput, LoyaltyError) as error:

@@ -31,10 +31,12 @@ has a member-id twin (:func:`figure_member_ids`) the page lists as the figure's 
 """
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -333,6 +335,26 @@ def fast_panel(*, now: dt.datetime | None = None, stores: list[int] | None = Non
         for i, day in enumerate(months)
     ]
     return Panel(now, stores, months, channels, reachable, conversions, supers, active, returning)
+
+
+CACHE_KEY = "operations:fast-panel"
+
+
+def fast_panel_cached(*, stores: list[int] | None = None, refresh: bool = False) -> Panel:
+    """:func:`fast_panel` for ``stores`` from the cache (``LOYALTY_DASHBOARD_CACHE_SECONDS``),
+    computed when missing or asked for (``refresh``). Each scope has its own entry, so a
+    store manager is never served figures computed for another scope."""
+    stores = None if stores is None else sorted({int(s) for s in stores})
+    key = CACHE_KEY if stores is None else f"{CACHE_KEY}:stores:{','.join(map(str, stores))}"
+    if len(key) > 200:  # memcached refuses keys over 250 characters
+        key = f"{CACHE_KEY}:stores:{hashlib.sha256(key.encode()).hexdigest()}"
+    if not refresh:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    panel = fast_panel(stores=stores)
+    cache.set(key, panel, settings.LOYALTY_DASHBOARD_CACHE_SECONDS)
+    return panel
 
 
 # --- drill-down -------------------------------------------------------------------------------

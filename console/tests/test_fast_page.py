@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.core.cache import cache
 from django.utils import timezone
 
 from loyalty.tests.factories import MemberFactory, StoreFactory
@@ -11,6 +12,13 @@ from members.models import StaffProfile
 from members.scoping import BRAND_ADMIN
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -46,7 +54,7 @@ def test_the_brand_admin_sees_every_store_and_the_definitions(client, world, dja
     page = response.content.decode()
     assert _reachable_now(page) == "2"
     assert 'id="fast-super-definition"' in page and "champions, loyal" in page
-    assert "/admin/fast/members/?month=11&amp;figure=reachable&amp;channel=sms" in page
+    assert "/admin/fast/members/?month=11&amp;at=" in page and "&amp;figure=reachable&amp;channel=sms" in page
 
 
 def test_a_store_manager_sees_their_store_only_and_is_refused_another(client, world):
@@ -93,3 +101,31 @@ def test_the_page_reads_in_chinese(client, world):
     client.force_login(world["brand"])
     page = client.get("/admin/fast/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "FAST 看板" in page and "超级用户" in page and "新老客" in page
+
+
+def test_the_panel_is_cached_until_computed_again(client, world):
+    client.force_login(world["brand"])
+    client.get("/admin/fast/")
+    MemberFactory(home_store=world["one"], sms_consent_at=timezone.now() - dt.timedelta(days=1))
+    assert _reachable_now(client.get("/admin/fast/").content.decode()) == "2"
+    response = client.post("/admin/fast/")
+    assert response.status_code == 302 and response.url == "/admin/fast/"
+    assert _reachable_now(client.get("/admin/fast/").content.decode()) == "3"
+
+
+def test_the_drill_down_lists_the_members_as_of_the_panels_time(client, world):
+    client.force_login(world["brand"])
+    before = (timezone.now() - dt.timedelta(days=45)).isoformat()
+    response = client.get("/admin/fast/members/", {"figure": "reachable", "month": "11", "at": before})
+    assert response.status_code == 200 and 'id="fast-members-total">0 members' in response.content.decode()
+    for bad in ("yesterday", (timezone.now() + dt.timedelta(days=1)).isoformat()):
+        response = client.get("/admin/fast/members/", {"figure": "reachable", "month": "11", "at": bad})
+        assert response.status_code == 400
+        assert "not a valid date and time" in response.content.decode()
+
+
+def test_a_store_manager_never_sees_the_brand_admins_cached_panel(client, world):
+    client.force_login(world["brand"])
+    assert _reachable_now(client.get("/admin/fast/").content.decode()) == "2"
+    client.force_login(world["manager"])
+    assert _reachable_now(client.get("/admin/fast/").content.decode()) == "1"
