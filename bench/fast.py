@@ -163,6 +163,14 @@ def main() -> int:
         stores = build(args.members, now, max(0, min(11, args.history_runs)))
         server = connection.cursor().connection.info.parameter_status("server_version")
         print(f"FAST panel over {args.members} members, PostgreSQL {server} ({name})")
+        params = fast._params(now, None)
+        for label, statement in (
+            ("  F reachable (one scan of members)", fast._reach_sql(fast.marketing_channels())),
+            ("  A conversion (stage changes)", fast.CONVERSION_SQL),
+            ("  S and T (RFM replayed 12 times)", fast.SUPER_SQL),
+            ("  new vs. returning (orders)", fast.RETURNING_SQL),
+        ):
+            timed(label, lambda statement=statement: fast._rows(statement, params))
         brand = timed("fast_panel, brand-wide (4 statements)", lambda: fast.fast_panel(now=now))
         show(brand)
         one = timed("fast_panel, one store", lambda: fast.fast_panel(now=now, stores=[stores[0]]))
