@@ -101,6 +101,9 @@ def test_the_page_reads_in_chinese(client, world):
     client.force_login(world["brand"])
     page = client.get("/admin/fast/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "FAST 看板" in page and "超级用户" in page and "新老客" in page
+    # The definitions, whose English text carries placeholders, are translated too.
+    assert "超级用户是 RFM 分群为" in page and "在已接入发送服务的渠道（短信）" in page and "数据截至" in page
+    assert "月初处于起始阶段的会员中" in page and "首单客单价" in page
 
 
 def test_the_panel_is_cached_until_computed_again(client, world):
