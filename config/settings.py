@@ -452,6 +452,9 @@ LOYALTY_STAGE_DORMANT_DAYS = env_int("LOYALTY_STAGE_DORMANT_DAYS", 90)
 LOYALTY_STAGE_CHURNED_DAYS = env_int("LOYALTY_STAGE_CHURNED_DAYS", 180)
 # RFM scores are quantiles over members with an order in this many days.
 LOYALTY_RFM_WINDOW_DAYS = env_int("LOYALTY_RFM_WINDOW_DAYS", 365)
+# Marketing channels this deployment has a sender for: the FAST panel's reachable base
+# counts members on these only (operations.fast, docs/fast.md).
+LOYALTY_MARKETING_CHANNELS = env_list("LOYALTY_MARKETING_CHANNELS", "sms,email,wechat")
 # Daily check-in: points for day 1, 2, ... of a streak; past the list, the last value.
 LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30")
 # Referral: points the referrer and the new member each get once the new member's first

@@ -10,6 +10,7 @@ from api.views.docs import docs_page
 from config.health import healthz, readyz
 from config.metrics import metrics_view
 from console.admin_dashboard import dashboard_view
+from console.admin_fast import fast_members_view, fast_view
 from console.admin_till import till_view
 from loyalty.admin import programme_settings_view
 
@@ -23,6 +24,8 @@ urlpatterns = [
         name="loyalty_programme_settings",
     ),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="loyalty_dashboard"),
+    path("admin/fast/", admin.site.admin_view(fast_view), name="loyalty_fast"),
+    path("admin/fast/members/", admin.site.admin_view(fast_members_view), name="loyalty_fast_members"),
     path("admin/till/", admin.site.admin_view(till_view), name="loyalty_till"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
