@@ -43,8 +43,8 @@ def _chosen(stores: list[Store], raw) -> Store | None:
 def _balance_text(member) -> str:
     points = member_balances(member)[Currency.POINTS]
     return _("New balance: %(balance)s points available, %(pending)s pending.") % {
-        "balance": points.balance,
-        "pending": points.pending,
+        "balance": f"{points.balance:,}",
+        "pending": f"{points.pending:,}",
     }
 
 
@@ -62,14 +62,14 @@ def _order_message(result) -> str:
         text = _("Order %(number)s recorded at %(store)s: %(points)s points earned, pending until %(date)s.") % {
             "number": order.number,
             "store": order.store.name,
-            "points": earned,
+            "points": f"{earned:,}",
             "date": timezone.localdate(available).isoformat(),
         }
     else:
         text = _("Order %(number)s recorded at %(store)s: %(points)s points earned.") % {
             "number": order.number,
             "store": order.store.name,
-            "points": earned,
+            "points": f"{earned:,}",
         }
     return f"{text} {_balance_text(order.member)}"
 

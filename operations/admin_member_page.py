@@ -26,7 +26,20 @@ from members.models import ConsentRecord, StaffAction, StageChange
 # --- inlines on the member page ---------------------------------------------------------
 
 
-class LedgerEntryInline(ReadOnlyInline):
+class NewestFirstInline(ReadOnlyInline):
+    """A history inline: newest rows first, with the related rows its columns show."""
+
+    newest_first: tuple[str, ...] = ("-created_at", "-id")
+    related: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.related:
+            queryset = queryset.select_related(*self.related)
+        return queryset.order_by(*self.newest_first)
+
+
+class LedgerEntryInline(NewestFirstInline):
     model = LedgerEntry
     fk_name = "member"
     verbose_name_plural = gettext_lazy("latest ledger entries")
@@ -44,9 +57,7 @@ class LedgerEntryInline(ReadOnlyInline):
         "order",
     )
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("operator", "store", "order").order_by("-created_at", "-id")
+    related = ("operator", "store", "order")
 
 
 class LotInline(ReadOnlyInline):
@@ -75,7 +86,7 @@ class ConsentRecordInline(ReadOnlyInline):
     show_change_link = False
 
 
-class MemberHistoryInline(ReadOnlyInline):
+class MemberHistoryInline(NewestFirstInline):
     """History of the member that whoever may see the member may see, whatever their
     permissions on the history model itself (store managers see the tier and stage
     history and the staff actions of their stores' members)."""
@@ -92,14 +103,7 @@ class TierChangeInline(MemberHistoryInline):
     verbose_name_plural = gettext_lazy("tier history")
     fields = ("created_at", "from_tier", "to_tier", "reason", "growth", "note", "operator")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("from_tier", "to_tier", "operator")
-            .order_by("-created_at", "-id")
-        )
+    related = ("from_tier", "to_tier", "operator")
 
 
 class StageChangeInline(MemberHistoryInline):
@@ -107,9 +111,7 @@ class StageChangeInline(MemberHistoryInline):
     verbose_name_plural = gettext_lazy("lifecycle stage changes")
     fields = ("changed_at", "from_stage", "to_stage")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-changed_at", "-id")
+    newest_first = ("-changed_at", "-id")
 
 
 class StaffActionInline(MemberHistoryInline):
@@ -117,9 +119,6 @@ class StaffActionInline(MemberHistoryInline):
     verbose_name_plural = gettext_lazy("staff actions")
     fields = ("created_at", "actor_name", "action", "reason", "detail")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-created_at", "-id")
 
 
 # --- the page ---------------------------------------------------------------------------
