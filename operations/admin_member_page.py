@@ -20,14 +20,22 @@ from django.utils.translation import gettext_lazy
 
 from core.admin import ReadOnlyInline
 from loyalty.models import Currency, LedgerEntry, Lot, MemberTier, Order, TierChange
-from loyalty.selectors import member_debts
-from members.models import ConsentRecord, StaffAction, StageChange
+from loyalty.selectors import member_balances, member_debts
+from loyalty.tiers import tier_progress
+from members.models import ConsentRecord, Member, StaffAction, StageChange
 
 # --- inlines on the member page ---------------------------------------------------------
 
 
+# Each history inline shows this many rows; the full lists are a link away. Rendering a
+# read-only row costs the page far more than reading it, so the page stays short and fast.
+MEMBER_PAGE_ROWS = 10
+
+
 class NewestFirstInline(ReadOnlyInline):
     """A history inline: newest rows first, with the related rows its columns show."""
+
+    limit = MEMBER_PAGE_ROWS
 
     newest_first: tuple[str, ...] = ("-created_at", "-id")
     related: tuple[str, ...] = ()
@@ -62,6 +70,7 @@ class LedgerEntryInline(NewestFirstInline):
 
 class LotInline(ReadOnlyInline):
     model = Lot
+    limit = MEMBER_PAGE_ROWS
     fk_name = "member"
     verbose_name_plural = gettext_lazy("open lots")
     fields = ("entry", "currency", "amount", "remaining", "pending", "available_at", "expires_at")
@@ -80,6 +89,7 @@ class LotInline(ReadOnlyInline):
 
 class ConsentRecordInline(ReadOnlyInline):
     model = ConsentRecord
+    limit = MEMBER_PAGE_ROWS
     verbose_name_plural = gettext_lazy("consent history")
     fields = ("recorded_at", "channel", "granted", "source")
     readonly_fields = fields
@@ -242,9 +252,39 @@ class MemberPageMixin:
 
     # --- the member page: links to the full history and to the adjustment form ---
 
+    def member_card(self, member: Member) -> dict:
+        """The header card of the member page: who, tier and progress, points, stage, segment,
+        tags, consent and status. A fixed handful of queries whatever the history."""
+        balances = member_balances(member)
+        progress = tier_progress(member)
+        start = progress.tier.qualify_threshold if progress.tier else 0
+        span = (progress.next_tier.qualify_threshold - start) if progress.next_tier else 0
+        percent = 100 if span <= 0 else max(0, min(100, int((progress.growth - start) * 100 / span)))
+        consent = [
+            (label, moment is not None)
+            for label, moment in (
+                (_("SMS"), member.sms_consent_at),
+                (_("Email"), member.email_consent_at),
+                (_("WeChat"), member.wechat_consent_at),
+            )
+        ]
+        phone = member.phone or ""
+        return {
+            "member": member,
+            "masked_phone": f"{phone[:-8]}****{phone[-4:]}" if len(phone) > 8 else phone,
+            "points": balances[Currency.POINTS],
+            "growth": balances[Currency.GROWTH],
+            "progress": progress,
+            "progress_percent": percent,
+            "tags": list(member.tags.order_by("name").values_list("name", flat=True)),
+            "consent": consent,
+        }
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        member = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
+            "member_card": self.member_card(member) if member is not None else None,
             "can_adjust": self.has_adjust_permission(request),
             "history_links": self._history_links(request, unquote(object_id)),
             "inline_limit": LedgerEntryInline.limit,
