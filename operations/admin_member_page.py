@@ -36,7 +36,7 @@ class NewestFirstInline(ReadOnlyInline):
     """A history inline: newest rows first, with the related rows its columns show."""
 
     limit = MEMBER_PAGE_ROWS
-
+    tab = True  # unfold: each history list is a tab under the form, not one long page
     newest_first: tuple[str, ...] = ("-created_at", "-id")
     related: tuple[str, ...] = ()
 
@@ -71,6 +71,7 @@ class LedgerEntryInline(NewestFirstInline):
 class LotInline(ReadOnlyInline):
     model = Lot
     limit = MEMBER_PAGE_ROWS
+    tab = True
     fk_name = "member"
     verbose_name_plural = gettext_lazy("open lots")
     fields = ("entry", "currency", "amount", "remaining", "pending", "available_at", "expires_at")
@@ -90,6 +91,7 @@ class LotInline(ReadOnlyInline):
 class ConsentRecordInline(ReadOnlyInline):
     model = ConsentRecord
     limit = MEMBER_PAGE_ROWS
+    tab = True
     verbose_name_plural = gettext_lazy("consent history")
     fields = ("recorded_at", "channel", "granted", "source")
     readonly_fields = fields
