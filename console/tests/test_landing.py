@@ -97,9 +97,7 @@ def test_needs_attention_lists_imports_jobs_shortfalls_and_staff_near_their_limi
     ImportJob.objects.create(original_name="a.csv", format="csv", status=ImportJob.Status.CHECKED)
     JobRun.objects.create(name="birthday_gifts", last_period=now.date(), last_success_at=now - dt.timedelta(days=3))
     member = MemberFactory()
-    Account.objects.filter(member=member, currency=Currency.POINTS).update(owed=40)
-    if not Account.objects.filter(member=member, currency=Currency.POINTS).exists():
-        Account.objects.create(member=member, currency=Currency.POINTS, owed=40)
+    Account.objects.update_or_create(member=member, currency=Currency.POINTS, defaults={"owed": 40})
     StaffAction.objects.create(
         actor=staff["manager"], actor_name="manager", action=StaffAction.Action.ADJUST_POINTS, detail={"amount": -450}
     )
