@@ -1,4 +1,5 @@
-"""The scheduled jobs' admin: jobs named in the page's language, schedules in words."""
+"""Pages for operators: the scheduled jobs (named in the page's language, schedules in words)
+and the member import's template file."""
 
 import io
 
@@ -39,3 +40,14 @@ def test_the_list_names_jobs_in_chinese_with_their_schedule(admin_client):
     ).content.decode()
     assert "更新生命周期阶段与 RFM" in page and "每天 04:00 (Asia/Shanghai)" in page
     assert "Refresh lifecycle stages and RFM" not in page and "m/h/dM/MY/d" not in page
+
+
+def test_the_import_page_offers_a_template_file_with_the_columns(admin_client):
+    page = admin_client.get(reverse("admin:members_importjob_add")).content.decode()
+    assert 'id="import-template"' in page
+    response = admin_client.get(reverse("admin:members_importjob_template"))
+    lines = response.content.decode("utf-8-sig").splitlines()
+    assert response["Content-Disposition"].startswith("attachment") and lines[0] == (
+        "phone,name,gender,birthday,email,home_store,opening_points"
+    )
+    assert len(lines) == 2
