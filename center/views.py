@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import uuid
 
+import phonenumbers
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, update_session_auth_hash
@@ -32,6 +33,7 @@ from loyalty import selectors as loyalty_selectors
 from loyalty.models import Currency
 from loyalty.tiers import tier_progress
 from members.models import Member, Notification
+from members.otp import OTP_RESEND_SECONDS
 from members.services import member_set_consent
 from rewards import selectors as rewards_selectors
 from rewards.models import Coupon
@@ -53,6 +55,8 @@ SOON_DAYS = 30
 SESSION_PHONE = "center_sign_in_phone"
 SESSION_NEXT = "center_sign_in_next"
 SESSION_REFERRAL = "center_sign_in_referral"
+# When the last code was sent (epoch seconds): the code page counts down to the next resend.
+SESSION_SENT_AT = "center_sign_in_sent_at"
 
 
 def _next_steps() -> dict[str, str]:
@@ -120,6 +124,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             messages.error(request, _error_message(error))
         else:
             request.session[SESSION_PHONE] = phone
+            request.session[SESSION_SENT_AT] = int(timezone.now().timestamp())
             return redirect("center:sign_in_code")
     return render(
         request,
@@ -138,6 +143,7 @@ def _finish_sign_in(request: HttpRequest, member: Member) -> HttpResponse:
     request.session.pop(SESSION_PHONE, None)
     request.session.pop(SESSION_NEXT, None)
     request.session.pop(SESSION_REFERRAL, None)
+    request.session.pop(SESSION_SENT_AT, None)
     return redirect(target)
 
 
@@ -172,7 +178,18 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
             code = request.session.get(SESSION_REFERRAL)
             _report_referral(request, referral_on_join(member=member, code=code, created=created, now=now))
             return _finish_sign_in(request, member)
-    return render(request, "center/sign_in_code.html", {"form": form, "phone": phone})
+    sent_at = request.session.get(SESSION_SENT_AT) or 0
+    wait = max(0, OTP_RESEND_SECONDS - (int(timezone.now().timestamp()) - int(sent_at))) if sent_at else 0
+    context = {"form": form, "phone": phone, "phone_display": _phone_display(phone), "resend_wait": wait}
+    return render(request, "center/sign_in_code.html", context)
+
+
+def _phone_display(phone: str) -> str:
+    """+8613800138000 as people read it: +86 138 0013 8000."""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(phone), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return phone
 
 
 @require_http_methods(["GET", "POST"])

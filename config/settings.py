@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from corsheaders.defaults import default_headers as default_cors_headers
 from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
 from django.utils.translation import gettext_lazy as _
 
 from .env import env, env_bool, env_int, env_list
@@ -44,6 +45,11 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "core",
+    # The admin's theme (django-unfold, settings in UNFOLD below): before the admin, whose
+    # templates it replaces, and before import_export, whose pages it styles. The basic config:
+    # admin.site stays our LoyaltyAdminSite (core.admin_site), an UnfoldAdminSite.
+    "unfold.apps.BasicAppConfig",
+    "unfold.contrib.import_export",
     # Django's admin with the two-factor step (core.admin_site); admin.site is that site.
     "core.apps.LoyaltyAdminConfig",
     "django.contrib.auth",
@@ -716,3 +722,45 @@ EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
+
+# --- The admin's theme (django-unfold) ------------------------------------------------------
+# Sidebar grouped by task (console.navigation.sidebar, per user and language); a staff
+# user signing in lands where their role works (console.navigation.landing_url).
+LOYALTY_ADMIN_LANDING = "console.navigation.landing_url"
+UNFOLD = {
+    "SITE_TITLE": _("Loyalty admin"),
+    "SITE_HEADER": _("Membership and loyalty"),
+    "SITE_SYMBOL": "loyalty",
+    "SITE_SUBHEADER": "console.navigation.subheader",
+    "DASHBOARD_CALLBACK": "console.landing.index_context",
+    "ACCOUNT": {"navigation": "console.navigation.account_links"},
+    "SITE_URL": "/me/",
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/x-icon", "href": "/favicon.ico"}],
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": True,
+    "SHOW_BACK_BUTTON": True,
+    "BORDER_RADIUS": "8px",
+    "COLORS": {
+        "primary": {
+            "50": "oklch(96.2% .018 272.314)",
+            "100": "oklch(93% .034 272.788)",
+            "200": "oklch(87% .065 274.039)",
+            "300": "oklch(78.5% .115 274.713)",
+            "400": "oklch(67.3% .182 276.935)",
+            "500": "oklch(58.5% .233 277.117)",
+            "600": "oklch(51.1% .262 276.966)",
+            "700": "oklch(45.7% .24 277.023)",
+            "800": "oklch(39.8% .195 277.366)",
+            "900": "oklch(35.9% .144 278.697)",
+            "950": "oklch(25.7% .09 281.288)",
+        },
+    },
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": True,
+        "navigation": "console.navigation.sidebar",
+    },
+    "STYLES": [lambda request: static("console/admin.css")],
+}
+# Files served at the site's root by whitenoise: favicon.ico (browsers ask for it there).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"

@@ -24,7 +24,14 @@ from loyalty.models import Currency
 from loyalty.selectors import member_balances
 from members.models import Store
 
-from .till import till_coupon_verify, till_lookup, till_order_record, till_stores
+from .till import (
+    till_coupon_verify,
+    till_lookup,
+    till_order_record,
+    till_order_refund,
+    till_recent_orders,
+    till_stores,
+)
 
 PERMISSION = "loyalty.use_till"
 SESSION_STORE = "loyalty_till_store"
@@ -41,11 +48,29 @@ def _chosen(stores: list[Store], raw) -> Store | None:
 
 
 def _balance_text(member) -> str:
-    points = member_balances(member)[Currency.POINTS]
-    return _("New balance: %(balance)s points available, %(pending)s pending.") % {
-        "balance": points.balance,
-        "pending": points.pending,
+    balances = member_balances(member)
+    points, growth = balances[Currency.POINTS], balances[Currency.GROWTH]
+    return _("New balance: %(balance)s points available, %(pending)s pending; growth %(growth)s.") % {
+        "balance": f"{points.balance:,}",
+        "pending": f"{points.pending:,}",
+        "growth": f"{growth.balance + growth.pending:,}",
     }
+
+
+def _refund_message(result) -> str:
+    refund = result.refund
+    values = {"number": refund.order.number, "amount": f"¥{refund.amount:,.2f}"}
+    if result.replayed:
+        text = _("This refund of order %(number)s was already made (sent twice); nothing changed.") % values
+    else:
+        text = (
+            _("Refunded %(amount)s of order %(number)s; its points and growth were taken back in proportion.") % values
+        )
+        if refund.points_shortfall:
+            text += " " + _(
+                "%(points)s points had already been spent: they are owed and paid from what the member earns next."
+            ) % {"points": f"{refund.points_shortfall:,}"}
+    return f"{text} {_balance_text(refund.order.member)}"
 
 
 def _order_message(result) -> str:
@@ -62,14 +87,14 @@ def _order_message(result) -> str:
         text = _("Order %(number)s recorded at %(store)s: %(points)s points earned, pending until %(date)s.") % {
             "number": order.number,
             "store": order.store.name,
-            "points": earned,
+            "points": f"{earned:,}",
             "date": timezone.localdate(available).isoformat(),
         }
     else:
         text = _("Order %(number)s recorded at %(store)s: %(points)s points earned.") % {
             "number": order.number,
             "store": order.store.name,
-            "points": earned,
+            "points": f"{earned:,}",
         }
     return f"{text} {_balance_text(order.member)}"
 
@@ -110,6 +135,7 @@ def till_view(request):
                 form = {
                     "number": (request.POST.get("number") or "").strip(),
                     "amount": (request.POST.get("amount") or "").strip(),
+                    "points": (request.POST.get("points") or "").strip(),
                 }
                 result = till_order_record(
                     actor=user,
@@ -117,6 +143,7 @@ def till_view(request):
                     store=store_posted,
                     number=form["number"],
                     amount=form["amount"],
+                    points=form["points"],
                 )
                 messages.success(request, _order_message(result))
                 return _back(result.order.member.member_number)
@@ -129,6 +156,16 @@ def till_view(request):
                 )
                 messages.success(request, f"{_verify_message(result)} {_balance_text(result.coupon.member)}")
                 return _back(query or result.coupon.code)
+            if action == "refund":
+                result = till_order_refund(
+                    actor=user,
+                    store=store_posted,
+                    order_number=request.POST.get("order_number") or "",
+                    amount=request.POST.get("refund_amount") or "",
+                    submission=request.POST.get("submission") or "",
+                )
+                messages.success(request, _refund_message(result))
+                return _back(query or result.refund.order.member.member_number)
             messages.error(request, _("Unknown till action."))
         except LoyaltyError as error:
             messages.error(request, error.message)
@@ -144,6 +181,8 @@ def till_view(request):
         "title": _("Till"),
         "query": query,
         "card": card,
+        "orders": till_recent_orders(card.member, store) if card else [],
+        "can_refund": user.has_perm("api.pos_refund"),
         "stores": stores,
         "store": store,
         "form": form,

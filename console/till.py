@@ -21,12 +21,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
-from loyalty.models import Currency, MemberTier
+from loyalty.checkout import order_checkout
+from loyalty.models import Currency, MemberTier, Order
 from loyalty.selectors import Balance, member_balances
-from loyalty.services import EarnResult, order_earn
+from loyalty.services import EarnResult, RefundResult, order_earn, order_refund
 from members.models import Member, StaffAction, Store
 from members.phone import normalize_phone
-from members.scoping import staff_stores
+from members.scoping import require_staff, staff_stores
 from members.services import is_valid_member_number, staff_action_record
 from rewards.models import CODE_ALPHABET, CODE_LENGTH, Coupon, normalise_code
 from rewards.services import coupon_verify
@@ -198,6 +199,17 @@ def _amount(raw: str | Decimal) -> Decimal | str:
     return value if value.is_finite() else raw
 
 
+def _points(raw) -> int:
+    """The points typed to pay with: 0 when left empty; a clear refusal for anything else
+    than a whole number (thousands separators allowed)."""
+    text = _plain(raw).replace(",", "")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise LoyaltyError("invalid_amount", _("Enter the points to pay with as a whole number, or leave it empty."))
+    return int(text)
+
+
 @transaction.atomic
 def till_order_record(
     *,
@@ -206,20 +218,31 @@ def till_order_record(
     store: Store | None,
     number: str,
     amount: str | Decimal,
+    points: str | int = "",
     now: dt.datetime | None = None,
 ) -> EarnResult:
     """Record an order at the till and earn for it (``loyalty.services.order_earn``), with
-    its ``RECORD_ORDER`` audit row in the same transaction.
+    its ``RECORD_ORDER`` audit row in the same transaction. With ``points``, the member
+    pays that many points towards it first (积分抵扣, ``loyalty.checkout.order_checkout``,
+    the service behind the API's checkout): the part paid with points earns nothing.
 
     Refuses a store outside the staff user's stores (``store_forbidden``), an unknown
-    member, an amount of zero or less, and whatever ``order_earn`` refuses (frozen member,
-    bad amount, the order number already used here for a different order). The same
-    order sent again (a double submit) returns the first result, marked replayed, and
-    writes nothing, not even a second audit row.
+    member, an amount of zero or less, points that are not a whole number or more than
+    the checkout rules allow, and whatever ``order_earn`` refuses (frozen member, bad
+    amount, the order number already used here for a different order). The same order
+    sent again (a double submit) returns the first result, marked replayed, and writes
+    nothing, not even a second audit row.
     """
     store = _require_store(actor, store)
     member = _till_member(member_number)
-    result = order_earn(member=member, store=store, number=_plain(number), amount=_amount(_plain(amount)), now=now)
+    paid_points = _points(points)
+    number, amount = _plain(number), _amount(_plain(amount))
+    if paid_points:
+        result, _value = order_checkout(
+            member=member, store=store, number=number, amount=amount, points=paid_points, now=now
+        )
+    else:
+        result = order_earn(member=member, store=store, number=number, amount=amount, now=now)
     if not result.replayed:
         order = result.order
         staff_action_record(
@@ -231,10 +254,65 @@ def till_order_record(
                 "number": order.number,
                 "store": store.code,
                 "amount": str(order.amount),
+                "points_paid": paid_points,
                 "earned": {c: e.amount + e.pending_amount for c, e in result.entries.items()},
             },
         )
     return result
+
+
+TILL_ORDERS_SHOWN = 5
+
+
+def till_recent_orders(member: Member, store: Store | None) -> list[Order]:
+    """The member's latest orders at ``store`` that still have something to refund."""
+    if store is None:
+        return []
+    return list(
+        Order.objects.filter(member=member, store=store)
+        .exclude(status=Order.Status.REFUNDED)
+        .order_by("-occurred_at", "-id")[:TILL_ORDERS_SHOWN]
+    )
+
+
+def till_order_refund(
+    *,
+    actor: AbstractBaseUser,
+    store: Store | None,
+    order_number: str,
+    amount: str | Decimal = "",
+    submission: str,
+    reason: str = "",
+    now: dt.datetime | None = None,
+) -> RefundResult:
+    """Refund an order taken at one of the staff user's stores, in full (``amount`` empty)
+    or in part (``loyalty.services.order_refund``: points and growth taken back in
+    proportion, any shortfall recorded as the member's debt).
+
+    The refund's number is the form's one-time ``submission`` token, so the same form sent
+    twice refunds once. Refuses a staff user without the refund permission (the store
+    manager's ``api.pos_refund``; a clerk cannot refund), a store outside their stores, an
+    unknown order, and whatever ``order_refund`` refuses (more than is left to refund).
+    """
+    require_staff(
+        actor,
+        "api.pos_refund",
+        refusal=("permission_denied", _("Your role cannot refund orders; ask a store manager.")),
+    )
+    store = _require_store(actor, store)
+    order_number = _plain(order_number)
+    order = Order.objects.filter(store=store, number=order_number).first()
+    if order is None:
+        raise LoyaltyError(
+            "order_not_found",
+            _("No order %(number)s at %(store)s.") % {"number": order_number, "store": store.name},
+        )
+    typed = _plain(amount)
+    value = (order.amount - order.refunded_amount) if not typed else _amount(typed)
+    token = re.sub(r"[^0-9A-Za-z]", "", _plain(submission))[:32]
+    if not token:
+        raise LoyaltyError("invalid_request", _("The form has expired; look the member up again."))
+    return order_refund(order=order, amount=value, number=f"TILL-{token}", reason=_plain(reason), now=now)
 
 
 def till_coupon_verify(

@@ -1,13 +1,18 @@
-"""The admin site: Django's, plus the two-factor step and the authenticator setup page.
+"""The admin site: django-unfold's theme, plus the two-factor step and the authenticator setup page.
 
 Installed as the default site (``core.apps.LoyaltyAdminConfig``), so ``admin.site``,
-every ``@admin.register`` and every admin URL stay as they were.
+every ``@admin.register`` and every admin URL stay as they were. Every admin registered
+through the normal API (ours, django-celery-beat's, axes', django-otp's, a new app's) is
+given unfold's model-admin and inline classes (``themed``), so it looks and behaves like
+the rest without importing unfold itself. The sidebar's task groups are in the
+``UNFOLD`` setting (``console.navigation``).
 """
 
 from base64 import b32encode
 
 import segno
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
@@ -15,11 +20,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from unfold import admin as unfold_admin
+from unfold import widgets as unfold_widgets
+from unfold.sites import UnfoldAdminSite
 
 from . import two_factor
 from .two_factor import NEEDS_CODE, NEEDS_SETUP, READY, AdminLoginForm
@@ -35,8 +44,48 @@ class CodeForm(forms.Form):
     )
 
 
-class LoyaltyAdminSite(admin.AdminSite):
-    login_form = AdminLoginForm
+_THEMED_INLINES = (
+    (admin.TabularInline, unfold_admin.TabularInline),
+    (admin.StackedInline, unfold_admin.StackedInline),
+)
+
+
+def themed(admin_class: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
+    """``admin_class`` with unfold's ModelAdmin (and its inlines with unfold's) mixed in.
+
+    The app's class stays first in the method order, so its own attributes and overrides
+    win; unfold's class only adds the widgets, templates' context and changelist it expects.
+    """
+    if not issubclass(admin_class, unfold_admin.ModelAdmin):
+        admin_class = type(
+            admin_class.__name__, (admin_class, unfold_admin.ModelAdmin), {"__module__": admin_class.__module__}
+        )
+    inlines = []
+    for inline in admin_class.inlines:
+        for plain, fancy in _THEMED_INLINES:
+            if issubclass(inline, plain) and not issubclass(inline, fancy):
+                inline = type(inline.__name__, (inline, fancy), {"__module__": inline.__module__})
+                break
+        inlines.append(inline)
+    admin_class.inlines = inlines
+    return admin_class
+
+
+class ThemedLoginForm(AdminLoginForm):
+    """The two-factor sign-in form with unfold's input style."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["username"].widget.attrs["autofocus"] = ""
+        for name in ("username", "password", "otp_token"):
+            self.fields[name].widget.attrs["class"] = " ".join(unfold_widgets.BASE_INPUT_CLASSES)
+
+
+class LoyaltyAdminSite(UnfoldAdminSite):
+    login_form = ThemedLoginForm
+
+    def register(self, model_or_iterable, admin_class=None, **options):
+        return super().register(model_or_iterable, themed(admin_class or admin.ModelAdmin), **options)
 
     def has_permission(self, request: HttpRequest) -> bool:
         return super().has_permission(request) and two_factor.two_factor_state(request) == READY
@@ -47,7 +96,27 @@ class LoyaltyAdminSite(admin.AdminSite):
         if request.method == "GET" and needs_setup:
             return HttpResponseRedirect(self._setup_url(request.GET.get("next", "")))
         context = {**(extra_context or {}), "needs_code": user.is_authenticated and self._needs_code(request)}
-        return super().login(request, extra_context=context)
+        response = super().login(request, extra_context=context)
+        return self._to_landing(request, response)
+
+    def _to_landing(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """After a sign-in that was headed for the index, go where the user's role works.
+
+        ``LOYALTY_ADMIN_LANDING`` names a function ``(user) -> url or None`` (the till for a
+        clerk, the dashboard for a store manager); None keeps the index.
+        """
+        index = reverse("admin:index", current_app=self.name)
+        landing = getattr(settings, "LOYALTY_ADMIN_LANDING", "")
+        if not (
+            request.method == "POST"
+            and landing
+            and isinstance(response, HttpResponseRedirect)
+            and response.url == index
+            and self.has_permission(request)
+        ):
+            return response
+        target = import_string(landing)(request.user)
+        return HttpResponseRedirect(target) if target else response
 
     def get_urls(self):
         return [

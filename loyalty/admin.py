@@ -56,8 +56,18 @@ class AllocationInline(ReadOnlyInline):
 class EntryAllocationInline(AllocationInline):
     fk_name = "entry"
     verbose_name_plural = _("lots consumed")
-    fields = ("lot", "amount")
+    fields = ("lot_label", "amount")
     readonly_fields = fields
+
+    @admin.display(description=_("lot"))
+    def lot_label(self, allocation):
+        """The lot in the page's language (its ``__str__`` is for logs)."""
+        lot = allocation.lot
+        return _("Lot %(id)s: %(remaining)s of %(amount)s left") % {
+            "id": lot.pk,
+            "remaining": f"{lot.remaining:,}",
+            "amount": f"{lot.amount:,}",
+        }
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("lot").order_by("id")

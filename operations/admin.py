@@ -150,5 +150,5 @@ class TagAdmin(admin.ModelAdmin):
 # The other admins of this layer register themselves with the admin site: segments,
 # journeys and their run log (engagement's models), tiers and benefits with the staff pin
 # action, and member files imported in the background.
-from . import admin_journeys, admin_segments, admin_tiers  # noqa: E402, F401
+from . import admin_journeys, admin_schedules, admin_segments, admin_tiers  # noqa: E402, F401
 from .admin_imports import ImportJobAdmin  # noqa: E402, F401

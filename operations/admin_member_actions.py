@@ -88,15 +88,18 @@ class MemberActionsMixin:
             *super().get_urls(),
         ]
 
-    @admin.action(description=gettext_lazy("Adjust points"), permissions=["adjust"])
-    def adjust_points(self, request, queryset):
+    def _selected(self, request, queryset, too_many: str) -> list[Member] | None:
+        """The selected members in id order, or None (with ``too_many`` said) past the cap."""
         members = list(queryset.order_by("pk")[: MAX_MEMBERS_PER_ADJUSTMENT + 1])
         if len(members) > MAX_MEMBERS_PER_ADJUSTMENT:
-            self.message_user(
-                request,
-                _("Adjust at most %(max)d members at a time.") % {"max": MAX_MEMBERS_PER_ADJUSTMENT},
-                messages.ERROR,
-            )
+            self.message_user(request, too_many % {"max": MAX_MEMBERS_PER_ADJUSTMENT}, messages.ERROR)
+            return None
+        return members
+
+    @admin.action(description=gettext_lazy("Adjust points"), permissions=["adjust"])
+    def adjust_points(self, request, queryset):
+        members = self._selected(request, queryset, _("Adjust at most %(max)d members at a time."))
+        if members is None:
             return None
         if "apply" in request.POST:
             form = self._adjust_form(request, request.POST)
@@ -251,38 +254,28 @@ class MemberActionsMixin:
 
     @admin.action(description=gettext_lazy("Add tags"), permissions=["change"])
     def add_tags(self, request, queryset):
-        def apply(members, form):
-            changed = member_tags_add(
-                members=members, tags=form.tag_values(), actor=request.user, reason=form.cleaned_data["reason"]
-            )
-            self._tags_done(request, members, changed, adding=True)
-
-        return self._member_action(
-            request,
-            queryset,
-            name="add_tags",
-            form_class=TagsAddForm,
-            title=_("Add tags"),
-            intro=_("Choose existing tags or type new names; members who already have them are left alone."),
-            apply=apply,
-        )
+        return self._tags_action(request, queryset, adding=True)
 
     @admin.action(description=gettext_lazy("Remove tags"), permissions=["change"])
     def remove_tags(self, request, queryset):
+        return self._tags_action(request, queryset, adding=False)
+
+    def _tags_action(self, request, queryset, *, adding: bool):
+        """Add or remove tags: the same form page and messages, one service each way."""
+        if adding:
+            name, service, form_class, title = "add_tags", member_tags_add, TagsAddForm, _("Add tags")
+            intro = _("Choose existing tags or type new names; members who already have them are left alone.")
+        else:
+            name, service, form_class, title = "remove_tags", member_tags_remove, TagsRemoveForm, _("Remove tags")
+            intro = _("Members who do not have the tags are left alone.")
+
         def apply(members, form):
-            changed = member_tags_remove(
-                members=members, tags=form.cleaned_data["tags"], actor=request.user, reason=form.cleaned_data["reason"]
-            )
-            self._tags_done(request, members, changed, adding=False)
+            tags = form.tag_values() if adding else form.cleaned_data["tags"]
+            changed = service(members=members, tags=tags, actor=request.user, reason=form.cleaned_data["reason"])
+            self._tags_done(request, members, changed, adding=adding)
 
         return self._member_action(
-            request,
-            queryset,
-            name="remove_tags",
-            form_class=TagsRemoveForm,
-            title=_("Remove tags"),
-            intro=_("Members who do not have the tags are left alone."),
-            apply=apply,
+            request, queryset, name=name, form_class=form_class, title=title, intro=intro, apply=apply
         )
 
     @admin.action(description=gettext_lazy("Freeze"), permissions=["change"])
@@ -340,13 +333,8 @@ class MemberActionsMixin:
     def _member_action(self, request, queryset, *, name, form_class, title, intro, apply):
         """Show ``form_class`` for the selected members; on a valid submit ``apply`` it and
         go back to the list. A refusal of the whole action shows the form again."""
-        members = list(queryset.order_by("pk")[: MAX_MEMBERS_PER_ADJUSTMENT + 1])
-        if len(members) > MAX_MEMBERS_PER_ADJUSTMENT:
-            self.message_user(
-                request,
-                _("Act on at most %(max)d members at a time.") % {"max": MAX_MEMBERS_PER_ADJUSTMENT},
-                messages.ERROR,
-            )
+        members = self._selected(request, queryset, _("Act on at most %(max)d members at a time."))
+        if members is None:
             return None
         form = form_class(request.POST if "apply" in request.POST else None)
         if form.is_bound and form.is_valid():

@@ -20,13 +20,34 @@ from django.utils.translation import gettext_lazy
 
 from core.admin import ReadOnlyInline
 from loyalty.models import Currency, LedgerEntry, Lot, MemberTier, Order, TierChange
-from loyalty.selectors import member_debts
-from members.models import ConsentRecord, StaffAction, StageChange
+from loyalty.selectors import member_balances, member_debts
+from loyalty.tiers import tier_progress
+from members.models import ConsentRecord, Member, StaffAction, StageChange
 
 # --- inlines on the member page ---------------------------------------------------------
 
 
-class LedgerEntryInline(ReadOnlyInline):
+# Each history inline shows this many rows; the full lists are a link away. Rendering a
+# read-only row costs the page far more than reading it, so the page stays short and fast.
+MEMBER_PAGE_ROWS = 10
+
+
+class NewestFirstInline(ReadOnlyInline):
+    """A history inline: newest rows first, with the related rows its columns show."""
+
+    limit = MEMBER_PAGE_ROWS
+    tab = True  # unfold: each history list is a tab under the form, not one long page
+    newest_first: tuple[str, ...] = ("-created_at", "-id")
+    related: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.related:
+            queryset = queryset.select_related(*self.related)
+        return queryset.order_by(*self.newest_first)
+
+
+class LedgerEntryInline(NewestFirstInline):
     model = LedgerEntry
     fk_name = "member"
     verbose_name_plural = gettext_lazy("latest ledger entries")
@@ -44,13 +65,13 @@ class LedgerEntryInline(ReadOnlyInline):
         "order",
     )
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("operator", "store", "order").order_by("-created_at", "-id")
+    related = ("operator", "store", "order")
 
 
 class LotInline(ReadOnlyInline):
     model = Lot
+    limit = MEMBER_PAGE_ROWS
+    tab = True
     fk_name = "member"
     verbose_name_plural = gettext_lazy("open lots")
     fields = ("entry", "currency", "amount", "remaining", "pending", "available_at", "expires_at")
@@ -69,13 +90,15 @@ class LotInline(ReadOnlyInline):
 
 class ConsentRecordInline(ReadOnlyInline):
     model = ConsentRecord
+    limit = MEMBER_PAGE_ROWS
+    tab = True
     verbose_name_plural = gettext_lazy("consent history")
     fields = ("recorded_at", "channel", "granted", "source")
     readonly_fields = fields
     show_change_link = False
 
 
-class MemberHistoryInline(ReadOnlyInline):
+class MemberHistoryInline(NewestFirstInline):
     """History of the member that whoever may see the member may see, whatever their
     permissions on the history model itself (store managers see the tier and stage
     history and the staff actions of their stores' members)."""
@@ -92,14 +115,7 @@ class TierChangeInline(MemberHistoryInline):
     verbose_name_plural = gettext_lazy("tier history")
     fields = ("created_at", "from_tier", "to_tier", "reason", "growth", "note", "operator")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("from_tier", "to_tier", "operator")
-            .order_by("-created_at", "-id")
-        )
+    related = ("from_tier", "to_tier", "operator")
 
 
 class StageChangeInline(MemberHistoryInline):
@@ -107,9 +123,7 @@ class StageChangeInline(MemberHistoryInline):
     verbose_name_plural = gettext_lazy("lifecycle stage changes")
     fields = ("changed_at", "from_stage", "to_stage")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-changed_at", "-id")
+    newest_first = ("-changed_at", "-id")
 
 
 class StaffActionInline(MemberHistoryInline):
@@ -117,9 +131,6 @@ class StaffActionInline(MemberHistoryInline):
     verbose_name_plural = gettext_lazy("staff actions")
     fields = ("created_at", "actor_name", "action", "reason", "detail")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-created_at", "-id")
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -243,9 +254,39 @@ class MemberPageMixin:
 
     # --- the member page: links to the full history and to the adjustment form ---
 
+    def member_card(self, member: Member) -> dict:
+        """The header card of the member page: who, tier and progress, points, stage, segment,
+        tags, consent and status. A fixed handful of queries whatever the history."""
+        balances = member_balances(member)
+        progress = tier_progress(member)
+        start = progress.tier.qualify_threshold if progress.tier else 0
+        span = (progress.next_tier.qualify_threshold - start) if progress.next_tier else 0
+        percent = 100 if span <= 0 else max(0, min(100, int((progress.growth - start) * 100 / span)))
+        consent = [
+            (label, moment is not None)
+            for label, moment in (
+                (_("SMS"), member.sms_consent_at),
+                (_("Email"), member.email_consent_at),
+                (_("WeChat"), member.wechat_consent_at),
+            )
+        ]
+        phone = member.phone or ""
+        return {
+            "member": member,
+            "masked_phone": f"{phone[:-8]}****{phone[-4:]}" if len(phone) > 8 else phone,
+            "points": balances[Currency.POINTS],
+            "growth": balances[Currency.GROWTH],
+            "progress": progress,
+            "progress_percent": percent,
+            "tags": list(member.tags.order_by("name").values_list("name", flat=True)),
+            "consent": consent,
+        }
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        member = self.get_object(request, unquote(object_id))
         extra_context = {
             **(extra_context or {}),
+            "member_card": self.member_card(member) if member is not None else None,
             "can_adjust": self.has_adjust_permission(request),
             "history_links": self._history_links(request, unquote(object_id)),
             "inline_limit": LedgerEntryInline.limit,

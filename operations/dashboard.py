@@ -64,6 +64,7 @@ class Cohort:
 class TierCount:
     name: str
     members: int
+    pk: int | None = None  # the member list filters by it (the dashboard drills down)
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,9 @@ def compute(now: dt.datetime | None = None, *, stores: list[int] | None = None) 
         .values_list("tier", "n")
         .order_by()
     )
-    tiers = [TierCount(name=tier.name, members=held.get(tier.pk, 0)) for tier in Tier.objects.order_by("rank")]
+    tiers = [
+        TierCount(name=tier.name, members=held.get(tier.pk, 0), pk=tier.pk) for tier in Tier.objects.order_by("rank")
+    ]
 
     return Dashboard(
         as_of=now,

@@ -1,5 +1,6 @@
 """The staff admin: finding members, their balances and history, adjusting points, read-only ledger."""
 
+import re
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from members.models import ConsentRecord, Member
 from members.scoping import BRAND_ADMIN
 from members.services import is_valid_member_number, member_set_consent
 from operations import admin_member_actions as members_admin
+from operations.admin_member_page import MEMBER_PAGE_ROWS
 
 pytestmark = pytest.mark.django_db
 
@@ -96,8 +98,9 @@ def test_changelist_shows_points_balance_pending_and_growth(admin_client, admin_
     assert (row.points_balance, row.points_pending, row.growth_balance, row.growth_pending) == (120, 50, 30, 50)
     assert (rows[idle.pk].points_balance, rows[idle.pk].points_pending, rows[idle.pk].growth_balance) == (0, 0, 0)
     content = admin_client.get(reverse(CHANGELIST)).content.decode()
-    assert 'class="field-points_balance">120<' in content
-    assert 'class="field-points_pending">50<' in content
+    # The cell's class starts with the column's name; the theme adds its own classes after it.
+    assert re.search(r'class="field-points_balance[^"]*"[^>]*>120<', content)
+    assert re.search(r'class="field-points_pending[^"]*"[^>]*>50<', content)
 
 
 def test_member_changelist_runs_a_bounded_number_of_queries(admin_client, admin_user):
@@ -176,15 +179,16 @@ def test_change_page_shows_entries_open_lots_and_a_link_to_the_full_history(admi
     assert sorted(e.pk for e in listed) == sorted([first.pk, second.pk, spend.pk])
 
 
-def test_change_page_shows_only_the_latest_fifty_entries_and_open_lots(admin_client, admin_user):
+def test_change_page_shows_only_the_latest_entries_and_open_lots(admin_client, admin_user):
     member = MemberFactory()
-    entries = [give(member, 1, admin_user, reason=f"gift {n}") for n in range(55)]
+    entries = [give(member, 1, admin_user, reason=f"gift {n}") for n in range(15)]
 
     response = admin_client.get(change_url(member))
 
     shown = inline_instances(response, LedgerEntry)
-    assert [e.pk for e in shown] == [e.pk for e in reversed(entries)][:50]
-    assert len(inline_instances(response, Lot)) == 50
+    rows = MEMBER_PAGE_ROWS  # the full lists are linked from the page
+    assert [e.pk for e in shown] == [e.pk for e in reversed(entries)][:rows]
+    assert len(inline_instances(response, Lot)) == rows
 
 
 def test_change_page_runs_a_bounded_number_of_queries(admin_client, admin_user):

@@ -186,9 +186,17 @@ def test_the_page_shows_the_funnel_grid_moves_and_value(client, dashboard_admin,
     client.force_login(dashboard_admin)
     dashboard.dashboard(refresh=True, now=NOW)  # the page shows the cached figures of that moment
     page = client.get("/admin/dashboard/").content.decode()
-    assert "Lifecycle funnel" in page and 'data-stage="mature"><td>mature</td><td style="text-align: right;">1<' in page
-    assert 'id="rfm-grid"' in page and "champions" in page and "can&#x27;t lose them" in page
-    assert "Stage moves in the last 30 days" in page and "no stage yet" in page
+    # Each stage drills down to the member list filtered to it.
+    assert (
+        "Lifecycle funnel" in page
+        and (
+            'data-stage="mature"><td><a class="drill" href="/admin/members/member/?stage__exact=mature">Mature</a></td>'
+            '<td style="text-align: right;">1<'
+        )
+        in page
+    )
+    assert 'id="rfm-grid"' in page and "Champions" in page and "Can&#x27;t lose them" in page
+    assert "Stage moves in the last 30 days" in page and "No stage yet" in page
     assert 'id="value-clv">¥105.71<' in page and 'id="value-predicted">¥66.00<' in page
     assert 'id="value-retention">50.0%<' in page and 'id="value-repurchase">33.3%<' in page
     assert 'id="lifecycle-data"' in page

@@ -219,7 +219,7 @@ def test_list_shows_tier_available_points_stage_and_segment(admin_client, admin_
         ("rfm_segment", "loyal"),
         ("status", "active"),
     ):
-        assert f'class="field-{column}">' in content and value in content, column
+        assert f'class="field-{column}' in content and value in content, column
 
 
 @pytest.mark.parametrize("as_manager", [False, True], ids=["brand admin", "store manager"])

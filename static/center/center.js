@@ -7,3 +7,20 @@ document.addEventListener("submit", function (event) {
     window.setTimeout(function () { button.disabled = true; }, 0);
   }
 });
+
+// "Send a new code" waits out the resend interval: a button with data-countdown="N" counts
+// down once a second and becomes usable at zero (the server refuses an earlier resend anyway).
+document.querySelectorAll("button[data-countdown]").forEach(function (button) {
+  var left = parseInt(button.getAttribute("data-countdown"), 10) || 0;
+  var label = button.querySelector(".countdown");
+  var tick = window.setInterval(function () {
+    left -= 1;
+    if (left <= 0) {
+      window.clearInterval(tick);
+      button.disabled = false;
+      if (label) { label.remove(); }
+    } else if (label) {
+      label.textContent = label.textContent.replace(/\d+/, String(left));
+    }
+  }, 1000);
+});
