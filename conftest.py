@@ -24,6 +24,17 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("thorough")]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashes():
+    """Passwords hash with MD5 in tests: Django's PBKDF2 (1,000,000 rounds) takes ~0.8 s per
+    user created or signed in on this machine, and hundreds of tests do one of the two. No
+    test is about the hasher; production keeps Django's default (config/settings.py)."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.create_user("clerk", password="not-a-real-password-42", is_staff=True)
