@@ -35,6 +35,19 @@ def quick_password_hashes():
         yield
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, and a quicker clean slate after each transactional
+    test than Django's TRUNCATE of every table (core/tests/db_reset.py)."""
+    from core.tests import db_reset
+
+    with django_db_blocker.unblock():
+        db_reset.baseline_take()
+    db_reset.install()
+    yield
+    db_reset.uninstall()
+
+
 @pytest.fixture
 def staff_user(django_user_model):
     return django_user_model.objects.create_user("clerk", password="not-a-real-password-42", is_staff=True)
