@@ -12,8 +12,8 @@ tables that hold rows are emptied with ``DELETE`` and the copied rows are put ba
 next test starts from the migrated state, as after Django's flush (which moreover loses
 the rows of data migrations); sequences go on, as after Django's flush without
 ``reset_sequences``. Tests that ask for ``reset_sequences``, ``serialized_rollback`` or
-``available_apps`` keep Django's own flush, and so does any test whose connection cannot
-run the quick reset.
+``available_apps`` keep Django's own flush. A test that broke its connection gets the reset
+on a new one.
 """
 
 import contextlib
@@ -97,13 +97,13 @@ def _fixture_teardown(self) -> None:
         connection = connections[alias]
         if getattr(connection, "pytest_baseline", None) is None or connection.in_atomic_block:
             return _django_fixture_teardown(self)
-    try:
-        for alias in self._databases_names(include_mirrors=False):
+    for alias in self._databases_names(include_mirrors=False):
+        try:
             baseline_restore(alias)
-    except DatabaseError:
-        for alias in self._databases_names(include_mirrors=False):
+        except DatabaseError:
+            # The test broke its connection (killed it, pointed it elsewhere): a new one.
             connections[alias].close()
-        return _django_fixture_teardown(self)
+            baseline_restore(alias)
     ContentType.objects.clear_cache()
 
 
