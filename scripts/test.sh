@@ -36,8 +36,10 @@ lint-imports --no-cache >/dev/null || lint-imports --no-cache
 echo "==> migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
 # Parallel: one pytest-xdist worker per core (PYTEST_WORKERS=0 runs in one process); each
-# worker gets its own test database, test_<name>_gw0, test_<name>_gw1, ... Extra arguments
+# worker gets its own test database, test_<name>_gw0, test_<name>_gw1, ... The slowest tests
+# are collected first (conftest.py, SLOW_FIRST) and a worker that runs out of tests takes
+# half of what another has left (--dist worksteal), so both end together. Extra arguments
 # come after, so `-n 0` among them wins. The ledger state machine's 1000-example run is
 # `make thorough` (scripts/thorough.sh), CI's next step.
 echo "==> pytest (${PYTEST_WORKERS:-auto} workers)"
-exec python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"
+exec python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"
