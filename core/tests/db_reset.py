@@ -23,6 +23,10 @@ from django.db import DatabaseError, connections
 from django.test import TransactionTestCase
 
 BASELINE = "pytest_baseline"
+# Database alias -> the tables copied into the baseline schema. Kept here, not on the
+# connection object: code run under Playwright's event loop sees other connection objects
+# (Django keeps them per context), and their tests must be reset the same way.
+_copied: dict[str, list[str]] = {}
 
 
 def _tables(connection) -> list[str]:
@@ -56,13 +60,13 @@ def baseline_take(alias: str = "default") -> None:
         copied = _with_rows(cursor, _tables(connection))
         for table in copied:
             cursor.execute(f"CREATE TABLE {BASELINE}.{_quote(table)} AS TABLE public.{_quote(table)}")
-    connection.pytest_baseline = copied
+    _copied[alias] = copied
 
 
 def baseline_restore(alias: str = "default") -> None:
     """Empty the tables that hold rows and put the baseline's rows back, in one transaction."""
     connection = connections[alias]
-    baseline = connection.pytest_baseline
+    baseline = _copied[alias]
     with connection.cursor() as cursor:
         cursor.execute("BEGIN")
         try:
@@ -95,7 +99,7 @@ def _fixture_teardown(self) -> None:
         return _django_fixture_teardown(self)
     for alias in self._databases_names(include_mirrors=False):
         connection = connections[alias]
-        if getattr(connection, "pytest_baseline", None) is None or connection.in_atomic_block:
+        if alias not in _copied or connection.in_atomic_block:
             return _django_fixture_teardown(self)
     for alias in self._databases_names(include_mirrors=False):
         try:
