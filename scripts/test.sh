@@ -28,6 +28,11 @@ if [ ! -x /usr/sbin/pgbouncer ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer
 fi
+# Compiled modules and pytest's rewritten test modules are kept between runs under var/
+# (git-ignored), even where PYTHONDONTWRITEBYTECODE is set: without them every worker
+# recompiles the suite and its plugins, ~7 s of CPU per process.
+unset PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$PWD/var/pycache}"
 # Screenshots of the browser tests land here (git-ignored under var/).
 export ARTIFACTS_DIR="${ARTIFACTS_DIR:-$PWD/var/artifacts}"
 mkdir -p "$ARTIFACTS_DIR"
@@ -39,10 +44,12 @@ lint-imports --no-cache >/dev/null || lint-imports --no-cache
 echo "==> migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
 # Parallel: one pytest-xdist worker per core (PYTEST_WORKERS=0 runs in one process); each
-# worker gets its own test database, test_<name>_gw0, test_<name>_gw1, ... Extra arguments
+# worker gets its own test database, test_<name>_gw0, test_<name>_gw1, ... The slowest tests
+# are collected first (conftest.py, SLOW_FIRST) and a worker that runs out of tests takes
+# half of what another has left (--dist worksteal), so both end together. Extra arguments
 # come after, so `-n 0` among them wins. The ledger state machine's 1000-example run is
 # `make thorough` (scripts/thorough.sh), CI's next step.
 echo "==> the TypeScript SDK matches the schema and passes its contract tests (scripts/sdk_check.sh)"
 bash scripts/sdk_check.sh
 echo "==> pytest (${PYTEST_WORKERS:-auto} workers)"
-exec python -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"
+exec python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist worksteal "$@"

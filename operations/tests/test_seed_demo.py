@@ -6,7 +6,9 @@ from io import StringIO
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from django.utils import timezone
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone, translation
 
 from loyalty.models import Currency, LedgerEntry, Lot, Order
 from loyalty.selectors import ledger_violations
@@ -28,8 +30,29 @@ def row_counts() -> tuple[int, int, int, int]:
     return Member.objects.count(), Order.objects.count(), LedgerEntry.objects.count(), Lot.objects.count()
 
 
-def test_seed_demo_shows_pending_expiring_and_expired_points_on_an_exact_ledger():
-    seed()
+def test_seed_demo_refuses_to_run_in_production(settings):
+    # First in the module: it needs the empty database, before the shared demo below exists.
+    settings.PRODUCTION = True
+
+    with pytest.raises(CommandError, match="production"):
+        seed()
+    assert row_counts() == (0, 0, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def seeded(django_db_setup, django_db_blocker):
+    """One demo for the tests of this module (seeding takes 10-20 s): it is seeded inside a
+    transaction that stays open while they run, each in its own savepoint as usual, and is
+    rolled back after the last. They read it within seconds of the seed, as they would their own.
+    In English, as the tests' own seeds were (conftest.english_by_default)."""
+    english = override_settings(LANGUAGE_CODE="en"), translation.override("en")
+    with django_db_blocker.unblock(), english[0], english[1], transaction.atomic():
+        seed()
+        yield
+        transaction.set_rollback(True)
+
+
+def test_seed_demo_shows_pending_expiring_and_expired_points_on_an_exact_ledger(seeded):
     now = timezone.now()
 
     assert sorted(Store.objects.values_list("code", flat=True)) == sorted(DEMO_STORE_CODES)
@@ -45,9 +68,7 @@ def test_seed_demo_shows_pending_expiring_and_expired_points_on_an_exact_ledger(
     assert LedgerEntry.objects.filter(created_at__lt=now - dt.timedelta(days=365)).exists()
 
 
-def test_seed_demo_adjustments_are_by_a_staff_user_who_cannot_sign_in():
-    seed()
-
+def test_seed_demo_adjustments_are_by_a_staff_user_who_cannot_sign_in(seeded):
     staff = get_user_model().objects.get(username=DEMO_STAFF_USERNAME)
     assert staff.is_staff and not staff.is_superuser and not staff.has_usable_password()
     adjustments = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUST)
@@ -56,19 +77,10 @@ def test_seed_demo_adjustments_are_by_a_staff_user_who_cannot_sign_in():
     assert all(adjustments.values_list("reason", flat=True))
 
 
-def test_seed_demo_run_twice_adds_nothing():
-    seed()
+def test_seed_demo_run_twice_adds_nothing(seeded):
     before = row_counts()
 
     output = seed()
 
     assert "demo data already present" in output
     assert row_counts() == before
-
-
-def test_seed_demo_refuses_to_run_in_production(settings):
-    settings.PRODUCTION = True
-
-    with pytest.raises(CommandError, match="production"):
-        seed()
-    assert row_counts() == (0, 0, 0, 0)
