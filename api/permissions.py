@@ -36,6 +36,13 @@ def is_staff_caller(request) -> bool:
     return auth is None and request.user.is_authenticated and request.user.is_staff
 
 
+class IsStaffCaller(BasePermission):
+    """A staff token, or a staff user's admin session; the service checks the permission."""
+
+    def has_permission(self, request, view):
+        return is_staff_caller(request)
+
+
 class PosAction(BasePermission):
     """A store key listing the view's ``pos_action``, or staff with the matching Django permission."""
 

@@ -478,7 +478,10 @@ LOYALTY_IMPORT_ROOT = Path(env("LOYALTY_IMPORT_ROOT", str(VAR_DIR / "imports")))
 
 # --- Paid membership (programme; docs/programme.md) --------------------------------------
 # The payment adapter new plan orders use, and the adapters by name (programme.payments).
-PROGRAMME_PAYMENT_ADAPTER = env("PROGRAMME_PAYMENT_ADAPTER", "fake")
+# Production defaults to WeChat Pay, which refuses in words until its PROGRAMME_WECHAT_*
+# settings are there; the fake adapter is for development and tests (programme.W001 warns
+# when production names it).
+PROGRAMME_PAYMENT_ADAPTER = env("PROGRAMME_PAYMENT_ADAPTER", "wechat" if PRODUCTION else "fake")
 PROGRAMME_PAYMENT_ADAPTERS = {
     "fake": "programme.payments.FakeAdapter",
     "wechat": "programme.payments.WeChatPayAdapter",

@@ -61,6 +61,9 @@ class SignedNotification:
 class PaymentAdapter(Protocol):
     name: str
 
+    def check_ready(self) -> None:
+        """Refuse (``payments_not_configured``) while the adapter cannot take a payment."""
+
     def start(self, order) -> dict:
         """The parameters the member's client needs to pay ``order``."""
 
@@ -134,6 +137,9 @@ class FakeAdapter:
             {"X-Fake-Timestamp": timestamp, "X-Fake-Signature": self._signature(timestamp, body)}, body
         )
 
+    def check_ready(self) -> None:
+        """Always ready: the secret falls back to SECRET_KEY."""
+
     def start(self, order) -> dict:
         return {"adapter": self.name, "order_number": order.number, "amount": str(order.amount)}
 
@@ -172,8 +178,21 @@ class WeChatPayAdapter:
 
     name = "wechat"
 
+    # What a merchant must configure before the adapter can take or check a payment.
+    REQUIRED = ("mch_id", "app_id", "merchant_serial", "merchant_private_key", "platform_public_key", "api_v3_key")
+
     def __init__(self, config: Mapping | None = None) -> None:
         self.config = dict(config if config is not None else settings.PROGRAMME_WECHAT_PAY)
+
+    def check_ready(self) -> None:
+        """Refuse, in words, while the merchant's WeChat Pay settings are missing (the
+        production default before a brand sells plans), instead of failing on an empty key."""
+        missing = [name for name in self.REQUIRED if not self.config.get(name)]
+        if missing:
+            raise LoyaltyError(
+                "payments_not_configured",
+                _("Paid membership cannot take payments yet: WeChat Pay is not set up. Please try again later."),
+            )
 
     # keys ----------------------------------------------------------------------------------
     def _merchant_key(self):
@@ -225,6 +244,7 @@ class WeChatPayAdapter:
         return json.loads(raw or b"{}")
 
     def start(self, order) -> dict:
+        self.check_ready()
         openid = order.member.wechat_openid
         if not openid:
             raise LoyaltyError(
@@ -257,6 +277,7 @@ class WeChatPayAdapter:
         }
 
     def verify(self, *, headers: Mapping[str, str], body: bytes) -> PaymentNotice:
+        self.check_ready()
         self._platform_signed(headers, body)
         try:
             resource = json.loads(body)["resource"]
@@ -276,6 +297,7 @@ class WeChatPayAdapter:
             raise _invalid(_("the body cannot be read")) from None
 
     def charge(self, order) -> SignedNotification | None:
+        self.check_ready()
         contract = order.member.paid_membership.payment_contract
         if not contract:
             raise LoyaltyError(
@@ -297,6 +319,7 @@ class WeChatPayAdapter:
         return None  # the result comes as a signed notification
 
     def refund(self, order) -> str:
+        self.check_ready()
         answer = self._request(
             "POST",
             "/v3/refund/domestic/refunds",

@@ -100,10 +100,12 @@ def plan_purchase_start(
     different plan while one is active (``plan_change_unsupported``), auto-renew on a
     plan without it (``auto_renew_unavailable``) or without the member's consent
     (``consent_required``), an unknown adapter (``payment_adapter_unknown``); and what
-    the adapter refuses (``payment_unavailable``, ``wechat_openid_required``).
+    the adapter refuses (``payments_not_configured`` before anything is written,
+    ``payment_unavailable``, ``wechat_openid_required``).
     """
     now = now or timezone.now()
     payment = get_adapter(adapter)
+    payment.check_ready()
     if not plan.is_active:
         raise LoyaltyError("plan_unavailable", _("The plan “%(plan)s” is not on sale.") % {"plan": plan.name})
     _refuse_inactive(member)

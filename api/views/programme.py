@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -21,7 +21,7 @@ from programme.payments import get_adapter
 
 from .. import programme_serializers as s
 from ..errors import STATUS_BY_CODE
-from ..models import ApiToken
+from ..permissions import IsStaffCaller
 from .common import errors, example, idempotency_key_parameter, idempotent
 from .me import MemberView
 
@@ -30,6 +30,7 @@ from .me import MemberView
 STATUS_BY_CODE.update(
     {
         "plan_not_found": status.HTTP_404_NOT_FOUND,
+        "payments_not_configured": status.HTTP_503_SERVICE_UNAVAILABLE,
         "membership_not_found": status.HTTP_404_NOT_FOUND,
         "plan_order_not_found": status.HTTP_404_NOT_FOUND,
         "plan_unavailable": status.HTTP_409_CONFLICT,
@@ -293,15 +294,6 @@ class PaymentNotifyView(APIView):
         else:
             answer_status, body = payment.acknowledge(ok=True)
         return JsonResponse(body, status=answer_status)
-
-
-class IsStaffCaller(BasePermission):
-    """A staff token, or a staff user's admin session; the service checks the permission."""
-
-    def has_permission(self, request, view):
-        if isinstance(request.auth, ApiToken):
-            return request.auth.kind == ApiToken.Kind.STAFF
-        return request.auth is None and request.user.is_authenticated and request.user.is_staff
 
 
 class RefundView(APIView):

@@ -182,3 +182,16 @@ def test_a_retried_purchase_with_its_idempotency_key_gets_the_first_answer(membe
         url, {"plan": "plus", "auto_renew": True, "consent": True}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
     )
     assert other.status_code == 422 and PlanOrder.objects.count() == 1
+
+
+def test_an_unconfigured_wechat_pay_refuses_in_words_and_writes_nothing(member, plan, settings):
+    """Production's default adapter before the merchant's keys are set: a clear 503, no order."""
+    settings.PROGRAMME_PAYMENT_ADAPTER = "wechat"
+    settings.PROGRAMME_WECHAT_PAY = {"api_base": "http://127.0.0.1:9", "mch_id": "", "app_id": ""}
+    answer = client_for_member(member).post(
+        reverse("api:me-membership-orders"), {"plan": "plus", "auto_renew": False}, format="json"
+    )
+    assert answer.status_code == 503, answer.content
+    assert answer.json()["error"]["code"] == "payments_not_configured"
+    assert not PlanOrder.objects.exists()
+    assert not Membership.objects.exists()
