@@ -228,6 +228,15 @@ class SegmentAdmin(admin.ModelAdmin):
     def _members(segment):
         return getattr(segment, _SCOPE, Member.objects.none()).filter(segment_q(segment.rules))
 
+    @staticmethod
+    def _once(segment, name: str, compute):
+        """``compute()`` once per segment shown: the theme renders a read-only field more than
+        once per page, and each of these is a query over the members."""
+        cache = segment.__dict__.setdefault("_shown", {})
+        if name not in cache:
+            cache[name] = compute()
+        return cache[name]
+
     # --- what the page shows ---
 
     @admin.display(description=gettext_lazy("members now"))
@@ -235,6 +244,9 @@ class SegmentAdmin(admin.ModelAdmin):
         if hasattr(segment, "_live_count"):
             count = segment._live_count
             return "–" if count is None else count
+        return self._once(segment, "live_count", lambda: self._live_count(segment))
+
+    def _live_count(self, segment):
         try:
             return self._members(segment).count()
         except LoyaltyError as error:
@@ -255,6 +267,9 @@ class SegmentAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("sample"))
     def sample(self, segment):
+        return self._once(segment, "sample", lambda: self._sample(segment))
+
+    def _sample(self, segment):
         if not getattr(segment, _CAN_SEE_MEMBERS, False):
             return _("You may not view members.")
         try:
@@ -298,6 +313,9 @@ class SegmentAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("value"))
     def metrics(self, segment):
+        return self._once(segment, "metrics", lambda: self._metrics(segment))
+
+    def _metrics(self, segment):
         try:
             figures = member_metrics(self._members(segment))
         except LoyaltyError as error:

@@ -20,14 +20,9 @@ Memory stays bounded by the chunk, except the check's map of phones seen so far 
 duplicates), about 150 bytes a row.
 """
 
-import codecs
-import contextlib
-import csv
 import datetime as dt
-import io
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -47,12 +42,11 @@ from loyalty.tiers import tiers_assign_default_bulk
 from members.models import ImportJob, Member, StaffAction
 from members.services import members_insert, staff_action_record
 
+from .import_files import chunks, data_rows, estimate_rows, open_upload, refuse
 from .resources import (
-    COLUMNS,
     RowReader,
     _text,
     duplicate_phone_message,
-    normalize_header,
     opening_balance_award,
     opening_balance_key,
     opening_balance_problem,
@@ -71,127 +65,7 @@ MAX_ERRORS_KEPT = 1000
 # 100 000 rows of a typical member list are about 7 MB as CSV.
 MAX_UPLOAD_BYTES = getattr(settings, "LOYALTY_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
 FORMATS = ("csv", "xlsx")
-# Tried in this order: Excel's "CSV UTF-8", then what Excel saves as plain "CSV" in China.
-CSV_ENCODINGS = ("utf-8-sig", "gb18030")
-_READ_BLOCK = 1 << 20
 _UPDATE_FIELDS = ("name", "gender", "birthday", "email", "home_store")
-
-
-# --- reading the file ----------------------------------------------------------------------
-
-
-def _refuse(message: str) -> LoyaltyError:
-    return LoyaltyError("import_file_invalid", message)
-
-
-def _csv_encoding(handle) -> tuple[str, int]:
-    """The file's encoding and its number of lines, read in blocks (never the whole file at once)."""
-    for encoding in CSV_ENCODINGS:
-        handle.seek(0)
-        decoder = codecs.getincrementaldecoder(encoding)()
-        lines = 0
-        try:
-            while block := handle.read(_READ_BLOCK):
-                decoder.decode(block)
-                lines += block.count(b"\n")
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            continue
-        handle.seek(0)
-        return encoding, lines
-    raise _refuse(_("The file is not readable text. Save it as “CSV UTF-8” and upload it again."))
-
-
-def _csv_rows(handle) -> Iterator[list]:
-    encoding, _lines = _csv_encoding(handle)
-    text = io.TextIOWrapper(handle, encoding=encoding, newline="")
-    try:
-        yield from csv.reader(text)
-    except csv.Error as error:
-        raise _refuse(_("The file is not a valid CSV file: %(error)s") % {"error": error}) from None
-    finally:
-        with contextlib.suppress(ValueError):  # already closed when the reading stopped early
-            text.detach()  # the caller closes the file
-
-
-def _xlsx_rows(handle) -> Iterator[tuple]:
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(handle, read_only=True, data_only=True)
-    except Exception:  # openpyxl raises many kinds on a file that is not a workbook
-        raise _refuse(_("The file is not a valid XLSX workbook. Save it again from the spreadsheet.")) from None
-    try:
-        yield from workbook.worksheets[0].iter_rows(values_only=True)
-    finally:
-        workbook.close()
-
-
-def _estimate_rows(job: ImportJob, handle) -> int:
-    """About how many data rows the file holds, for the progress bar while checking."""
-    if job.format == "csv":
-        return max(_csv_encoding(handle)[1] - 1, 0)
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(handle, read_only=True)
-        rows = workbook.worksheets[0].max_row or 0
-        workbook.close()
-    except Exception:
-        return 0
-    finally:
-        handle.seek(0)
-    return max(rows - 1, 0)
-
-
-@contextlib.contextmanager
-def _open(job: ImportJob) -> Iterator:
-    try:
-        handle = job.file.storage.open(job.file.name, "rb")
-    except OSError:
-        raise _refuse(_("The uploaded file is gone; upload it again.")) from None
-    try:
-        yield getattr(handle, "file", handle)
-    finally:
-        handle.close()
-
-
-def _data_rows(job: ImportJob, handle) -> Iterator[tuple[int, dict]]:
-    """(row number, {column: cell}) for every non-empty row under the header.
-
-    Row 1 is the first row under the header (line 2 of the spreadsheet), as in the
-    admin's preview; empty rows are skipped but keep their number.
-    """
-    rows = _xlsx_rows(handle) if job.format == "xlsx" else _csv_rows(handle)
-    header = None
-    number = 0
-    for cells in rows:
-        if not any(_text(cell) for cell in cells):
-            if header is not None:
-                number += 1
-            continue
-        if header is None:
-            header = [normalize_header(cell) for cell in cells]
-            if "phone" not in header:
-                raise _refuse(
-                    _("The first row must name the columns, and one of them must be “phone”. Columns: %(columns)s.")
-                    % {"columns": ", ".join(COLUMNS)}
-                )
-            positions = [(name, index) for index, name in enumerate(header) if name in COLUMNS]
-            continue
-        number += 1
-        yield number, {name: cells[index] for name, index in positions if index < len(cells)}
-
-
-def _chunks(rows: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # --- checking rows -------------------------------------------------------------------------
@@ -269,11 +143,11 @@ def import_job_create(*, file: UploadedFile, user) -> ImportJob:
     name = PurePath(file.name or "").name[:255]
     extension = PurePath(name).suffix.lower().lstrip(".")
     if extension not in FORMATS:
-        raise _refuse(_("Upload a .csv or .xlsx file; “%(name)s” is neither.") % {"name": name})
+        raise refuse(_("Upload a .csv or .xlsx file; “%(name)s” is neither.") % {"name": name})
     if not file.size:
-        raise _refuse(_("The file is empty."))
+        raise refuse(_("The file is empty."))
     if file.size > MAX_UPLOAD_BYTES:
-        raise _refuse(
+        raise refuse(
             _("The file is %(size)s MB; the most an import takes is %(limit)s MB. Split it into smaller files.")
             % {"size": round(file.size / 2**20, 1), "limit": MAX_UPLOAD_BYTES // 2**20}
         )
@@ -318,10 +192,10 @@ def _check(job: ImportJob) -> ImportJob:
     errors: list[dict] = []
     bad_rows = rows = 0
     try:
-        with _open(job) as handle:
-            estimate = _estimate_rows(job, handle)
+        with open_upload(job) as handle:
+            estimate = estimate_rows(job, handle)
             ImportJob.objects.filter(pk=job.pk).update(total_rows=estimate)
-            for chunk in _chunks(_data_rows(job, handle), CHUNK_ROWS):
+            for chunk in chunks(data_rows(job, handle), CHUNK_ROWS):
                 for row in _check_chunk(reader, chunk, first_row_of_phone):
                     if row.errors:
                         bad_rows += 1
@@ -335,7 +209,7 @@ def _check(job: ImportJob) -> ImportJob:
                     progress_at=timezone.now(),
                 )
         if not rows:
-            raise _refuse(_("The file has no rows under its header."))
+            raise refuse(_("The file has no rows under its header."))
     except LoyaltyError as error:
         return _finish_check(
             job, status=ImportJob.Status.INVALID, rows=rows, errors=errors, bad=bad_rows, message=error.message
@@ -521,9 +395,9 @@ def _run(job: ImportJob, chunk_rows: int) -> None:
     )
     detail = {"source": "import", "file": job.original_name, "imported_by": actor, "job": job.pk}
     reader = RowReader()
-    with _open(job) as handle:
+    with open_upload(job) as handle:
         # The rows of chunks committed before are read past, not imported again.
-        for chunk in _chunks(itertools.islice(_data_rows(job, handle), done, None), chunk_rows):
+        for chunk in chunks(itertools.islice(data_rows(job, handle), done, None), chunk_rows):
             for attempt in range(3):
                 try:
                     with transaction.atomic():
