@@ -349,12 +349,22 @@ def points_award_bulk(
 
     rows = lock(list(wanted))
     missing = set(wanted) - {row[1] for row in rows}
-    if missing:
+    if missing:  # opened for active members only: a refused member is left as it was
+        found = Member.objects.filter(pk__in=missing).values_list("pk", "status", "erased_at")
+        statuses = {pk: Member.Status.CLOSED if erased_at else status for pk, status, erased_at in found}
+        opening = sorted(pk for pk, status in statuses.items() if status == Member.Status.ACTIVE)
         Account.objects.bulk_create(
-            [Account(member_id=member_id, currency=currency, updated_at=now) for member_id in sorted(missing)],
+            [Account(member_id=member_id, currency=currency, updated_at=now) for member_id in opening],
             ignore_conflicts=True,
         )
-        rows += lock(sorted(missing))
+        rows += lock(opening)
+        for member_id in missing - set(opening):
+            status = statuses.get(member_id)
+            results[member_id] = BulkAward(
+                error=_inactive(status)
+                if status
+                else LoyaltyError("member_not_found", _("No member with this member number."))
+            )
     fingerprints = {
         points: _fingerprint({"kind": kind, "currency": currency, "amount": points, "reason": reason})
         for points in {points for _key, points in wanted.values()}
