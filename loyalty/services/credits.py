@@ -3,7 +3,8 @@ referrals), benefit grants, and opening balances for imported members.
 
 ``_credit`` and its bulk twin ``accounts_open_with_balance`` sit side by side: they write
 the same rows (an entry, an account balance, a lot available at once), one for a locked
-account, the other in three statements for many new accounts.
+account, the other in three statements for many new accounts; ``points_award_bulk`` is
+``points_adjust``'s twin for a staff award to many members (the bulk award's chunks).
 """
 
 import datetime as dt
