@@ -13,6 +13,7 @@ from loyalty.selectors import ledger_violations
 from members.models import Member
 
 from .factories import MemberFactory, StoreFactory
+from .test_concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db
 
@@ -181,3 +182,26 @@ def test_the_whole_call_is_refused_without_the_permission_or_a_reason(staff_user
         services.points_award_bulk([(member.pk, "k", 10)], reason=" ", actor=adjuster)
     assert refused.value.code == "reason_required"
     assert not LedgerEntry.objects.exists() and not Account.objects.filter(currency=Currency.POINTS).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_award_each_member_once(adjuster):
+    people = MemberFactory.create_batch(6)
+    for member in people[:3]:  # the others' accounts are opened by the award, by both runs at once
+        services.points_adjust(member=member, currency="points", amount=5, reason="earlier", actor=adjuster)
+    awards = [(member.pk, "bulk:3", 10) for member in people]
+
+    def award():
+        return services.points_award_bulk(awards, reason="Gift", actor=adjuster)
+
+    def spend():
+        return services.points_spend(member=people[0], amount=5, idempotency_key="s", reason="gift")
+
+    first, second, spent = run_concurrently(award, award, spend)
+    assert isinstance(first, dict) and isinstance(second, dict) and isinstance(spent, LedgerEntry)
+    for member in people:
+        one, other = first[member.pk], second[member.pk]
+        assert one.entry_id == other.entry_id and {one.replayed, other.replayed} == {True, False}
+    assert LedgerEntry.objects.filter(idempotency_key="bulk:3").count() == 6
+    assert sorted(Account.objects.filter(currency="points").values_list("balance", flat=True)) == [10] * 4 + [15] * 2
+    assert ledger_violations() == []
