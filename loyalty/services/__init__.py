@@ -17,7 +17,13 @@ under it. Entries are appended, never updated. Before an account changes it is s
 Import the public API from here: ``from loyalty.services import order_earn``.
 """
 
-from .credits import accounts_open_with_balance, benefit_grants_record, points_adjust, points_award
+from .credits import (
+    accounts_open_with_balance,
+    benefit_grants_record,
+    points_adjust,
+    points_award,
+    points_award_bulk,
+)
 from .entries import CURRENCIES
 from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, order_earn
 from .refunds import RefundResult, order_refund
@@ -47,6 +53,7 @@ __all__ = [
     "order_refund",
     "points_adjust",
     "points_award",
+    "points_award_bulk",
     "points_spend",
     "points_spend_reverse",
 ]

@@ -3,22 +3,26 @@ referrals), benefit grants, and opening balances for imported members.
 
 ``_credit`` and its bulk twin ``accounts_open_with_balance`` sit side by side: they write
 the same rows (an entry, an account balance, a lot available at once), one for a locked
-account, the other in three statements for many new accounts.
+account, the other in three statements for many new accounts; ``points_award_bulk`` is
+``points_adjust``'s twin for a staff award to many members (the bulk award's chunks).
 """
 
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 
 from core.bulk import insert_rows
 from core.cleaners import clean_key, clean_points, clean_reason
+from core.db import is_postgresql
 from core.errors import LoyaltyError
 from members.models import Member, Store
 from members.scoping import require_staff
@@ -256,3 +260,240 @@ def accounts_open_with_balance(
         },
     )
     return sum(points for _m, _k, points in awards)
+
+
+# --- staff awards to many members at once (bulk awards) ----------------------------------
+
+
+@dataclass(frozen=True)
+class BulkAward:
+    """One member's outcome in :func:`points_award_bulk`: the entry written (or found, when
+    ``replayed``) and the balance after it, or the refusal ``error``."""
+
+    entry_id: int | None = None
+    balance_after: int | None = None
+    replayed: bool = False
+    error: LoyaltyError | None = None
+
+
+@transaction.atomic
+def points_award_bulk(
+    awards: Sequence[tuple[int, str, int]],
+    *,
+    reason: str,
+    actor: AbstractBaseUser,
+    now: dt.datetime | None = None,
+) -> dict[int, BulkAward]:
+    """A positive staff adjustment of points for many members, each with its own key:
+    ``awards`` lists (member id, idempotency key, points), each member once. Returns each
+    member's :class:`BulkAward`.
+
+    For each member it writes exactly the rows ``points_adjust(currency="points", ...)``
+    writes (loyalty/tests/test_award_bulk.py compares both): the ADJUST entry with the
+    operator, reason, key and fingerprint, a lot available at once under the points
+    expiry policy, the balance and lifetime earned; an entry already written under the
+    key is returned as ``replayed`` (a different award under it: ``idempotency_key_reused``).
+    Unlike ``points_adjust`` it refuses, member by member, those not active (frozen,
+    closed or erased: ``member_inactive``) and a points figure that is not a positive
+    whole number (``invalid_amount``). Refuses the whole call: no reason, an actor without
+    the "adjust points" permission (``operator_required``). The staff's store scope and
+    adjustment limit are the caller's to check, once for the total.
+
+    On PostgreSQL the common case goes set-based, a few statements for all of them: lock
+    the points accounts (id order; missing ones opened), read the replays, then insert
+    the entries, insert the lots, update the accounts. A member with an open refund debt
+    (``owed``) or lots due to be released or expired goes through ``points_adjust`` in a
+    savepoint of its own, so settling and the debt rules stay in one place; so does every
+    member on other databases.
+    """
+    now = now or timezone.now()
+    reason = clean_reason(reason, missing=_("Say why you are adjusting: a reason is required."))
+    require_staff(actor, ADJUST_PERMISSION, refusal=ADJUST_REFUSAL)
+    currency, kind = Currency.POINTS, LedgerEntry.Kind.ADJUST
+    results: dict[int, BulkAward] = {}
+    wanted: dict[int, tuple[str, int]] = {}
+    for member_id, key, points in awards:
+        if member_id in wanted or member_id in results:
+            raise ValueError(f"member {member_id} is listed twice")
+        try:
+            wanted[member_id] = (clean_key(key, required=True), clean_points(points))
+        except LoyaltyError as error:
+            results[member_id] = BulkAward(error=error)
+    if not wanted:
+        return results
+    if not is_postgresql():
+        return results | _award_one_by_one(list(wanted), wanted, reason=reason, actor=actor, now=now)
+
+    def lock(member_ids) -> list[tuple]:
+        lots = Lot.objects.filter(account_id=OuterRef("pk"))
+        return list(
+            Account.objects.select_for_update(of=("self",))
+            .filter(member_id__in=member_ids, currency=currency)
+            .annotate(
+                release_due=Exists(lots.filter(pending=True, available_at__lte=now)),
+                expiry_due=Exists(lots.filter(pending=False, remaining__gt=0, expires_at__lte=now)),
+            )
+            .order_by("id")
+            .values_list(
+                "id",
+                "member_id",
+                "balance",
+                "pending",
+                "lifetime_earned",
+                "owed",
+                "member__status",
+                "member__erased_at",
+                "release_due",
+                "expiry_due",
+            )
+        )
+
+    rows = lock(list(wanted))
+    missing = set(wanted) - {row[1] for row in rows}
+    if missing:  # opened for active members only: a refused member is left as it was
+        found = Member.objects.filter(pk__in=missing).values_list("pk", "status", "erased_at")
+        statuses = {pk: Member.Status.CLOSED if erased_at else status for pk, status, erased_at in found}
+        opening = sorted(pk for pk, status in statuses.items() if status == Member.Status.ACTIVE)
+        Account.objects.bulk_create(
+            [Account(member_id=member_id, currency=currency, updated_at=now) for member_id in opening],
+            ignore_conflicts=True,
+        )
+        rows += lock(opening)
+        for member_id in missing - set(opening):
+            status = statuses.get(member_id)
+            results[member_id] = BulkAward(
+                error=_inactive(status)
+                if status
+                else LoyaltyError("member_not_found", _("No member with this member number."))
+            )
+    fingerprints = {
+        points: _fingerprint({"kind": kind, "currency": currency, "amount": points, "reason": reason})
+        for points in {points for _key, points in wanted.values()}
+    }
+    keyed = {
+        (account_id, key): (entry_id, request_hash, balance_after)
+        for account_id, key, entry_id, request_hash, balance_after in LedgerEntry.objects.filter(
+            account_id__in=[row[0] for row in rows], idempotency_key__in={key for key, _p in wanted.values()}
+        ).values_list("account_id", "idempotency_key", "id", "request_hash", "balance_after")
+    }
+    clean, one_by_one = [], []
+    for account_id, member_id, balance, pending, earned, owed, status, erased_at, release_due, expiry_due in rows:
+        key, points = wanted[member_id]
+        replay = keyed.get((account_id, key))
+        if replay is not None:
+            entry_id, request_hash, balance_after = replay
+            results[member_id] = (
+                BulkAward(entry_id=entry_id, balance_after=balance_after, replayed=True)
+                if request_hash == fingerprints[points]
+                else BulkAward(
+                    error=LoyaltyError(
+                        "idempotency_key_reused",
+                        _(
+                            "This idempotency key was already used for a different request. "
+                            "Send a new key for a new request."
+                        ),
+                    )
+                )
+            )
+        elif status != Member.Status.ACTIVE or erased_at is not None:
+            results[member_id] = BulkAward(error=_inactive(status))
+        elif owed > 0 or release_due or expiry_due:
+            one_by_one.append(member_id)
+        else:
+            clean.append((account_id, member_id, balance + points, earned + points, key, points, pending))
+    if clean:
+        entries = insert_rows(
+            LedgerEntry,
+            [
+                {
+                    "account_id": account_id,
+                    "member_id": member_id,
+                    "amount": points,
+                    "balance_after": balance,
+                    "pending_after": pending,
+                    "idempotency_key": key,
+                    "request_hash": fingerprints[points],
+                }
+                for account_id, member_id, balance, _earned, key, points, pending in clean
+            ],
+            same={
+                "currency": currency,
+                "kind": kind,
+                "operator_id": actor.pk,
+                "reason": reason,
+                "detail": {},
+                "created_at": now,
+            },
+            returning=("id", "account_id", "member_id", "amount", "balance_after"),
+        )
+        insert_rows(
+            Lot,
+            [
+                {"account_id": account_id, "member_id": member_id, "entry_id": entry_id, "amount": amount}
+                | {"remaining": amount}
+                for entry_id, account_id, member_id, amount, _balance in entries
+            ],
+            same={
+                "currency": currency,
+                "pending": False,
+                "available_at": now,
+                "expires_at": expiry_policy(currency).expires_at(now),
+                "created_at": now,
+            },
+        )
+        _accounts_credit(clean, now)
+        for entry_id, _account_id, member_id, _amount, balance_after in entries:
+            results[member_id] = BulkAward(entry_id=entry_id, balance_after=balance_after)
+    if one_by_one:
+        results |= _award_one_by_one(one_by_one, wanted, reason=reason, actor=actor, now=now)
+    return results
+
+
+def _inactive(status: str) -> LoyaltyError:
+    return LoyaltyError(
+        "member_inactive",
+        _("This member is %(status)s and cannot earn or spend points. Reactivate the member first.")
+        % {"status": Member.Status(status).label},
+    )
+
+
+def _accounts_credit(clean: list[tuple], now: dt.datetime) -> None:
+    """The new balances and lifetime figures of the locked accounts, one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(Account._meta.db_table)} AS t "
+            "SET balance = v.balance, lifetime_earned = v.earned, updated_at = %s "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(id, balance, earned) WHERE t.id = v.id",
+            [now, [row[0] for row in clean], [row[2] for row in clean], [row[3] for row in clean]],
+        )
+
+
+def _award_one_by_one(
+    member_ids: list[int], wanted: dict[int, tuple[str, int]], *, reason: str, actor, now: dt.datetime
+) -> dict[int, BulkAward]:
+    """:func:`points_award_bulk` through ``points_adjust``, a savepoint per member."""
+    results = {}
+    for member in Member.objects.filter(pk__in=member_ids).order_by("pk"):
+        key, points = wanted[member.pk]
+        try:
+            with transaction.atomic():
+                if member.status != Member.Status.ACTIVE or member.erased_at is not None:
+                    replay = LedgerEntry.objects.filter(
+                        account__member=member, account__currency=Currency.POINTS, idempotency_key=key
+                    ).first()
+                    if replay is None:
+                        raise _inactive(member.status)
+                entry = points_adjust(
+                    member=member,
+                    currency=Currency.POINTS,
+                    amount=points,
+                    reason=reason,
+                    actor=actor,
+                    idempotency_key=key,
+                    now=now,
+                )
+        except LoyaltyError as error:
+            results[member.pk] = BulkAward(error=error)
+            continue
+        results[member.pk] = BulkAward(entry_id=entry.pk, balance_after=entry.balance_after, replayed=entry.replayed)
+    return results
