@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, bulk, engagement, me, metrics, outreach, pos, programme, rewards, webhooks
+from .views import auth, badges, bulk, engagement, me, metrics, outreach, pos, programme, rewards, transfers, webhooks
 
 app_name = "api"
 
@@ -53,19 +53,19 @@ urlpatterns = [
     path("me/membership/trial/", programme.TrialView.as_view(), name="me-membership-trial"),
     path("me/membership/cancel/", programme.CancelView.as_view(), name="me-membership-cancel"),
     path("me/membership/auto-renew/", programme.AutoRenewView.as_view(), name="me-membership-auto-renew"),
-    path("me/transfers/", programme.MyTransfersView.as_view(), name="me-transfers"),
-    path("me/transfers/<int:pk>/accept/", programme.TransferAcceptView.as_view(), name="me-transfer-accept"),
-    path("me/transfers/<int:pk>/decline/", programme.TransferDeclineView.as_view(), name="me-transfer-decline"),
-    path("me/transfers/<int:pk>/cancel/", programme.TransferCancelView.as_view(), name="me-transfer-cancel"),
-    path("programme/transfers/", programme.StaffTransfersView.as_view(), name="programme-transfers"),
-    path("me/badges/", programme.MyBadgesView.as_view(), name="me-badges"),
-    path("me/contribution/", programme.MyContributionView.as_view(), name="me-contribution"),
-    path("programme/contributions/", programme.StaffContributionView.as_view(), name="programme-contributions"),
-    path("programme/badges/award/", programme.StaffBadgeAwardView.as_view(), name="programme-badge-award"),
-    path("programme/badges/revoke/", programme.StaffBadgeRevokeView.as_view(), name="programme-badge-revoke"),
+    path("me/transfers/", transfers.MyTransfersView.as_view(), name="me-transfers"),
+    path("me/transfers/<int:pk>/accept/", transfers.TransferAcceptView.as_view(), name="me-transfer-accept"),
+    path("me/transfers/<int:pk>/decline/", transfers.TransferDeclineView.as_view(), name="me-transfer-decline"),
+    path("me/transfers/<int:pk>/cancel/", transfers.TransferCancelView.as_view(), name="me-transfer-cancel"),
+    path("programme/transfers/", transfers.StaffTransfersView.as_view(), name="programme-transfers"),
+    path("me/badges/", badges.MyBadgesView.as_view(), name="me-badges"),
+    path("me/contribution/", badges.MyContributionView.as_view(), name="me-contribution"),
+    path("programme/contributions/", badges.StaffContributionView.as_view(), name="programme-contributions"),
+    path("programme/badges/award/", badges.StaffBadgeAwardView.as_view(), name="programme-badge-award"),
+    path("programme/badges/revoke/", badges.StaffBadgeRevokeView.as_view(), name="programme-badge-revoke"),
     path(
         "programme/transfers/<int:pk>/reverse/",
-        programme.StaffTransferReverseView.as_view(),
+        transfers.StaffTransferReverseView.as_view(),
         name="programme-transfer-reverse",
     ),
     # channels and webhooks (docs/channels.md, docs/webhooks.md)
