@@ -110,7 +110,9 @@ check() { if [ "$2" = "$3" ]; then echo "  ok   $1"; else echo "  FAIL $1: got $
 echo "==> checks"
 echo "  /readyz: $(curl -s "$BASE/readyz")"
 check "/readyz is 200" "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")" 200
-CSS="$(curl -s "$BASE/admin/login/" | grep -o '/static/admin/css/base[.0-9a-f]*\.css' | head -1)"
+# The admin's stylesheets (django-unfold's), by their hashed names: whitenoise serves them.
+CSS="$(curl -s "$BASE/admin/login/" | grep -o '/static/[^"]*\.[0-9a-f]\{12\}\.css' | head -1 || true)"
+check "the admin's CSS is linked by its hashed name" "$([ -n "$CSS" ] && echo yes)" yes
 check "the admin's CSS ($CSS)" "$(curl -s -o /dev/null -w '%{http_code}' "$BASE$CSS")" 200
 KEY="$("$PY" manage.py shell -c "
 from api.services import store_key_create
