@@ -5,6 +5,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import (
     BigIntegerField,
     Case,
@@ -61,9 +62,11 @@ def ledger_violations(account_ids: list[int] | None = None, *, chunk: int = AUDI
     per chunk whatever the history, no subquery run once per account.
 
     Besides consistency it checks value (docs/ledger.md, "The value invariant"): what the
-    member holds, ``balance + pending``, is at most what their lots brought in, less what
-    expired and what refunds claimed back (taken, cancelled, or left as a shortfall), and
-    ``owed`` is exactly the refunds' open shortfalls.
+    member holds less what they owe, ``balance + pending - owed``, is at most what their
+    lots brought in, less what expired and what refunds claimed back (taken, cancelled, or
+    left as a shortfall); ``owed`` is exactly the refunds' open shortfalls; and while
+    ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS`` is on, no account holds available points and
+    an open debt at once (every point that comes in pays the debt first).
     """
     found: dict[int, Violation] = {}
     accounts = Account.objects.order_by("pk").values_list("pk", "member_id", "currency", "balance", "pending", "owed")
@@ -156,12 +159,14 @@ def _account_violations(rows: list[tuple], ids: dict, found: dict[int, Violation
             problems.append("negative figure")
         if owed != shortfalls - settled:
             problems.append(f"owed {owed} != open refund shortfalls {shortfalls - settled}")
-        if balance + pending > entitled:
+        if balance + pending - owed > entitled:
             problems.append(
-                f"value: balance + pending {balance + pending} > entitled {entitled} "
+                f"value: balance + pending - owed {balance + pending - owed} > entitled {entitled} "
                 f"(brought in {lot['brought_in']}, expired {-entry['expired']}, "
                 f"refunds claimed {shortfalls - entry['charged']})"
             )
+        if owed > 0 and balance > 0 and settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
+            problems.append(f"value: {owed} owed while {balance} are available (a debt is paid first)")
         if problems:
             found[pk] = Violation(pk, member_id, currency, problems)
 

@@ -3,6 +3,7 @@ import datetime as dt
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import override_settings
 
 from loyalty import services
 from loyalty.models import Account, Allocation, Currency, LedgerEntry, Lot, Refund
@@ -131,10 +132,19 @@ def _corrupt(case: str, account: Account, refund: Refund) -> list[str]:
         Account.objects.filter(pk=account.pk).update(owed=60)
         return ["owed 60 != open refund shortfalls 70"]
     if case == "value":
-        # Consistent with itself (owed follows the refunds) but the member is ahead.
-        Refund.objects.filter(pk=refund.pk).update(points_shortfall=200)
-        Account.objects.filter(pk=account.pk).update(owed=170)
-        return ["value: balance + pending 40 > entitled -30 (brought in 170, expired 0, refunds claimed 200)"]
+        # Consistent with itself, but a credit skipped the open debt: the member could spend
+        # points they owe (the issue 12 exploit).
+        actor = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUST).first().operator
+        with override_settings(LOYALTY_SHORTFALL_SETTLE_FROM_EARNS=False):
+            services.points_adjust(
+                member=account.member,
+                currency=Currency.POINTS,
+                amount=10,
+                reason="skips the debt",
+                actor=actor,
+                now=NOW,
+            )
+        return ["value: 70 owed while 10 are available (a debt is paid first)"]
     if case == "allocations":
         allocation = Allocation.objects.filter(lot=_lot(account, pending=False)).order_by("pk").first()
         Allocation.objects.filter(pk=allocation.pk).update(amount=allocation.amount - 1)
