@@ -65,8 +65,23 @@ class MembershipAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, _("%(count)d memberships will not renew.") % {"count": done}, messages.SUCCESS)
 
 
-class RefundActionForm(ActionForm):
+class ReasonActionForm(ActionForm):
+    """The reason the refund, reversal and revocation actions ask for (the service cleans it)."""
+
     reason = forms.CharField(label=_("Reason"), max_length=200, required=False)
+
+
+def _with_reason(model_admin, request, queryset, act, done: str) -> None:
+    """Run ``act(row, reason)`` (a service call) on each selected row, one message per row:
+    the refusal's message, or ``done`` % {"row": row}."""
+    reason = request.POST.get("reason", "")
+    for row in queryset:
+        try:
+            act(row, reason)
+        except LoyaltyError as error:
+            model_admin.message_user(request, f"{row}: {error.message}", messages.ERROR)
+        else:
+            model_admin.message_user(request, done % {"row": row}, messages.SUCCESS)
 
 
 @admin.register(PlanOrder)
@@ -76,7 +91,7 @@ class PlanOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("number", "payment_id", "member__phone", "member__member_number")
     list_select_related = ("member", "plan")
     date_hierarchy = "created_at"
-    action_form = RefundActionForm
+    action_form = ReasonActionForm
     actions = ["refund"]
     change_list_template = "admin/programme/planorder/change_list.html"
 
@@ -85,14 +100,10 @@ class PlanOrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Refund (inside the cool-off period; give a reason)"), permissions=["refund"])
     def refund(self, request, queryset):
-        reason = request.POST.get("reason", "")
-        for order in queryset:
-            try:
-                services.plan_order_refund(order=order, actor=request.user, reason=reason)
-            except LoyaltyError as error:
-                self.message_user(request, f"{order.number}: {error.message}", messages.ERROR)
-            else:
-                self.message_user(request, _("%(number)s refunded.") % {"number": order.number}, messages.SUCCESS)
+        def act(order, reason):
+            services.plan_order_refund(order=order, actor=request.user, reason=reason)
+
+        _with_reason(self, request, queryset, act, _("%(row)s refunded."))
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {**(extra_context or {}), "figures": selectors.dashboard()})
@@ -115,7 +126,7 @@ class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ("giver__phone", "giver__member_number", "receiver__phone", "receiver__member_number")
     list_select_related = ("giver", "receiver", "reversed_by")
-    action_form = RefundActionForm
+    action_form = ReasonActionForm
     actions = ["reverse"]
 
     def has_reverse_permission(self, request) -> bool:
@@ -123,14 +134,10 @@ class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Reverse (give a reason)"), permissions=["reverse"])
     def reverse(self, request, queryset):
-        reason = request.POST.get("reason", "")
-        for transfer in queryset:
-            try:
-                transfers.transfer_reverse(transfer=transfer, actor=request.user, reason=reason)
-            except LoyaltyError as error:
-                self.message_user(request, f"{transfer}: {error.message}", messages.ERROR)
-            else:
-                self.message_user(request, _("%(transfer)s reversed.") % {"transfer": transfer}, messages.SUCCESS)
+        def act(transfer, reason):
+            transfers.transfer_reverse(transfer=transfer, actor=request.user, reason=reason)
+
+        _with_reason(self, request, queryset, act, _("%(row)s reversed."))
 
 
 @admin.register(Badge)
@@ -141,10 +148,6 @@ class BadgeAdmin(admin.ModelAdmin):
     raw_id_fields = ("store",)
 
 
-class BadgeActionForm(ActionForm):
-    reason = forms.CharField(label=_("Reason"), max_length=200, required=False)
-
-
 @admin.register(MemberBadge)
 class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Badges held; staff revoke with a reason here, and award on the member's page or the API."""
@@ -153,7 +156,7 @@ class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("badge", "source")
     search_fields = ("member__phone", "member__member_number")
     list_select_related = ("member", "badge", "revoked_by")
-    action_form = BadgeActionForm
+    action_form = ReasonActionForm
     actions = ["revoke"]
 
     def has_revoke_permission(self, request) -> bool:
@@ -161,14 +164,10 @@ class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Revoke (give a reason)"), permissions=["revoke"])
     def revoke(self, request, queryset):
-        reason = request.POST.get("reason", "")
-        for held in queryset:
-            try:
-                badges.badge_revoke(held=held, actor=request.user, reason=reason)
-            except LoyaltyError as error:
-                self.message_user(request, f"{held}: {error.message}", messages.ERROR)
-            else:
-                self.message_user(request, _("%(badge)s revoked.") % {"badge": held}, messages.SUCCESS)
+        def act(held, reason):
+            badges.badge_revoke(held=held, actor=request.user, reason=reason)
+
+        _with_reason(self, request, queryset, act, _("%(row)s revoked."))
 
 
 @admin.register(FanLevel)
