@@ -626,7 +626,7 @@ class ProgrammeVersion(models.Model):
     On PostgreSQL a statement trigger on earning rules (and their stores), tiers and
     benefits sets it from a sequence (migration 0008), so an edit by any path (admin,
     service, ``QuerySet.update``, raw SQL) is seen, and a rolled-back edit never leaves a
-    number that meant other rows. ``loyalty.programme`` caches the configuration per
+    number that meant other rows. ``loyalty.configuration`` caches the configuration per
     process under this number.
     """
 

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from members.models import Member, Store
 
+from .configuration import Programme, programme
 from .models import Currency, EarnRule, LedgerEntry, MemberTier, Order
 from .multipliers import earn_multiplier
 from .policies import earn_rate
-from .programme import Programme, programme
 from .services.credits import points_award
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
@@ -91,7 +91,7 @@ def _currencies(rule: EarnRule) -> tuple[str, ...]:
 def _rules_at(moment: dt.datetime, *, kinds: Sequence[str], config: Programme | None = None) -> list[EarnRule]:
     """Active rules of ``kinds`` whose window holds ``moment``, by priority then id.
 
-    From the programme's configuration (``loyalty.programme``: read once per process).
+    From the programme's configuration (``loyalty.configuration``: read once per process).
     """
     config = config or programme()
     return [
@@ -212,7 +212,7 @@ def evaluate(
     order counts as a first purchase; a member's order is not one when they have an
     earlier order or joined again after an erasure (``rejoined_after_erasure``). Call it
     before the order itself is recorded. ``config`` is the programme configuration the
-    caller read (``loyalty.programme.programme``), read here when left out.
+    caller read (``loyalty.configuration.programme``), read here when left out.
     """
     occurred_at = occurred_at or now
     local = timezone.localtime(occurred_at)

@@ -289,7 +289,7 @@ def tier_upgrade_if_qualified(
     the best tier that ``growth`` qualifies for, never down; a member without a tier
     gets one first. Does nothing while a staff pin holds. Returns the UPGRADE change,
     or None when nothing changed. ``tiers`` (lowest rank first) saves the earn a query:
-    the programme configuration it read (``loyalty.programme``).
+    the programme configuration it read (``loyalty.configuration``).
     """
     tiers = _tiers() if tiers is None else tiers
     if not tiers:

@@ -1,6 +1,6 @@
 from django.db import migrations, models
 
-# Tables whose rows are the programme's configuration (loyalty.programme caches them).
+# Tables whose rows are the programme's configuration (loyalty.configuration caches them).
 CONFIGURATION_TABLES = ("loyalty_earnrule", "loyalty_earnrule_stores", "loyalty_tier", "loyalty_benefit")
 
 BUMP = """
@@ -18,7 +18,7 @@ END $$;
 
 def triggers(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
-        return  # elsewhere (the SQLite first run) loyalty.programme reads the configuration every time
+        return  # elsewhere (the SQLite first run) loyalty.configuration reads the configuration every time
     schema_editor.execute(BUMP)
     for table in CONFIGURATION_TABLES:
         schema_editor.execute(

@@ -22,9 +22,9 @@ from core.db import is_postgresql
 from core.errors import LoyaltyError
 from members.models import Member
 
+from ..configuration import version_expression
 from ..models import Account, Allocation, Currency, LedgerEntry, Lot
 from ..policies import expiry_policy
-from ..programme import version_expression
 
 CURRENCIES: tuple[str, ...] = (Currency.POINTS, Currency.GROWTH)
 

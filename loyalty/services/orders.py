@@ -19,9 +19,9 @@ from core.errors import LoyaltyError
 from members.models import Member, Store
 
 from .. import rules
+from ..configuration import programme
 from ..models import Currency, LedgerEntry, Order, OrderLine
 from ..policies import pending_until
-from ..programme import programme
 from ..tiers import tier_upgrade_if_qualified
 from .entries import _fingerprint, _lock_for_earn, _new_entry, _new_lot, _require_status_active, _write_credits
 from .settling import _debt_collect, _expire, _settle

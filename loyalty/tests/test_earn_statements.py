@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from loyalty import programme as programme_module
+from loyalty import configuration as programme_module
 from loyalty import services
 from loyalty.models import Account, Benefit, Currency, EarnRule, LedgerEntry, Lot, Tier
 from loyalty.selectors import ledger_violations
