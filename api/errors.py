@@ -47,6 +47,7 @@ STATUS_BY_CODE = {
     "store_forbidden": status.HTTP_403_FORBIDDEN,
     "operator_required": status.HTTP_403_FORBIDDEN,
     "permission_denied": status.HTTP_403_FORBIDDEN,
+    "out_of_scope": status.HTTP_403_FORBIDDEN,
     # 404: absent, or not the caller's to see
     "not_found": status.HTTP_404_NOT_FOUND,
     "member_not_found": status.HTTP_404_NOT_FOUND,
@@ -55,6 +56,13 @@ STATUS_BY_CODE = {
     "coupon_not_found": status.HTTP_404_NOT_FOUND,
     "reward_not_found": status.HTTP_404_NOT_FOUND,
     "redemption_not_found": status.HTTP_404_NOT_FOUND,
+    # (paid membership, transfers, badges)
+    "plan_not_found": status.HTTP_404_NOT_FOUND,
+    "membership_not_found": status.HTTP_404_NOT_FOUND,
+    "plan_order_not_found": status.HTTP_404_NOT_FOUND,
+    "receiver_not_found": status.HTTP_404_NOT_FOUND,
+    "transfer_not_found": status.HTTP_404_NOT_FOUND,
+    "badge_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the request is fine but the state of things refuses it
     "already_given_back": status.HTTP_409_CONFLICT,
     "already_checked_in": status.HTTP_409_CONFLICT,
@@ -76,6 +84,30 @@ STATUS_BY_CODE = {
     "idempotency_in_flight": status.HTTP_409_CONFLICT,
     "refund_too_large": status.HTTP_409_CONFLICT,
     "points_over_limit": status.HTTP_409_CONFLICT,
+    # (paid membership, transfers, badges)
+    "plan_unavailable": status.HTTP_409_CONFLICT,
+    "plan_change_unsupported": status.HTTP_409_CONFLICT,
+    "trial_unavailable": status.HTTP_409_CONFLICT,
+    "trial_used": status.HTTP_409_CONFLICT,
+    "auto_renew_unavailable": status.HTTP_409_CONFLICT,
+    "membership_cancelled": status.HTTP_409_CONFLICT,
+    "payment_conflict": status.HTTP_409_CONFLICT,
+    "plan_order_cancelled": status.HTTP_409_CONFLICT,
+    "plan_order_not_paid": status.HTTP_409_CONFLICT,
+    "plan_order_refunded": status.HTTP_409_CONFLICT,
+    "cool_off_over": status.HTTP_409_CONFLICT,
+    "refund_not_latest": status.HTTP_409_CONFLICT,
+    "wechat_openid_required": status.HTTP_409_CONFLICT,
+    "receiver_inactive": status.HTTP_409_CONFLICT,
+    "transfer_limit_reached": status.HTTP_409_CONFLICT,
+    "transfer_ping_pong": status.HTTP_409_CONFLICT,
+    "transfer_to_self": status.HTTP_409_CONFLICT,
+    "refund_shortfall_open": status.HTTP_409_CONFLICT,
+    "transfer_not_pending": status.HTTP_409_CONFLICT,
+    "transfer_not_received": status.HTTP_409_CONFLICT,
+    "transfer_received": status.HTTP_409_CONFLICT,
+    "badge_held": status.HTTP_409_CONFLICT,
+    "badge_revoked": status.HTTP_409_CONFLICT,
     # 422: a key (order number, refund number, Idempotency-Key) reused with a different body
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "idempotency_conflict": status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -88,6 +120,10 @@ STATUS_BY_CODE = {
     "miniprogram_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
     "otp_send_failed": status.HTTP_503_SERVICE_UNAVAILABLE,
     "misconfigured": status.HTTP_503_SERVICE_UNAVAILABLE,
+    # (paid membership, transfers, badges)
+    "payments_not_configured": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "payment_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+    "payment_refund_failed": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

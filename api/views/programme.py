@@ -20,50 +20,9 @@ from programme.models import Plan, PlanOrder
 from programme.payments import get_adapter
 
 from .. import programme_serializers as s
-from ..errors import STATUS_BY_CODE
 from ..permissions import IsStaffCaller
 from .common import errors, example, idempotency_key_parameter, idempotent
 from .me import MemberView
-
-# The paid membership's refusals that are not plain bad input (400). Kept here, beside the
-# endpoints that raise them (the lead may fold them into api.errors.STATUS_BY_CODE).
-STATUS_BY_CODE.update(
-    {
-        "plan_not_found": status.HTTP_404_NOT_FOUND,
-        "payments_not_configured": status.HTTP_503_SERVICE_UNAVAILABLE,
-        "membership_not_found": status.HTTP_404_NOT_FOUND,
-        "plan_order_not_found": status.HTTP_404_NOT_FOUND,
-        "plan_unavailable": status.HTTP_409_CONFLICT,
-        "plan_change_unsupported": status.HTTP_409_CONFLICT,
-        "trial_unavailable": status.HTTP_409_CONFLICT,
-        "trial_used": status.HTTP_409_CONFLICT,
-        "auto_renew_unavailable": status.HTTP_409_CONFLICT,
-        "membership_cancelled": status.HTTP_409_CONFLICT,
-        "payment_conflict": status.HTTP_409_CONFLICT,
-        "plan_order_cancelled": status.HTTP_409_CONFLICT,
-        "plan_order_not_paid": status.HTTP_409_CONFLICT,
-        "plan_order_refunded": status.HTTP_409_CONFLICT,
-        "cool_off_over": status.HTTP_409_CONFLICT,
-        "refund_not_latest": status.HTTP_409_CONFLICT,
-        "wechat_openid_required": status.HTTP_409_CONFLICT,
-        "out_of_scope": status.HTTP_403_FORBIDDEN,
-        "payment_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
-        "payment_refund_failed": status.HTTP_503_SERVICE_UNAVAILABLE,
-        "receiver_not_found": status.HTTP_404_NOT_FOUND,
-        "transfer_not_found": status.HTTP_404_NOT_FOUND,
-        "receiver_inactive": status.HTTP_409_CONFLICT,
-        "transfer_limit_reached": status.HTTP_409_CONFLICT,
-        "transfer_ping_pong": status.HTTP_409_CONFLICT,
-        "transfer_to_self": status.HTTP_409_CONFLICT,
-        "refund_shortfall_open": status.HTTP_409_CONFLICT,
-        "transfer_not_pending": status.HTTP_409_CONFLICT,
-        "transfer_not_received": status.HTTP_409_CONFLICT,
-        "transfer_received": status.HTTP_409_CONFLICT,
-        "badge_not_found": status.HTTP_404_NOT_FOUND,
-        "badge_held": status.HTTP_409_CONFLICT,
-        "badge_revoked": status.HTTP_409_CONFLICT,
-    }
-)
 
 PLAN_EXAMPLE = {
     "code": "plus",
