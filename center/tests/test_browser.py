@@ -185,6 +185,8 @@ def test_sign_in_with_a_code_redeem_and_show_the_coupon_on_a_phone(browser, live
     _shot(page, "375-coupon")
 
     page.locator(".tabbar").get_by_role("link", name="Coupons").click()
+    page.wait_for_url("**/me/coupons/")
+    page.wait_for_load_state()
     assert page.locator(".coupon").count() == 2
     _shot(page, "375-coupons")
     for name, path in (("history", "/me/history/"), ("profile", "/me/profile/")):
