@@ -15,9 +15,11 @@ from urllib.parse import urlsplit
 
 from celery.signals import beat_init, worker_init
 from django.conf import settings
+from django.core.checks import ERROR
 from django.db import connections
 
 from operations.management.commands.deploy import database_problem
+from outreach.checks import sms_settings
 
 START_FAILED = 3
 
@@ -42,8 +44,23 @@ def broker_problem() -> str | None:
     return None
 
 
+def delivery_problems() -> list[str]:
+    """The SMS settings' errors (a provider on without its keys: every code would fail),
+    which stop the start; their warnings (no SMS provider at all: a brand may sign members
+    in through the mini-program only) are printed and the process starts."""
+    problems = []
+    for check in sms_settings(None):
+        text = f"{check.msg} {check.hint or ''}".strip()
+        if check.level >= ERROR:
+            problems.append(text)
+        else:
+            print(f"Warning ({check.id}): {text}", file=sys.stderr, flush=True)
+    return problems
+
+
 def start_problems(*, broker: bool = True) -> list[str]:
     problems = [problem for problem in [database_problem()] if problem]
+    problems += delivery_problems()
     connections.close_all()  # each process (gunicorn worker, celery child) opens its own
     if broker:
         problem = broker_problem()

@@ -132,6 +132,10 @@ class Member(models.Model):
             "no signup bonus, first-purchase bonus or referral."
         ),
     )
+    # Set by the database, never by Python: a trigger (migration 0010) stamps it when a
+    # profile column changes, on every path (services, admin, imports, bulk updates).
+    # Webhooks read member.updated events from it.
+    updated_at = models.DateTimeField(_("profile changed at"), null=True, blank=True, editable=False, db_index=True)
     tags = models.ManyToManyField(Tag, verbose_name=_("tags"), blank=True, related_name="members")
     referral_code = models.CharField(  # noqa: DJ001 - NULL until the member first shares it
         _("referral code"), max_length=12, null=True, blank=True, unique=True, editable=False

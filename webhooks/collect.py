@@ -9,7 +9,8 @@ services knowing webhooks exist. Rows come in id order; because ids are handed o
 before commit, a row with a smaller id can commit after a larger one: each run looks
 back ``LOOKBACK`` ids behind the newest collected and takes what is still missing.
 State changes on existing rows (a coupon used, a redemption cancelled, a member erased)
-are read by their timestamp, ``LOOKBACK_TIME`` back.
+are read by their timestamp, ``LOOKBACK_TIME`` back; a member's profile, which changes
+again and again, by its ``updated_at``, one event per value (``Event.source_at``).
 
 Events are written in the order their changes happened, so the event id is the order
 per member that deliveries keep.
@@ -19,7 +20,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from django.db import transaction
-from django.db.models import Max, Min
+from django.db.models import Exists, Max, Min, OuterRef
 from django.utils import timezone
 
 from core.jobs import job_lock
@@ -156,6 +157,23 @@ def _member(member: Member, event_type: str, at) -> tuple:
             "joined_at": _iso(member.joined_at),
             "home_store": member.home_store.code if member.home_store_id else None,
         }
+    if event_type == EventType.MEMBER_UPDATED:
+        # The profile as it is now (two edits between collector runs arrive as one event).
+        payload |= {
+            "phone": member.phone,
+            "name": member.name,
+            "gender": member.gender,
+            "birthday": member.birthday.isoformat() if member.birthday else None,
+            "email": member.email,
+            "home_store": member.home_store.code if member.home_store_id else None,
+            "status": member.status,
+            "marketing_consent": {
+                "sms": member.sms_consent_at is not None,
+                "email": member.email_consent_at is not None,
+                "wechat": member.wechat_consent_at is not None,
+            },
+            "updated_at": _iso(member.updated_at),
+        }
     return event_type, member, [member.home_store_id], at, payload
 
 
@@ -201,7 +219,16 @@ SOURCES: dict[str, tuple[Callable, Callable, str, bool]] = {
         "erased_at",
         True,
     ),
+    # Versioned: a member changes again and again; each ``updated_at`` (stamped by the
+    # database when a profile column changes, members migration 0010) is one event.
+    "member_updated": (
+        lambda: Member.objects.select_related("home_store").filter(erased_at__isnull=True),
+        lambda m: _member(m, EventType.MEMBER_UPDATED, m.updated_at),
+        "updated_at",
+        True,
+    ),
 }
+VERSIONED = {"member_updated"}
 # Within one moment, the order a receiver expects: the member, the order, its points.
 PRIORITY = {name: n for n, name in enumerate(SOURCES)}
 
@@ -217,8 +244,19 @@ def _candidates(source: str, now: dt.datetime, start: dt.datetime) -> list:
         seen = set(seen_q.filter(source_id__gt=low).values_list("source_id", flat=True))
         rows = list(queryset().filter(pk__gt=low, **{f"{time_field}__gte": since}).order_by("pk")[: BATCH + len(seen)])
     else:
-        rows = list(queryset().filter(**{f"{time_field}__gte": since}).order_by(time_field, "pk"))
-        seen = set(seen_q.filter(source_id__in=[row.pk for row in rows]).values_list("source_id", flat=True))
+        # Not yet an event: NOT EXISTS in the database, so a big import's 50,000 changed
+        # members are not read back into Python on every run for two days.
+        seen_q = seen_q.filter(source_id=OuterRef("pk"))
+        if source in VERSIONED:
+            seen_q = seen_q.filter(source_at=OuterRef(time_field))
+        else:
+            seen_q = seen_q.filter(source_at__isnull=True)
+        return list(
+            queryset()
+            .filter(**{f"{time_field}__gte": since})
+            .exclude(Exists(seen_q))
+            .order_by(time_field, "pk")[:BATCH]
+        )
     return [row for row in rows if row.pk not in seen][:BATCH]
 
 
@@ -241,7 +279,8 @@ def events_collect(*, now: dt.datetime | None = None) -> int:
             for source, (_q, build, _t, _b) in SOURCES.items():
                 for row in _candidates(source, now, start):
                     event_type, member, stores, at, payload = build(row)
-                    found.append((at, PRIORITY[source], row.pk, source, event_type, member, stores, payload))
+                    version = at if source in VERSIONED else None
+                    found.append((at, PRIORITY[source], row.pk, source, version, event_type, member, stores, payload))
             if not found:
                 return 0
             found.sort(key=lambda item: (item[0], item[1], item[2]))
@@ -255,9 +294,10 @@ def events_collect(*, now: dt.datetime | None = None) -> int:
                         occurred_at=at,
                         source=source,
                         source_id=pk,
+                        source_at=version,
                         created_at=now,
                     )
-                    for at, _p, pk, source, event_type, member, stores, payload in found
+                    for at, _p, pk, source, version, event_type, member, stores, payload in found
                 ]
             )
             _queue(events, now)

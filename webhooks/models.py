@@ -13,6 +13,7 @@ from members.models import Member, Store
 
 class EventType(models.TextChoices):
     MEMBER_CREATED = "member.created", "member.created"
+    MEMBER_UPDATED = "member.updated", "member.updated"
     MEMBER_ERASED = "member.erased", "member.erased"
     ORDER_EARNED = "order.earned", "order.earned"
     ORDER_REFUNDED = "order.refunded", "order.refunded"
@@ -63,8 +64,9 @@ class Endpoint(models.Model):
 
 
 class Event(models.Model):
-    """One change a shop system may care about. ``source`` + ``source_id`` name the row it
-    was collected from (unique: each change becomes one event, once)."""
+    """One change a shop system may care about. ``source`` + ``source_id`` (+ ``source_at``
+    for a versioned row) name the row it was collected from (unique: each change becomes
+    one event, once)."""
 
     event_id = models.UUIDField(_("event id"), default=uuid.uuid4, unique=True, editable=False)
     type = models.CharField(_("type"), max_length=30, choices=EventType.choices)
@@ -76,13 +78,25 @@ class Event(models.Model):
     occurred_at = models.DateTimeField(_("occurred at"))
     source = models.CharField(_("source"), max_length=30)
     source_id = models.BigIntegerField(_("source row"))
+    # For a row that changes again and again (a member's profile): which version of it,
+    # its ``updated_at``. Empty for rows that become one event only.
+    source_at = models.DateTimeField(_("source version"), null=True, blank=True)
     created_at = models.DateTimeField(_("collected at"), default=timezone.now)
 
     class Meta:
         verbose_name = _("webhook event")
         verbose_name_plural = _("webhook events")
         ordering = ["-id"]
-        constraints = [models.UniqueConstraint(fields=["source", "source_id"], name="webhook_event_once")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "source_id"], condition=Q(source_at__isnull=True), name="webhook_event_once"
+            ),
+            models.UniqueConstraint(
+                fields=["source", "source_id", "source_at"],
+                condition=Q(source_at__isnull=False),
+                name="webhook_event_version_once",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
