@@ -20,8 +20,10 @@ import urllib.error
 import urllib.request
 
 from django.conf import settings
-from django.core.mail import mail_admins
-from django.db.models import F
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.mail import send_mail
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import Endpoint, Event, WebhookDelivery
@@ -165,7 +167,34 @@ def _failing(endpoint: Endpoint, now: dt.datetime, error: str) -> None:
         is_active=False, disabled_at=now, disabled_reason=reason
     ):
         logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
-        mail_admins(f"Webhook endpoint disabled: {endpoint.name}", f"{endpoint.url}\n{reason}", fail_silently=True)
+        _tell_staff(endpoint, reason)
+
+
+def _tell_staff(endpoint: Endpoint, reason: str) -> None:
+    """The site's ADMINS and every active staff user who may change endpoints get an email."""
+    User = get_user_model()
+    perm = Permission.objects.filter(codename="change_endpoint", content_type__app_label="webhooks")
+    staff = User.objects.filter(is_active=True, is_staff=True).filter(
+        Q(is_superuser=True) | Q(user_permissions__in=perm) | Q(groups__permissions__in=perm)
+    )
+    recipients = {email for _name, email in settings.ADMINS} | set(
+        staff.exclude(email="").values_list("email", flat=True).distinct()
+    )
+    if not recipients:
+        return
+    body = (
+        f"{endpoint.name} ({endpoint.url}) was disabled: {reason}.\n\n"
+        "Its pending deliveries wait. Fix the receiver, then tick the endpoint in the admin "
+        '(Webhooks > Webhook endpoints) and run "Enable again"; events that came while it '
+        "was disabled are read with GET /api/v1/webhooks/endpoints/<id>/events/ (docs/webhooks.md)."
+    )
+    send_mail(
+        f"Webhook endpoint disabled: {endpoint.name}",
+        body,
+        None,
+        sorted(recipients),
+        fail_silently=True,
+    )
 
 
 def endpoints_due(*, now: dt.datetime | None = None) -> list[int]:
@@ -197,5 +226,16 @@ def endpoint_enable(*, endpoint: Endpoint) -> None:
 
 
 def events_for_endpoint(*, endpoint: Endpoint, after: int = 0, limit: int = 100):
-    """Recent events the endpoint was sent (or will be), oldest first, after an event id."""
-    return Event.objects.filter(deliveries__endpoint=endpoint, pk__gt=after).order_by("pk")[:limit]
+    """The events the endpoint subscribes to (its types and stores) since it was added,
+    oldest first, after an event id: what it was sent, and also what came while it was
+    disabled, which was never queued to it."""
+    events = Event.objects.filter(pk__gt=after, created_at__gte=endpoint.created_at)
+    if endpoint.events:
+        events = events.filter(type__in=endpoint.events)
+    stores = list(endpoint.stores.values_list("pk", flat=True))
+    if stores:
+        scope = Q()
+        for store_id in stores:
+            scope |= Q(store_ids__contains=[store_id])
+        events = events.filter(scope)
+    return events.order_by("pk")[:limit]

@@ -319,3 +319,60 @@ def test_a_delivery_left_sending_by_a_killed_worker_goes_again(receivers):
     WebhookDelivery.objects.filter(pk=stuck.pk).update(status="sending", next_attempt_at=now_plus(-11))
     assert endpoint_deliver_due(endpoint.pk)["delivered"] == 1
     assert len(receiver.events) == 1
+
+
+def test_a_dead_receiver_is_retried_with_exponential_backoff_for_a_day_then_disabled_and_staff_told(
+    receivers, mailoutbox, settings, django_user_model
+):
+    from django.contrib.auth.models import Permission
+
+    settings.ADMINS = []
+    manager = django_user_model.objects.create_user("hooks", email="hooks@example.com", is_staff=True)
+    manager.user_permissions.add(Permission.objects.get(codename="change_endpoint"))
+    django_user_model.objects.create_user("till", email="till@example.com", is_staff=True)  # no permission
+    endpoint, receiver = receivers()
+    MemberFactory()
+    events_collect()
+    receiver.down = True
+    at = timezone.now()
+    tries = []
+    while Endpoint.objects.get(pk=endpoint.pk).is_active:
+        delivery = WebhookDelivery.objects.get()
+        at = max(at, delivery.next_attempt_at)  # the next run after the retry is due
+        tries.append(at)
+        endpoint_deliver_due(endpoint.pk, now=at)
+        assert len(tries) < 100
+    gaps = [round((b - a).total_seconds() / 60) for a, b in zip(tries, tries[1:], strict=False)]
+    assert gaps[:7] == [1, 2, 4, 8, 16, 32, 60] and set(gaps[7:]) == {60}
+    assert dt.timedelta(hours=24) <= tries[-1] - tries[0] < dt.timedelta(hours=25)
+    assert len(tries) == 30 and WebhookDelivery.objects.get().status == "pending"
+    [notice] = mailoutbox
+    assert notice.to == ["hooks@example.com"] and endpoint.name in notice.subject
+    # While it is disabled nothing is queued to it, but the catch-up API lists what came.
+    from rest_framework.test import APIClient
+
+    points_award(member=MemberFactory(), currency="points", amount=5, reason="r", idempotency_key="late")
+    events_collect()
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
+    page = APIClient().get(
+        f"/api/v1/webhooks/endpoints/{endpoint.pk}/events/", HTTP_LOYALTY_WEBHOOK_SECRET=endpoint.secret
+    )
+    assert [e["type"] for e in page.json()["events"]] == ["member.created", "member.created", "points.changed"]
+
+
+def test_the_catch_up_lists_only_the_endpoints_events_and_stores(receivers):
+    from rest_framework.test import APIClient
+
+    one, two = StoreFactory(), StoreFactory()
+    endpoint, _ = receivers(events=["points.changed"])
+    endpoint.stores.set([two])
+    for store in (one, two):
+        member = MemberFactory(home_store=store)
+        points_award(member=member, currency="points", amount=7, reason="r", idempotency_key=f"c{store.pk}")
+    events_collect()
+    page = APIClient().get(
+        f"/api/v1/webhooks/endpoints/{endpoint.pk}/events/", HTTP_LOYALTY_WEBHOOK_SECRET=endpoint.secret
+    )
+    events = page.json()["events"]
+    assert [e["type"] for e in events] == ["points.changed"]
+    assert events[0]["data"]["member_number"] == member.member_number
