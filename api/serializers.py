@@ -6,8 +6,9 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from loyalty.models import Currency, LedgerEntry
+from loyalty.models import Currency, LedgerEntry, line_name
 from members.models import Member
+from members.notifications import notification_text
 
 ZERO = Decimal("0")
 
@@ -223,7 +224,7 @@ def breakdown(detail: dict | None) -> list[dict]:
     return [
         {
             "rule": str(line.get("rule", "")),
-            "name": str(line.get("name", "")),
+            "name": line_name(line),  # in the request's language (loyalty.models.line_name)
             "kind": str(line.get("kind", "")),
             "points": int(line.get("points", 0)),
         }
@@ -274,10 +275,18 @@ class BenefitOut(serializers.Serializer):
 class NotificationOut(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
-    title = serializers.CharField()
-    body = serializers.CharField()
+    title = serializers.SerializerMethodField(help_text="In the request's language.")
+    body = serializers.SerializerMethodField(help_text="In the request's language.")
     created_at = serializers.DateTimeField()
     read_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(serializers.CharField())
+    def get_title(self, notification) -> str:
+        return notification_text(notification)[0]
+
+    @extend_schema_field(serializers.CharField())
+    def get_body(self, notification) -> str:
+        return notification_text(notification)[1]
 
 
 class EraseIn(serializers.Serializer):

@@ -50,6 +50,9 @@ INSTALLED_APPS = [
     # admin.site stays our LoyaltyAdminSite (core.admin_site), an UnfoldAdminSite.
     "unfold.apps.BasicAppConfig",
     "unfold.contrib.import_export",
+    # Content stored per language (tier, benefit, rule, reward, store names; docs/tiers.md):
+    # before the admin, as django-modeltranslation asks.
+    "modeltranslation",
     # Django's admin with the two-factor step (core.admin_site); admin.site is that site.
     "core.apps.LoyaltyAdminConfig",
     "django.contrib.auth",
@@ -98,6 +101,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # A member's language switch on the member pages is kept for their notices (members.language).
+    "members.language.MemberLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as axes asks: turns a locked-out admin sign-in into the lockout page.
@@ -165,6 +170,13 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = env("DJANGO_LANGUAGE_CODE", "zh-hans")
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Content per language (django-modeltranslation, each app's translation.py): a ``name_en`` and
+# a ``name_zh_hans`` column beside ``name``; reading ``name`` gives the active language's,
+# falling back to the other when it is empty. Fixed here, not from LANGUAGE_CODE: the
+# columns are in the migrations.
+MODELTRANSLATION_DEFAULT_LANGUAGE = "zh-hans"
+MODELTRANSLATION_LANGUAGES = ("zh-hans", "en")
+MODELTRANSLATION_FALLBACK_LANGUAGES = ("zh-hans", "en")
 TIME_ZONE = env("DJANGO_TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True

@@ -25,7 +25,7 @@ from django.db.models.fields import BigIntegerField
 from core.db import is_postgresql
 from members.models import Store
 
-from .models import Benefit, EarnRule, ProgrammeVersion, Tier
+from .models import Benefit, EarnRule, InLanguages, ProgrammeVersion, Tier, texts_in_languages
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,14 @@ def _load(version: int | None) -> Programme:
     rows = (
         Benefit.objects.filter(kind=Benefit.Kind.EARN_MULTIPLIER, is_active=True)
         .order_by("tier_id", "-value", "id")
-        .values_list("tier_id", "value", "title", "tier__name")
+        .select_related("tier")
     )
-    for tier_id, value, title, tier_name in rows:
-        multipliers.setdefault(tier_id, (value, title or tier_name))
+    for benefit in rows:
+        # The title in every language, whatever the language of the request that loads it.
+        title = texts_in_languages(benefit, "title")
+        if not any(title.values()):
+            title = texts_in_languages(benefit.tier, "name")
+        multipliers.setdefault(benefit.tier_id, (benefit.value, InLanguages(title)))
     rules = (
         EarnRule.objects.filter(is_active=True)
         .prefetch_related(Prefetch("stores", queryset=Store.objects.only("id")))

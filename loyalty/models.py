@@ -19,8 +19,9 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from modeltranslation.utils import build_localized_fieldname
 
 from members.models import Member, Store
 
@@ -298,6 +299,13 @@ class LedgerEntry(models.Model):
             return f"{self.get_kind_display()} {self.pending_amount:+d} {self.get_currency_display()} ({_('pending')})"
         return f"{self.get_kind_display()} {self.amount:+d} {self.get_currency_display()}"
 
+    @property
+    def breakdown(self) -> list[dict]:
+        """The earning breakdown (``detail["lines"]``) with each line's name in the active
+        language: the rule's name as it was when the entry was written (``names``), the
+        settings rate's in words. Pages and the API print this, not the raw lines."""
+        return [{**line, "name": line_name(line)} for line in (self.detail or {}).get("lines") or []]
+
 
 class Lot(models.Model):
     """What one earn or positive adjustment put into an account, and how much of it is left."""
@@ -359,6 +367,51 @@ class Allocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} of lot {self.lot_id}"
+
+
+# --- content in both languages -------------------------------------------------------------
+
+
+def texts_in_languages(instance, field: str) -> dict[str, str]:
+    """``instance.<field>`` in every language (``settings.LANGUAGES``), each falling back
+    as the pages do (``MODELTRANSLATION_FALLBACK_LANGUAGES``), for a field registered in a
+    translation.py. Reads the columns, no language switching: cheap on the earn path."""
+    codes = [code for code, _name in settings.LANGUAGES]
+    own = {code: getattr(instance, build_localized_fieldname(field, code), None) or "" for code in codes}
+    if not any(own.values()):
+        plain = str(getattr(instance, field, "") or "")
+        return dict.fromkeys(codes, plain)
+    order = [*settings.MODELTRANSLATION_FALLBACK_LANGUAGES, *codes]
+    fallback = next(own[code] for code in order if own.get(code))
+    return {code: str(own[code] or fallback) for code in codes}
+
+
+class InLanguages(str):
+    """A text kept with its translations (``names``): the default language's text, for
+    configuration cached once per process whatever the request's language."""
+
+    names: dict[str, str]
+
+    def __new__(cls, names: dict[str, str]):
+        default = names.get(settings.MODELTRANSLATION_DEFAULT_LANGUAGE) or next(
+            (text for text in names.values() if text), ""
+        )
+        text = super().__new__(cls, default)
+        text.names = names
+        return text
+
+
+def line_name(line: dict, language: str | None = None) -> str:
+    """An earning-breakdown line's name in ``language`` (default: the active one)."""
+    language = language or translation.get_language() or settings.LANGUAGE_CODE
+    names = line.get("names") or {}
+    if names.get(language):
+        return names[language]
+    if line.get("rule") == "base" and not names:
+        # The settings rate (loyalty.rules.SETTINGS_BASE) has no rule row to name it.
+        with translation.override(language):
+            return str(_("Base rate"))
+    return str(line.get("name", ""))
 
 
 # --- tiers and benefits -------------------------------------------------------------------

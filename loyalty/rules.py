@@ -20,7 +20,7 @@ from django.utils import timezone
 from members.models import Member, Store
 
 from .configuration import Programme, programme
-from .models import Currency, EarnRule, LedgerEntry, MemberTier, Order
+from .models import Currency, EarnRule, LedgerEntry, MemberTier, Order, texts_in_languages
 from .multipliers import earn_multiplier
 from .policies import earn_rate
 from .services.credits import points_award
@@ -49,9 +49,15 @@ class Line:
     name: str
     kind: str
     points: int
+    # The name in every language, so the member reads the breakdown in theirs
+    # (LedgerEntry.breakdown); None for the settings rate, named when shown.
+    names: dict[str, str] | None = None
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "name": self.name, "kind": self.kind, "points": self.points}
+        line = {"rule": self.rule, "name": self.name, "kind": self.kind, "points": self.points}
+        if self.names:
+            line["names"] = self.names
+        return line
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,11 @@ def _rules_at(moment: dt.datetime, *, kinds: Sequence[str], config: Programme | 
         for rule in config.rules
         if rule.kind in kinds and rule.valid_from <= moment and (rule.valid_until is None or rule.valid_until > moment)
     ]
+
+
+def _names(rule: EarnRule) -> dict[str, str]:
+    """The rule's name in every language (loyalty/translation.py), each falling back to the other."""
+    return texts_in_languages(rule, "name")
 
 
 def _store_ok(rule: EarnRule, store_id: int | None) -> bool:
@@ -269,12 +280,12 @@ def evaluate(
                 # A capped base rate is what the multipliers build on, too.
                 for i in groups[rule]:
                     base[i] = base[i] * allowed / exact
-            out.append(Line(rule.pk, rule.name, rule.kind, allowed))
+            out.append(Line(rule.pk, rule.name, rule.kind, allowed, _names(rule)))
 
         # 2. The tier multiplier on the whole base.
         if tier is not None and currency in tier_currencies and tier[0] != 1:
             extra = _round_down(sum(base, Decimal(0)) * (tier[0] - 1))
-            out.append(Line(TIER, tier[1], TIER_KIND, extra))
+            out.append(Line(TIER, tier[1], TIER_KIND, extra, getattr(tier[1], "names", None)))
 
         # 3. Campaigns by priority, each on the base of the lines it matches.
         for rule in rules:
@@ -287,7 +298,7 @@ def evaluate(
                 points = _round_down(sum((base[i] for i in matching), Decimal(0)) * (rule.value - 1))
             else:
                 points = _round_down(rule.value)
-            out.append(Line(rule.pk, rule.name, rule.kind, capped(rule, currency, points)))
+            out.append(Line(rule.pk, rule.name, rule.kind, capped(rule, currency, points), _names(rule)))
         result[currency] = [line for line in out if line.points != 0]
     return result
 
@@ -316,7 +327,7 @@ def signup_bonus(*, member: Member, now: dt.datetime) -> list[LedgerEntry]:
         points = _round_down(rule.value)
         if points <= 0 or not _store_ok(rule, member.home_store_id) or not _weekday_ok(rule, local):
             continue
-        line = Line(rule.pk, rule.name, rule.kind, points)
+        line = Line(rule.pk, rule.name, rule.kind, points, _names(rule))
         for currency in _currencies(rule):
             entries.append(
                 points_award(

@@ -137,6 +137,12 @@ class Member(models.Model):
     # Webhooks read member.updated events from it.
     updated_at = models.DateTimeField(_("profile changed at"), null=True, blank=True, editable=False, db_index=True)
     tags = models.ManyToManyField(Tag, verbose_name=_("tags"), blank=True, related_name="members")
+    # The language the member's notices are written in (members.notifications): the one
+    # they last signed in with or switched to on the member pages (members.language).
+    # Empty: the site's LANGUAGE_CODE.
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, choices=settings.LANGUAGES, help_text=_("Empty: the site's language.")
+    )
     referral_code = models.CharField(  # noqa: DJ001 - NULL until the member first shares it
         _("referral code"), max_length=12, null=True, blank=True, unique=True, editable=False
     )

@@ -13,6 +13,13 @@ hands unsent rows to the sender named by ``settings.LOYALTY_NOTIFICATION_SENDER`
 email or in-app and keeps a delivery record per attempt (docs/channels.md); a sender
 with a ``send_due`` method also gets to send its retries on each run.
 
+Texts are kept as written in the code with their values (``data["text"]``: the English
+message ids and the parameters) and rendered in the member's language
+(``Member.language``): once when the notice is written, so the member pages have it at
+once, and again when it is delivered, so a member who switched language since gets the
+notice in the new one. A parameter that is itself content (a tier's or a plan's name) is
+passed through :func:`in_languages` and rendered in the same language as the text.
+
 Delivery is at most once per row: a row is claimed (``sent_at`` set by a conditional
 update) before it is sent, so two workers never send the same row. A send that raises
 releases the claim and the row is tried again on the next run; a worker killed between
@@ -28,6 +35,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.module_loading import import_string
 
 from .models import Member, Notification
@@ -66,9 +74,11 @@ def get_sender() -> Sender:
 class Notice:
     """One notice to put in the outbox.
 
-    ``title`` and ``body`` are the texts as written in the code, translated when the notice
-    is written: a ``gettext_lazy`` string (with ``%(name)s`` placeholders filled from
-    ``params``), or plain text such as a journey's message (``params`` None: taken as is).
+    ``title`` and ``body`` are the texts as written in the code: a ``gettext_lazy`` string
+    (with ``%(name)s`` placeholders filled from ``params``), kept untranslated with its
+    ``params`` and rendered in the member's language; or plain text such as a journey's
+    message (``params`` None: taken as is, in every language). A ``params`` value may be a
+    lazy string or :func:`in_languages` content: it is rendered in the member's language too.
     """
 
     member_id: int
@@ -80,6 +90,74 @@ class Notice:
     data: dict = field(default_factory=dict)
 
 
+# A notice parameter given in every language: {"i18n": {"en": "Gold", "zh-hans": "金卡"}}.
+LANGUAGES_KEY = "i18n"
+
+
+def in_languages(instance, field_name: str) -> dict:
+    """``instance.<field_name>`` in every language of ``settings.LANGUAGES``, as a notice
+    parameter: the member reads the one in their language. For content stored per
+    language (``name`` of a tier, a plan, a reward; see loyalty/translation.py)."""
+    texts = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            texts[code] = str(getattr(instance, field_name) or "")
+    return {LANGUAGES_KEY: texts}
+
+
+def _source(text) -> str:
+    """A lazy string's message id (its English source), a plain string as it is."""
+    if isinstance(text, Promise):
+        with translation.override(None):
+            return str(text)
+    return str(text)
+
+
+def _stored_params(params: dict) -> dict:
+    """``params`` as JSON keeps them: numbers as numbers, lazy strings in every language."""
+    stored = {}
+    for key, value in params.items():
+        if isinstance(value, Promise):
+            value = {LANGUAGES_KEY: {code: _in(code, value) for code, _name in settings.LANGUAGES}}
+        elif not (isinstance(value, int | float) or (isinstance(value, dict) and LANGUAGES_KEY in value)):
+            value = str(value)
+        stored[key] = value
+    return stored
+
+
+def _in(language: str, text) -> str:
+    with translation.override(language):
+        return str(text)
+
+
+def _param_in(value, language: str):
+    if isinstance(value, dict) and LANGUAGES_KEY in value:
+        texts = value[LANGUAGES_KEY]
+        return texts.get(language) or next((text for text in texts.values() if text), "")
+    return value
+
+
+def text_render(text: dict, language: str) -> tuple[str, str, dict]:
+    """A stored notice text (``data["text"]``: ``title``, ``body`` message ids and
+    ``params``) in ``language``: the title, the body, and the values for the channels'
+    templates (``data["params"]``)."""
+    params = {key: _param_in(value, language) for key, value in (text.get("params") or {}).items()}
+    with translation.override(language):
+        title = translation.gettext(text["title"]) % params if text.get("title") else ""
+        body = translation.gettext(text["body"]) % params if text.get("body") else ""
+    return title[:200], body, params
+
+
+def notification_text(notification: Notification, language: str | None = None) -> tuple[str, str]:
+    """A notification's title and body in ``language`` (default: the active one), for the
+    pages and the API that show it; a plain-text notice (a journey's) as written."""
+    text = (notification.data or {}).get("text")
+    if not text:
+        return notification.title, notification.body
+    title, body, _params = text_render(text, language or translation.get_language() or settings.LANGUAGE_CODE)
+    return title, body
+
+
 # Marketing needs consent on at least one of these channels (PIPL article 24).
 CONSENT_CHANNELS = ("sms", "email", "wechat")
 
@@ -89,17 +167,38 @@ def has_marketing_consent(member: dict) -> bool:
     return any(member[f"{channel}_consent_at"] is not None for channel in CONSENT_CHANNELS)
 
 
-def member_language(member_id: int) -> str:
-    """The language a member's notices are written in. Members have no language of their
-    own yet, so it is the site's (``LANGUAGE_CODE``); this is the place to change that."""
-    return settings.LANGUAGE_CODE
+def member_language(member: Member) -> str:
+    """The language a member's notices are written in: their own (``Member.language``,
+    set by members.language when they sign in or switch), else the site's."""
+    return member.language or settings.LANGUAGE_CODE
 
 
-def _text(text, params: dict | None) -> str:
-    return str(text) if params is None else str(text) % params
+def _languages() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
 
 
-INSERT_BATCH = 1000  # notices per INSERT: 7 parameters each, under every database's limit
+INSERT_BATCH = 500  # notices per INSERT: 4 + 3 per language parameters each, under every database's limit
+
+
+def _rendered(notice: Notice, marketing: bool) -> list:
+    """The notice's title, body and data in each language, in ``settings.LANGUAGES`` order."""
+    data = dict(notice.data)
+    if marketing:
+        # A marketing notice is routed under the marketing rules (outreach.routing).
+        data["marketing"] = True
+    out = []
+    if notice.params is None:
+        # Plain text (a journey's message, a test's "hi"): the same in every language.
+        title, body = str(notice.title), str(notice.body)
+        for _code in _languages():
+            out += [title[:200], body, data]
+        return out
+    text = {"title": _source(notice.title), "body": _source(notice.body), "params": _stored_params(notice.params)}
+    for code in _languages():
+        title, body, params = text_render(text, code)
+        # The channels' templates (SMS, WeChat) take the values, not the text.
+        out += [title, body, {**data, "params": params, "text": text}]
+    return out
 
 
 def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None, marketing: bool = False) -> int:
@@ -107,56 +206,67 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
 
     Skips, writing nothing for them: a notice whose ``dedupe_key`` is in the outbox
     already (a job run twice, two workers), a member erased or closed, and for a
-    ``marketing`` notice a member without marketing consent on any channel. Texts are
-    translated into each member's language (:func:`member_language`), titles and keys cut
-    to 200 characters. One ``INSERT ... SELECT`` per :data:`INSERT_BATCH` notices: the
-    member rules are its ``WHERE``, the dedupe key its ``ON CONFLICT DO NOTHING``.
+    ``marketing`` notice a member without marketing consent on any channel. Texts are kept
+    untranslated in ``data["text"]`` and rendered into each member's language
+    (:func:`member_language`, picked in SQL from every language's rendering), titles and
+    keys cut to 200 characters. One ``INSERT ... SELECT`` per :data:`INSERT_BATCH`
+    notices: the member rules are its ``WHERE``, the dedupe key its ``ON CONFLICT DO NOTHING``.
     """
     now = now or timezone.now()
     data_field = Notification._meta.get_field("data")
+    languages = _languages()
     rows = []
     for notice in notices:
-        with translation.override(member_language(notice.member_id)):
-            title, body = _text(notice.title, notice.params), _text(notice.body, notice.params)
-        # The channels' templates (SMS, WeChat) take the values, not the text; a marketing
-        # notice is routed under the marketing rules (outreach.routing).
-        data = dict(notice.data)
-        if notice.params:
-            data.setdefault(
-                "params", {k: v if isinstance(v, int | float) else str(v) for k, v in notice.params.items()}
-            )
-        if marketing:
-            data["marketing"] = True
-        rows.append(
-            [
-                notice.member_id,
-                notice.kind,
-                title[:200],
-                body,
-                data_field.get_db_prep_save(data, connection),
-                notice.dedupe_key[:200],
-                now,
-            ]
-        )
+        texts = _rendered(notice, marketing)
+        texts[2::3] = [data_field.get_db_prep_save(data, connection) for data in texts[2::3]]
+        rows.append([notice.member_id, notice.kind, notice.dedupe_key[:200], now, *texts])
     consent = ""
     if marketing:
         consent = " AND (" + " OR ".join(f"m.{channel}_consent_at IS NOT NULL" for channel in CONSENT_CHANNELS) + ")"
+    # VALUES columns are column1..columnN on PostgreSQL and SQLite alike: 4 fixed, then
+    # title, body, data for each language; the member's language picks its three.
+    language = "COALESCE(NULLIF(m.language, ''), %s)"
+
+    def pick(offset: int) -> str:
+        whens = " ".join(f"WHEN %s THEN v.column{5 + 3 * i + offset}" for i in range(len(languages)))
+        default = 5 + 3 * languages.index(settings.LANGUAGE_CODE) + offset if settings.LANGUAGE_CODE in languages else 5
+        return f"CASE {language} {whens} ELSE v.column{default} END"
+
+    pick_params = ([settings.LANGUAGE_CODE, *languages]) * 3
+    width = 4 + 3 * len(languages)
     new = 0
     for first in range(0, len(rows), INSERT_BATCH):
         batch = rows[first : first + INSERT_BATCH]
-        # VALUES columns are column1..column7 on PostgreSQL and SQLite alike.
+        placeholders = "(" + ", ".join(["%s"] * width) + ")"
         sql = (
             "INSERT INTO members_notification (member_id, kind, title, body, data, dedupe_key, created_at) "
-            "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7 "
-            f"FROM (VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(batch))}) AS v "
+            f"SELECT v.column1, v.column2, {pick(0)}, {pick(1)}, {pick(2)}, v.column3, v.column4 "
+            f"FROM (VALUES {', '.join([placeholders] * len(batch))}) AS v "
             "JOIN members_member m ON m.id = v.column1 "
             f"WHERE m.erased_at IS NULL AND m.status <> %s{consent} "
             "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [value for row in batch for value in row] + [Member.Status.CLOSED.value])
+            cursor.execute(
+                sql,
+                pick_params + [value for row in batch for value in row] + [Member.Status.CLOSED.value],
+            )
             new += len(cursor.fetchall())
     return new
+
+
+def notification_render_for_delivery(notification: Notification, language: str) -> Notification:
+    """Render ``notification`` in ``language`` as it is delivered, saving the new texts
+    when they differ from those written at enqueue (the member switched language since)."""
+    text = (notification.data or {}).get("text")
+    if not text:
+        return notification
+    title, body, params = text_render(text, language)
+    if (title, body, params) != (notification.title, notification.body, notification.data.get("params")):
+        notification.title, notification.body = title, body
+        notification.data = {**notification.data, "params": params}
+        Notification.objects.filter(pk=notification.pk).update(title=title, body=body, data=notification.data)
+    return notification
 
 
 def notify(
@@ -206,9 +316,9 @@ def notifications_send_pending(*, limit: int = 500, now: dt.datetime | None = No
         if Notification.objects.filter(pk=pk, sent_at__isnull=True).update(sent_at=now) != 1:
             counts["taken_by_others"] += 1
             continue
-        notification = Notification.objects.get(pk=pk)
+        notification = Notification.objects.select_related("member").get(pk=pk)
         try:
-            sender.send(notification)
+            sender.send(notification_render_for_delivery(notification, member_language(notification.member)))
         except Exception:
             # Give the row back so the next run tries again.
             Notification.objects.filter(pk=pk, sent_at=now).update(sent_at=None)

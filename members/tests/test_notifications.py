@@ -69,7 +69,12 @@ def test_texts_are_written_in_the_members_language_whatever_the_caller_speaks(se
     with translation.override("zh-hans"):
         assert row.title == str(gettext_lazy("Welcome to %(tier)s")) % {"tier": "Gold"} != "Welcome to Gold"
     # The values travel in data["params"] too, for the channels' templates (outreach.routing).
-    assert (row.data, row.created_at) == ({"x": 1, "params": {"tier": "Gold"}}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    # The text itself is kept as written, with its values, to render again when delivered.
+    text = {"title": "Welcome to %(tier)s", "body": "Our staff set your tier to %(tier)s.", "params": {"tier": "Gold"}}
+    assert (row.data, row.created_at) == (
+        {"x": 1, "params": {"tier": "Gold"}, "text": text},
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    )
 
 
 def test_plain_text_is_kept_as_written_and_long_titles_are_cut():

@@ -5,15 +5,16 @@ from django.contrib.auth.models import Permission
 
 from members.models import Store
 
+from .programme import both
 from .run import DemoRun
 
 DEMO_STAFF_USERNAME = "demo-ops"
 
 STORES = [
-    # code, name, city, address, order-number prefix, share of members at home there
-    ("sh-jingan", "上海静安店", "上海", "上海市静安区南京西路 1266 号 2 楼", "SHJA", 45),
-    ("bj-sanlitun", "北京三里屯店", "北京", "北京市朝阳区三里屯路 19 号院 3 号楼", "BJSL", 30),
-    ("gz-tianhe", "广州天河店", "广州", "广州市天河区天河路 208 号 1 楼", "GZTH", 25),
+    # code, name (Chinese, English), city, address, order-number prefix, share of members at home there
+    ("sh-jingan", ("上海静安店", "Shanghai Jing'an"), "上海", "上海市静安区南京西路 1266 号 2 楼", "SHJA", 45),
+    ("bj-sanlitun", ("北京三里屯店", "Beijing Sanlitun"), "北京", "北京市朝阳区三里屯路 19 号院 3 号楼", "BJSL", 30),
+    ("gz-tianhe", ("广州天河店", "Guangzhou Tianhe"), "广州", "广州市天河区天河路 208 号 1 楼", "GZTH", 25),
 ]
 DEMO_STORE_CODES = [code for code, *_rest in STORES]
 STORE_SHARES = [share for *_rest, share in STORES]
@@ -29,7 +30,7 @@ def stores_seed(run: DemoRun) -> dict[str, Store]:
     stores = {}
     for code, name, city, address, _prefix, _share in STORES:
         stores[code], _created = Store.objects.get_or_create(
-            code=code, defaults={"name": name, "city": city, "address": address, "created_at": run.start}
+            code=code, defaults={**both("name", name), "city": city, "address": address, "created_at": run.start}
         )
     return stores
 
