@@ -58,7 +58,8 @@ def expiry_month(policy: ExpiryPolicy, cohort: int) -> int | None:
     if policy.kind == "never":
         return None
     if policy.kind == "calendar":
-        return (cohort // 12 + policy.months_or_years) * 12 + 11
+        # Lots expire at the first moment of 1 January after the Nth year: January's figures.
+        return (cohort // 12 + policy.months_or_years + 1) * 12
     return cohort + policy.months_or_years
 
 
