@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -43,6 +43,7 @@ from .models import SimulationRun
 # A growth window that never ends, for the "never" expiry policy.
 NEVER_MONTHS = 1200
 SAMPLE_MEMBERS = 10
+WORK_MEM = "256MB"
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,8 @@ def _replay(policy: Policy, now_index: int, suffix: str) -> tuple[str, str]:
     before = now_index - 2 * r
     aggregates = f"""
         greatest(max(w_{suffix}) FILTER (WHERE idx > {before} AND idx <= {review}),
-                 coalesce(sum(s) FILTER (WHERE idx > {before} - {w} AND idx <= {before}), 0)) AS p1_{suffix},
-        coalesce(sum(s) FILTER (WHERE idx > {review} - {w} AND idx <= {review}), 0) AS gr_{suffix},
+                 coalesce(sum(s) FILTER (WHERE idx > {before} - {w} AND idx <= {before}), 0)::bigint) AS p1_{suffix},
+        coalesce(sum(s) FILTER (WHERE idx > {review} - {w} AND idx <= {review}), 0)::bigint AS gr_{suffix},
         max(w_{suffix}) FILTER (WHERE idx > {review} AND idx <= {now_index}) AS p2_{suffix}"""
     qualify = [tier.qualify for tier in policy.tiers]
     retain = [tier.retain for tier in policy.tiers]
@@ -190,9 +191,9 @@ def _replay_sql(current: Policy, proposal: Policy, now: dt.datetime, store_ids: 
     sql = f"""
         WITH buckets AS (
             SELECT e.member_id,
-                   (extract(year FROM e.created_at AT TIME ZONE %(tz)s) * 12
-                    + extract(month FROM e.created_at AT TIME ZONE %(tz)s) - 1)::int AS idx,
-                   sum(e.amount + e.pending_amount) AS s
+                   (date_part('year', e.created_at AT TIME ZONE %(tz)s)::int * 12
+                    + date_part('month', e.created_at AT TIME ZONE %(tz)s)::int - 1) AS idx,
+                   sum(e.amount + e.pending_amount)::bigint AS s
             FROM loyalty_ledgerentry e
             WHERE e.currency = 'growth' AND e.kind <> 'expire'
               AND e.created_at >= %(since)s AND e.created_at <= %(now)s {scope}
@@ -200,9 +201,9 @@ def _replay_sql(current: Policy, proposal: Policy, now: dt.datetime, store_ids: 
         ), windowed AS (
             SELECT member_id, idx, s,
                    sum(s) OVER (PARTITION BY member_id ORDER BY idx
-                                RANGE BETWEEN {current.window_months - 1} PRECEDING AND CURRENT ROW) AS w_c,
+                                RANGE BETWEEN {current.window_months - 1} PRECEDING AND CURRENT ROW)::bigint AS w_c,
                    sum(s) OVER (PARTITION BY member_id ORDER BY idx
-                                RANGE BETWEEN {proposal.window_months - 1} PRECEDING AND CURRENT ROW) AS w_p
+                                RANGE BETWEEN {proposal.window_months - 1} PRECEDING AND CURRENT ROW)::bigint AS w_p
             FROM buckets
         ), members AS (
             SELECT member_id, {cur_aggs}, {new_aggs},
@@ -262,7 +263,9 @@ def simulate(proposal: Policy, *, now: dt.datetime | None = None, store_ids: lis
     if [t.code for t in current.tiers] != [t.code for t in proposal.tiers]:
         raise LoyaltyError("tiers_changed", _("The tiers changed since the proposal was made; start again."))
     sql, params = _replay_sql(current, proposal, now, store_ids)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # The buckets of a million members sort in memory rather than on disk.
+        cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         cursor.execute(sql, params)
         cells = cursor.fetchall()
     n = len(proposal.tiers)
