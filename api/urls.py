@@ -1,6 +1,7 @@
 from django.urls import path
 
 from .views import auth, badges, bulk, engagement, me, metrics, outreach, pos, programme, rewards, transfers, webhooks
+from .views import provenance
 
 app_name = "api"
 
@@ -77,4 +78,9 @@ urlpatterns = [
     path("pos/jobs/<int:pk>/", bulk.JobView.as_view(), name="pos-job"),
     path("bulk/awards/", bulk.AwardJobsView.as_view(), name="bulk-awards"),
     path("bulk/awards/<int:pk>/confirm/", bulk.AwardConfirmView.as_view(), name="bulk-award-confirm"),
+    # per-point provenance (docs/foresight.md)
+    path("me/points/provenance/", provenance.MyProvenanceView.as_view(), name="me-points-provenance"),
+    path(
+        "members/<str:number>/provenance/", provenance.StaffProvenanceView.as_view(), name="member-points-provenance"
+    ),
 ]

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import programme, views
+from . import provenance
 from .auth import CODE_CHECKS_PER_IP, CODE_SENDS_PER_IP, posts_limited_per_address
 
 app_name = "center"
@@ -19,6 +20,7 @@ urlpatterns = [
     path("check-in/", views.check_in, name="check_in"),
     path("invite/", views.invite, name="invite"),
     path("history/", views.history, name="history"),
+    path("points/", provenance.points, name="points"),
     path("rewards/", views.rewards, name="rewards"),
     path("rewards/<int:reward_id>/redeem/", views.redeem, name="redeem"),
     path("redemptions/<int:redemption_id>/", views.redemption, name="redemption"),

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "outreach",
     "webhooks",
     "bulk",
+    "foresight",
 ]
 
 MIDDLEWARE = [
@@ -540,6 +541,8 @@ PROGRAMME_QUEUE = env("PROGRAMME_QUEUE", "ledger")
 CELERY_TASK_ROUTES["programme.*"] = {"queue": PROGRAMME_QUEUE}
 # Webhook deliveries are customer contact; bulk awards and batches are bulk work.
 CELERY_TASK_ROUTES |= {"webhooks.*": {"queue": "contact"}, "bulk.*": {"queue": "bulk"}}
+# Foresight's nightly scan reads the ledger in bulk (docs/foresight.md).
+CELERY_TASK_ROUTES["foresight.*"] = {"queue": "bulk"}
 # Dual membership: the names of the two tracks (members who bought, and fans who have not),
 # and the contribution value (贡献值) each non-purchase action earns.
 PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主")

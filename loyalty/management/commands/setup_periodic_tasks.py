@@ -105,6 +105,13 @@ SCHEDULES = [
         "Every 5 minutes: send again the chunks of a job run that stopped progressing, a scheduled task "
         "that was lost, and stuck member imports (docs/jobs.md).",
     ),
+    (
+        "Scan for points leakage",
+        "foresight.leakage_scan",
+        ("15", "4"),
+        "Daily at 04:15: open refund shortfalls, late refunds, farming patterns, ping-pong transfers and "
+        "adjustments near staff limits become leakage cases for staff to resolve (docs/foresight.md).",
+    ),
 ]
 
 

@@ -12,7 +12,7 @@ from django.db import transaction
 from members.scoping import BRAND_ADMIN, CLERK, STORE_MANAGER
 
 # Every permission of these apps goes to the brand admin.
-BRAND_ADMIN_APPS = ("members", "loyalty", "rewards", "api", "engagement", "django_celery_beat")
+BRAND_ADMIN_APPS = ("members", "loyalty", "rewards", "api", "engagement", "django_celery_beat", "foresight")
 
 ROLES = {
     STORE_MANAGER: (
@@ -33,6 +33,9 @@ ROLES = {
         "api.pos_earn",
         "api.pos_refund",
         "api.pos_verify_coupon",
+        # Their stores' leakage cases (docs/foresight.md).
+        "foresight.view_leakagecase",
+        "foresight.resolve_leakagecase",
     ),
     CLERK: (
         "members.view_member",
