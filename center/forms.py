@@ -5,9 +5,11 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import LoyaltyError
-from loyalty.models import Currency, LedgerEntry
+from loyalty.models import Currency
 from members.models import ConsentRecord, Member
 from members.phone import normalize_phone
+
+from .history import kind_choices
 
 
 class PhoneField(forms.CharField):
@@ -72,9 +74,11 @@ class PasswordSignInForm(forms.Form):
 
 
 class HistoryFilterForm(forms.Form):
-    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All kinds")), *LedgerEntry.Kind.choices])
+    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All kinds")), *kind_choices()])
     currency = forms.ChoiceField(
-        label=_("Currency"), required=False, choices=[("", _("Points and growth")), *Currency.choices]
+        label=_("Currency"),
+        required=False,
+        choices=[("", _("Points and growth")), (Currency.POINTS, _("Points")), (Currency.GROWTH, _("Growth"))],
     )
 
 

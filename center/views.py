@@ -40,6 +40,7 @@ from rewards import selectors as rewards_selectors
 from rewards.models import Coupon
 
 from . import auth, codes
+from .history import history_page
 from .forms import (
     CodeForm,
     EraseForm,
@@ -362,8 +363,7 @@ def history(request: HttpRequest) -> HttpResponse:
     filters = {}
     if form.is_bound and form.is_valid():
         filters = {key: value for key, value in form.cleaned_data.items() if value}
-    entries = loyalty_selectors.entries_for_member(request.member, **filters)
-    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = history_page(request.member, **filters, page=request.GET.get("page"), size=PAGE_SIZE)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
