@@ -8,6 +8,7 @@ from core.errors import LoyaltyError
 from loyalty.models import Currency
 from members.models import ConsentRecord, Member
 from members.phone import normalize_phone
+from rewards.models import RewardCategory
 
 from .history import kind_choices
 
@@ -80,6 +81,22 @@ class HistoryFilterForm(forms.Form):
         required=False,
         choices=[("", _("Points and growth")), (Currency.POINTS, _("Points")), (Currency.GROWTH, _("Growth"))],
     )
+
+
+class RewardsFilterForm(forms.Form):
+    """The mall's shelf, order and "I can afford" filter (GET; a bad value is ignored)."""
+
+    SORTS = {"": None, "cost": "points_cost", "-cost": "-points_cost"}
+
+    category = forms.ChoiceField(
+        label=_("Category"), required=False, choices=[("", _("All")), *RewardCategory.choices]
+    )
+    sort = forms.ChoiceField(
+        label=_("Sort by"),
+        required=False,
+        choices=[("", _("Recommended")), ("cost", _("Points: low to high")), ("-cost", _("Points: high to low"))],
+    )
+    afford = forms.BooleanField(label=_("I can afford"), required=False)
 
 
 class RedeemForm(forms.Form):

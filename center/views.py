@@ -37,7 +37,7 @@ from members.models import Member, Notification
 from members.otp import OTP_RESEND_SECONDS
 from members.services import member_set_consent
 from rewards import selectors as rewards_selectors
-from rewards.models import Coupon
+from rewards.models import Coupon, RewardCategory
 
 from . import auth, codes
 from .history import history_page
@@ -49,6 +49,7 @@ from .forms import (
     PhoneForm,
     ProfileForm,
     RedeemForm,
+    RewardsFilterForm,
     erase_word,
 )
 
@@ -380,12 +381,39 @@ def history(request: HttpRequest) -> HttpResponse:
 def rewards(request: HttpRequest) -> HttpResponse:
     member = request.member
     now = timezone.now()
-    offers = rewards_selectors.reward_offers(member=member, now=now)
+    catalogue = rewards_selectors.reward_offers(member=member, now=now)
     balances = loyalty_selectors.member_balances(member, now=now, soon_days=SOON_DAYS)
+    points = balances.get(Currency.POINTS)
+    balance = points.balance if points else 0
+    form = RewardsFilterForm(request.GET or None)
+    chosen = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    offers = catalogue
+    if chosen.get("category"):
+        offers = [offer for offer in offers if offer.reward.category == chosen["category"]]
+    if chosen.get("afford"):
+        offers = [offer for offer in offers if offer.reward.points_cost <= balance]
+    if chosen.get("sort"):
+        # Stable: rewards of one cost keep the mall's order.
+        offers = sorted(offers, key=lambda offer: offer.reward.points_cost, reverse=chosen["sort"] == "-cost")
+    present = {offer.reward.category for offer in catalogue if offer.reward.category}
+    shelves = [(value, label) for value, label in RewardCategory.choices if value in present]
+    query = request.GET.copy()
+    query.pop("category", None)
+    cheapest = min((offer.reward.points_cost for offer in catalogue), default=None)
     return render(
         request,
         "center/rewards.html",
-        {"offers": offers, "points": balances.get(Currency.POINTS), "nav": "rewards"},
+        {
+            "offers": offers,
+            "catalogue_size": len(catalogue),
+            "points": points,
+            "form": form,
+            "chosen": chosen,
+            "shelves": shelves,
+            "shelf_query": query.urlencode(),
+            "cheapest": cheapest,
+            "nav": "rewards",
+        },
     )
 
 
