@@ -88,9 +88,7 @@ class RewardsFilterForm(forms.Form):
 
     SORTS = {"": None, "cost": "points_cost", "-cost": "-points_cost"}
 
-    category = forms.ChoiceField(
-        label=_("Category"), required=False, choices=[("", _("All")), *RewardCategory.choices]
-    )
+    category = forms.ChoiceField(label=_("Category"), required=False, choices=[("", _("All")), *RewardCategory.choices])
     sort = forms.ChoiceField(
         label=_("Sort by"),
         required=False,

@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.core.paginator import Page, Paginator
-from django.db.models import CharField, Max, QuerySet, Value, When
 from django.db.models import Case as CaseWhen
+from django.db.models import CharField, Max, QuerySet, Value, When
 from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext_lazy as _
 
@@ -147,7 +147,12 @@ def _lot(entry: LedgerEntry):
 
 
 def history_page(
-    member: Member, *, kind: str | None = None, currency: str | None = None, page: str | int | None = None, size: int = 20
+    member: Member,
+    *,
+    kind: str | None = None,
+    currency: str | None = None,
+    page: str | int | None = None,
+    size: int = 20,
 ) -> Page:
     """A page of the member's history events, newest first; ``page.object_list`` holds
     :class:`HistoryEvent` objects. Release entries are folded into their orders' rows
@@ -161,7 +166,9 @@ def history_page(
     keys = [row["event"] for row in found.object_list]
     grouped = {key: HistoryEvent(key=key) for key in keys}
     if keys:
-        rows = keyed.filter(event__in=keys).select_related("store", "order", "refund", "lot").order_by("created_at", "id")
+        rows = (
+            keyed.filter(event__in=keys).select_related("store", "order", "refund", "lot").order_by("created_at", "id")
+        )
         for entry in rows:
             grouped[entry.event].entries.append(entry)
     found.object_list = [grouped[key] for key in keys if grouped[key].entries]

@@ -40,7 +40,6 @@ from rewards import selectors as rewards_selectors
 from rewards.models import Coupon, RewardCategory
 
 from . import auth, codes
-from .history import history_page
 from .forms import (
     CodeForm,
     EraseForm,
@@ -52,6 +51,7 @@ from .forms import (
     RewardsFilterForm,
     erase_word,
 )
+from .history import history_page
 
 PAGE_SIZE = 20
 SOON_DAYS = 30

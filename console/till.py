@@ -141,8 +141,9 @@ def till_lookup(*, query: str, now: dt.datetime | None = None) -> TillCard:
     """The member (and coupon) for what was typed or scanned at the till.
 
     Tries, in this order: the member card's rotating code (``members.member_code``;
-    ``member_code_expired`` or ``member_code_invalid`` when it is stale or altered), a member number (10 digits with a valid check digit), a coupon
-    code (12 letters and digits of the code alphabet; spaces and dashes ignored), a phone
+    ``member_code_expired`` or ``member_code_invalid`` when it is stale or altered), a
+    member number (10 digits with a valid check digit), a coupon code (12 letters and
+    digits of the code alphabet; spaces and dashes ignored), a phone
     number in any spelling ``normalize_phone`` accepts. Refuses empty or overlong input
     (``till_query_invalid``) and input that matches nothing (``till_not_found``); erased
     members are not found.

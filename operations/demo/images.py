@@ -121,7 +121,9 @@ def _samples() -> Image.Image:
     colours = [(238, 190, 205), (250, 214, 170), (200, 220, 240), (214, 236, 214), (232, 214, 245)]
     for i, colour in enumerate(colours):
         x = 178 + i * 60
-        d.rounded_rectangle(_s([x, 120, x + 36, 290]), radius=12 * SCALE, fill=colour, outline=(255, 255, 255), width=2 * SCALE)
+        d.rounded_rectangle(
+            _s([x, 120, x + 36, 290]), radius=12 * SCALE, fill=colour, outline=(255, 255, 255), width=2 * SCALE
+        )
         d.rounded_rectangle(_s([x + 6, 96, x + 30, 126]), radius=5 * SCALE, fill=(176, 138, 62))
         d.rectangle(_s([x + 8, 170, x + 28, 200]), fill=(255, 255, 255))
         d.line(_s([x + 26, 130, x + 26, 270]), fill=(255, 255, 255), width=3 * SCALE)
@@ -215,4 +217,3 @@ def reward_pictures_draw(folder: Path = FOLDER) -> list[Path]:
         draw().resize(SIZE, Image.LANCZOS).save(path, format="PNG", optimize=True)
         written.append(path)
     return written
-
