@@ -5,9 +5,12 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core.errors import LoyaltyError
-from loyalty.models import Currency, LedgerEntry
+from loyalty.models import Currency
 from members.models import ConsentRecord, Member
 from members.phone import normalize_phone
+from rewards.models import RewardCategory
+
+from .history import kind_choices
 
 
 class PhoneField(forms.CharField):
@@ -72,10 +75,26 @@ class PasswordSignInForm(forms.Form):
 
 
 class HistoryFilterForm(forms.Form):
-    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All kinds")), *LedgerEntry.Kind.choices])
+    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All kinds")), *kind_choices()])
     currency = forms.ChoiceField(
-        label=_("Currency"), required=False, choices=[("", _("Points and growth")), *Currency.choices]
+        label=_("Currency"),
+        required=False,
+        choices=[("", _("Points and growth")), (Currency.POINTS, _("Points")), (Currency.GROWTH, _("Growth"))],
     )
+
+
+class RewardsFilterForm(forms.Form):
+    """The mall's shelf, order and "I can afford" filter (GET; a bad value is ignored)."""
+
+    SORTS = {"": None, "cost": "points_cost", "-cost": "-points_cost"}
+
+    category = forms.ChoiceField(label=_("Category"), required=False, choices=[("", _("All")), *RewardCategory.choices])
+    sort = forms.ChoiceField(
+        label=_("Sort by"),
+        required=False,
+        choices=[("", _("Recommended")), ("cost", _("Points: low to high")), ("-cost", _("Points: high to low"))],
+    )
+    afford = forms.BooleanField(label=_("I can afford"), required=False)
 
 
 class RedeemForm(forms.Form):

@@ -18,12 +18,13 @@ from django.contrib.auth.hashers import make_password
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import LoyaltyError
@@ -36,9 +37,9 @@ from members.models import Member, Notification
 from members.otp import OTP_RESEND_SECONDS
 from members.services import member_set_consent
 from rewards import selectors as rewards_selectors
-from rewards.models import Coupon
+from rewards.models import Coupon, RewardCategory
 
-from . import auth
+from . import auth, codes
 from .forms import (
     CodeForm,
     EraseForm,
@@ -47,8 +48,10 @@ from .forms import (
     PhoneForm,
     ProfileForm,
     RedeemForm,
+    RewardsFilterForm,
     erase_word,
 )
+from .history import history_page
 
 PAGE_SIZE = 20
 SOON_DAYS = 30
@@ -68,17 +71,19 @@ def _next_steps() -> dict[str, str]:
         "reward_unavailable": _("Choose another reward."),
         "member_inactive": _("Please contact our staff in any store."),
         "member_closed": _("Please contact our staff in any store."),
-        "otp_rate_limited": _("Wait a minute, then ask for a new code."),
-        "otp_expired": _("Ask for a new code."),
-        "otp_too_many_attempts": _("Ask for a new code."),
         "otp_invalid": _("Check the code in the text message and try again."),
         "already_checked_in": _("Your next check-in opens at midnight."),
     }
 
 
 def _error_message(error: LoyaltyError) -> str:
+    """The refusal and, when it does not say so already, what to do next (never twice)."""
+    message = str(error.message)
     hint = _next_steps().get(error.code)
-    return f"{error.message} {hint}" if hint else str(error.message)
+    if not hint or hint in message:
+        return message
+    # Chinese sentences run on without a space; English ones take one.
+    return f"{message}{hint}" if message.endswith(("。", "！", "？")) else f"{message} {hint}"
 
 
 def _safe_next(request: HttpRequest, target: str | None) -> str:
@@ -122,6 +127,9 @@ def sign_in(request: HttpRequest) -> HttpResponse:
             otp_send(phone=phone, purpose="sign_in")
         except LoyaltyError as error:
             messages.error(request, _error_message(error))
+            if request.POST.get("resend") and request.session.get(SESSION_PHONE) == phone:
+                # A refused resend stays on the code page, with its countdown.
+                return redirect("center:sign_in_code")
         else:
             request.session[SESSION_PHONE] = phone
             request.session[SESSION_SENT_AT] = int(timezone.now().timestamp())
@@ -300,6 +308,53 @@ def _progress_percent(progress) -> int:
     return max(0, min(100, int((progress.growth - start) * 100 / span)))
 
 
+# --- member card code ------------------------------------------------------------------
+
+
+def _card_code(member: Member) -> dict:
+    from members.member_code import STEP_SECONDS, member_code_issue
+
+    made = member_code_issue(member)
+    label = _("Member code %(code)s") % {"code": made.code}
+    return {
+        "code": made.code,
+        "grouped": " ".join(made.code[i : i + 4] for i in range(0, len(made.code), 4)),
+        "qr": codes.qr_svg(made.code, label=label),
+        "barcode": codes.barcode_svg(made.code, label=label),
+        "expires_at": made.expires_at,
+        # The next code is due when the next step starts (plus a second for clock jitter).
+        "refresh_in": STEP_SECONDS - int(timezone.now().timestamp()) % STEP_SECONDS + 1,
+    }
+
+
+@never_cache
+@auth.member_required
+def card(request: HttpRequest) -> HttpResponse:
+    """The member code to show at the till: QR, barcode and digits, renewed by the page."""
+    from members.member_code import VALID_SECONDS
+
+    context = {"card": _card_code(request.member), "valid_minutes": VALID_SECONDS // 60, "nav": "home"}
+    return render(request, "center/card.html", context)
+
+
+@never_cache
+@auth.member_required
+def card_code(request: HttpRequest) -> JsonResponse:
+    """A fresh member code for the card page's script (never cached)."""
+    made = _card_code(request.member)
+    response = JsonResponse(
+        {
+            "code": made["code"],
+            "grouped": made["grouped"],
+            "qr": str(made["qr"]),
+            "barcode": str(made["barcode"]),
+            "expires_at": made["expires_at"].isoformat(),
+            "refresh_in": made["refresh_in"],
+        }
+    )
+    return response
+
+
 # --- history --------------------------------------------------------------------------
 
 
@@ -309,8 +364,7 @@ def history(request: HttpRequest) -> HttpResponse:
     filters = {}
     if form.is_bound and form.is_valid():
         filters = {key: value for key, value in form.cleaned_data.items() if value}
-    entries = loyalty_selectors.entries_for_member(request.member, **filters)
-    page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = history_page(request.member, **filters, page=request.GET.get("page"), size=PAGE_SIZE)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -327,12 +381,39 @@ def history(request: HttpRequest) -> HttpResponse:
 def rewards(request: HttpRequest) -> HttpResponse:
     member = request.member
     now = timezone.now()
-    offers = rewards_selectors.reward_offers(member=member, now=now)
+    catalogue = rewards_selectors.reward_offers(member=member, now=now)
     balances = loyalty_selectors.member_balances(member, now=now, soon_days=SOON_DAYS)
+    points = balances.get(Currency.POINTS)
+    balance = points.balance if points else 0
+    form = RewardsFilterForm(request.GET or None)
+    chosen = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    offers = catalogue
+    if chosen.get("category"):
+        offers = [offer for offer in offers if offer.reward.category == chosen["category"]]
+    if chosen.get("afford"):
+        offers = [offer for offer in offers if offer.reward.points_cost <= balance]
+    if chosen.get("sort"):
+        # Stable: rewards of one cost keep the mall's order.
+        offers = sorted(offers, key=lambda offer: offer.reward.points_cost, reverse=chosen["sort"] == "-cost")
+    present = {offer.reward.category for offer in catalogue if offer.reward.category}
+    shelves = [(value, label) for value, label in RewardCategory.choices if value in present]
+    query = request.GET.copy()
+    query.pop("category", None)
+    cheapest = min((offer.reward.points_cost for offer in catalogue), default=None)
     return render(
         request,
         "center/rewards.html",
-        {"offers": offers, "points": balances.get(Currency.POINTS), "nav": "rewards"},
+        {
+            "offers": offers,
+            "catalogue_size": len(catalogue),
+            "points": points,
+            "form": form,
+            "chosen": chosen,
+            "shelves": shelves,
+            "shelf_query": query.urlencode(),
+            "cheapest": cheapest,
+            "nav": "rewards",
+        },
     )
 
 

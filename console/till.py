@@ -25,6 +25,7 @@ from loyalty.checkout import order_checkout
 from loyalty.models import Currency, MemberTier, Order
 from loyalty.selectors import Balance, member_balances
 from loyalty.services import EarnResult, RefundResult, order_earn, order_refund
+from members.member_code import looks_like_member_code, member_code_verify
 from members.models import Member, StaffAction, Store
 from members.phone import normalize_phone
 from members.scoping import require_staff, staff_stores
@@ -139,8 +140,10 @@ def till_card(member: Member, *, coupon: Coupon | None = None, now: dt.datetime 
 def till_lookup(*, query: str, now: dt.datetime | None = None) -> TillCard:
     """The member (and coupon) for what was typed or scanned at the till.
 
-    Tries, in this order: a member number (10 digits with a valid check digit), a coupon
-    code (12 letters and digits of the code alphabet; spaces and dashes ignored), a phone
+    Tries, in this order: the member card's rotating code (``members.member_code``;
+    ``member_code_expired`` or ``member_code_invalid`` when it is stale or altered), a
+    member number (10 digits with a valid check digit), a coupon code (12 letters and
+    digits of the code alphabet; spaces and dashes ignored), a phone
     number in any spelling ``normalize_phone`` accepts. Refuses empty or overlong input
     (``till_query_invalid``) and input that matches nothing (``till_not_found``); erased
     members are not found.
@@ -151,6 +154,12 @@ def till_lookup(*, query: str, now: dt.datetime | None = None) -> TillCard:
             "till_query_invalid", _("Enter a phone number, a member number or a coupon code, or scan one.")
         )
     compact = "".join(text.split()).replace("-", "")
+    if looks_like_member_code(compact):
+        # The card's rotating code: refused when expired or altered, never read as a phone.
+        member = _members().filter(member_number=member_code_verify(compact, now=now)).first()
+        if member is None:
+            raise _not_found(text)
+        return till_card(member, now=now)
     if compact.isdigit() and is_valid_member_number(compact):
         member = _members().filter(member_number=compact).first()
         if member is not None:

@@ -141,6 +141,14 @@ class Coupon(models.Model):
         return f"{self.code}: {self.title}"
 
 
+class RewardCategory(models.TextChoices):
+    VOUCHERS = "vouchers", _("Vouchers")
+    FOOD_DRINK = "food_drink", _("Food and drink")
+    BEAUTY = "beauty", _("Beauty")
+    LIFESTYLE = "lifestyle", _("Lifestyle")
+    EXPERIENCES = "experiences", _("Experiences")
+
+
 class Reward(models.Model):
     """Something in the points mall. Redeeming it issues a coupon of ``coupon_kind``."""
 
@@ -211,6 +219,15 @@ class Reward(models.Model):
         default=30,
         validators=[MinValueValidator(1)],
         help_text=_("Days from redemption until the coupon expires."),
+    )
+    # The mall's shelves (member center filter); empty: shown under "All" only.
+    category = models.CharField(
+        _("category"),
+        max_length=20,
+        choices=RewardCategory.choices,
+        blank=True,
+        default="",
+        help_text=_("The shelf of the mall it is shown on."),
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 

@@ -14,6 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.errors import LoyaltyError
+from members.member_code import looks_like_member_code, member_code_verify
 from members.models import Member, Store
 from members.services import is_valid_member_number
 
@@ -101,7 +102,10 @@ def operator_for(request):
 
 
 def clean_member_number(raw: str) -> str:
-    return "".join(ch for ch in (raw or "") if ch.isdigit())
+    """The member number in what was typed or scanned; the member card's rotating code is
+    checked and read as its member number (``member_code_expired`` / ``member_code_invalid``)."""
+    number = "".join(ch for ch in (raw or "") if ch.isdigit())
+    return member_code_verify(number) if looks_like_member_code(number) else number
 
 
 def member_by_number(raw: str) -> Member:

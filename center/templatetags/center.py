@@ -58,3 +58,35 @@ def widget(field):
     if described:
         attrs["aria-describedby"] = " ".join(described)
     return field.as_widget(attrs=attrs)
+
+
+@register.simple_tag
+def coupon_headline(coupon) -> str:
+    """What the coupon gives, in words a shopper reads at a glance: "¥50 off", "10% off"
+    (in Chinese the discount as 折: 10 percent off is 9 折), "Free shipping", or for a gift
+    the gift's own title."""
+    from decimal import Decimal
+
+    from django.utils.translation import get_language
+
+    value = Decimal(coupon.value or 0)
+    if coupon.kind == "amount_off":
+        return _("¥%(value)s off") % {"value": f"{value.normalize():f}"}
+    if coupon.kind == "discount_percent":
+        if (get_language() or "").startswith("zh"):
+            return f"{((Decimal(100) - value) / 10).normalize():f} 折"
+        return _("%(value)s%% off") % {"value": f"{value.normalize():f}"}
+    if coupon.kind == "free_shipping":
+        return _("Free shipping")
+    return coupon.title
+
+
+@register.simple_tag
+def coupon_kind_label(coupon) -> str:
+    labels = {
+        "amount_off": _("Cash coupon"),
+        "discount_percent": _("Discount coupon"),
+        "free_shipping": _("Shipping coupon"),
+        "gift": _("Gift coupon"),
+    }
+    return labels.get(coupon.kind, "")

@@ -113,8 +113,8 @@ def test_history_pages_by_twenty_newest_first(member_client, member):
     second = member_client.get(reverse("center:history"), {"page": 2})
 
     assert len(first.context["page"].object_list) == 20
-    assert [e.amount for e in second.context["page"].object_list] == [14, 13, 12, 11, 10]
-    assert first.context["page"].object_list[0].amount == 34
+    assert [e.points for e in second.context["page"].object_list] == [14, 13, 12, 11, 10]
+    assert first.context["page"].object_list[0].points == 34
     assert "Page 1 of 2" in _text(first)
 
 
@@ -123,7 +123,7 @@ def test_history_filters_by_kind_and_keeps_the_filter_across_pages(member_client
     spend(member, 100, "s1")
     response = member_client.get(reverse("center:history"), {"kind": "spend"})
     entries = list(response.context["page"].object_list)
-    assert [(e.kind, e.amount) for e in entries] == [("spend", -100)]
+    assert [(e.kind, e.points) for e in entries] == [("spend", -100)]
     assert "−100" in _text(response)
 
 

@@ -86,7 +86,9 @@ def test_asking_again_at_once_is_rate_limited_with_what_to_do(client, member, ou
     response = _send_code(client, member.phone)
     assert response.status_code == 200
     text = response.content.decode()
-    assert "Wait a minute, then ask for a new code." in text
+    # What to do is said once: the refusal names the wait, no second sentence repeats it.
+    assert text.count("before asking for another.") == 1
+    assert "Wait a minute" not in text
     assert len(outbox) == 1
 
 

@@ -29,3 +29,14 @@ def test_without_a_recent_send_the_resend_button_is_usable(client, outbox):
     session.save()
     page = client.get(CODE).content.decode()
     assert 'id="resend">' in page and "data-countdown" not in page
+
+
+def test_a_refused_resend_stays_on_the_code_page_and_says_it_once(client, outbox):
+    client.post(SIGN_IN, {"phone": "138 0013 8000", "referral_code": "ABCD1234"})
+    response = client.post(SIGN_IN, {"phone": "+8613800138000", "resend": "1"}, follow=True)
+    assert response.redirect_chain[-1][0] == CODE
+    page = response.content.decode()
+    assert page.count("before asking for another.") == 1
+    assert re.search(r'id="resend" disabled data-countdown="\d+"', page)
+    assert client.session["center_sign_in_referral"] == "ABCD1234"
+    assert len(outbox) == 1

@@ -15,6 +15,7 @@ from members.models import Member
 from operations.lifecycle import members_refresh_profiles
 
 from .history import history_plan
+from .images import demo_reward_images
 from .programme import programme_seed
 from .rewards import MALL, rewards_mall_seed, rewards_redeem_today
 from .run import DemoRun
@@ -37,6 +38,7 @@ def demo_seed(*, members: int, seed: int, out: OutputWrapper, style: Style) -> N
         run.staff = staff_user_seed()
         programme_seed(run)
         rewards_mall_seed(run)
+        demo_reward_images()
         events = history_plan(run, members)
         for event in sorted(events):
             event.action(event.at)
