@@ -85,6 +85,11 @@ class MemberActionsMixin:
                 self.admin_site.admin_view(self.adjust_view),
                 name=f"{opts.app_label}_{opts.model_name}_adjust",
             ),
+            path(
+                "<path:object_id>/act/<str:action>/",
+                self.admin_site.admin_view(self.member_action_view),
+                name=f"{opts.app_label}_{opts.model_name}_act",
+            ),
             *super().get_urls(),
         ]
 
@@ -129,6 +134,56 @@ class MemberActionsMixin:
         else:
             form = self._adjust_form(request)
         return self._adjust_form_response(request, form, [member], from_action=False)
+
+    # --- the same actions as buttons on one member's page ---
+
+    # Which statuses each status action applies to (the services refuse the others).
+    BUTTON_STATUSES = {
+        "freeze": {Member.Status.ACTIVE},
+        "unfreeze": {Member.Status.FROZEN, Member.Status.CLOSED},
+        "close": {Member.Status.ACTIVE, Member.Status.FROZEN},
+    }
+    BUTTON_ICONS = {
+        "pin_tier": "push_pin",
+        "add_tags": "sell",
+        "remove_tags": "label_off",
+        "freeze": "ac_unit",
+        "unfreeze": "lock_open",
+        "close": "block",
+    }
+
+    def member_buttons(self, request, member: Member) -> list[tuple[str, str, str]]:
+        """(label, url, icon) of the actions this user may take on this member now."""
+        opts = self.opts
+        buttons = []
+        if self.has_adjust_permission(request) and self.has_view_or_change_permission(request, member):
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_adjust", args=[member.pk])
+            buttons.append((str(_("Adjust points")), url, "exposure"))
+        actions = self.get_actions(request) if member.erased_at is None else {}
+        for name, icon in self.BUTTON_ICONS.items():
+            if name not in actions or member.status not in self.BUTTON_STATUSES.get(name, {member.status}):
+                continue
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_act", args=[member.pk, name])
+            buttons.append((str(actions[name][2]), url, icon))
+        return buttons
+
+    def member_action_view(self, request, object_id, action):
+        """One member's action page: the list action's form for this member alone; done, back
+        to the member's page."""
+        member = self.get_object(request, unquote(object_id))
+        if member is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        actions = self.get_actions(request)
+        if action not in self.BUTTON_ICONS or action not in actions:
+            raise PermissionDenied
+        queryset = self.get_queryset(request).filter(pk=member.pk)
+        response = actions[action][0](self, request, queryset)
+        if response is None:
+            opts = self.opts
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[member.pk])
+            )
+        return response
 
     def _adjust_form(self, request, data=None) -> LimitedAdjustPointsForm:
         """The adjustment form, limited to what this staff user may adjust at once."""
@@ -212,6 +267,10 @@ class MemberActionsMixin:
             "action_name": "adjust_points" if from_action else None,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": self.media + form.media,
+            "preview_words": {
+                "points": _("After this adjustment: {n} points available."),
+                "growth": _("After this adjustment: {n} growth."),
+            },
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/members/member/adjust_points.html", context)

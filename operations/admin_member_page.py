@@ -24,6 +24,8 @@ from loyalty.selectors import member_balances, member_debts
 from loyalty.tiers import tier_progress
 from members.models import ConsentRecord, Member, StaffAction, StageChange
 
+from .member_timeline import member_coupons, member_timeline
+
 # --- inlines on the member page ---------------------------------------------------------
 
 
@@ -37,6 +39,7 @@ class NewestFirstInline(ReadOnlyInline):
 
     limit = MEMBER_PAGE_ROWS
     tab = True  # unfold: each history list is a tab under the form, not one long page
+    hide_title = True  # unfold: no row title (the model's English __str__) above each row
     newest_first: tuple[str, ...] = ("-created_at", "-id")
     related: tuple[str, ...] = ()
 
@@ -51,31 +54,25 @@ class LedgerEntryInline(NewestFirstInline):
     model = LedgerEntry
     fk_name = "member"
     verbose_name_plural = gettext_lazy("latest ledger entries")
-    fields = (
-        "created_at",
-        "currency",
-        "kind",
-        "amount",
-        "pending_amount",
-        "balance_after",
-        "pending_after",
-        "reason",
-        "operator",
-        "store",
-        "order",
-    )
+    # Seven columns, so none squeezes to a character a line; the whole row is a click away.
+    fields = ("created_at", "currency", "kind", "amount", "pending_amount", "balance_after", "reason")
     readonly_fields = fields
-    related = ("operator", "store", "order")
 
 
 class LotInline(ReadOnlyInline):
     model = Lot
     limit = MEMBER_PAGE_ROWS
     tab = True
+    hide_title = True
+    show_change_link = False
     fk_name = "member"
     verbose_name_plural = gettext_lazy("open lots")
-    fields = ("entry", "currency", "amount", "remaining", "pending", "available_at", "expires_at")
+    fields = ("earned_at", "currency", "amount", "remaining", "pending", "available_at", "expires_at")
     readonly_fields = fields
+
+    @admin.display(description=gettext_lazy("earned at"))
+    def earned_at(self, lot):
+        return date_format(timezone.localtime(lot.entry.created_at), "SHORT_DATETIME_FORMAT")
 
     def get_queryset(self, request):
         # Open lots in the order they will be spent: soonest expiry first.
@@ -92,6 +89,7 @@ class ConsentRecordInline(ReadOnlyInline):
     model = ConsentRecord
     limit = MEMBER_PAGE_ROWS
     tab = True
+    hide_title = True
     verbose_name_plural = gettext_lazy("consent history")
     fields = ("recorded_at", "channel", "granted", "source")
     readonly_fields = fields
@@ -172,7 +170,7 @@ class MemberPageMixin:
         "rfm_scores",
         "profile_refreshed_at",
         "order_count",
-        "spend_total",
+        "spend",
         "first_order_at",
         "last_order_at",
         "sms_consent_at",
@@ -184,7 +182,7 @@ class MemberPageMixin:
         (
             gettext_lazy("Membership"),
             {
-                "fields": ("status", "current_tier", "tag_list", "joined_at", "user", "wechat_openid"),
+                "fields": ("status", "current_tier", "tag_list", "points_owed", "joined_at", "user", "wechat_openid"),
                 "description": gettext_lazy(
                     "Status, tier pin and tags change through the actions on the member list "
                     "(select the member, choose the action, say why); each is kept in the staff actions below."
@@ -192,16 +190,12 @@ class MemberPageMixin:
             },
         ),
         (
-            gettext_lazy("Points and growth"),
-            {"fields": (("points_balance", "points_pending"), ("growth_balance", "growth_pending"), "points_owed")},
-        ),
-        (
             gettext_lazy("Lifecycle and RFM"),
             {"fields": (("stage", "stage_since"), ("rfm_segment", "rfm_scores"), "profile_refreshed_at")},
         ),
         (
             gettext_lazy("Orders"),
-            {"fields": (("order_count", "spend_total"), ("first_order_at", "last_order_at"))},
+            {"fields": (("order_count", "spend"), ("first_order_at", "last_order_at"))},
         ),
         (
             gettext_lazy("Marketing consent"),
@@ -223,6 +217,10 @@ class MemberPageMixin:
                 "until": date_format(timezone.localtime(state.pinned_until), "SHORT_DATE_FORMAT"),
             }
         return state.tier.name
+
+    @admin.display(description=gettext_lazy("spend"))
+    def spend(self, member):
+        return f"¥{member.spend_total:,.2f}"
 
     @admin.display(description=gettext_lazy("tags"))
     def tag_list(self, member):
@@ -284,9 +282,16 @@ class MemberPageMixin:
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         member = self.get_object(request, unquote(object_id))
+        try:
+            page = int(request.GET.get("timeline", "1"))
+        except ValueError:
+            page = 1
         extra_context = {
             **(extra_context or {}),
             "member_card": self.member_card(member) if member is not None else None,
+            "timeline": member_timeline(member, page=page) if member is not None else None,
+            "coupons": member_coupons(member) if member is not None else [],
+            "member_buttons": self.member_buttons(request, member) if member is not None else [],
             "can_adjust": self.has_adjust_permission(request),
             "history_links": self._history_links(request, unquote(object_id)),
             "inline_limit": LedgerEntryInline.limit,

@@ -23,3 +23,12 @@ def yuan(value) -> str:
         return f"¥{Decimal(value):,.2f}"
     except (TypeError, ValueError, InvalidOperation):
         return "" if value is None else str(value)
+
+
+@register.filter
+def signed_thousands(value) -> str:
+    """128 -> "+128", -1500 -> "-1,500"."""
+    try:
+        return f"{int(value):+,}"
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
