@@ -63,6 +63,10 @@ STATUS_BY_CODE = {
     "receiver_not_found": status.HTTP_404_NOT_FOUND,
     "transfer_not_found": status.HTTP_404_NOT_FOUND,
     "badge_not_found": status.HTTP_404_NOT_FOUND,
+    # (partners)
+    "partner_not_found": status.HTTP_404_NOT_FOUND,
+    "offer_not_found": status.HTTP_404_NOT_FOUND,
+    "voucher_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the request is fine but the state of things refuses it
     "already_given_back": status.HTTP_409_CONFLICT,
     "already_checked_in": status.HTTP_409_CONFLICT,
@@ -108,6 +112,14 @@ STATUS_BY_CODE = {
     "transfer_received": status.HTTP_409_CONFLICT,
     "badge_held": status.HTTP_409_CONFLICT,
     "badge_revoked": status.HTTP_409_CONFLICT,
+    # (partners)
+    "partner_inactive": status.HTTP_409_CONFLICT,
+    "offer_unavailable": status.HTTP_409_CONFLICT,
+    "out_of_codes": status.HTTP_409_CONFLICT,
+    "offer_codes_generated": status.HTTP_409_CONFLICT,
+    "voucher_used": status.HTTP_409_CONFLICT,
+    "voucher_void": status.HTTP_409_CONFLICT,
+    "voucher_expired": status.HTTP_409_CONFLICT,
     # 422: a key (order number, refund number, Idempotency-Key) reused with a different body
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "idempotency_conflict": status.HTTP_422_UNPROCESSABLE_ENTITY,

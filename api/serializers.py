@@ -168,6 +168,14 @@ class ProfileIn(serializers.Serializer):
     birthday = serializers.DateField(required=False, help_text="Can be set once.")
 
 
+class CheckoutBenefitsOut(serializers.Serializer):
+    """The member price benefits the checkout applies (the tier's and the paid plan's)."""
+
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2, help_text="Percent off; 0 for none.")
+    free_shipping = serializers.BooleanField()
+    sources = serializers.ListField(child=serializers.CharField(), help_text="tier:<code>, plan:<code>.")
+
+
 class MemberSummaryOut(serializers.Serializer):
     """What a till sees of a member it looked up."""
 
@@ -177,6 +185,7 @@ class MemberSummaryOut(serializers.Serializer):
     status = serializers.CharField()
     tier = TierBriefOut(allow_null=True)
     balances = BalancesOut()
+    benefits = CheckoutBenefitsOut(help_text="Member discount and free shipping the checkout applies.")
 
 
 # --- ledger --------------------------------------------------------------------------------
@@ -486,6 +495,14 @@ class QuoteOut(serializers.Serializer):
     value = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="Yuan those points pay.")
     point_value = serializers.DecimalField(max_digits=8, decimal_places=4, help_text="Yuan per point.")
     balance = serializers.IntegerField()
+    order_total = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="Before the member discount.")
+    discount_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+    member_discount = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="Yuan off.")
+    amount_due = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="After the member discount: what points and money pay."
+    )
+    free_shipping = serializers.BooleanField()
+    benefit_sources = serializers.ListField(child=serializers.CharField())
 
 
 class CheckoutIn(OrderEarnIn):
@@ -496,3 +513,7 @@ class CheckoutIn(OrderEarnIn):
 class CheckoutOut(OrderOut):
     points_used = serializers.IntegerField()
     points_value = serializers.DecimalField(max_digits=12, decimal_places=2)
+    member_discount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, help_text="Yuan the member discount took off; amount is after it."
+    )
+    benefits = serializers.DictField(help_text="The benefits applied: discount_percent, free_shipping, sources.")

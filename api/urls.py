@@ -2,6 +2,7 @@ from django.urls import path
 
 from .views import auth, badges, bulk, engagement, me, metrics, outreach, pos, programme, rewards, transfers, webhooks
 from .views import provenance
+from .views import partners as partner_views
 
 app_name = "api"
 
@@ -60,6 +61,20 @@ urlpatterns = [
     path("me/transfers/<int:pk>/cancel/", transfers.TransferCancelView.as_view(), name="me-transfer-cancel"),
     path("programme/transfers/", transfers.StaffTransfersView.as_view(), name="programme-transfers"),
     path("me/badges/", badges.MyBadgesView.as_view(), name="me-badges"),
+    # partners (docs/programme.md)
+    path("partner/orders/", partner_views.PartnerEarnView.as_view(), name="partner-orders"),
+    path("partner/vouchers/use/", partner_views.PartnerVoucherUseView.as_view(), name="partner-voucher-use"),
+    path("partner/offers/<int:pk>/codes/", partner_views.PartnerCodesView.as_view(), name="partner-offer-codes"),
+    path("partner/members/benefits/", partner_views.PartnerMemberBenefitsView.as_view(), name="partner-benefits"),
+    path("partner/settlement/", partner_views.PartnerSettlementView.as_view(), name="partner-settlement"),
+    path("partners/offers/", partner_views.OffersView.as_view(), name="partner-offers"),
+    path("me/partner-vouchers/", partner_views.MyPartnerVouchersView.as_view(), name="me-partner-vouchers"),
+    path("me/partner-benefits/", partner_views.MyPartnerBenefitsView.as_view(), name="me-partner-benefits"),
+    path(
+        "programme/partners/<slug:code>/settlement/",
+        partner_views.StaffSettlementView.as_view(),
+        name="programme-partner-settlement",
+    ),
     path("me/contribution/", badges.MyContributionView.as_view(), name="me-contribution"),
     path("programme/contributions/", badges.StaffContributionView.as_view(), name="programme-contributions"),
     path("programme/badges/award/", badges.StaffBadgeAwardView.as_view(), name="programme-badge-award"),

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
-from loyalty.checkout import order_checkout
+from loyalty.checkout import CheckoutBenefits, checkout_benefits, order_checkout
 from loyalty.models import Currency, MemberTier, Order
 from loyalty.selectors import Balance, member_balances
 from loyalty.services import EarnResult, RefundResult, order_earn, order_refund
@@ -52,6 +52,8 @@ class TillCard:
     coupons_more: bool = False
     # The coupon whose code was typed, if the lookup was by code (any status).
     coupon: Coupon | None = None
+    # Member discount and free shipping the checkout applies (tier and paid plan).
+    benefits: CheckoutBenefits | None = None
 
     @property
     def masked_phone(self) -> str:
@@ -134,6 +136,7 @@ def till_card(member: Member, *, coupon: Coupon | None = None, now: dt.datetime 
         coupons=usable[:COUPONS_SHOWN],
         coupons_more=len(usable) > COUPONS_SHOWN,
         coupon=coupon,
+        benefits=checkout_benefits(member, now=now),
     )
 
 

@@ -94,6 +94,16 @@ class Order(models.Model):
         help_text=_("The part of the amount paid with points; it earns nothing."),
     )
     refunded_amount = models.DecimalField(_("refunded"), max_digits=12, decimal_places=2, default=0)
+    member_discount = models.DecimalField(
+        _("member discount"),
+        max_digits=12,
+        decimal_places=2,
+        default=0,
+        help_text=_("Yuan the member price discount took off at checkout; the amount is after it."),
+    )
+    benefits = models.JSONField(
+        _("benefits used"), default=dict, blank=True, help_text=_("The member benefits the checkout applied.")
+    )
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.COMPLETED)
     occurred_at = models.DateTimeField(_("occurred at"))
     created_at = models.DateTimeField(_("recorded at"), default=timezone.now)
@@ -117,6 +127,7 @@ class Order(models.Model):
                 condition=Q(refunded_amount__gte=0, refunded_amount__lte=models.F("amount")),
                 name="order_refunded_within_amount",
             ),
+            models.CheckConstraint(condition=Q(member_discount__gte=0), name="order_member_discount_not_negative"),
         ]
         indexes = [models.Index(fields=["member", "-occurred_at"], name="order_member_recent")]
 
@@ -198,6 +209,7 @@ class LedgerEntry(models.Model):
         ADJUST = "adjust", _("staff adjustment")
         REVERSE = "reverse", _("spend reversed")
         SETTLE = "settle", _("refund shortfall settled")
+        TRANSFER = "transfer", _("points transfer")
 
     # Indexes: the composite ones in Meta lead with account and member, and the optional
     # references are indexed only where set, so a system entry (expiry, release) writes

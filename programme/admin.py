@@ -5,13 +5,35 @@ call ``programme.services``; nothing here writes a membership, an order or the l
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
 
-from . import badges, selectors, services, transfers
-from .models import Badge, Contribution, FanLevel, MemberBadge, Membership, Plan, PlanGrant, PlanOrder, Transfer
+from . import badges, partners, selectors, services, transfers
+from .models import (
+    Badge,
+    Contribution,
+    FanLevel,
+    MemberBadge,
+    Membership,
+    Partner,
+    PartnerBenefit,
+    PartnerEarn,
+    PartnerKey,
+    PartnerOffer,
+    PartnerVoucher,
+    Plan,
+    PlanGrant,
+    PlanOrder,
+    Transfer,
+)
 
 
 @admin.register(Plan)
@@ -185,3 +207,166 @@ class ContributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ("member__phone", "member__member_number")
     list_select_related = ("member", "actor")
+
+
+# --- partners ------------------------------------------------------------------------------
+
+
+class PartnerKeyInline(admin.TabularInline):
+    model = PartnerKey
+    extra = 0
+    fields = ("name", "prefix", "is_active", "created_at", "last_used_at")
+    readonly_fields = ("name", "prefix", "created_at", "last_used_at")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # keys are made by the action, which shows the key once
+
+
+@admin.register(Partner)
+class PartnerAdmin(admin.ModelAdmin):
+    list_display = ("name", "code", "points_per_yuan", "issue_price", "redeem_price", "is_active", "settlement")
+    list_filter = ("is_active",)
+    search_fields = ("name", "code")
+    inlines = [PartnerKeyInline]
+    actions = ["create_key"]
+
+    @admin.display(description=_("settlement"))
+    def settlement(self, partner):
+        url = reverse("admin:programme_partner_settlement", args=[partner.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Settlement"))
+
+    @admin.action(description=_("Create an API key (shown once)"))
+    def create_key(self, request, queryset):
+        for partner in queryset:
+            _key, raw = partners.partner_key_create(partner=partner, name=_("created in the admin"))
+            self.message_user(
+                request,
+                _("Key for %(partner)s (copy it now, it is not shown again): %(key)s")
+                % {"partner": partner, "key": raw},
+                messages.WARNING,
+            )
+
+    def get_urls(self):
+        urls = super().get_urls()
+        own = [
+            path(
+                "<int:pk>/settlement/",
+                self.admin_site.admin_view(self.settlement_view),
+                name="programme_partner_settlement",
+            )
+        ]
+        return own + urls
+
+    def settlement_view(self, request, pk: int):
+        if not request.user.has_perm("programme.view_settlement"):
+            raise PermissionDenied
+        partner = get_object_or_404(Partner, pk=pk)
+        try:
+            month = partners.parse_month(request.GET.get("month"))
+        except LoyaltyError as error:
+            self.message_user(request, error.message, messages.ERROR)
+            month = partners.parse_month(None)
+        settlement = partners.partner_settlement(partner=partner, month=month)
+        if request.GET.get("export") == "csv":
+            response = HttpResponse(partners.settlement_csv(settlement), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="settlement-{partner.code}-{month:%Y-%m}.csv"'
+            return response
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Settlement: %(partner)s, %(month)s") % {"partner": partner, "month": f"{month:%Y-%m}"},
+            "partner": partner,
+            "settlement": settlement,
+            "month": f"{month:%Y-%m}",
+        }
+        return TemplateResponse(request, "admin/programme/partner/settlement.html", context)
+
+
+class PartnerOfferForm(forms.ModelForm):
+    upload_codes = forms.CharField(
+        label=_("Add codes"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("For a batch offer: the partner's codes, one a line or separated by commas."),
+    )
+
+    class Meta:
+        model = PartnerOffer
+        fields = [
+            "partner",
+            "name",
+            "description",
+            "points_cost",
+            "code_source",
+            "valid_days",
+            "min_tier",
+            "is_active",
+            "sort_order",
+        ]
+
+
+@admin.register(PartnerOffer)
+class PartnerOfferAdmin(admin.ModelAdmin):
+    form = PartnerOfferForm
+    list_display = ("name", "partner", "points_cost", "code_source", "left", "is_active")
+    list_filter = ("partner", "is_active", "code_source")
+    list_select_related = ("partner",)
+    search_fields = ("name", "partner__name")
+
+    @admin.display(description=_("codes left"))
+    def left(self, offer):
+        n = partners.codes_left(offer)
+        return "∞" if n is None else n
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        codes = form.cleaned_data.get("upload_codes")
+        if codes:
+            try:
+                added, there = partners.partner_codes_upload(offer=obj, codes=codes)
+            except LoyaltyError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    _("%(added)d codes added, %(there)d already there.") % {"added": added, "there": there},
+                    messages.SUCCESS,
+                )
+
+
+@admin.register(PartnerEarn)
+class PartnerEarnAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("order_number", "partner", "member", "amount", "points", "issue_price", "owed", "created_at")
+    list_filter = ("partner",)
+    search_fields = ("order_number", "member__phone", "member__member_number")
+    list_select_related = ("partner", "member")
+    date_hierarchy = "created_at"
+
+
+@admin.register(PartnerVoucher)
+class PartnerVoucherAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("code", "partner", "offer", "member", "points", "owed", "status", "issued_at", "used_at")
+    list_filter = ("partner", "status")
+    search_fields = ("code", "member__phone", "member__member_number")
+    list_select_related = ("partner", "offer", "member")
+    date_hierarchy = "issued_at"
+    action_form = ReasonActionForm
+    actions = ["void"]
+
+    def has_void_permission(self, request) -> bool:
+        return request.user.has_perm("programme.void_partnervoucher")
+
+    @admin.action(description=_("Void (unused only; give a reason): the points go back"), permissions=["void"])
+    def void(self, request, queryset):
+        def act(voucher, reason):
+            partners.partner_voucher_void(voucher=voucher, actor=request.user, reason=reason)
+
+        _with_reason(self, request, queryset, act, _("%(row)s voided."))
+
+
+@admin.register(PartnerBenefit)
+class PartnerBenefitAdmin(admin.ModelAdmin):
+    list_display = ("title", "partner", "is_active")
+    list_filter = ("partner", "is_active")
+    filter_horizontal = ("tiers", "plans")

@@ -113,7 +113,7 @@ def _give(
             kind=badge.coupon_kind,
             value=badge.coupon_value,
             expires_at=now + dt.timedelta(days=badge.coupon_valid_days),
-            source=Coupon.Source.STAFF,
+            source=Coupon.Source.PROGRAMME,
             now=now,
         )
     held.save(update_fields=["entry", "coupon"])

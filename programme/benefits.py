@@ -7,6 +7,7 @@ second applies to the price after the first).
 """
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 from django.conf import settings
@@ -54,3 +55,22 @@ def paid_earn_multiplier(*, member: Member, tier, now: dt.datetime):
     if membership is None:
         return tier
     return combine_multipliers(tier, (membership.plan.earn_multiplier, membership.plan.name))
+
+
+def paid_checkout_benefits(*, member: Member, benefits, now: dt.datetime):
+    """The adjuster ``loyalty.checkout`` calls: the active plan's member price discount and
+    free shipping joined with the tier's (discounts by :func:`combine_discounts`)."""
+    membership = membership_active(member.pk, now)
+    if membership is None:
+        return benefits
+    plan = membership.plan
+    if not plan.discount_percent and not plan.free_shipping:
+        return benefits
+    source = f"plan:{plan.code}"
+    percent = combine_discounts(benefits.discount_percent, plan.discount_percent or 0)
+    return replace(
+        benefits,
+        discount_percent=min(percent, Decimal(100)),
+        free_shipping=benefits.free_shipping or plan.free_shipping,
+        sources=(*benefits.sources, source),
+    )

@@ -466,3 +466,251 @@ class Contribution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}: +{self.amount} {self.kind}"
+
+
+# --- partners and ecosystem benefits -------------------------------------------------------
+
+
+class Partner(models.Model):
+    """A business in the brand's ecosystem (a coffee chain, a car wash, an airline): members
+    earn points for its orders, which it pays for at ``issue_price`` a point, and spend points
+    on its vouchers, which the brand pays it for at ``redeem_price`` a point."""
+
+    code = models.SlugField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    points_per_yuan = models.DecimalField(
+        _("points per yuan"),
+        max_digits=8,
+        decimal_places=4,
+        default=1,
+        help_text=_("Points a member earns per yuan spent at the partner (rounded down)."),
+    )
+    issue_price = models.DecimalField(
+        _("price per point issued"),
+        max_digits=8,
+        decimal_places=4,
+        default=0,
+        help_text=_("Yuan the partner pays for each point its orders earn."),
+    )
+    redeem_price = models.DecimalField(
+        _("price per point redeemed"),
+        max_digits=8,
+        decimal_places=4,
+        default=0,
+        help_text=_("Yuan paid to the partner for each point spent on its vouchers."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("partner")
+        verbose_name_plural = _("partners")
+        ordering = ["name", "id"]
+        permissions = [("view_settlement", _("Can view partner settlements"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(points_per_yuan__gte=0, issue_price__gte=0, redeem_price__gte=0),
+                name="partner_rates_not_negative",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PartnerKey(models.Model):
+    """A partner's API key (``Authorization: Partner-Key pk_...``): it opens the partner
+    endpoints only. The key itself is shown once; its SHA-256 is kept."""
+
+    partner = models.ForeignKey(Partner, verbose_name=_("partner"), on_delete=models.CASCADE, related_name="keys")
+    name = models.CharField(_("name"), max_length=100, help_text=_("Which system uses it."))
+    prefix = models.CharField(_("begins with"), max_length=12, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("partner API key")
+        verbose_name_plural = _("partner API keys")
+        ordering = ["partner", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.partner}: {self.name} ({self.prefix}…)"
+
+
+class PartnerEarn(models.Model):
+    """Points a member earned for an order at a partner, with the rates of that day."""
+
+    partner = models.ForeignKey(Partner, verbose_name=_("partner"), on_delete=models.PROTECT, related_name="earns")
+    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="partner_earns")
+    order_number = models.CharField(_("partner's order number"), max_length=64)
+    amount = models.DecimalField(_("order amount"), max_digits=12, decimal_places=2)
+    points = models.PositiveIntegerField(_("points"))
+    points_per_yuan = models.DecimalField(_("points per yuan"), max_digits=8, decimal_places=4)
+    issue_price = models.DecimalField(_("price per point issued"), max_digits=8, decimal_places=4)
+    owed = models.DecimalField(
+        _("owed by the partner"), max_digits=12, decimal_places=2, help_text=_("points × price per point issued")
+    )
+    entry = models.OneToOneField(
+        LedgerEntry, verbose_name=_("points entry"), on_delete=models.PROTECT, related_name="partner_earn"
+    )
+    request_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("partner order")
+        verbose_name_plural = _("partner orders")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "order_number"], name="partner_earn_once_per_order"),
+            models.CheckConstraint(condition=Q(points__gt=0), name="partner_earn_points_positive"),
+            models.CheckConstraint(condition=Q(amount__gt=0, owed__gte=0), name="partner_earn_amounts_valid"),
+        ]
+        indexes = [models.Index(fields=["partner", "created_at"], name="partner_earn_month")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}/{self.order_number}: {self.points}"
+
+
+class PartnerOffer(models.Model):
+    """A partner voucher in the mall, bought with points. Its codes come from the partner's
+    uploaded batch (``PartnerCode``) or are generated here."""
+
+    class CodeSource(models.TextChoices):
+        BATCH = "batch", _("the partner's batch")
+        GENERATED = "generated", _("generated here")
+
+    partner = models.ForeignKey(Partner, verbose_name=_("partner"), on_delete=models.PROTECT, related_name="offers")
+    name = models.CharField(_("name"), max_length=100)
+    description = models.TextField(_("description"), blank=True, help_text=_("What it gives and how to use it."))
+    points_cost = models.PositiveIntegerField(_("points cost"))
+    code_source = models.CharField(_("codes"), max_length=10, choices=CodeSource.choices, default=CodeSource.GENERATED)
+    valid_days = models.PositiveSmallIntegerField(_("valid for (days)"), default=30)
+    min_tier = models.ForeignKey(
+        "loyalty.Tier",
+        verbose_name=_("lowest tier"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("Only members in this tier or a higher one; empty: every member."),
+    )
+    is_active = models.BooleanField(_("in the mall"), default=True)
+    sort_order = models.PositiveSmallIntegerField(_("sort order"), default=100)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("partner voucher offer")
+        verbose_name_plural = _("partner voucher offers")
+        ordering = ["sort_order", "points_cost", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(points_cost__gte=1), name="partner_offer_cost_positive"),
+            models.CheckConstraint(condition=Q(valid_days__gte=1), name="partner_offer_valid_days_positive"),
+            models.CheckConstraint(
+                condition=Q(code_source__in=["batch", "generated"]), name="partner_offer_code_source_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner}: {self.name}"
+
+
+class PartnerVoucher(models.Model):
+    """A partner voucher a member bought with points; the partner marks it used."""
+
+    class Status(models.TextChoices):
+        ISSUED = "issued", _("issued")
+        USED = "used", _("used")
+        VOID = "void", _("void")
+
+    partner = models.ForeignKey(Partner, verbose_name=_("partner"), on_delete=models.PROTECT, related_name="vouchers")
+    offer = models.ForeignKey(PartnerOffer, verbose_name=_("offer"), on_delete=models.PROTECT, related_name="vouchers")
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="partner_vouchers"
+    )
+    code = models.CharField(_("code"), max_length=64)
+    points = models.PositiveIntegerField(_("points spent"))
+    redeem_price = models.DecimalField(_("price per point redeemed"), max_digits=8, decimal_places=4)
+    owed = models.DecimalField(
+        _("owed to the partner"), max_digits=12, decimal_places=2, help_text=_("points × price per point redeemed")
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.ISSUED)
+    spend_entry = models.OneToOneField(
+        LedgerEntry, verbose_name=_("spend entry"), on_delete=models.PROTECT, related_name="partner_voucher"
+    )
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128)
+    issued_at = models.DateTimeField(_("issued at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    voided_at = models.DateTimeField(_("voided at"), null=True, blank=True)
+    voided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("voided by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    void_reason = models.CharField(_("reason for voiding"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("partner voucher")
+        verbose_name_plural = _("partner vouchers")
+        ordering = ["-issued_at", "-id"]
+        permissions = [("void_partnervoucher", _("Can void partner vouchers"))]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "code"], name="partner_voucher_code_unique"),
+            models.UniqueConstraint(fields=["member", "idempotency_key"], name="partner_voucher_key_per_member"),
+            models.CheckConstraint(condition=Q(status__in=["issued", "used", "void"]), name="partner_voucher_status"),
+            models.CheckConstraint(
+                condition=Q(status="used", used_at__isnull=False) | (~Q(status="used") & Q(used_at__isnull=True)),
+                name="partner_voucher_used_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["partner", "issued_at"], name="partner_voucher_month")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id}: {self.code}"
+
+
+class PartnerCode(models.Model):
+    """One code of a partner's uploaded batch for an offer; given to one voucher."""
+
+    offer = models.ForeignKey(PartnerOffer, verbose_name=_("offer"), on_delete=models.CASCADE, related_name="codes")
+    code = models.CharField(_("code"), max_length=64)
+    voucher = models.OneToOneField(
+        PartnerVoucher, verbose_name=_("voucher"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("partner code")
+        verbose_name_plural = _("partner codes")
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["offer", "code"], name="partner_code_unique_per_offer")]
+        indexes = [models.Index(fields=["offer", "id"], name="partner_code_free", condition=Q(voucher__isnull=True))]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class PartnerBenefit(models.Model):
+    """What a partner gives members of some tiers or paid plans (a free car wash for Gold,
+    lounge access for PLUS); the partner checks it through its API."""
+
+    partner = models.ForeignKey(Partner, verbose_name=_("partner"), on_delete=models.CASCADE, related_name="benefits")
+    title = models.CharField(_("title"), max_length=100)
+    description = models.TextField(_("description"), blank=True)
+    tiers = models.ManyToManyField("loyalty.Tier", verbose_name=_("tiers"), blank=True, related_name="+")
+    plans = models.ManyToManyField(Plan, verbose_name=_("paid plans"), blank=True, related_name="partner_benefits")
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("partner benefit")
+        verbose_name_plural = _("partner benefits")
+        ordering = ["partner", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.partner}: {self.title}"

@@ -362,7 +362,7 @@ def _monthly_coupons_give(membership: Membership, *, order: PlanOrder | None, no
             kind=plan.monthly_coupon_kind,
             value=plan.monthly_coupon_value,
             expires_at=expires,
-            source=Coupon.Source.STAFF,
+            source=Coupon.Source.PROGRAMME,
             description=_("Part of your %(plan)s monthly coupon pack.") % {"plan": plan.name},
             now=now,
         )

@@ -41,6 +41,7 @@ class Coupon(models.Model):
         REDEMPTION = "redemption", _("redemption")
         STAFF = "staff", _("staff")
         JOURNEY = "journey", _("journey")
+        PROGRAMME = "programme", _("paid membership or badge")
 
     class Status(models.TextChoices):
         ISSUED = "issued", _("issued")
@@ -111,7 +112,8 @@ class Coupon(models.Model):
                 name="coupon_kind_valid",
             ),
             models.CheckConstraint(
-                condition=Q(source__in=["benefit", "redemption", "staff", "journey"]), name="coupon_source_valid"
+                condition=Q(source__in=["benefit", "redemption", "staff", "journey", "programme"]),
+                name="coupon_source_valid",
             ),
             models.CheckConstraint(condition=Q(value__gte=0), name="coupon_value_not_negative"),
             models.CheckConstraint(

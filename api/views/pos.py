@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import LoyaltyError
-from loyalty.checkout import checkout_quote, order_checkout
+from loyalty.checkout import checkout_benefits, checkout_quote, order_checkout
 from loyalty.models import Order
 from loyalty.selectors import member_balances
 from loyalty.services import OrderLineInput, order_earn, order_refund
@@ -78,6 +78,7 @@ def member_summary(member: Member) -> dict:
         "status": member.status,
         "tier": s.TierBriefOut(state.tier).data if state else None,
         "balances": {c: vars(b) for c, b in member_balances(member).items()},
+        "benefits": checkout_benefits(member).as_detail(),
     }
 
 
@@ -470,5 +471,11 @@ class CheckoutView(PosView):
             occurred_at=values.get("occurred_at"),
             lines=[OrderLineInput(**line) for line in values.get("lines", [])],
         )
-        body = {**order_out(result), "points_used": values["points"], "points_value": value}
+        body = {
+            **order_out(result),
+            "points_used": values["points"],
+            "points_value": value,
+            "member_discount": result.order.member_discount,
+            "benefits": result.order.benefits,
+        }
         return written(s.CheckoutOut(body).data, replayed=result.replayed)

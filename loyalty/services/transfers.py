@@ -2,10 +2,10 @@
 
 - ``points_transfer_out`` / ``points_transfer_in`` / ``points_transfer``: one member gives
   points to another (赠送积分). Out of the giver's available lots first to expire (a
-  ``spend`` entry), into new lots of the receiver (one ``earn`` entry and lot per expiry
-  date of the lots given, keeping their dates, or one with a new date by the expiry
-  policy). Giving back a transfer not received is ``points_spend_reverse`` of its out
-  entry: the giver gets exactly the lots back.
+  ``transfer`` entry, negative), into new lots of the receiver (one ``transfer`` entry,
+  positive, and lot per expiry date of the lots given, keeping their dates, or one with a
+  new date by the expiry policy). Giving back a transfer not received is a ``reverse``
+  entry of its out entry: the giver gets exactly the lots back.
 - ``points_transfer_reverse``: staff undo a received transfer.
 - ``points_take_back``: a benefit whose purchase was refunded (a paid plan's welcome points).
 
@@ -41,9 +41,11 @@ from .entries import (
     _save_entry,
 )
 from .settling import _debt_collect, _settle
-from .spending import points_spend_reverse
+from .spending import _give_back
 
 POINTS = Currency.POINTS
+# Transfers recorded before the ``transfer`` kind existed have a ``spend`` out entry.
+OUT_KINDS = (LedgerEntry.Kind.TRANSFER, LedgerEntry.Kind.SPEND)
 
 
 def _lock_pair(first_id: int, second_id: int) -> dict[int, Account]:
@@ -63,7 +65,7 @@ def points_transfer_out(
     now: dt.datetime | None = None,
 ) -> LedgerEntry:
     """Take ``amount`` points out of the giver's account for a transfer to ``receiver``:
-    one ``spend`` entry (``detail.transfer_to``) consuming the lots first to expire.
+    one ``transfer`` entry (negative, ``detail.transfer_to``) consuming the lots first to expire.
 
     Refuses: an amount that is not a positive whole number, no reason or key, giving to
     oneself (``transfer_to_self``), a giver or receiver who is not active
@@ -103,7 +105,7 @@ def points_transfer_out(
         account,
         _new_entry(
             account,
-            kind=LedgerEntry.Kind.SPEND,
+            kind=LedgerEntry.Kind.TRANSFER,
             now=now,
             amount=-amount,
             idempotency_key=idempotency_key,
@@ -129,7 +131,7 @@ def points_transfer_in(
     keep_expiry: bool = True,
     now: dt.datetime | None = None,
 ) -> list[LedgerEntry]:
-    """Credit the receiver with what ``out_entry`` took from the giver: one ``earn`` entry
+    """Credit the receiver with what ``out_entry`` took from the giver: one ``transfer`` entry
     and lot per expiry date of the lots given (``keep_expiry``), or one lot expiring by
     the policy from now. Open refund shortfalls of the receiver are paid first while
     ``LOYALTY_SHORTFALL_SETTLE_FROM_EARNS`` is on, as with any credit. Once per out entry:
@@ -141,7 +143,7 @@ def points_transfer_in(
     """
     now = now or timezone.now()
     reason = clean_reason(reason)
-    if out_entry.kind != LedgerEntry.Kind.SPEND or (out_entry.detail or {}).get("transfer_to") != receiver.pk:
+    if out_entry.kind not in OUT_KINDS or (out_entry.detail or {}).get("transfer_to") != receiver.pk:
         raise LoyaltyError("not_a_transfer", _("This entry is not a transfer to this member."))
     account = _lock_pair(out_entry.member_id, receiver.pk)[receiver.pk]
     done = list(
@@ -165,7 +167,7 @@ def points_transfer_in(
             account,
             _new_entry(
                 account,
-                kind=LedgerEntry.Kind.EARN,
+                kind=LedgerEntry.Kind.TRANSFER,
                 now=now,
                 amount=amount,
                 idempotency_key=f"{_in_key(out_entry)}{index}",
@@ -219,12 +221,35 @@ def points_transfer_return(*, out_entry: LedgerEntry, reason: str, now: dt.datet
     """Give a transfer that was not received back to the giver (declined, cancelled):
     exactly the lots it took. Refuses one the receiver got already (``transfer_received``)."""
     receiver_id = (out_entry.detail or {}).get("transfer_to")
-    if out_entry.kind != LedgerEntry.Kind.SPEND or receiver_id is None:
+    if out_entry.kind not in OUT_KINDS or receiver_id is None:
         raise LoyaltyError("not_a_transfer", _("This entry is not a transfer."))
-    _lock_pair(out_entry.member_id, receiver_id)
+    accounts = _lock_pair(out_entry.member_id, receiver_id)
     if LedgerEntry.objects.filter(member_id=receiver_id, idempotency_key__startswith=_in_key(out_entry)).exists():
         raise LoyaltyError("transfer_received", _("The receiver has these points already."))
-    return points_spend_reverse(entry=out_entry, reason=reason, now=now)
+    return _give_back_out(accounts[out_entry.member_id], out_entry, reason=reason, now=now)
+
+
+def _give_back_out(account: Account, out_entry: LedgerEntry, *, reason: str, now: dt.datetime) -> LedgerEntry:
+    """The giver gets exactly the lots ``out_entry`` took (a ``reverse`` entry, once: its
+    key is ``reverse:<out entry>``). ``account`` is the giver's, locked."""
+    existing = LedgerEntry.objects.filter(account=account, idempotency_key=f"reverse:{out_entry.pk}").first()
+    if existing is not None:
+        existing.replayed = True
+        return existing
+    _settle([account], now)
+    reversal = _give_back(
+        account,
+        out_entry,
+        up_to=None,
+        now=now,
+        idempotency_key=f"reverse:{out_entry.pk}",
+        request_hash=_fingerprint({"kind": "reverse", "entry": out_entry.pk}),
+        reason=clean_reason(reason, required=False),
+        detail={"transfer_to": out_entry.detail.get("transfer_to")},
+    )
+    if reversal is None:  # nothing left to give back; cannot happen for a transfer
+        raise LoyaltyError("transfer_returned", _("These points went back to the giver already."))
+    return reversal
 
 
 @transaction.atomic
@@ -233,7 +258,7 @@ def points_transfer_reverse(
 ) -> tuple[LedgerEntry, LedgerEntry]:
     """Undo a received transfer (staff): take the points back from the receiver (a
     ``refund`` entry, from the transfer's own lots first) and give the giver exactly the
-    lots it took (``points_spend_reverse``). The staff check is the caller's.
+    lots it took (a ``reverse`` entry). The staff check is the caller's.
 
     Refuses: no reason, a transfer not received (``transfer_not_received``), reversed
     already (``transfer_reversed``), a receiver who no longer has the points
@@ -242,9 +267,10 @@ def points_transfer_reverse(
     now = now or timezone.now()
     reason = clean_reason(reason, missing=_("Say why the transfer is reversed: a reason is required."))
     receiver_id = (out_entry.detail or {}).get("transfer_to")
-    if out_entry.kind != LedgerEntry.Kind.SPEND or receiver_id is None:
+    if out_entry.kind not in OUT_KINDS or receiver_id is None:
         raise LoyaltyError("not_a_transfer", _("This entry is not a transfer."))
-    account = _lock_pair(out_entry.member_id, receiver_id)[receiver_id]
+    accounts = _lock_pair(out_entry.member_id, receiver_id)
+    account = accounts[receiver_id]
     received = list(LedgerEntry.objects.filter(account=account, idempotency_key__startswith=_in_key(out_entry)))
     if not received:
         raise LoyaltyError("transfer_not_received", _("The receiver did not get these points; nothing to reverse."))
@@ -278,7 +304,7 @@ def points_transfer_reverse(
     own = {entry.pk for entry in received}
     lots = sorted(_open_lots(account), key=lambda lot: lot.entry_id not in own)
     _consume(taken, lots, amount)
-    given_back = points_spend_reverse(entry=out_entry, reason=reason, now=now)
+    given_back = _give_back_out(accounts[out_entry.member_id], out_entry, reason=reason, now=now)
     return taken, given_back
 
 
