@@ -186,9 +186,12 @@ class JourneyStepFormSet(forms.BaseInlineFormSet):
     branches that jump to a step that exists."""
 
     def clean(self):
+        # Ours first: they say more than the unique check's "duplicate data" would.
+        if not any(form.errors for form in self.forms):
+            self._clean_list()
         super().clean()
-        if any(form.errors for form in self.forms):
-            return
+
+    def _clean_list(self):
         steps = [
             form.cleaned_data
             for form in self.forms
@@ -309,7 +312,15 @@ def _scope(request):
 @admin.register(Journey)
 class JourneyAdmin(_JourneyAdminBase):
     form = JourneyForm
-    list_display = ("name", "is_active", "trigger", "holdout_percent", "is_marketing", "done_recently", "skipped_recently")
+    list_display = (
+        "name",
+        "is_active",
+        "trigger",
+        "holdout_percent",
+        "is_marketing",
+        "done_recently",
+        "skipped_recently",
+    )
     list_filter = ("is_active", "trigger", "is_marketing")
     fieldsets = (
         (None, {"fields": ("name", "description", "is_active")}),
@@ -340,9 +351,14 @@ class BroadcastAdmin(_JourneyAdminBase):
     )
 
     def get_queryset(self, request):
-        return super(_JourneyAdminBase, self).get_queryset(request).filter(trigger=Journey.Trigger.BROADCAST).annotate(
-            done_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.DONE)),
-            skipped_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.SKIPPED)),
+        return (
+            super(_JourneyAdminBase, self)
+            .get_queryset(request)
+            .filter(trigger=Journey.Trigger.BROADCAST)
+            .annotate(
+                done_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.DONE)),
+                skipped_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.SKIPPED)),
+            )
         )
 
     def save_model(self, request, obj, form, change):
@@ -416,6 +432,9 @@ class AutoTagAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             _("Refreshed: %(added)d tags added, %(removed)d removed.")
-            % {"added": sum(r["added"] for r in results.values()), "removed": sum(r["removed"] for r in results.values())},
+            % {
+                "added": sum(r["added"] for r in results.values()),
+                "removed": sum(r["removed"] for r in results.values()),
+            },
             messages.SUCCESS,
         )

@@ -91,7 +91,7 @@ CROSS JOIN LATERAL (
     WHERE o.member_id = r.member_id AND {ORDERS_COUNTING_SQL}
       AND o.occurred_at > r.created_at AND o.occurred_at <= r.created_at + %(days)s * interval '1 day'
 ) s
-WHERE r.journey_id = %(journey)s AND r.status IN %(statuses)s AND r.created_at <= %(matured)s {{scope}}
+WHERE r.journey_id = %(journey)s AND r.status = ANY(%(statuses)s) AND r.created_at <= %(matured)s {{scope}}
 GROUP BY grp
 """
 
@@ -102,7 +102,7 @@ def _moments(journey: Journey, days: int, *, now, stores, position: int | None =
         "days": days,
         "journey": journey.pk,
         "matured": now - dt.timedelta(days=days),
-        "statuses": (JourneyRun.Status.DONE, JourneyRun.Status.HELD_OUT),
+        "statuses": [JourneyRun.Status.DONE, JourneyRun.Status.HELD_OUT],
     }
     scope = ""
     if stores is not None:
@@ -112,7 +112,7 @@ def _moments(journey: Journey, days: int, *, now, stores, position: int | None =
         sql = _MOMENTS_SQL.format(group="r.status", join="", scope=scope)
     else:
         params["position"] = position
-        params["statuses"] = (JourneyRun.Status.DONE,)
+        params["statuses"] = [JourneyRun.Status.DONE]
         join = "JOIN engagement_journeysteprun sr ON sr.run_id = r.id AND sr.position = %(position)s"
         sql = _MOMENTS_SQL.format(group="sr.variant", join=join, scope=scope)
     with connection.cursor() as cursor:
@@ -142,7 +142,11 @@ def _cost(journey: Journey, days: int, *, now, stores) -> dict:
     totals = runs.aggregate(points=Sum("points"), coupons=Sum("coupon_value"))
     points = totals["points"] or 0
     coupons = totals["coupons"] or Decimal("0")
-    return {"points": points, "coupons": coupons, "yuan": (Decimal(points) * point_value() + coupons).quantize(Decimal("0.01"))}
+    return {
+        "points": points,
+        "coupons": coupons,
+        "yuan": (Decimal(points) * point_value() + coupons).quantize(Decimal("0.01")),
+    }
 
 
 def journey_report(journey: Journey, *, now=None, stores=None) -> dict:
@@ -158,7 +162,11 @@ def journey_report(journey: Journey, *, now=None, stores=None) -> dict:
         figures = {name: welch(treated[name], control[name]) for name in METRICS}
         cost = _cost(journey, days, now=now, stores=stores)
         spend = figures["spend"]
-        incremental = None if spend.difference is None else Decimal(spend.difference * treated["spend"].n).quantize(Decimal("0.01"))
+        incremental = (
+            None
+            if spend.difference is None
+            else Decimal(spend.difference * treated["spend"].n).quantize(Decimal("0.01"))
+        )
         roi = None
         if incremental is not None and cost["yuan"] > 0:
             roi = float((incremental - cost["yuan"]) / cost["yuan"])
@@ -191,7 +199,10 @@ def journey_report(journey: Journey, *, now=None, stores=None) -> dict:
                     "base": base,
                     "counts": {label: groups[label]["spend"].n for label in labels},
                     "variants": [
-                        {"variant": label, "figures": {name: welch(groups[label][name], groups[base][name]) for name in METRICS}}
+                        {
+                            "variant": label,
+                            "figures": {name: welch(groups[label][name], groups[base][name]) for name in METRICS},
+                        }
                         for label in labels[1:]
                     ],
                 }

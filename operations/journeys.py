@@ -550,7 +550,9 @@ def _condition_holds(step: JourneyStep, entries: list[_Entry], now: dt.datetime)
             .values_list("member_id", "last")
         )
         return {
-            e.position.pk for e in entries if last.get(e.position.member_id) and last[e.position.member_id] > e.position.entered_at
+            e.position.pk
+            for e in entries
+            if last.get(e.position.member_id) and last[e.position.member_id] > e.position.entered_at
         }
     if step.condition == JourneyStep.Condition.IN_SEGMENT:
         inside = set(segment_members(step.segment, now=now).filter(id__in=member_ids).values_list("id", flat=True))
@@ -563,23 +565,23 @@ def _condition_holds(step: JourneyStep, entries: list[_Entry], now: dt.datetime)
         inside = set(Member.objects.filter(consent, id__in=member_ids).values_list("id", flat=True))
         return {e.position.pk for e in entries if e.position.member_id in inside}
     # Used a coupon this entry's steps gave.
-    run_ids = {entry.position.run_id for entry in entries}
+    given = list(
+        JourneyStepRun.objects.filter(
+            run_id__in={e.position.run_id for e in entries}, detail__has_key="coupon"
+        ).values_list("run_id", "detail")
+    )
     used = set(
         Coupon.objects.filter(
-            status=Coupon.Status.USED,
-            id__in=JourneyStepRun.objects.filter(run_id__in=run_ids, detail__has_key="coupon").values("detail__coupon"),
-        ).values_list("member_id", flat=True)
+            id__in={detail["coupon"] for _run, detail in given}, status=Coupon.Status.USED
+        ).values_list("id", flat=True)
     )
-    given = {
-        run_id
-        for run_id, coupon_member in JourneyStepRun.objects.filter(
-            run_id__in=run_ids, detail__has_key="coupon", member_id__in=used
-        ).values_list("run_id", "member_id")
-    }
-    return {e.position.pk for e in entries if e.position.run_id in given}
+    runs = {run_id for run_id, detail in given if detail["coupon"] in used}
+    return {e.position.pk for e in entries if e.position.run_id in runs}
 
 
-def _advance(journey: Journey, steps: dict[int, list[JourneyStep]], entries: list[_Entry], now: dt.datetime, stats: dict) -> None:
+def _advance(
+    journey: Journey, steps: dict[int, list[JourneyStep]], entries: list[_Entry], now: dt.datetime, stats: dict
+) -> None:
     """Move ``entries`` on through their steps until each waits or finishes (one transaction).
 
     Steps of one kind at one position are done for all entries standing there together:
@@ -614,8 +616,21 @@ def _advance(journey: Journey, steps: dict[int, list[JourneyStep]], entries: lis
                     step_run_id = _claim_step(entry, here[0], now)
                     yes = entry.position.pk in holds
                     if step_run_id:
-                        words = _("condition met: going on") if yes else _("condition not met: going on at step %(step)s") % {"step": here[0].else_step} if here[0].else_step else _("condition not met: the journey ends")
-                        step_runs.append(_record(step_run_id, JourneyStepRun.Status.DONE, f"{here[0].get_condition_display()}: {words}", {"met": yes}))
+                        words = (
+                            _("condition met: going on")
+                            if yes
+                            else _("condition not met: going on at step %(step)s") % {"step": here[0].else_step}
+                            if here[0].else_step
+                            else _("condition not met: the journey ends")
+                        )
+                        step_runs.append(
+                            _record(
+                                step_run_id,
+                                JourneyStepRun.Status.DONE,
+                                f"{here[0].get_condition_display()}: {words}",
+                                {"met": yes},
+                            )
+                        )
                     _go_to(entry, position + 1 if yes else here[0].else_step, now)
     notices_enqueue(notices, now=now, marketing=journey.is_marketing)
     if step_runs:
@@ -645,16 +660,25 @@ def _do(journey, here, group, by_id, now, step_runs, notices, stats) -> None:
             may_refuse = step.action in (Journey.Action.AWARD_POINTS, Journey.Action.ISSUE_COUPON)
             try:
                 with transaction.atomic() if may_refuse else contextlib.nullcontext():
-                    what, detail, notice = _act(journey, step, by_id[member_id], entry.event, entry.position.run_id, now)
+                    what, detail, notice = _act(
+                        journey, step, by_id[member_id], entry.event, entry.position.run_id, now
+                    )
             except LoyaltyError as error:
                 step_runs.append(
-                    _record(step_run_id, JourneyStepRun.Status.SKIPPED, f"{_('not done')}: {error.message}", {"error": error.code})
+                    _record(
+                        step_run_id,
+                        JourneyStepRun.Status.SKIPPED,
+                        f"{_('not done')}: {error.message}",
+                        {"error": error.code},
+                    )
                 )
                 entry.refused = entry.refused or error
             else:
                 step_runs.append(_record(step_run_id, JourneyStepRun.Status.DONE, what, detail))
                 entry.done.append(what)
-                entry.detail.update({k: v for k, v in detail.items() if k not in ("points_given", "coupon_value_given")})
+                entry.detail.update(
+                    {k: v for k, v in detail.items() if k not in ("points_given", "coupon_value_given")}
+                )
                 if notice is not None:
                     notices.append(notice)
         _go_to(entry, step.position + 1, now)
@@ -671,7 +695,12 @@ def _wait(step: JourneyStep, group: list[_Entry], now: dt.datetime, step_runs: l
         step_run_id = _claim_step(entry, step, now)
         if step_run_id:
             early = now < position.since + dt.timedelta(days=step.wait_days or 0)
-            words = _("an order came after %(days)s days") % {"days": (now - position.since).days} if early else _("waited %(days)s days") % {"days": step.wait_days}
+            words = (
+                _("ended by an order, after %(days)s of %(max)s days")
+                % {"days": (now - position.since).days, "max": step.wait_days}
+                if early
+                else _("waited %(days)s days") % {"days": step.wait_days}
+            )
             step_runs.append(_record(step_run_id, JourneyStepRun.Status.DONE, words, {"early": early}))
         position.due_at = now
         _go_to(entry, step.position + 1, now)
@@ -725,7 +754,9 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
         else:
             event.reason = fired
     ours = _insert_runs(journey, events, now)
-    stats["held_out"] += sum(1 for e in events if e.status == JourneyRun.Status.HELD_OUT and (e.member_id, e.key) in ours)
+    stats["held_out"] += sum(
+        1 for e in events if e.status == JourneyRun.Status.HELD_OUT and (e.member_id, e.key) in ours
+    )
 
     entering = [e for e in events if e.status == JourneyRun.Status.DONE and (e.member_id, e.key) in ours]
     positions = JourneyPosition.objects.bulk_create(
@@ -750,7 +781,9 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
             run.status = JourneyRun.Status.SKIPPED
             run.reason = f"{fired}; {_('not done')}: {entry.refused.message}"[:300]
             run.detail = {**entry.event.facts, "error": entry.refused.code}
-            JourneyPosition.objects.filter(pk=entry.position.pk).update(state=JourneyPosition.State.FINISHED, due_at=None)
+            JourneyPosition.objects.filter(pk=entry.position.pk).update(
+                state=JourneyPosition.State.FINISHED, due_at=None
+            )
         else:
             words = ", ".join(entry.done) if entry.done else (_("waiting") if entry.position.waiting else "")
             run.reason = f"{fired}; {words}"[:300] if words else fired[:300]
@@ -785,7 +818,10 @@ def _enter_all(journey: Journey, steps, *, now: dt.datetime, size: int, stats: d
         if journey.send_at and journey.send_at > now:
             return
         for lo, hi in member_id_ranges(size=size):
-            _timed(lambda lo=lo, hi=hi: _enter(journey, steps, _broadcast(journey, lo, hi, now), now=now, stats=stats), stats)
+            _timed(
+                lambda lo=lo, hi=hi: _enter(journey, steps, _broadcast(journey, lo, hi, now), now=now, stats=stats),
+                stats,
+            )
         # Sent: a broadcast goes once; it switches itself off (its report stays).
         Journey.objects.filter(pk=journey.pk).update(is_active=False)
         return
@@ -804,7 +840,10 @@ def _enter_all(journey: Journey, steps, *, now: dt.datetime, size: int, stats: d
 def _broadcast(journey: Journey, lo: int, hi: int, now: dt.datetime) -> list[Event]:
     """Every member of ``[lo, hi)`` (the audience filter comes after): one event, "broadcast"."""
     day = _day(journey.send_at or now)
-    return [Event(member_id, "broadcast", {"date": day}) for member_id in Member.objects.filter(id__gte=lo, id__lt=hi).values_list("id", flat=True)]
+    return [
+        Event(member_id, "broadcast", {"date": day})
+        for member_id in Member.objects.filter(id__gte=lo, id__lt=hi).values_list("id", flat=True)
+    ]
 
 
 def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
@@ -816,9 +855,13 @@ def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
         ordered = Order.objects.counting().filter(
             member_id=OuterRef("member_id"), occurred_at__gt=OuterRef("since"), occurred_at__lte=now
         )
-        woken += JourneyPosition.objects.filter(
-            journey=journey, state=JourneyPosition.State.ACTIVE, step=position, waiting=True, due_at__gt=now
-        ).filter(Exists(ordered)).update(due_at=now)
+        woken += (
+            JourneyPosition.objects.filter(
+                journey=journey, state=JourneyPosition.State.ACTIVE, step=position, waiting=True, due_at__gt=now
+            )
+            .filter(Exists(ordered))
+            .update(due_at=now)
+        )
     return woken
 
 
@@ -855,7 +898,16 @@ def journey_run(journey: Journey, *, now: dt.datetime | None = None, size: int =
     run (``inactive: True``); its members waiting at a step stay where they are.
     """
     now = now or timezone.now()
-    stats = {"done": 0, "skipped": 0, "held_out": 0, "steps": 0, "quiet": False, "inactive": False, "chunks": 0, "longest_chunk_s": 0.0}
+    stats = {
+        "done": 0,
+        "skipped": 0,
+        "held_out": 0,
+        "steps": 0,
+        "quiet": False,
+        "inactive": False,
+        "chunks": 0,
+        "longest_chunk_s": 0.0,
+    }
     if not journey.is_active:
         stats["inactive"] = True
         return stats

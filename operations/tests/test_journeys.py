@@ -743,13 +743,20 @@ def test_admin_journey_pages_render_and_a_valid_journey_saves(admin_client):
         ([{"position": 1, "kind": "action", "action": "notify", "message_title": "a"},
           {"position": 3, "kind": "action", "action": "notify", "message_title": "b"}], "without gaps (now: 1, 3)"),
         ([{"position": 1, "kind": "action", "action": "notify", "message_title": "a"},
-          {"position": 1, "kind": "action", "action": "notify", "message_title": "b"}], "give each copy a variant letter"),
+          {"position": 1, "kind": "action", "action": "notify", "message_title": "b"}], "give each copy a variant"),
         ([{"position": 1, "kind": "branch", "condition": "bought", "else_step": 4},
-          {"position": 2, "kind": "action", "action": "notify", "message_title": "b"}], "at step 4, which does not exist"),
+          {"position": 2, "kind": "action", "action": "notify", "message_title": "b"}], "step 4, which does not exist"),
     ],
 )  # fmt: skip
 def test_admin_refuses_a_step_list_that_is_not_a_journey(admin_client, steps, message):
-    data = {"name": "bad", "is_active": "on", "trigger": "joined", "cap_count": 1, "cap_days": 365, "holdout_percent": 0}
+    data = {
+        "name": "bad",
+        "is_active": "on",
+        "trigger": "joined",
+        "cap_count": 1,
+        "cap_days": 365,
+        "holdout_percent": 0,
+    }
     data.update(_steps_post(*steps))
     if not steps:
         data["steps-TOTAL_FORMS"] = "0"
