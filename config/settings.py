@@ -411,6 +411,7 @@ CELERY_TASK_ROUTES = {
             "members.check_import",
             "members.run_import",
             "members.refresh_lifecycle",
+            "operations.refresh_auto_tags",
         )
     },
 }

@@ -1,10 +1,14 @@
-"""Admin for consumer operations: journeys (what fires, what it does) and their run log.
+"""Admin for consumer operations: journeys and broadcasts (what fires, the steps, the report),
+their run log and the rule-based tags.
 
-The run log (JourneyRun) is written by ``operations.journeys`` only: staff read it, never
-edit it. Store-scoped staff (members.scoping) see the runs of their stores' members.
+The run log (JourneyRun, JourneyStepRun) is written by ``operations.journeys`` only: staff
+read it, never edit it. Store-scoped staff (members.scoping) see the runs of their stores'
+members. A journey's steps are an ordered inline list, one row per step, with the fields of
+each kind of step; :class:`JourneyStepFormSet` refuses a list that does not make a journey.
 """
 
 import datetime as dt
+from collections import Counter
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,11 +19,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from core.admin import ReadOnlyAdminMixin
-from engagement.models import Journey, JourneyRun
+from engagement.models import AutoTag, Broadcast, Journey, JourneyPosition, JourneyRun, JourneyStep, JourneyStepRun
 from loyalty.models import CouponKind
 from members.admin_mixins import PhoneSearchMixin
 from members.scoping import staff_stores
 
+from .journey_report import journey_report
+from .segments import auto_tags_refresh
 from .tasks import run_journey
 
 RECENT_DAYS = 30
@@ -32,46 +38,36 @@ ACTION_FIELDS = {
     Journey.Action.NOTIFY: ("message_title",),
 }
 DAYS_TRIGGERS = (Journey.Trigger.NO_ORDER, Journey.Trigger.POINTS_EXPIRING)
+JOURNEY_FIELDS = (
+    "name", "description", "is_active", "trigger", "trigger_days", "audience", "send_at", "holdout_percent",
+    "is_marketing", "cap_count", "cap_days", "quiet_start", "quiet_end",
+)  # fmt: skip
 
 
 class JourneyForm(forms.ModelForm):
     class Meta:
         model = Journey
-        fields = (
-            "name", "description", "is_active", "trigger", "trigger_days", "audience", "action", "points",
-            "coupon_title", "coupon_kind", "coupon_value", "coupon_valid_days", "tag", "message_title",
-            "message_body", "is_marketing", "cap_count", "cap_days", "quiet_start", "quiet_end",
-        )  # fmt: skip
+        fields = JOURNEY_FIELDS
         help_texts = {
             "trigger": _(
                 "What starts the journey for a member. Events older than three days are not acted on, "
-                "so a new journey does not reach back into history."
+                "so a new journey does not reach back into history. Broadcast: every member of the audience, "
+                "once, at the time below."
             ),
             "trigger_days": _(
                 "No order for N days: N (required). Points about to expire: how many days ahead (required). "
                 "First order: wait this many days and act only if no second order came; empty: at once."
             ),
             "audience": _("Only members in this segment; empty: every member."),
-            "action": _("What the journey does for the member: one action per journey."),
-            "points": _("Award points: how many points (required)."),
-            "coupon_title": _("Issue a coupon: what the member sees on the coupon (required)."),
-            "coupon_kind": _("Issue a coupon: what it gives (required)."),
-            "coupon_value": _(
-                "Percent off (10 = 10 percent) or yuan off (required for these kinds); 0 or empty for a gift or "
-                "free shipping."
+            "holdout_percent": _(
+                "This share of the members who enter (0-90) gets nothing and is recorded as held out: the "
+                "control group the report below compares with. Fixed per member and journey."
             ),
-            "coupon_valid_days": _("Issue a coupon: days it stays valid, counting today (required)."),
-            "tag": _("Add a tag: the tag the member gets (required)."),
-            "message_title": _(
-                "Send a notification: the title (required). For the other actions, fill it in to tell the member "
-                "too. {name}, {points}, {coupon}, {code} and {date} are filled in."
-            ),
-            "message_body": _("The message; the same placeholders work."),
             "is_marketing": _(
                 "Promotions are marketing and reach only members who consented on some channel (PIPL article 24). "
                 "Earned benefits and service messages (points about to expire) are not."
             ),
-            "cap_count": _("How many times one member may get this journey ..."),
+            "cap_count": _("How many times one member may enter this journey ..."),
             "cap_days": _("... within this many days."),
             "quiet_start": _("No actions between these times (local time, e.g. 21:00); they wait for a later run."),
             "quiet_end": _("End of the quiet hours (e.g. 09:00); may be earlier than the start (overnight)."),
@@ -79,12 +75,97 @@ class JourneyForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        action, trigger = data.get("action"), data.get("trigger")
+        trigger = data.get("trigger")
+        if trigger in DAYS_TRIGGERS and not data.get("trigger_days"):
+            self.add_error(
+                "trigger_days",
+                _("Required for the trigger “%(trigger)s”.") % {"trigger": Journey.Trigger(trigger).label},
+            )
+        if (data.get("quiet_start") is None) != (data.get("quiet_end") is None):
+            self.add_error("quiet_end", _("Give both ends of the quiet hours, or neither."))
+        if data.get("cap_count") == 0:
+            self.add_error("cap_count", _("At least 1."))
+        if data.get("cap_days") == 0:
+            self.add_error("cap_days", _("At least 1."))
+        if (data.get("holdout_percent") or 0) > 90:
+            self.add_error("holdout_percent", _("Hold out at most 90 percent."))
+        return data
+
+
+class BroadcastForm(JourneyForm):
+    class Meta(JourneyForm.Meta):
+        model = Broadcast
+        fields = tuple(name for name in JOURNEY_FIELDS if name not in ("trigger", "trigger_days"))
+        help_texts = {
+            **JourneyForm.Meta.help_texts,
+            "audience": _("The segment to send to; empty: every member."),
+            "cap_count": _("Sent once per member; leave at 1."),
+        }
+
+    def clean(self):
+        data = super().clean()
+        self.instance.trigger = Journey.Trigger.BROADCAST
+        return data
+
+
+class JourneyStepForm(forms.ModelForm):
+    class Meta:
+        model = JourneyStep
+        fields = (
+            "position", "variant", "kind", "action", "points", "coupon_title", "coupon_kind", "coupon_value",
+            "coupon_valid_days", "tag", "message_title", "message_body", "wait_days", "wait_until", "condition",
+            "segment", "channel", "else_step",
+        )  # fmt: skip
+        widgets = {"message_body": forms.Textarea(attrs={"rows": 2})}
+        help_texts = {
+            "kind": _("Do: an action. Wait: some days, or until an order. Branch: go on only if a condition holds."),
+            "points": _("Award points: how many points (required)."),
+            "coupon_value": _(
+                "Percent off (10 = 10 percent) or yuan off (required for these kinds); 0 or empty for a gift or "
+                "free shipping."
+            ),
+            "coupon_valid_days": _("Issue a coupon: days it stays valid, counting today (required)."),
+            "message_title": _(
+                "Send a notification: the title (required). For the other actions, fill it in to tell the member "
+                "too. {name}, {points}, {coupon}, {code} and {date} are filled in."
+            ),
+            "wait_days": _("Wait: how many days (required); with “an order”, the longest wait."),
+            "segment": _("Branch on “is in the segment”: the segment (required)."),
+            "channel": _("Branch on “has marketing consent”: the channel (required)."),
+        }
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("kind")
+        if kind == JourneyStep.Kind.ACTION:
+            self._clean_action(data)
+        elif kind == JourneyStep.Kind.WAIT:
+            if not data.get("wait_days"):
+                self.add_error("wait_days", _("A wait needs a number of days (1 or more)."))
+        elif kind == JourneyStep.Kind.BRANCH:
+            condition = data.get("condition")
+            if not condition:
+                self.add_error("condition", _("A branch needs a condition."))
+            if condition == JourneyStep.Condition.IN_SEGMENT and not data.get("segment"):
+                self.add_error("segment", _("Choose the segment the member must be in."))
+            if condition == JourneyStep.Condition.CONSENT and not data.get("channel"):
+                self.add_error("channel", _("Choose the consent channel."))
+            position, other = data.get("position"), data.get("else_step")
+            if position and other is not None and other <= position:
+                self.add_error("else_step", _("Go on at a later step (a journey only moves forward)."))
+        if kind != JourneyStep.Kind.ACTION and data.get("variant"):
+            self.add_error("variant", _("Only a “do” step can have variants."))
+        return data
+
+    def _clean_action(self, data):
+        action = data.get("action")
+        if not action:
+            self.add_error("action", _("Choose what this step does."))
+            return
         for name in ACTION_FIELDS.get(action, ()):
             if data.get(name) in (None, ""):
                 self.add_error(
-                    name,
-                    _("Required for the action “%(action)s”.") % {"action": Journey.Action(action).label},
+                    name, _("Required for the action “%(action)s”.") % {"action": Journey.Action(action).label}
                 )
         if action == Journey.Action.AWARD_POINTS and data.get("points") == 0:
             self.add_error("points", _("Award at least 1 point."))
@@ -96,51 +177,84 @@ class JourneyForm(forms.ModelForm):
                 self.add_error("coupon_value", _("A percent-off coupon cannot take more than 100 percent off."))
             if data.get("coupon_valid_days") == 0:
                 self.add_error("coupon_valid_days", _("A coupon must be valid for at least 1 day."))
-        if trigger in DAYS_TRIGGERS and not data.get("trigger_days"):
-            self.add_error(
-                "trigger_days",
-                _("Required for the trigger “%(trigger)s”.") % {"trigger": Journey.Trigger(trigger).label},
-            )
         if data.get("message_body") and not data.get("message_title"):
             self.add_error("message_title", _("A message needs a title."))
-        if (data.get("quiet_start") is None) != (data.get("quiet_end") is None):
-            self.add_error("quiet_end", _("Give both ends of the quiet hours, or neither."))
-        if data.get("cap_count") == 0:
-            self.add_error("cap_count", _("At least 1."))
-        if data.get("cap_days") == 0:
-            self.add_error("cap_days", _("At least 1."))
-        return data
 
 
-@admin.register(Journey)
-class JourneyAdmin(admin.ModelAdmin):
-    form = JourneyForm
-    list_display = ("name", "is_active", "trigger", "action", "is_marketing", "done_recently", "skipped_recently")
-    list_filter = ("is_active", "trigger", "action", "is_marketing")
-    search_fields = ("name",)
-    actions = ("run_now",)
-    readonly_fields = ("created_at",)
+class JourneyStepFormSet(forms.BaseInlineFormSet):
+    """The list as a whole: steps 1, 2, 3 ... without gaps, variants of one step all lettered,
+    branches that jump to a step that exists."""
+
+    def clean(self):
+        # Ours first: they say more than the unique check's "duplicate data" would.
+        if not any(form.errors for form in self.forms):
+            self._clean_list()
+        super().clean()
+
+    def _clean_list(self):
+        steps = [
+            form.cleaned_data
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("position")
+        ]
+        if not steps:
+            raise forms.ValidationError(_("A journey needs at least one step."))
+        positions = sorted({step["position"] for step in steps})
+        if positions != list(range(1, len(positions) + 1)):
+            raise forms.ValidationError(
+                _("Number the steps 1, 2, 3 ... without gaps (now: %(numbers)s).")
+                % {"numbers": ", ".join(map(str, positions))}
+            )
+        per_position = Counter(step["position"] for step in steps)
+        for position, count in per_position.items():
+            variants = [step.get("variant", "") for step in steps if step["position"] == position]
+            if count > 1 and "" in variants:
+                raise forms.ValidationError(
+                    _("Step %(step)s appears more than once: give each copy a variant letter (A, B ...).")
+                    % {"step": position}
+                )
+        for step in steps:
+            if step.get("else_step") and step["else_step"] not in per_position:
+                raise forms.ValidationError(
+                    _("Step %(step)s goes on at step %(other)s, which does not exist.")
+                    % {"step": step["position"], "other": step["else_step"]}
+                )
+
+
+class JourneyStepInline(admin.StackedInline):
+    model = JourneyStep
+    form = JourneyStepForm
+    formset = JourneyStepFormSet
+    extra = 0
+    min_num = 1
+    ordering = ("position", "variant")
+    autocomplete_fields = ()
     fieldsets = (
-        (None, {"fields": ("name", "description", "is_active")}),
-        (_("When"), {"fields": ("trigger", "trigger_days", "audience")}),
+        (None, {"fields": (("position", "variant", "kind"),)}),
         (
-            _("What"),
+            _("Do"),
             {
                 "fields": (
-                    "action",
-                    "points",
+                    ("action", "points"),
                     ("coupon_title", "coupon_kind"),
                     ("coupon_value", "coupon_valid_days"),
                     "tag",
+                    "message_title",
+                    "message_body",
                 )
             },
         ),
-        (_("Message to the member"), {"fields": ("message_title", "message_body")}),
-        (
-            _("Consent, caps and quiet hours"),
-            {"fields": ("is_marketing", ("cap_count", "cap_days"), ("quiet_start", "quiet_end"), "created_at")},
-        ),
+        (_("Wait"), {"fields": (("wait_days", "wait_until"),)}),
+        (_("Branch"), {"fields": (("condition", "segment", "channel"), "else_step")}),
     )
+
+
+class _JourneyAdminBase(admin.ModelAdmin):
+    inlines = (JourneyStepInline,)
+    actions = ("run_now",)
+    readonly_fields = ("created_at",)
+    search_fields = ("name",)
+    change_form_template = "admin/engagement/journey/change_form.html"
 
     def get_queryset(self, request):
         # Two counts per journey in the one changelist query, over the last 30 days only.
@@ -163,6 +277,13 @@ class JourneyAdmin(admin.ModelAdmin):
     def skipped_recently(self, journey):
         return journey.skipped_recent
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        journey = self.get_object(request, object_id)
+        if journey is not None:
+            extra_context["report"] = journey_report(journey, stores=_scope(request))
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.action(description=_("Run selected journeys now"), permissions=["change"])
     def run_now(self, request, queryset):
         """Queue one task per journey: a journey walks every member, which is a worker's job,
@@ -182,13 +303,70 @@ class JourneyAdmin(admin.ModelAdmin):
         )
 
 
-@admin.register(JourneyRun)
-class JourneyRunAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
-    """The run log: who got what from which journey, and why (or why not)."""
+def _scope(request):
+    """The store ids whose members a scoped staff user's report counts; None: every member."""
+    stores = staff_stores(request.user)
+    return None if stores is None else list(stores.values_list("pk", flat=True))
 
-    list_display = ("created_at", "journey", "member", "status", "event_key", "reason")
-    list_filter = ("journey", "status", "created_at")
-    list_select_related = ("journey", "member")
+
+@admin.register(Journey)
+class JourneyAdmin(_JourneyAdminBase):
+    form = JourneyForm
+    list_display = (
+        "name",
+        "is_active",
+        "trigger",
+        "holdout_percent",
+        "is_marketing",
+        "done_recently",
+        "skipped_recently",
+    )
+    list_filter = ("is_active", "trigger", "is_marketing")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "is_active")}),
+        (_("When"), {"fields": ("trigger", "trigger_days", "audience", "send_at")}),
+        (_("Control group"), {"fields": ("holdout_percent",)}),
+        (
+            _("Consent, caps and quiet hours"),
+            {"fields": ("is_marketing", ("cap_count", "cap_days"), ("quiet_start", "quiet_end"), "created_at")},
+        ),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(trigger=Journey.Trigger.BROADCAST)
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(_JourneyAdminBase):
+    """A one-off send to a segment: a journey with the broadcast trigger, edited on its own page."""
+
+    form = BroadcastForm
+    list_display = ("name", "is_active", "send_at", "audience", "holdout_percent", "done_recently", "skipped_recently")
+    list_filter = ("is_active", "is_marketing")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "is_active")}),
+        (_("To whom and when"), {"fields": ("audience", "send_at")}),
+        (_("Control group"), {"fields": ("holdout_percent",)}),
+        (_("Consent and quiet hours"), {"fields": ("is_marketing", ("quiet_start", "quiet_end"), "created_at")}),
+    )
+
+    def get_queryset(self, request):
+        return (
+            super(_JourneyAdminBase, self)
+            .get_queryset(request)
+            .filter(trigger=Journey.Trigger.BROADCAST)
+            .annotate(
+                done_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.DONE)),
+                skipped_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.SKIPPED)),
+            )
+        )
+
+    def save_model(self, request, obj, form, change):
+        obj.trigger = Journey.Trigger.BROADCAST
+        super().save_model(request, obj, form, change)
+
+
+class _ScopedLogAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
     search_fields = ("member__phone", "member__member_number")
     search_help_text = _("Member's phone number or member number.")
     phone_lookup = "member__phone"
@@ -201,3 +379,62 @@ class JourneyRunAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
         if stores is not None:
             queryset = queryset.filter(member__home_store__in=stores)
         return queryset
+
+
+@admin.register(JourneyRun)
+class JourneyRunAdmin(_ScopedLogAdmin):
+    """The run log: who entered which journey (or was held out, or skipped), and why."""
+
+    list_display = ("created_at", "journey", "member", "status", "event_key", "reason")
+    list_filter = ("journey", "status", "created_at")
+    list_select_related = ("journey", "member")
+
+
+@admin.register(JourneyStepRun)
+class JourneyStepRunAdmin(_ScopedLogAdmin):
+    """Each step done for each entry: the action, the wait that ended, the branch taken."""
+
+    list_display = ("created_at", "journey", "member", "position", "variant", "status", "reason")
+    list_filter = ("journey", "status", "variant", "created_at")
+    list_select_related = ("journey", "member")
+
+
+@admin.register(JourneyPosition)
+class JourneyPositionAdmin(_ScopedLogAdmin):
+    """Where each member stands in each journey: the step, whether they wait, when they are due."""
+
+    list_display = ("journey", "member", "step", "waiting", "due_at", "state", "entered_at")
+    list_filter = ("journey", "state", "waiting")
+    list_select_related = ("journey", "member")
+
+
+class AutoTagForm(forms.ModelForm):
+    class Meta:
+        model = AutoTag
+        fields = ("tag", "segment", "is_active")
+        help_texts = {
+            "tag": _("The tag whose members the rule decides: the nightly refresh adds and removes it."),
+            "segment": _("Members in this segment get the tag; members who leave it lose it."),
+        }
+
+
+@admin.register(AutoTag)
+class AutoTagAdmin(admin.ModelAdmin):
+    form = AutoTagForm
+    list_display = ("tag", "segment", "is_active", "member_count", "refreshed_at")
+    list_select_related = ("tag", "segment")
+    readonly_fields = ("refreshed_at", "member_count")
+    actions = ("refresh_now",)
+
+    @admin.action(description=_("Refresh the selected tags now"), permissions=["change"])
+    def refresh_now(self, request, queryset):
+        results = auto_tags_refresh(auto_tags=queryset)
+        self.message_user(
+            request,
+            _("Refreshed: %(added)d tags added, %(removed)d removed.")
+            % {
+                "added": sum(r["added"] for r in results.values()),
+                "removed": sum(r["removed"] for r in results.values()),
+            },
+            messages.SUCCESS,
+        )

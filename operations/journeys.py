@@ -27,12 +27,13 @@ In a journey's quiet hours nothing happens and nothing is recorded; the look-bac
 import calendar
 import contextlib
 import datetime as dt
-import functools
+import hashlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -41,13 +42,13 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
-from engagement.models import Journey, JourneyRun
+from engagement.models import Journey, JourneyPosition, JourneyRun, JourneyStep, JourneyStepRun
 from loyalty.jobs import birthday_filter
-from loyalty.models import Currency, LedgerEntry, Lot, Order, TierChange
+from loyalty.models import CouponKind, Currency, LedgerEntry, Lot, Order, TierChange
 from loyalty.services import points_award
-from members.jobs import MEMBER_CHUNK, run_in_member_chunks
+from members.jobs import MEMBER_CHUNK, member_id_ranges
 from members.models import Member, Notification, StageChange
-from members.notifications import Notice, has_marketing_consent, notices_enqueue
+from members.notifications import CONSENT_CHANNELS, Notice, has_marketing_consent, notices_enqueue
 from members.services import member_tag_automatically
 from operations.segments import segment_members
 from rewards.models import Coupon
@@ -60,6 +61,8 @@ logger = logging.getLogger(__name__)
 # older than this is never acted on, so a new journey does not reach back years.
 LOOKBACK = dt.timedelta(days=3)
 INSERT_BATCH = 1000  # run rows per INSERT
+ADVANCE_BATCH = 500  # due entries moved on per transaction
+MAX_STEPS = 50  # steps one entry may take in one run (steps only move forward, so a journey has fewer)
 
 
 @dataclass
@@ -275,14 +278,20 @@ def _what_fired(journey: Journey, event: Event) -> str:
         return _("Entered the dormant stage on %(date)s") % facts
     if trigger == Journey.Trigger.POINTS_EXPIRING:
         return _("%(points)s points expire within %(days)s days, the first on %(date)s") % facts
+    if trigger == Journey.Trigger.BROADCAST:
+        return _("Broadcast on %(date)s") % facts
     return _("No order for %(days)s days (last order on %(date)s)") % facts
 
 
-# --- deciding who is skipped ----------------------------------------------------------
+# --- deciding who is skipped and who is held out -----------------------------------------
 
 
 def _decide(journey: Journey, events: list[Event], members: dict[int, dict], done: dict[int, int]) -> None:
-    """Set each event's status and, for a skip, its reason. ``done`` counts runs inside the cap."""
+    """Set each event's status and, for a skip, its reason. ``done`` counts entries inside the cap.
+
+    The control group is drawn among the members the journey may reach (after the skips),
+    so treated and held-out members are alike but for the journey.
+    """
     for event in events:
         member = members[event.member_id]
         if member["erased_at"] is not None:
@@ -299,9 +308,32 @@ def _decide(journey: Journey, events: list[Event], members: dict[int, dict], don
                 "count": done[event.member_id],
                 "days": journey.cap_days,
             }
+        elif held_out(journey, event.member_id):
+            event.status = JourneyRun.Status.HELD_OUT
+            event.reason = _("held out: in the control group (%(percent)s%%), nothing done") % {
+                "percent": journey.holdout_percent
+            }
+            done[event.member_id] += 1
         else:
             event.status = JourneyRun.Status.DONE
             done[event.member_id] += 1
+
+
+def _bucket(*parts) -> int:
+    """A number 0-9999 fixed by ``parts``: the same member and journey always land in the same place."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10000
+
+
+def held_out(journey: Journey, member_id: int) -> bool:
+    """Whether the member is in the journey's control group (``holdout_percent`` of members)."""
+    return journey.holdout_percent > 0 and _bucket("holdout", journey.pk, member_id) < journey.holdout_percent * 100
+
+
+def variant_for(journey_id: int, member_id: int, position: int, variants: list[str]) -> str:
+    """Which of a step's variants a member gets: an even split, fixed per member, journey and step."""
+    ordered = sorted(variants)
+    return ordered[_bucket("variant", journey_id, member_id, position) * len(ordered) // 10000]
 
 
 # --- recording --------------------------------------------------------------------------
@@ -336,6 +368,28 @@ def _insert_runs(journey: Journey, events: list[Event], now: dt.datetime) -> dic
     return ours
 
 
+def _claim_step(entry: "_Entry", step: JourneyStep, now: dt.datetime) -> int | None:
+    """Insert the step's run for this entry; None when it exists (the step acted already)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO engagement_journeysteprun (run_id, step_id, journey_id, member_id, position, variant, status, "
+            "reason, detail, points, coupon_value, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, '', '{}', 0, 0, %s) "
+            "ON CONFLICT (run_id, step_id) DO NOTHING RETURNING id",
+            [
+                entry.position.run_id,
+                step.pk,
+                step.journey_id,
+                entry.position.member_id,
+                step.position,
+                step.variant,
+                JourneyStepRun.Status.DONE,
+                now,
+            ],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
 # --- actions ----------------------------------------------------------------------------
 
 
@@ -352,35 +406,47 @@ def _message(text: str, values: dict) -> str:
         return text  # a stray brace: send the text as written
 
 
+def _keys(journey: Journey, step: JourneyStep, member_id: int, event_key: str) -> tuple[str, str]:
+    """The ledger idempotency key and the notice dedupe key of one step for one entry.
+
+    Step 1 keeps the keys journeys had before they had steps, so an entry acted on before
+    the upgrade is not acted on again.
+    """
+    suffix = "" if step.position == 1 and not step.variant else f":{step.position}{step.variant}"
+    return f"journey:{journey.pk}:{event_key}{suffix}"[:128], f"journey:{journey.pk}:{member_id}:{event_key}{suffix}"
+
+
 def _act(
-    journey: Journey, member: Member, event: Event, run_id: int, now: dt.datetime
+    journey: Journey, step: JourneyStep, member: Member, event: Event, run_id: int, now: dt.datetime
 ) -> tuple[str, dict, Notice | None]:
-    """Do the journey's action for one member; returns what was done (words), its ids and the
-    notice to put in the outbox (the caller writes the chunk's notices in one insert)."""
+    """Do an action step for one member; returns what was done (words), its ids and costs, and
+    the notice to put in the outbox (the caller writes the chunk's notices in one insert)."""
     values = {"name": member.name, "date": event.facts.get("date", ""), "points": event.facts.get("points", "")}
     detail: dict = {"run": run_id}
-    action = journey.action
+    ledger_key, dedupe_key = _keys(journey, step, member.pk, event.key)
+    action = step.action
     if action == Journey.Action.AWARD_POINTS:
         entry = points_award(
             member=member,
             currency=Currency.POINTS,
-            amount=journey.points,
+            amount=step.points,
             reason=journey.name[:200],
-            idempotency_key=f"journey:{journey.pk}:{event.key}"[:128],
+            idempotency_key=ledger_key,
             kind=LedgerEntry.Kind.EARN,
-            detail={"journey": journey.pk, "run": run_id, "event": event.key},
+            detail={"journey": journey.pk, "run": run_id, "event": event.key, "step": step.pk},
             now=now,
         )
         detail["entry"] = entry.pk
-        values["points"] = journey.points
-        done = _("%(points)s points awarded") % {"points": journey.points}
+        detail["points_given"] = step.points
+        values["points"] = step.points
+        done = _("%(points)s points awarded") % {"points": step.points}
     elif action == Journey.Action.ISSUE_COUPON:
-        expires_on = timezone.localdate(now) + dt.timedelta(days=journey.coupon_valid_days)
+        expires_on = timezone.localdate(now) + dt.timedelta(days=step.coupon_valid_days)
         coupon = coupon_issue(
             member=member,
-            title=journey.coupon_title,
-            kind=journey.coupon_kind,
-            value=journey.coupon_value or 0,
+            title=step.coupon_title,
+            kind=step.coupon_kind,
+            value=step.coupon_value or 0,
             # Valid through the last day: it ends at the start of the day after.
             expires_at=timezone.make_aware(dt.datetime.combine(expires_on + dt.timedelta(days=1), dt.time.min)),
             source=Coupon.Source.JOURNEY,
@@ -388,17 +454,19 @@ def _act(
             now=now,
         )
         detail["coupon"] = coupon.pk
+        if step.coupon_kind == CouponKind.AMOUNT_OFF:
+            detail["coupon_value_given"] = str(step.coupon_value or 0)
         values.update(coupon=coupon.title, code=coupon.code, date=expires_on.isoformat())
         done = _("coupon %(code)s issued") % {"code": coupon.code}
     elif action == Journey.Action.ADD_TAG:
-        created = member_tag_automatically(member_id=member.pk, tag=journey.tag)
-        detail["tag"] = journey.tag_id
-        done = (_("tag “%(tag)s” added") if created else _("already tagged “%(tag)s”")) % {"tag": journey.tag.name}
+        created = member_tag_automatically(member_id=member.pk, tag=step.tag)
+        detail["tag"] = step.tag_id
+        done = (_("tag “%(tag)s” added") if created else _("already tagged “%(tag)s”")) % {"tag": step.tag.name}
     else:
         done = _("notification sent")
 
     notice = None
-    if journey.message_title:
+    if step.message_title:
         kind = (
             Notification.Kind.EXPIRY_WARNING
             if journey.trigger == Journey.Trigger.POINTS_EXPIRING
@@ -407,10 +475,14 @@ def _act(
         notice = Notice(
             member_id=member.pk,
             kind=kind,
-            title=_message(journey.message_title, values),
-            body=_message(journey.message_body, values),
-            data={"journey": journey.pk, "run": run_id, **{k: v for k, v in detail.items() if k != "run"}},
-            dedupe_key=f"journey:{journey.pk}:{member.pk}:{event.key}",
+            title=_message(step.message_title, values),
+            body=_message(step.message_body, values),
+            data={
+                "journey": journey.pk,
+                "run": run_id,
+                **{k: v for k, v in detail.items() if k in ("entry", "coupon", "tag")},
+            },
+            dedupe_key=dedupe_key,
         )
         detail["notified"] = True
         if action != Journey.Action.NOTIFY:
@@ -418,20 +490,227 @@ def _act(
     return done, detail, notice
 
 
-# --- one chunk, one journey, all journeys ----------------------------------------------
+# --- moving entries through the steps ------------------------------------------------------
 
 
-def _audience(journey: Journey, member_ids: Iterable[int]) -> set[int] | None:
-    """The ids among ``member_ids`` in the journey's audience; None when it has none."""
-    if journey.audience_id is None:
-        return None
-    return set(segment_members(journey.audience).filter(id__in=list(member_ids)).values_list("id", flat=True))
+@dataclass
+class _Entry:
+    """One position being moved on in this chunk, with what its steps did on the way."""
+
+    position: JourneyPosition
+    event: Event
+    done: list[str] = field(default_factory=list)
+    detail: dict = field(default_factory=dict)
+    refused: LoyaltyError | None = None
+    paused: bool = False  # waiting, or finished: nothing more this run
 
 
-def _chunk(journey: Journey, lo: int, hi: int, *, now: dt.datetime, stats: dict) -> int:
-    events = TRIGGERS[journey.trigger](journey, lo, hi, now, now - LOOKBACK)
-    if not events:
-        return 0
+def _steps(journey: Journey) -> dict[int, list[JourneyStep]]:
+    steps: dict[int, list[JourneyStep]] = defaultdict(list)
+    for step in journey.steps.select_related("tag", "segment").order_by("position", "variant"):
+        steps[step.position].append(step)
+    return steps
+
+
+def _finish(entry: _Entry, now: dt.datetime) -> None:
+    entry.position.state = JourneyPosition.State.FINISHED
+    entry.position.due_at = None
+    entry.position.waiting = False
+    entry.paused = True
+
+
+def _go_to(entry: _Entry, position: int | None, now: dt.datetime) -> None:
+    if position is None:
+        _finish(entry, now)
+        return
+    entry.position.step, entry.position.since, entry.position.waiting = position, now, False
+
+
+def _record(step_run_id: int, status: str, reason: str, detail: dict) -> JourneyStepRun:
+    return JourneyStepRun(
+        pk=step_run_id,
+        status=status,
+        reason=reason[:300],
+        detail=detail,
+        points=detail.get("points_given", 0),
+        coupon_value=Decimal(detail.get("coupon_value_given", "0")),
+    )
+
+
+def _condition_holds(step: JourneyStep, entries: list[_Entry], now: dt.datetime) -> set[int]:
+    """The position ids among ``entries`` whose member meets the branch's condition: one query."""
+    member_ids = {entry.position.member_id for entry in entries}
+    if step.condition == JourneyStep.Condition.BOUGHT:
+        last = dict(
+            Order.objects.counting()
+            .filter(member_id__in=member_ids, occurred_at__lte=now)
+            .order_by()
+            .values("member_id")
+            .annotate(last=Max("occurred_at"))
+            .values_list("member_id", "last")
+        )
+        return {
+            e.position.pk
+            for e in entries
+            if last.get(e.position.member_id) and last[e.position.member_id] > e.position.entered_at
+        }
+    if step.condition == JourneyStep.Condition.IN_SEGMENT:
+        inside = set(segment_members(step.segment, now=now).filter(id__in=member_ids).values_list("id", flat=True))
+        return {e.position.pk for e in entries if e.position.member_id in inside}
+    if step.condition == JourneyStep.Condition.CONSENT:
+        channels = CONSENT_CHANNELS if step.channel in ("", "any") else (step.channel,)
+        consent = Q()
+        for channel in channels:
+            consent |= Q(**{f"{channel}_consent_at__isnull": False})
+        inside = set(Member.objects.filter(consent, id__in=member_ids).values_list("id", flat=True))
+        return {e.position.pk for e in entries if e.position.member_id in inside}
+    # Used a coupon this entry's steps gave.
+    given = list(
+        JourneyStepRun.objects.filter(
+            run_id__in={e.position.run_id for e in entries}, detail__has_key="coupon"
+        ).values_list("run_id", "detail")
+    )
+    used = set(
+        Coupon.objects.filter(
+            id__in={detail["coupon"] for _run, detail in given}, status=Coupon.Status.USED
+        ).values_list("id", flat=True)
+    )
+    runs = {run_id for run_id, detail in given if detail["coupon"] in used}
+    return {e.position.pk for e in entries if e.position.run_id in runs}
+
+
+def _advance(
+    journey: Journey, steps: dict[int, list[JourneyStep]], entries: list[_Entry], now: dt.datetime, stats: dict
+) -> None:
+    """Move ``entries`` on through their steps until each waits or finishes (one transaction).
+
+    Steps of one kind at one position are done for all entries standing there together:
+    a branch's condition is one query for them all, a wait one update. Each step's run is
+    claimed with ``ON CONFLICT (run, step) DO NOTHING`` first, so a step acts at most once
+    per entry even when two workers move the same entry.
+    """
+    by_id = Member.objects.in_bulk({e.position.member_id for e in entries}) if entries else {}
+    step_runs: list[JourneyStepRun] = []
+    notices: list[Notice] = []
+    for _round in range(MAX_STEPS):
+        moving = [e for e in entries if not e.paused]
+        if not moving:
+            break
+        groups: dict[int, list[_Entry]] = defaultdict(list)
+        for entry in moving:
+            groups[entry.position.step].append(entry)
+        for position, group in sorted(groups.items()):
+            here = steps.get(position)
+            if not here:
+                for entry in group:
+                    _finish(entry, now)
+                continue
+            kind = here[0].kind
+            if kind == JourneyStep.Kind.ACTION:
+                _do(journey, here, group, by_id, now, step_runs, notices, stats)
+            elif kind == JourneyStep.Kind.WAIT:
+                _wait(here[0], group, now, step_runs)
+            else:
+                holds = _condition_holds(here[0], group, now)
+                for entry in group:
+                    step_run_id = _claim_step(entry, here[0], now)
+                    yes = entry.position.pk in holds
+                    if step_run_id:
+                        words = (
+                            _("condition met: going on")
+                            if yes
+                            else _("condition not met: going on at step %(step)s") % {"step": here[0].else_step}
+                            if here[0].else_step
+                            else _("condition not met: the journey ends")
+                        )
+                        step_runs.append(
+                            _record(
+                                step_run_id,
+                                JourneyStepRun.Status.DONE,
+                                f"{here[0].get_condition_display()}: {words}",
+                                {"met": yes},
+                            )
+                        )
+                    _go_to(entry, position + 1 if yes else here[0].else_step, now)
+    notices_enqueue(notices, now=now, marketing=journey.is_marketing)
+    if step_runs:
+        JourneyStepRun.objects.bulk_update(step_runs, ["status", "reason", "detail", "points", "coupon_value"])
+    for entry in entries:
+        entry.position.updated_at = now
+    JourneyPosition.objects.bulk_update(
+        [e.position for e in entries], ["step", "waiting", "since", "due_at", "state", "variants", "updated_at"]
+    )
+    stats["steps"] += len(step_runs)
+
+
+def _do(journey, here, group, by_id, now, step_runs, notices, stats) -> None:
+    variants = [step.variant for step in here]
+    for entry in group:
+        member_id, position = entry.position.member_id, here[0].position
+        if len(here) > 1:
+            label = entry.position.variants.get(str(position)) or variant_for(journey.pk, member_id, position, variants)
+            entry.position.variants[str(position)] = label
+            step = next((s for s in here if s.variant == label), here[0])
+        else:
+            step = here[0]
+        step_run_id = _claim_step(entry, step, now)
+        if step_run_id is not None:
+            # Points and coupons go through services that may refuse (a member frozen
+            # meanwhile): a savepoint per member undoes that member's action only.
+            may_refuse = step.action in (Journey.Action.AWARD_POINTS, Journey.Action.ISSUE_COUPON)
+            try:
+                with transaction.atomic() if may_refuse else contextlib.nullcontext():
+                    what, detail, notice = _act(
+                        journey, step, by_id[member_id], entry.event, entry.position.run_id, now
+                    )
+            except LoyaltyError as error:
+                step_runs.append(
+                    _record(
+                        step_run_id,
+                        JourneyStepRun.Status.SKIPPED,
+                        f"{_('not done')}: {error.message}",
+                        {"error": error.code},
+                    )
+                )
+                entry.refused = entry.refused or error
+            else:
+                step_runs.append(_record(step_run_id, JourneyStepRun.Status.DONE, what, detail))
+                entry.done.append(what)
+                entry.detail.update(
+                    {k: v for k, v in detail.items() if k not in ("points_given", "coupon_value_given")}
+                )
+                if notice is not None:
+                    notices.append(notice)
+        _go_to(entry, step.position + 1, now)
+
+
+def _wait(step: JourneyStep, group: list[_Entry], now: dt.datetime, step_runs: list) -> None:
+    for entry in group:
+        position = entry.position
+        if not position.waiting:
+            position.waiting, position.since = True, now
+            position.due_at = now + dt.timedelta(days=step.wait_days or 0)
+            entry.paused = True
+            continue
+        step_run_id = _claim_step(entry, step, now)
+        if step_run_id:
+            early = now < position.since + dt.timedelta(days=step.wait_days or 0)
+            words = (
+                _("ended by an order, after %(days)s of %(max)s days")
+                % {"days": (now - position.since).days, "max": step.wait_days}
+                if early
+                else _("waited %(days)s days") % {"days": step.wait_days}
+            )
+            step_runs.append(_record(step_run_id, JourneyStepRun.Status.DONE, words, {"early": early}))
+        position.due_at = now
+        _go_to(entry, step.position + 1, now)
+
+
+# --- entering, one chunk of members -------------------------------------------------------
+
+
+def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, stats: dict) -> int:
+    """Record the runs of ``events`` (members of one id range) and move the new entries on."""
     # Leave out events this journey already has a run for (the unique key's index).
     ran = set(
         JourneyRun.objects.filter(
@@ -457,7 +736,7 @@ def _chunk(journey: Journey, lo: int, hi: int, *, now: dt.datetime, stats: dict)
         JourneyRun.objects.filter(
             journey=journey,
             member_id__in=ids,
-            status=JourneyRun.Status.DONE,
+            status__in=(JourneyRun.Status.DONE, JourneyRun.Status.HELD_OUT),
             created_at__gt=now - dt.timedelta(days=journey.cap_days),
         )
         .order_by()
@@ -468,50 +747,167 @@ def _chunk(journey: Journey, lo: int, hi: int, *, now: dt.datetime, stats: dict)
     _decide(journey, events, members, done)
     for event in events:
         fired = _what_fired(journey, event)
-        event.reason = f"{fired}; {_('skipped')}: {event.reason}" if event.reason else fired
-    ours = _insert_runs(journey, events, now)
-
-    acting = [e for e in events if e.status == JourneyRun.Status.DONE and (e.member_id, e.key) in ours]
-    by_id = Member.objects.select_related(None).in_bulk({e.member_id for e in acting}) if acting else {}
-    finished, notices = [], []
-    # Points and coupons go through services that may refuse (a member frozen meanwhile):
-    # a savepoint per member undoes that member's action only.
-    may_refuse = journey.action in (Journey.Action.AWARD_POINTS, Journey.Action.ISSUE_COUPON)
-    for event in acting:
-        run = JourneyRun(pk=ours[(event.member_id, event.key)], status=JourneyRun.Status.DONE)
-        fired = _what_fired(journey, event)
-        try:
-            with transaction.atomic() if may_refuse else contextlib.nullcontext():
-                what, detail, notice = _act(journey, by_id[event.member_id], event, run.pk, now)
-        except LoyaltyError as error:
-            run.status = JourneyRun.Status.SKIPPED
-            run.reason = f"{fired}; {_('not done')}: {error.message}"[:300]
-            run.detail = {**event.facts, "error": error.code}
+        if event.status == JourneyRun.Status.SKIPPED:
+            event.reason = f"{fired}; {_('skipped')}: {event.reason}"
+        elif event.status == JourneyRun.Status.HELD_OUT:
+            event.reason = f"{fired}; {event.reason}"
         else:
-            run.reason = f"{fired}; {what}"[:300]
-            run.detail = {**event.facts, **detail}
-            if notice is not None:
-                notices.append(notice)
+            event.reason = fired
+    ours = _insert_runs(journey, events, now)
+    stats["held_out"] += sum(
+        1 for e in events if e.status == JourneyRun.Status.HELD_OUT and (e.member_id, e.key) in ours
+    )
+
+    entering = [e for e in events if e.status == JourneyRun.Status.DONE and (e.member_id, e.key) in ours]
+    positions = JourneyPosition.objects.bulk_create(
+        [
+            JourneyPosition(
+                run_id=ours[(e.member_id, e.key)], journey=journey, member_id=e.member_id, step=1, since=now,
+                due_at=now, entered_at=now, updated_at=now,
+            )
+            for e in entering
+        ],
+        batch_size=INSERT_BATCH,
+    )  # fmt: skip
+    entries = [_Entry(position, event) for position, event in zip(positions, entering, strict=True)]
+    _advance(journey, steps, entries, now, stats)
+
+    # The entry's run says what fired and what its first steps did, in plain words.
+    finished = []
+    for entry in entries:
+        run = JourneyRun(pk=entry.position.run_id, status=JourneyRun.Status.DONE)
+        fired = _what_fired(journey, entry.event)
+        if entry.refused is not None and not entry.done:
+            run.status = JourneyRun.Status.SKIPPED
+            run.reason = f"{fired}; {_('not done')}: {entry.refused.message}"[:300]
+            run.detail = {**entry.event.facts, "error": entry.refused.code}
+            JourneyPosition.objects.filter(pk=entry.position.pk).update(
+                state=JourneyPosition.State.FINISHED, due_at=None
+            )
+        else:
+            words = ", ".join(entry.done) if entry.done else (_("waiting") if entry.position.waiting else "")
+            run.reason = f"{fired}; {words}"[:300] if words else fired[:300]
+            run.detail = {**entry.event.facts, **entry.detail}
         finished.append(run)
-    # The dedupe keys are per journey, member and event: a conflict is a notice already sent.
-    notices_enqueue(notices, now=now, marketing=journey.is_marketing)
     if finished:
         JourneyRun.objects.bulk_update(finished, ["status", "reason", "detail"])
     refused = sum(1 for run in finished if run.status == JourneyRun.Status.SKIPPED)
     stats["done"] += len(finished) - refused
-    stats["skipped"] += len(ours) - len(finished) + refused
+    stats["skipped"] += sum(1 for e in events if e.status == JourneyRun.Status.SKIPPED and (e.member_id, e.key) in ours)
+    stats["skipped"] += refused
     return len(ours)
 
 
-def journey_run(journey: Journey, *, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
-    """Run one journey over every member; returns counts ("done", "skipped", "chunks", "duration_s" ...).
+def _audience(journey: Journey, member_ids: Iterable[int]) -> set[int] | None:
+    """The ids among ``member_ids`` in the journey's audience; None when it has none."""
+    if journey.audience_id is None:
+        return None
+    return set(segment_members(journey.audience).filter(id__in=list(member_ids)).values_list("id", flat=True))
 
-    Safe to run twice or side by side: an event already run is never run again. In the
-    journey's quiet hours it does nothing and records nothing (``quiet: True``). An
-    inactive journey is not run (``inactive: True``).
+
+def _timed(work, stats: dict) -> None:
+    started = time.monotonic()
+    with transaction.atomic():
+        work()
+    stats["chunks"] += 1
+    stats["longest_chunk_s"] = max(stats["longest_chunk_s"], round(time.monotonic() - started, 3))
+
+
+def _enter_all(journey: Journey, steps, *, now: dt.datetime, size: int, stats: dict) -> None:
+    if journey.trigger == Journey.Trigger.BROADCAST:
+        if journey.send_at and journey.send_at > now:
+            return
+        for lo, hi in member_id_ranges(size=size):
+            _timed(
+                lambda lo=lo, hi=hi: _enter(journey, steps, _broadcast(journey, lo, hi, now), now=now, stats=stats),
+                stats,
+            )
+        # Sent: a broadcast goes once; it switches itself off (its report stays).
+        Journey.objects.filter(pk=journey.pk).update(is_active=False)
+        return
+    # One candidate query over every member, by the trigger's own time condition: an hour
+    # with nothing new costs one query per journey, not one per member-id range.
+    events = TRIGGERS[journey.trigger](journey, 0, 2**62, now, now - LOOKBACK)
+    if not events:
+        return
+    by_chunk: dict[int, list[Event]] = defaultdict(list)
+    for event in events:
+        by_chunk[event.member_id // size].append(event)
+    for _chunk_no, chunk in sorted(by_chunk.items()):
+        _timed(lambda chunk=chunk: _enter(journey, steps, chunk, now=now, stats=stats), stats)
+
+
+def _broadcast(journey: Journey, lo: int, hi: int, now: dt.datetime) -> list[Event]:
+    """Every member of ``[lo, hi)`` (the audience filter comes after): one event, "broadcast"."""
+    day = _day(journey.send_at or now)
+    return [
+        Event(member_id, "broadcast", {"date": day})
+        for member_id in Member.objects.filter(id__gte=lo, id__lt=hi).values_list("id", flat=True)
+    ]
+
+
+def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
+    """Make due, at once, the entries waiting for an order that came: one update per such step."""
+    woken = 0
+    for position, here in steps.items():
+        if here[0].kind != JourneyStep.Kind.WAIT or here[0].wait_until != JourneyStep.Until.ORDER:
+            continue
+        ordered = Order.objects.counting().filter(
+            member_id=OuterRef("member_id"), occurred_at__gt=OuterRef("since"), occurred_at__lte=now
+        )
+        woken += (
+            JourneyPosition.objects.filter(
+                journey=journey, state=JourneyPosition.State.ACTIVE, step=position, waiting=True, due_at__gt=now
+            )
+            .filter(Exists(ordered))
+            .update(due_at=now)
+        )
+    return woken
+
+
+def _advance_due(journey: Journey, steps, *, now: dt.datetime, stats: dict) -> None:
+    """Move on every entry whose wait is over, in batches, each its own transaction."""
+    _wake_order_waits(journey, steps, now)
+    while True:
+        with transaction.atomic():
+            started = time.monotonic()
+            # The partial index journey_position_due makes "nothing due" one index probe.
+            due = list(
+                JourneyPosition.objects.select_for_update(skip_locked=True)
+                .filter(journey=journey, state=JourneyPosition.State.ACTIVE, due_at__lte=now)
+                .select_related("run")
+                .order_by("due_at", "id")[:ADVANCE_BATCH]
+            )
+            if not due:
+                return
+            entries = [_Entry(p, Event(p.member_id, p.run.event_key, dict(p.run.detail))) for p in due]
+            _advance(journey, steps, entries, now, stats)
+            stats["chunks"] += 1
+            stats["longest_chunk_s"] = max(stats["longest_chunk_s"], round(time.monotonic() - started, 3))
+        if len(due) < ADVANCE_BATCH:
+            return
+
+
+def journey_run(journey: Journey, *, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
+    """Run one journey: let in the members its trigger fired for, move on everyone due.
+
+    Returns counts ("done": entries, "held_out", "skipped", "steps": steps done, "chunks",
+    "longest_chunk_s", "duration_s"). Safe to run twice or side by side: an event already
+    run is never run again, a step never acts twice for one entry. In the journey's quiet
+    hours it does nothing and records nothing (``quiet: True``). An inactive journey is not
+    run (``inactive: True``); its members waiting at a step stay where they are.
     """
     now = now or timezone.now()
-    stats = {"done": 0, "skipped": 0, "quiet": False, "inactive": False, "chunks": 0}
+    stats = {
+        "done": 0,
+        "skipped": 0,
+        "held_out": 0,
+        "steps": 0,
+        "quiet": False,
+        "inactive": False,
+        "chunks": 0,
+        "longest_chunk_s": 0.0,
+    }
     if not journey.is_active:
         stats["inactive"] = True
         return stats
@@ -519,23 +915,23 @@ def journey_run(journey: Journey, *, now: dt.datetime | None = None, size: int =
         stats["quiet"] = True
         return stats
     started = time.monotonic()
+    steps = _steps(journey)
     with translation.override(settings.LANGUAGE_CODE):
-        counted = run_in_member_chunks(functools.partial(_chunk, journey, now=now, stats=stats), size=size)
-    stats["chunks"] = counted["chunks"]
-    stats["longest_chunk_s"] = counted["longest_chunk_s"]
+        _enter_all(journey, steps, now=now, size=size, stats=stats)
+        _advance_due(journey, steps, now=now, stats=stats)
     stats["duration_s"] = round(time.monotonic() - started, 3)
     return stats
 
 
 def journeys_run(*, now: dt.datetime | None = None, size: int = MEMBER_CHUNK) -> dict:
-    """Run every active journey (the hourly job); returns counts per journey name.
+    """Run every active journey and broadcast (the hourly job); returns counts per journey name.
 
     A journey that fails (say, its audience cannot be evaluated) is logged and reported
     as ``{"error": ...}``; the others still run.
     """
     now = now or timezone.now()
     results = {}
-    for journey in Journey.objects.filter(is_active=True).select_related("audience", "tag").order_by("id"):
+    for journey in Journey.objects.filter(is_active=True).select_related("audience").order_by("id"):
         try:
             results[journey.name] = journey_run(journey, now=now, size=size)
         except Exception as error:  # one broken journey must not stop the others

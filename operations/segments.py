@@ -33,11 +33,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
+from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
+from engagement.models import AutoTag
 from loyalty.models import Account, Currency, Tier
 from members.models import Member, RfmSegment, Segment, Stage, Store, Tag
 from members.scoping import staff_stores
@@ -295,3 +297,44 @@ def segment_counts(
         for key, value in base.order_by().aggregate(**aggregates).items():
             counts[int(key[1:])] = value
     return counts
+
+
+# --- rule-based tags (engagement.AutoTag): a tag whose members are a segment's -------------
+
+
+def auto_tags_refresh(*, auto_tags=None, now: dt.datetime | None = None) -> dict[str, dict[str, int]]:
+    """Make each active rule-based tag's members exactly its segment's members (the nightly job).
+
+    Set-based: per tag one ``INSERT ... SELECT`` of the members the segment selects and the
+    tag lacks, one ``DELETE`` of the tagged members it no longer selects, each tag its own
+    transaction. Returns {tag name: {"added", "removed", "members"}}; a tag whose segment
+    rules no longer validate is reported as {"error": ...} and left as it was.
+    """
+    now = now or timezone.now()
+    queryset = AutoTag.objects.filter(is_active=True) if auto_tags is None else auto_tags
+    results: dict[str, dict] = {}
+    through = Member.tags.through
+    for rule in queryset.select_related("tag", "segment").order_by("id"):
+        try:
+            inside = segment_members(rule.segment, now=now)
+        except LoyaltyError as error:
+            results[rule.tag.name] = {"error": error.message}
+            continue
+        with transaction.atomic():
+            have = through.objects.filter(tag_id=rule.tag_id, member_id=OuterRef("pk"))
+            missing = inside.filter(~Exists(have)).values_list("pk", flat=True)
+            sql, params = missing.query.sql_with_params()
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO {through._meta.db_table} (member_id, tag_id) SELECT t.id, %s FROM ({sql}) t(id) "
+                    "ON CONFLICT DO NOTHING",
+                    [rule.tag_id, *params],
+                )
+                added = cursor.rowcount
+            removed, _detail = (
+                through.objects.filter(tag_id=rule.tag_id).exclude(member_id__in=inside.values("pk")).delete()
+            )
+            count = through.objects.filter(tag_id=rule.tag_id).count()
+            AutoTag.objects.filter(pk=rule.pk).update(refreshed_at=now, member_count=count)
+        results[rule.tag.name] = {"added": added, "removed": removed, "members": count}
+    return results

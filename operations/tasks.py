@@ -14,6 +14,7 @@ from members.notifications import notifications_send_pending
 
 from . import journeys
 from .lifecycle import members_refresh_profiles
+from .segments import auto_tags_refresh
 
 
 @shared_task(name="members.send_notifications", base=JobTask)
@@ -72,10 +73,16 @@ def run_journeys() -> dict | str:
 @shared_task(name="engagement.run_journey", **JOB_OPTIONS)
 def run_journey(journey_id: int) -> dict | str:
     """One journey now (the admin's "Run now"), under the hourly run's lock."""
-    journey = Journey.objects.select_related("audience", "tag").filter(pk=journey_id).first()
+    journey = Journey.objects.select_related("audience").filter(pk=journey_id).first()
     if journey is None:
         return "gone"
     return jobs.guarded("engagement.run_journeys")(journeys.journey_run)(journey)
+
+
+@shared_task(name="operations.refresh_auto_tags", **JOB_OPTIONS)
+def refresh_auto_tags() -> dict | str:
+    """Nightly: every rule-based tag's members made its segment's (operations.segments.auto_tags_refresh)."""
+    return jobs.guarded("operations.refresh_auto_tags")(auto_tags_refresh)()
 
 
 # --- the watchdog (members.jobs.jobs_watch, docs/jobs.md "Lost tasks") ---

@@ -10,13 +10,13 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from engagement.models import Journey, JourneyRun
+from engagement.models import Journey, JourneyRun, JourneyStep, JourneyStepRun
 from loyalty import services as ledger
 from loyalty.models import Account, Currency, LedgerEntry, Lot, Order, Tier, TierChange
 from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member, Notification, Segment, StaffProfile, StageChange, Tag
 from operations import journeys
-from operations.admin_journeys import JourneyForm
+from operations.admin_journeys import JourneyForm, JourneyStepForm
 from rewards.models import Coupon
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,14 @@ def consenting(**fields) -> Member:
     return MemberFactory(joined_at=NOW - 400 * DAY, wechat_consent_at=NOW - 400 * DAY, **fields)
 
 
+STEP_FIELDS = (
+    "action", "points", "coupon_title", "coupon_kind", "coupon_value", "coupon_valid_days", "tag", "message_title",
+    "message_body",
+)  # fmt: skip
+
+
 def journey(**fields) -> Journey:
+    """A journey of one action step (what every journey was before steps)."""
     defaults = {
         "name": f"journey {Journey.objects.count() + 1}",
         "trigger": Journey.Trigger.JOINED,
@@ -45,7 +52,11 @@ def journey(**fields) -> Journey:
         "message_body": "Body",
         "is_marketing": False,
     }
-    return Journey.objects.create(**{**defaults, **fields})
+    fields = {**defaults, **fields}
+    step = {name: fields.pop(name) for name in STEP_FIELDS if name in fields}
+    j = Journey.objects.create(**fields)
+    JourneyStep.objects.create(journey=j, position=1, kind=JourneyStep.Kind.ACTION, **step)
+    return j
 
 
 def order(member: Member, at: dt.datetime, *, number: str | None = None, status=Order.Status.COMPLETED) -> Order:
@@ -467,9 +478,9 @@ def test_a_refused_action_is_recorded_as_skipped(monkeypatch):
     # The member is frozen between the decision and the award: the ledger refuses.
     real = journeys._act
 
-    def freeze_first(journey_, member_, *args, **kwargs):
+    def freeze_first(journey_, step_, member_, *args, **kwargs):
         Member.objects.filter(pk=member_.pk).update(status=Member.Status.FROZEN)
-        return real(journey_, member_, *args, **kwargs)
+        return real(journey_, step_, member_, *args, **kwargs)
 
     monkeypatch.setattr(journeys, "_act", freeze_first)
 
@@ -479,6 +490,8 @@ def test_a_refused_action_is_recorded_as_skipped(monkeypatch):
     run = JourneyRun.objects.get(journey=j, member=member)
     assert run.status == JourneyRun.Status.SKIPPED
     assert "not done" in run.reason and run.detail["error"] == "member_inactive"
+    step_run = JourneyStepRun.objects.get(run=run)
+    assert step_run.status == JourneyStepRun.Status.SKIPPED and step_run.detail["error"] == "member_inactive"
 
 
 def test_journeys_run_skips_inactive_journeys():
@@ -505,28 +518,32 @@ def test_the_task_runs_the_journeys():
 # --- the shipped defaults ------------------------------------------------------------------
 
 
-def test_the_default_journeys_exist_after_migrate():
-    defaults = {(j.trigger, j.action): j for j in Journey.objects.all()}
-    welcome = defaults[("joined", "issue_coupon")]
-    nudge = defaults[("first_order", "issue_coupon")]
-    win_back = defaults[("dormant", "issue_coupon")]
-    reminder = defaults[("points_expiring", "notify")]
-    assert (welcome.coupon_value, welcome.is_marketing) == (10, False)
-    assert (nudge.trigger_days, nudge.coupon_kind, nudge.is_marketing) == (30, "amount_off", True)
-    assert (win_back.coupon_kind, win_back.is_marketing, win_back.coupon_valid_days) == ("amount_off", True, 30)
-    assert (reminder.trigger_days, reminder.is_marketing) == (7, False)
-    for j in (welcome, nudge, win_back, reminder):
-        form = JourneyForm(instance=j, data=_form_data(j))
+def test_the_default_journeys_exist_after_migrate_as_one_step_journeys():
+    steps = {(s.journey.trigger, s.action): s for s in JourneyStep.objects.select_related("journey")}
+    welcome = steps[("joined", "issue_coupon")]
+    nudge = steps[("first_order", "issue_coupon")]
+    win_back = steps[("dormant", "issue_coupon")]
+    reminder = steps[("points_expiring", "notify")]
+    assert (welcome.coupon_value, welcome.journey.is_marketing) == (10, False)
+    assert (nudge.journey.trigger_days, nudge.coupon_kind, nudge.journey.is_marketing) == (30, "amount_off", True)
+    assert (win_back.coupon_kind, win_back.journey.is_marketing, win_back.coupon_valid_days) == ("amount_off", True, 30)
+    assert (reminder.journey.trigger_days, reminder.journey.is_marketing) == (7, False)
+    for step in (welcome, nudge, win_back, reminder):
+        assert (step.position, step.kind, step.variant) == (1, "action", "")
+        assert JourneyStep.objects.filter(journey=step.journey).count() == 1
+        form = JourneyForm(instance=step.journey, data=_form_data(step.journey))
         assert form.is_valid(), form.errors
+        step_form = JourneyStepForm(instance=step, data=_form_data(step, JourneyStepForm))
+        assert step_form.is_valid(), step_form.errors
 
 
 # --- admin ---------------------------------------------------------------------------------
 
 
-def _form_data(j: Journey) -> dict:
+def _form_data(j, form=JourneyForm) -> dict:
     data = {}
-    for name in JourneyForm._meta.fields:
-        value = getattr(j, f"{name}_id", None) if name in ("audience", "tag") else getattr(j, name)
+    for name in form._meta.fields:
+        value = getattr(j, f"{name}_id", None) if name in ("audience", "tag", "segment") else getattr(j, name)
         if value is None:
             value = ""
         if isinstance(value, bool) and not value:
@@ -538,27 +555,43 @@ def _form_data(j: Journey) -> dict:
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
+        ({"trigger": "no_order", "trigger_days": ""}, "trigger_days"),
+        ({"trigger": "points_expiring", "trigger_days": ""}, "trigger_days"),
+        ({"quiet_start": "21:00", "quiet_end": ""}, "quiet_end"),
+    ],
+)  # fmt: skip
+def test_the_journey_form_asks_for_what_the_trigger_needs(changes, field):
+    base = journey()
+    data = {**_form_data(base), "name": "another", **changes}
+    form = JourneyForm(data=data)
+    assert not form.is_valid()
+    assert field in form.errors
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
         ({"action": "award_points", "points": ""}, "points"),
         ({"action": "issue_coupon", "coupon_title": ""}, "coupon_title"),
         ({"action": "issue_coupon", "coupon_kind": "amount_off", "coupon_value": ""}, "coupon_value"),
         ({"action": "issue_coupon", "coupon_kind": "discount_percent", "coupon_value": "120"}, "coupon_value"),
         ({"action": "add_tag", "tag": ""}, "tag"),
         ({"action": "notify", "message_title": "", "message_body": ""}, "message_title"),
-        ({"trigger": "no_order", "trigger_days": ""}, "trigger_days"),
-        ({"trigger": "points_expiring", "trigger_days": ""}, "trigger_days"),
-        ({"quiet_start": "21:00", "quiet_end": ""}, "quiet_end"),
+        ({"action": ""}, "action"),
+        ({"kind": "wait", "wait_days": ""}, "wait_days"),
+        ({"kind": "wait", "wait_days": "3", "variant": "A"}, "variant"),
+        ({"kind": "branch", "condition": ""}, "condition"),
+        ({"kind": "branch", "condition": "in_segment", "segment": ""}, "segment"),
+        ({"kind": "branch", "condition": "consent", "channel": ""}, "channel"),
+        ({"kind": "branch", "condition": "bought", "position": "3", "else_step": "2"}, "else_step"),
     ],
 )  # fmt: skip
-def test_the_journey_form_asks_for_what_the_action_and_trigger_need(changes, field):
-    base = journey(
-        action=Journey.Action.ISSUE_COUPON,
-        coupon_title="t",
-        coupon_kind="gift",
-        coupon_valid_days=10,
-        points=5,
-    )
-    data = {**_form_data(base), "name": "another", **changes}
-    form = JourneyForm(data=data)
+def test_the_step_form_asks_for_what_each_kind_of_step_needs(changes, field):
+    base = {
+        "position": "1", "kind": "action", "action": "issue_coupon", "coupon_title": "t", "coupon_kind": "gift",
+        "coupon_valid_days": "10", "points": "5", "message_title": "Hi",
+    }  # fmt: skip
+    form = JourneyStepForm(data={**base, **changes})
     assert not form.is_valid()
     assert field in form.errors
 
@@ -643,11 +676,10 @@ def test_demo_dormant_member_gets_the_win_back_coupon_from_the_nightly_run():
         morning += DAY
     journeys.journeys_run(now=morning)
 
-    win_back = Journey.objects.get(trigger=Journey.Trigger.DORMANT, action=Journey.Action.ISSUE_COUPON)
+    win_back = Journey.objects.get(trigger=Journey.Trigger.DORMANT, steps__action=Journey.Action.ISSUE_COUPON)
     dormant = Member.objects.get(phone=phone)
     assert dormant.stage == Member.Stage.DORMANT
-    coupon = Coupon.objects.get(member=dormant, source=Coupon.Source.JOURNEY)
-    assert coupon.title == win_back.coupon_title
+    coupon = Coupon.objects.get(member=dormant, source=Coupon.Source.JOURNEY, title=win_back.steps.get().coupon_title)
     run = JourneyRun.objects.get(journey=win_back, member=dormant)
     assert run.status == JourneyRun.Status.DONE
     assert run.reason.startswith("Entered the dormant stage on")
@@ -657,26 +689,81 @@ def test_demo_dormant_member_gets_the_win_back_coupon_from_the_nightly_run():
         assert "consent" in skipped.reason or "frozen" in skipped.reason or "cap" in skipped.reason
 
 
+def _steps_post(*steps: dict) -> dict:
+    data = {"steps-TOTAL_FORMS": str(len(steps)), "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "1"}
+    for k, step in enumerate(steps):
+        data.update({f"steps-{k}-{name}": value for name, value in step.items()})
+    return data
+
+
 def test_admin_journey_pages_render_and_a_valid_journey_saves(admin_client):
     win_back = Journey.objects.get(trigger=Journey.Trigger.DORMANT)
-    assert admin_client.get(reverse("admin:engagement_journey_change", args=[win_back.pk])).status_code == 200
+    page = admin_client.get(reverse("admin:engagement_journey_change", args=[win_back.pk]))
+    assert page.status_code == 200
+    assert "Effect: treated vs held out" in page.content.decode()
     assert admin_client.get(reverse("admin:engagement_journey_add")).status_code == 200
+    tag = Tag.objects.create(name="upgraded")
     data = {
         "name": "Tag big spenders",
         "is_active": "on",
         "trigger": "tier_changed",
-        "action": "add_tag",
-        "tag": Tag.objects.create(name="upgraded").pk,
         "cap_count": 1,
         "cap_days": 365,
+        "holdout_percent": 10,
+        **_steps_post(
+            {"position": 1, "kind": "action", "action": "add_tag", "tag": tag.pk},
+            {"position": 2, "kind": "wait", "wait_days": 3, "wait_until": "order"},
+            {"position": 3, "kind": "branch", "condition": "bought", "else_step": 5},
+            {"position": 4, "variant": "A", "kind": "action", "action": "award_points", "points": 10},
+            {"position": 4, "variant": "B", "kind": "action", "action": "award_points", "points": 20},
+            {"position": 5, "kind": "action", "action": "notify", "message_title": "Thanks"},
+        ),
     }
     response = admin_client.post(reverse("admin:engagement_journey_add"), data)
-    assert response.status_code == 302, response.content.decode()[:2000]
-    assert Journey.objects.get(name="Tag big spenders").action == "add_tag"
-    refused = admin_client.post(reverse("admin:engagement_journey_add"), {**data, "name": "x", "tag": ""})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    saved = Journey.objects.get(name="Tag big spenders")
+    assert saved.holdout_percent == 10
+    assert [(s.position, s.variant, s.kind) for s in saved.steps.all()] == [
+        (1, "", "action"), (2, "", "wait"), (3, "", "branch"), (4, "A", "action"), (4, "B", "action"),
+        (5, "", "action"),
+    ]  # fmt: skip
+    refused = admin_client.post(
+        reverse("admin:engagement_journey_add"),
+        {**data, "name": "x", "steps-0-tag": ""},
+    )
     assert refused.status_code == 200
     assert "Required for the action" in refused.content.decode()
     assert not Journey.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ([], "at least one step"),
+        ([{"position": 1, "kind": "action", "action": "notify", "message_title": "a"},
+          {"position": 3, "kind": "action", "action": "notify", "message_title": "b"}], "without gaps (now: 1, 3)"),
+        ([{"position": 1, "kind": "action", "action": "notify", "message_title": "a"},
+          {"position": 1, "kind": "action", "action": "notify", "message_title": "b"}], "give each copy a variant"),
+        ([{"position": 1, "kind": "branch", "condition": "bought", "else_step": 4},
+          {"position": 2, "kind": "action", "action": "notify", "message_title": "b"}], "step 4, which does not exist"),
+    ],
+)  # fmt: skip
+def test_admin_refuses_a_step_list_that_is_not_a_journey(admin_client, steps, message):
+    data = {
+        "name": "bad",
+        "is_active": "on",
+        "trigger": "joined",
+        "cap_count": 1,
+        "cap_days": 365,
+        "holdout_percent": 0,
+    }
+    data.update(_steps_post(*steps))
+    if not steps:
+        data["steps-TOTAL_FORMS"] = "0"
+    response = admin_client.post(reverse("admin:engagement_journey_add"), data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Journey.objects.filter(name="bad").exists()
 
 
 def test_run_rows_are_inserted_in_batches(monkeypatch):

@@ -72,6 +72,12 @@ SCHEDULES = [
         "Daily at 04:00: order figures, lifecycle stage and RFM scores of every member; stage moves are recorded.",
     ),
     (
+        "Refresh rule-based tags",
+        "operations.refresh_auto_tags",
+        ("45", "4"),
+        "Daily at 04:45, after the lifecycle refresh: each rule-based tag's members made its segment's.",
+    ),
+    (
         "Run journeys",
         "engagement.run_journeys",
         ("30", "*"),
