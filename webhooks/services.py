@@ -30,6 +30,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.jobs import job_lock
+
 from .models import Endpoint, Event, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -141,8 +143,18 @@ def _blocked(delivery: WebhookDelivery) -> bool:
 
 def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, limit: int = 200) -> dict[str, int]:
     """Send an endpoint's due deliveries, oldest event first; stops at the first failure
-    (the receiver is likely down: the rest wait for the next run). Returns counts."""
+    (the receiver is likely down: the rest wait for the next run) and after
+    ``WEBHOOK_RUN_SECONDS``. One run per endpoint at a time: a slow receiver's runs do
+    not pile up on the workers (a second returns at once, ``busy``). Returns counts."""
+    with job_lock(f"webhooks.endpoint.{endpoint_id}") as locked:
+        if not locked:
+            return {"delivered": 0, "failed": 0, "waiting": 0, "busy": 1}
+        return _deliver_due(endpoint_id, now=now, limit=limit)
+
+
+def _deliver_due(endpoint_id: int, *, now: dt.datetime | None, limit: int) -> dict[str, int]:
     now = now or timezone.now()
+    started = time.monotonic()
     counts = {"delivered": 0, "failed": 0, "waiting": 0}
     endpoint = Endpoint.objects.filter(pk=endpoint_id, is_active=True).first()
     if endpoint is None:
@@ -159,6 +171,8 @@ def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, li
     )
     held: set[int] = set()
     for delivery in due:
+        if time.monotonic() - started > settings.WEBHOOK_RUN_SECONDS:
+            break  # a slow receiver: the rest go on the next run
         if delivery.member_id_copy in held or _blocked(delivery):
             held.add(delivery.member_id_copy)
             counts["waiting"] += 1

@@ -403,3 +403,36 @@ def test_production_sends_only_to_public_https_urls(receivers, settings, admin_c
     )
     assert answer.status_code == 200 and "Events cannot be sent there" in answer.content.decode()
     assert not Endpoint.objects.filter(name="inside").exists()
+
+
+def test_one_run_per_endpoint_at_a_time_and_a_slow_receivers_run_stops_after_its_time(settings, receivers):
+    from django.db import connections
+
+    from core.jobs import job_lock
+
+    endpoint, receiver = receivers()
+    for member in MemberFactory.create_batch(4):
+        points_award(member=member, currency="points", amount=5, reason="r", idempotency_key=f"b{member.pk}")
+    events_collect()
+    holding, release = threading.Event(), threading.Event()
+
+    def other_worker():  # another worker's run of the same endpoint, on its own connection
+        with job_lock(f"webhooks.endpoint.{endpoint.pk}") as locked:
+            assert locked
+            holding.set()
+            release.wait(10)
+        connections.close_all()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    holding.wait(10)
+    assert endpoint_deliver_due(endpoint.pk)["busy"] == 1 and receiver.events == []
+    release.set()
+    worker.join()
+    settings.WEBHOOK_RUN_SECONDS = 0.5
+    receiver.delay = 0.3
+    first = endpoint_deliver_due(endpoint.pk)
+    assert 1 <= first["delivered"] <= 3  # the time was up: the rest wait for the next run
+    receiver.delay = 0
+    endpoint_deliver_due(endpoint.pk)
+    assert len(receiver.events) == Event.objects.count() == 8
