@@ -731,6 +731,12 @@ OUTREACH_REPORT_TOKEN = env("OUTREACH_REPORT_TOKEN", "")
 # Webhooks: seconds a receiver has to answer; an endpoint failing this long is disabled.
 WEBHOOK_TIMEOUT = env_int("WEBHOOK_TIMEOUT", 5)
 WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 24 * 3600)
+# Production sends webhooks only to https URLs on public addresses (no requests into the
+# brand's own network from the admin); development allows http://127.0.0.1 receivers.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", not PRODUCTION)
+# One delivery run of one endpoint sends for at most this long (a slow receiver then
+# waits for the next run instead of holding a worker).
+WEBHOOK_RUN_SECONDS = env_int("WEBHOOK_RUN_SECONDS", 60)
 DEFAULT_FROM_EMAIL = env("DJANGO_DEFAULT_FROM_EMAIL", "noreply@localhost")
 EMAIL_BACKEND = env(
     "DJANGO_EMAIL_BACKEND",

@@ -8,7 +8,7 @@ from django.utils.translation import ngettext
 from core.admin import ReadOnlyAdminMixin
 
 from .models import Endpoint, Event, EventType, WebhookDelivery
-from .services import deliveries_send_again, endpoint_enable, event_body
+from .services import deliveries_send_again, endpoint_enable, event_body, url_problem
 
 
 class EndpointForm(forms.ModelForm):
@@ -24,6 +24,13 @@ class EndpointForm(forms.ModelForm):
     class Meta:
         model = Endpoint
         fields = ["name", "url", "events", "stores", "is_active"]
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        problem = url_problem(url)
+        if problem:
+            raise forms.ValidationError(_("Events cannot be sent there: %(problem)s.") % {"problem": problem})
+        return url
 
 
 @admin.register(Endpoint)

@@ -13,10 +13,13 @@ email and the log). Its deliveries stay pending: enabling it again sends them.
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from django.conf import settings
@@ -25,6 +28,9 @@ from django.contrib.auth.models import Permission
 from django.core.mail import send_mail
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from core.jobs import job_lock
 
 from .models import Endpoint, Event, WebhookDelivery
 
@@ -67,6 +73,36 @@ def event_body(event: Event) -> bytes:
     ).encode()
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a hop: it could point a POST into a private network."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def url_problem(url: str) -> str:
+    """Why events may not go to ``url`` ("" when they may). Unless
+    ``WEBHOOK_ALLOW_PRIVATE_URLS``: https only, and every address the host resolves to
+    public (not loopback, private, link-local, reserved or multicast)."""
+    if settings.WEBHOOK_ALLOW_PRIVATE_URLS:
+        return ""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return _("only https URLs receive webhooks")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except OSError:
+        return _("cannot resolve %(host)s") % {"host": parts.hostname}
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            return _("%(host)s resolves to a non-public address (%(ip)s)") % {"host": parts.hostname, "ip": ip}
+    return ""
+
+
 def _post(endpoint: Endpoint, event: Event) -> tuple[dict, int | None, str, str]:
     body = event_body(event)
     headers = {
@@ -76,9 +112,12 @@ def _post(endpoint: Endpoint, event: Event) -> tuple[dict, int | None, str, str]
         "Loyalty-Event-Type": event.type,
         SIGNATURE_HEADER: sign(endpoint.secret, int(time.time()), body),  # the clock the receiver checks
     }
+    refused = url_problem(endpoint.url)
+    if refused:
+        return headers, None, "", refused
     request = urllib.request.Request(endpoint.url, data=body, method="POST", headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=settings.WEBHOOK_TIMEOUT) as response:
+        with _opener.open(request, timeout=settings.WEBHOOK_TIMEOUT) as response:
             return headers, response.status, response.read(2000).decode(errors="replace"), ""
     except urllib.error.HTTPError as error:
         return headers, error.code, error.read(2000).decode(errors="replace"), f"HTTP {error.code}"
@@ -104,8 +143,18 @@ def _blocked(delivery: WebhookDelivery) -> bool:
 
 def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, limit: int = 200) -> dict[str, int]:
     """Send an endpoint's due deliveries, oldest event first; stops at the first failure
-    (the receiver is likely down: the rest wait for the next run). Returns counts."""
+    (the receiver is likely down: the rest wait for the next run) and after
+    ``WEBHOOK_RUN_SECONDS``. One run per endpoint at a time: a slow receiver's runs do
+    not pile up on the workers (a second returns at once, ``busy``). Returns counts."""
+    with job_lock(f"webhooks.endpoint.{endpoint_id}") as locked:
+        if not locked:
+            return {"delivered": 0, "failed": 0, "waiting": 0, "busy": 1}
+        return _deliver_due(endpoint_id, now=now, limit=limit)
+
+
+def _deliver_due(endpoint_id: int, *, now: dt.datetime | None, limit: int) -> dict[str, int]:
     now = now or timezone.now()
+    started = time.monotonic()
     counts = {"delivered": 0, "failed": 0, "waiting": 0}
     endpoint = Endpoint.objects.filter(pk=endpoint_id, is_active=True).first()
     if endpoint is None:
@@ -122,6 +171,8 @@ def endpoint_deliver_due(endpoint_id: int, *, now: dt.datetime | None = None, li
     )
     held: set[int] = set()
     for delivery in due:
+        if time.monotonic() - started > settings.WEBHOOK_RUN_SECONDS:
+            break  # a slow receiver: the rest go on the next run
         if delivery.member_id_copy in held or _blocked(delivery):
             held.add(delivery.member_id_copy)
             counts["waiting"] += 1
@@ -182,14 +233,14 @@ def _tell_staff(endpoint: Endpoint, reason: str) -> None:
     )
     if not recipients:
         return
-    body = (
-        f"{endpoint.name} ({endpoint.url}) was disabled: {reason}.\n\n"
+    body = _(
+        "%(name)s (%(url)s) was disabled: %(reason)s.\n\n"
         "Its pending deliveries wait. Fix the receiver, then tick the endpoint in the admin "
-        '(Webhooks > Webhook endpoints) and run "Enable again"; events that came while it '
+        "(Webhooks > Webhook endpoints) and run “Enable again”; events that came while it "
         "was disabled are read with GET /api/v1/webhooks/endpoints/<id>/events/ (docs/webhooks.md)."
-    )
+    ) % {"name": endpoint.name, "url": endpoint.url, "reason": reason}
     send_mail(
-        f"Webhook endpoint disabled: {endpoint.name}",
+        _("Webhook endpoint disabled: %(name)s") % {"name": endpoint.name},
         body,
         None,
         sorted(recipients),

@@ -28,21 +28,30 @@ def _base() -> str:
     return settings.OUTREACH_WECHAT.get("endpoint", "https://api.weixin.qq.com").rstrip("/")
 
 
-def access_token(*, refresh: bool = False) -> str:
-    """The shared access token, fetched when the cache has none (or ``refresh``)."""
-    if not refresh:
+def access_token(*, stale: str = "") -> str:
+    """The shared access token, fetched when the cache has none, or still has ``stale``
+    (the token WeChat just refused). One process fetches at a time; the others wait for
+    its token instead of fetching their own (each fetch replaces the last token)."""
+
+    def cached() -> str | None:
         token = cache.get(TOKEN_KEY)
-        if token:
-            return token
+        return token if token and token != stale else None
+
+    token = cached()
+    if token:
+        return token
     cfg = settings.OUTREACH_WECHAT
-    # Another process is fetching: wait a moment for its token rather than fetch a second.
+    locked = False
     for _ in range(20):
-        if cache.add(LOCK_KEY, "1", timeout=10):
+        locked = cache.add(LOCK_KEY, "1", timeout=10)
+        token = cached()  # the lock's last holder may have just stored one
+        if token:
+            if locked:
+                cache.delete(LOCK_KEY)
+            return token
+        if locked:
             break
         time.sleep(0.1)
-        token = cache.get(TOKEN_KEY)
-        if token and not refresh:
-            return token
     try:
         query = urllib.parse.urlencode(
             {"grant_type": "client_credential", "appid": cfg["app_id"], "secret": cfg["app_secret"]}
@@ -58,7 +67,8 @@ def access_token(*, refresh: bool = False) -> str:
         cache.set(TOKEN_KEY, token, timeout=max(60, int(answer.get("expires_in", 7200)) - 300))
         return token
     finally:
-        cache.delete(LOCK_KEY)
+        if locked:  # never another process's lock (after two seconds it fetches without one)
+            cache.delete(LOCK_KEY)
 
 
 def template_data(fields: dict, message: Message) -> dict:
@@ -96,8 +106,9 @@ class WechatSubscribe:
             },
             ensure_ascii=False,
         ).encode()
+        token = ""
         for attempt in range(2):
-            token = access_token(refresh=attempt > 0)
+            token = access_token(stale=token)
             _status, answer = http_call(
                 "POST",
                 f"{_base()}/cgi-bin/message/subscribe/send?access_token={urllib.parse.quote(token)}",
@@ -108,8 +119,7 @@ class WechatSubscribe:
             if code == 0:
                 return str(answer.get("msgid", ""))
             if code in TOKEN_INVALID and attempt == 0:
-                cache.delete(TOKEN_KEY)
-                continue
+                continue  # fetched again unless another process already did
             text = str(answer.get("errmsg", ""))[:200]
             if code in BAD_RECIPIENT:
                 raise BadRecipient(f"wechat_{code}", text)

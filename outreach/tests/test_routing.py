@@ -201,3 +201,35 @@ def test_a_malformed_route_setting_names_the_variable():
 
     result = run_manage("check", OUTREACH_ROUTES="{not json")
     assert result.returncode != 0 and "OUTREACH_ROUTES must be a JSON object" in result.stderr
+
+
+def test_the_access_token_is_shared_by_processes_through_redis(settings, wechat_api):
+    """Four forked processes (web and worker processes would each be one) ask at once:
+    WeChat is asked for one token, and every process gets it from Redis."""
+    import os
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1"),
+            "KEY_PREFIX": f"outreach-test-{os.getpid()}",
+        }
+    }
+    cache.delete_many([wechat.TOKEN_KEY, wechat.LOCK_KEY])
+    from django.core.cache import caches
+
+    caches.close_all()  # no connection for the children to inherit
+    children = []
+    for _n in range(4):
+        pid = os.fork()
+        if pid == 0:  # the child: fetch, report through the exit status, never return to pytest
+            try:
+                os._exit(0 if wechat.access_token() == "token-1" else 1)
+            except BaseException:  # noqa: BLE001
+                os._exit(2)
+        children.append(pid)
+    statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert statuses == [0, 0, 0, 0]
+    assert wechat_api.tokens == 1
+    assert cache.get(wechat.TOKEN_KEY) == "token-1"  # in Redis, for the next process too
+    cache.delete_many([wechat.TOKEN_KEY, wechat.LOCK_KEY])

@@ -200,7 +200,7 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_send_again_works(receiver
     endpoint_deliver_due(endpoint.pk, now=at + dt.timedelta(hours=25))
     endpoint.refresh_from_db()
     assert not endpoint.is_active and endpoint.disabled_at is not None
-    assert "disabled" in mailoutbox[0].subject
+    assert endpoint.name in mailoutbox[0].subject
     receiver.down = False
     from webhooks.services import endpoint_enable
 
@@ -347,7 +347,7 @@ def test_a_dead_receiver_is_retried_with_exponential_backoff_for_a_day_then_disa
     assert dt.timedelta(hours=24) <= tries[-1] - tries[0] < dt.timedelta(hours=25)
     assert len(tries) == 30 and WebhookDelivery.objects.get().status == "pending"
     [notice] = mailoutbox
-    assert notice.to == ["hooks@example.com"] and endpoint.name in notice.subject
+    assert notice.to == ["hooks@example.com"] and endpoint.name in notice.subject and endpoint.url in notice.body
     # While it is disabled nothing is queued to it, but the catch-up API lists what came.
     from rest_framework.test import APIClient
 
@@ -376,3 +376,63 @@ def test_the_catch_up_lists_only_the_endpoints_events_and_stores(receivers):
     events = page.json()["events"]
     assert [e["type"] for e in events] == ["points.changed"]
     assert events[0]["data"]["member_number"] == member.member_number
+
+
+def test_production_sends_only_to_public_https_urls(receivers, settings, admin_client):
+    from django.utils import translation
+
+    translation.activate("en")
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    endpoint, receiver = receivers()  # http://127.0.0.1:<port>
+    MemberFactory()
+    events_collect()
+    assert endpoint_deliver_due(endpoint.pk)["failed"] == 1
+    assert receiver.events == []
+    assert WebhookDelivery.objects.get().error == "only https URLs receive webhooks"
+    from webhooks.services import url_problem
+
+    assert "non-public" in url_problem("https://127.0.0.1/hooks")
+    assert "non-public" in url_problem("https://10.1.2.3/hooks")
+    assert "non-public" in url_problem("https://[::1]/hooks")
+    assert "non-public" in url_problem("https://169.254.169.254/latest/meta-data")
+    assert url_problem("https://8.8.8.8/hooks") == ""
+    answer = admin_client.post(
+        "/admin/webhooks/endpoint/add/",
+        {"name": "inside", "url": "https://127.0.0.1:8443/hooks", "is_active": "on"},
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
+    assert answer.status_code == 200 and "Events cannot be sent there" in answer.content.decode()
+    assert not Endpoint.objects.filter(name="inside").exists()
+
+
+def test_one_run_per_endpoint_at_a_time_and_a_slow_receivers_run_stops_after_its_time(settings, receivers):
+    from django.db import connections
+
+    from core.jobs import job_lock
+
+    endpoint, receiver = receivers()
+    for member in MemberFactory.create_batch(4):
+        points_award(member=member, currency="points", amount=5, reason="r", idempotency_key=f"b{member.pk}")
+    events_collect()
+    holding, release = threading.Event(), threading.Event()
+
+    def other_worker():  # another worker's run of the same endpoint, on its own connection
+        with job_lock(f"webhooks.endpoint.{endpoint.pk}") as locked:
+            assert locked
+            holding.set()
+            release.wait(10)
+        connections.close_all()
+
+    worker = threading.Thread(target=other_worker)
+    worker.start()
+    holding.wait(10)
+    assert endpoint_deliver_due(endpoint.pk)["busy"] == 1 and receiver.events == []
+    release.set()
+    worker.join()
+    settings.WEBHOOK_RUN_SECONDS = 0.5
+    receiver.delay = 0.3
+    first = endpoint_deliver_due(endpoint.pk)
+    assert 1 <= first["delivered"] <= 3  # the time was up: the rest wait for the next run
+    receiver.delay = 0
+    endpoint_deliver_due(endpoint.pk)
+    assert len(receiver.events) == Event.objects.count() == 8
