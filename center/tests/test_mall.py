@@ -98,3 +98,14 @@ def test_the_card_page_shows_qr_barcode_and_a_fresh_code(member_client, member):
 def test_the_card_code_needs_a_signed_in_member(client):
     response = client.get(reverse("center:card_code"))
     assert response.status_code == 302 and "/me/sign-in/" in response.url
+
+
+def test_favicon_is_served_at_the_root_and_linked(client, member_client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert body[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert (
+        '<link rel="icon" href="/favicon.ico" sizes="any">'
+        in member_client.get(reverse("center:home")).content.decode()
+    )
