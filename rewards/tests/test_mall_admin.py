@@ -90,7 +90,13 @@ def test_staff_add_a_reward_in_the_admin(client, django_user_model):
 
 def test_the_admin_form_refuses_a_percent_coupon_above_100(client, django_user_model):
     client.force_login(staff_with(django_user_model, "merch", "add_reward", "view_reward"))
-    form = {"name_zh_hans": "x", "points_cost": "5", "cash_cost": "0", "sort_order": "1", "coupon_kind": "discount_percent"}
+    form = {
+        "name_zh_hans": "x",
+        "points_cost": "5",
+        "cash_cost": "0",
+        "sort_order": "1",
+        "coupon_kind": "discount_percent",
+    }
     response = client.post(
         reverse("admin:rewards_reward_add"), {**form, "coupon_value": "150", "coupon_valid_days": "3"}
     )
