@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from modeltranslation.admin import TranslationAdmin
 
 from core.errors import LoyaltyError
 from members.models import Member, Store
@@ -44,7 +45,43 @@ class CommaListField(forms.CharField):
         return [item.strip() for item in text.replace("，", ",").split(",") if item.strip()]
 
 
+WEEKDAYS = [
+    ("1", _("Monday")),
+    ("2", _("Tuesday")),
+    ("3", _("Wednesday")),
+    ("4", _("Thursday")),
+    ("5", _("Friday")),
+    ("6", _("Saturday")),
+    ("7", _("Sunday")),
+]
+
+
+class WeekdaysField(forms.MultipleChoiceField):
+    """The days a rule runs on as tick boxes; stored as ISO digits ("67" for weekends)."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=WEEKDAYS, **kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            return list(value)
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = list(value)
+        return super().to_python(value)
+
+    def clean(self, value):
+        return "".join(sorted(set(super().clean(value))))
+
+
 class EarnRuleForm(forms.ModelForm):
+    weekdays = WeekdaysField(
+        label=_("weekdays"), required=False, help_text=_("Tick the days it runs on; none ticked: every day.")
+    )
     include_categories = CommaListField(
         label=_("only these categories"),
         required=False,
@@ -108,14 +145,40 @@ class EarnRuleForm(forms.ModelForm):
         }
 
     def clean_weekdays(self):
-        weekdays = self.cleaned_data.get("weekdays", "").strip()
+        weekdays = self.cleaned_data.get("weekdays") or ""
         if any(char not in "1234567" for char in weekdays) or len(set(weekdays)) != len(weekdays):
             raise ValidationError(_("Use the digits 1 (Monday) to 7 (Sunday), each at most once, e.g. 67."))
         return "".join(sorted(weekdays))
 
+    def clean(self):
+        """Refuse, field by field, what the rules would read wrongly, in words an operator
+        understands: a window that ends before it starts, a bonus in fractions of a point,
+        a category or SKU both included and excluded."""
+        data = super().clean()
+        valid_from, valid_until = data.get("valid_from"), data.get("valid_until")
+        if valid_from and valid_until and valid_until <= valid_from:
+            self.add_error("valid_until", _("The end must come after the start (%(start)s).") % {"start": valid_from})
+        kind, value = data.get("kind"), data.get("value")
+        if value is not None and kind in (EarnRule.Kind.BONUS, EarnRule.Kind.SIGNUP) and value != value.to_integral():
+            self.add_error("value", _("A bonus is a whole number of points, such as 200."))
+        if value is not None and kind == EarnRule.Kind.MULTIPLIER and value <= 0:
+            self.add_error("value", _("A multiplier must be more than 0, such as 2 for double points."))
+        for include, exclude in (("include_categories", "exclude_categories"), ("include_skus", "exclude_skus")):
+            both = {item.casefold() for item in data.get(include) or []} & {
+                item.casefold() for item in data.get(exclude) or []
+            }
+            if both:
+                self.add_error(
+                    exclude,
+                    _("Included and excluded at once: %(items)s. Keep each in one list.")
+                    % {"items": ", ".join(sorted(both))},
+                )
+        return data
+
 
 @admin.register(EarnRule)
-class EarnRuleAdmin(admin.ModelAdmin):
+class EarnRuleAdmin(TranslationAdmin):
+    # The name per language (loyalty/translation.py), shown in the members' breakdowns.
     form = EarnRuleForm
     list_display = (
         "name",
@@ -128,7 +191,7 @@ class EarnRuleAdmin(admin.ModelAdmin):
         "is_active",
     )
     list_filter = ("kind", "is_active", "applies_to")
-    search_fields = ("name",)
+    search_fields = ("name_zh_hans", "name_en")
     filter_horizontal = ("stores",)
     ordering = ("priority", "id")
     readonly_fields = ("created_at",)

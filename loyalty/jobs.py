@@ -38,7 +38,7 @@ from core.errors import LoyaltyError
 from core.jobs import guarded
 from members.jobs import MEMBER_CHUNK, chunk_params_now, job_period_done, job_periods, run_in_member_chunks
 from members.models import Member, Notification
-from members.notifications import Notice, notices_enqueue, notify
+from members.notifications import Notice, in_languages, notices_enqueue, notify
 
 from . import services, tiers
 from .models import Benefit, BenefitGrant, Currency, LedgerEntry, Lot, MemberTier
@@ -398,8 +398,9 @@ def _birthday_points(lo: int, hi: int, *, now: dt.datetime, today: dt.date) -> i
         ).values_list("member_id", flat=True)
     )
     granted = 0
+    benefits = Benefit.objects.in_bulk({benefit_id for _m, benefit_id, _v, _t in candidates})
     with translation.override(settings.LANGUAGE_CODE):
-        for member_id, benefit_id, value, title in candidates:
+        for member_id, benefit_id, value, _title in candidates:
             points = int(value)
             if member_id in done or points < 1:
                 continue
@@ -426,7 +427,7 @@ def _birthday_points(lo: int, hi: int, *, now: dt.datetime, today: dt.date) -> i
                         kind=Notification.Kind.BIRTHDAY_GIFT,
                         title=gettext_lazy("Happy birthday!"),
                         body=gettext_lazy("Happy birthday! %(points)s points are our gift to you: %(benefit)s."),
-                        params={"points": points, "benefit": title},
+                        params={"points": points, "benefit": in_languages(benefits[benefit_id], "title")},
                         data={"benefit": benefit_id, "period": period, "points": points, "entry": grant.entry_id},
                         dedupe_key=f"birthday:{member_id}:{benefit_id}:{period}",
                         now=now,

@@ -107,9 +107,14 @@ def _rules_at(moment: dt.datetime, *, kinds: Sequence[str], config: Programme | 
     ]
 
 
-def _names(rule: EarnRule) -> dict[str, str]:
-    """The rule's name in every language (loyalty/translation.py), each falling back to the other."""
-    return texts_in_languages(rule, "name")
+def _names(rule: EarnRule) -> dict[str, str] | None:
+    """The rule's name in every language (loyalty/translation.py), each falling back to the
+    other; None when it reads the same in all (``name`` says it then)."""
+    return _distinct(texts_in_languages(rule, "name"))
+
+
+def _distinct(names: dict[str, str] | None) -> dict[str, str] | None:
+    return names if names and len(set(names.values())) > 1 else None
 
 
 def _store_ok(rule: EarnRule, store_id: int | None) -> bool:
@@ -285,7 +290,7 @@ def evaluate(
         # 2. The tier multiplier on the whole base.
         if tier is not None and currency in tier_currencies and tier[0] != 1:
             extra = _round_down(sum(base, Decimal(0)) * (tier[0] - 1))
-            out.append(Line(TIER, tier[1], TIER_KIND, extra, getattr(tier[1], "names", None)))
+            out.append(Line(TIER, tier[1], TIER_KIND, extra, _distinct(getattr(tier[1], "names", None))))
 
         # 3. Campaigns by priority, each on the base of the lines it matches.
         for rule in rules:

@@ -38,7 +38,7 @@ from django.utils.translation import gettext_lazy
 from core.bulk import insert_rows, update_rows
 from core.errors import LoyaltyError
 from members.models import Member, Notification
-from members.notifications import Notice, notices_enqueue
+from members.notifications import Notice, in_languages, notices_enqueue
 
 from .models import Currency, Lot, MemberTier, Tier, TierChange
 from .policies import ExpiryPolicy
@@ -109,7 +109,12 @@ def _member_growth(member_id: int, now: dt.datetime) -> int:
 def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Notice:
     """The notice telling the member about ``change``, for ``notices_enqueue``. One per change."""
     up = from_tier is None or to_tier.rank > from_tier.rank
-    values = {"tier": to_tier.name, "growth": change.growth, "old": from_tier.name if from_tier else ""}
+    # Tier names in every language: the member reads them in theirs (members.notifications).
+    values = {
+        "tier": in_languages(to_tier, "name"),
+        "growth": change.growth,
+        "old": in_languages(from_tier, "name") if from_tier else "",
+    }
     kind = Notification.Kind.TIER_UP if up else Notification.Kind.TIER_DOWN
     if change.reason == TierChange.Reason.PINNED:
         title = gettext_lazy("Your tier is now %(tier)s")

@@ -19,6 +19,7 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
+from modeltranslation.admin import TranslationAdmin
 
 from core.admin import ReadOnlyAdminMixin
 from members.admin_mixins import PhoneSearchMixin
@@ -56,10 +57,11 @@ class StaffUserAdmin(_user_admin_class):
 
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
+class StoreAdmin(TranslationAdmin):
+    # The name per language (members/translation.py): a field for each.
     list_display = ("code", "name", "city", "is_active", "created_at")
     list_filter = ("is_active", "city")
-    search_fields = ("code", "name", "city")
+    search_fields = ("code", "name_zh_hans", "name_en", "city")
 
 
 @admin.register(ConsentRecord)

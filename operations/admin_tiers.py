@@ -13,6 +13,7 @@ from django.http import HttpResponseRedirect
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from modeltranslation.admin import TranslationAdmin, TranslationTabularInline
 
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
@@ -28,18 +29,20 @@ MEMBER_SEARCH_HELP = _("Member's phone number, member number or name.")
 # --- tiers and benefits -----------------------------------------------------------------
 
 
-class BenefitInline(admin.TabularInline):
+class BenefitInline(TranslationTabularInline):
+    # Title and description per language (loyalty/translation.py): a column for each.
     model = Benefit
     extra = 0
     fields = ("kind", "title", "value", "coupon_kind", "coupon_valid_days", "description", "is_active")
 
 
 @admin.register(Tier)
-class TierAdmin(admin.ModelAdmin):
+class TierAdmin(TranslationAdmin):
+    # Name and description per language (loyalty/translation.py): a field for each.
     list_display = ("rank", "name", "code", "qualify_threshold", "retain_threshold", "is_default")
     list_display_links = ("rank", "name")
     ordering = ("rank",)
-    search_fields = ("code", "name")
+    search_fields = ("code", "name_zh_hans", "name_en")
     inlines = (BenefitInline,)
     fieldsets = (
         (None, {"fields": ("code", "name", "rank", "is_default", "description")}),

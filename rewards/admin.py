@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from import_export import resources
 from import_export.admin import ExportMixin
+from modeltranslation.admin import TranslationAdmin
 
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
@@ -79,7 +80,8 @@ class CouponAdmin(ExportMixin, ReadOnlyAdminMixin, PhoneSearchMixin, admin.Model
 
 
 @admin.register(Reward)
-class RewardAdmin(admin.ModelAdmin):
+class RewardAdmin(TranslationAdmin):
+    # Name and description per language (rewards/translation.py): a field for each.
     list_display = (
         "name",
         "points_cost",
@@ -94,7 +96,7 @@ class RewardAdmin(admin.ModelAdmin):
     )
     list_filter = ("is_active", "min_tier", "coupon_kind")
     list_select_related = ("min_tier",)
-    search_fields = ("name",)
+    search_fields = ("name_zh_hans", "name_en")
     ordering = ("sort_order", "points_cost", "id")
     fieldsets = (
         (None, {"fields": ("name", "description", "image", "is_active", "sort_order")}),

@@ -26,7 +26,7 @@ from loyalty.jobs import CATCH_UP_DAYS, birthday_filter, next_day
 from loyalty.models import Benefit, BenefitGrant, MemberTier
 from members.jobs import MEMBER_CHUNK, chunk_params_now, job_period_done, job_periods, run_in_member_chunks
 from members.models import JobRun, Member, Notification
-from members.notifications import Notice, notices_enqueue
+from members.notifications import Notice, in_languages, notices_enqueue
 
 from . import services
 
@@ -88,7 +88,7 @@ def _issue_benefit_coupons(
         heading = gettext_lazy("Your monthly coupon")
         body = gettext_lazy("Your member benefit for this month: %(title)s, valid until %(date)s.")
     notices = []
-    for member_id, benefit_id, _value, title in pairs:
+    for member_id, benefit_id, _value, _title in pairs:
         coupon = issued.get((member_id, benefit_id))
         if coupon is None:
             continue
@@ -99,7 +99,7 @@ def _issue_benefit_coupons(
                 kind=notice_kind,
                 title=heading,
                 body=body,
-                params={"title": title, "date": expires_on},
+                params={"title": in_languages(benefits[benefit_id], "title"), "date": expires_on},
                 data={"benefit": benefit_id, "period": period, "coupon": coupon.pk},
                 dedupe_key=f"{dedupe_prefix}:{benefit_id}:{period}:{member_id}",
             )

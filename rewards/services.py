@@ -18,11 +18,12 @@ from django.db.models import Count, F, IntegerField, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from modeltranslation.utils import build_localized_fieldname
 
 from core.cleaners import KEY_MAX_LENGTH, clean_key, clean_reason
 from core.errors import LoyaltyError
 from loyalty import services as ledger
-from loyalty.models import Benefit, MemberTier
+from loyalty.models import Benefit, MemberTier, texts_in_languages
 from members.models import Member, Store
 
 from . import eligibility
@@ -85,10 +86,14 @@ def coupon_issue(
     raise LoyaltyError("coupon_code_exhausted", _("Could not draw a free coupon code; try again."))
 
 
-def _new_coupon(*, member_id: int, title: str, value, benefit_id: int | None, now: dt.datetime, **fields) -> Coupon:
+def _new_coupon(
+    *, member_id: int, title: str, value, benefit_id: int | None, now: dt.datetime, texts_from=None, **fields
+) -> Coupon:
     """An unsaved coupon with a fresh code: what :func:`coupon_issue` and
-    :func:`benefit_coupons_issue` write."""
-    return Coupon(
+    :func:`benefit_coupons_issue` write. ``texts_from`` (a reward or a benefit, with the
+    name of its title field) gives the title and description in every language, so the
+    member reads the coupon in theirs (rewards/translation.py)."""
+    coupon = Coupon(
         member_id=member_id,
         code=new_code(),
         title=title[:100],
@@ -97,6 +102,12 @@ def _new_coupon(*, member_id: int, title: str, value, benefit_id: int | None, no
         issued_at=now,
         **fields,
     )
+    if texts_from is not None:
+        source, title_field = texts_from
+        for field, source_field, limit in (("title", title_field, 100), ("description", "description", None)):
+            for code, text in texts_in_languages(source, source_field).items():
+                setattr(coupon, build_localized_fieldname(field, code), text[:limit] if limit else text)
+    return coupon
 
 
 def benefit_coupons_issue(
@@ -124,6 +135,7 @@ def benefit_coupons_issue(
             _new_coupon(
                 member_id=member_id,
                 title=title,
+                texts_from=(benefit, "title"),
                 description=benefit.description,
                 kind=benefit.coupon_kind,
                 value=value,
@@ -370,6 +382,7 @@ def _redeem(*, member: Member, reward: Reward, key: str, request_hash: str, now:
     coupon = _new_coupon(
         member_id=member.pk,
         title=reward.name,
+        texts_from=(reward, "name"),
         description=reward.description,
         kind=reward.coupon_kind,
         value=reward.coupon_value,

@@ -433,7 +433,9 @@ def test_preview_page_shows_the_breakdown_and_writes_nothing(admin_client, membe
 def _change_form(rule_obj, **overrides):
     local_from = timezone.localtime(rule_obj.valid_from)
     data = {
-        "name": rule_obj.name,
+        # The name per language (loyalty/translation.py), the weekdays as tick boxes.
+        "name_zh_hans": rule_obj.name_zh_hans or rule_obj.name,
+        "name_en": rule_obj.name_en or "",
         "kind": rule_obj.kind,
         "applies_to": rule_obj.applies_to,
         "value": str(rule_obj.value),
@@ -443,7 +445,7 @@ def _change_form(rule_obj, **overrides):
         "valid_from_1": local_from.strftime("%H:%M:%S"),
         "valid_until_0": "",
         "valid_until_1": "",
-        "weekdays": "",
+        "weekdays": [],
         "include_categories": "",
         "exclude_categories": "",
         "include_skus": "",
@@ -477,7 +479,7 @@ def test_admin_changing_a_used_rule_makes_a_new_version(admin_client, member, st
 def test_admin_edits_an_unused_rule_in_place_and_lists_rules(admin_client):
     campaign = rule(EarnRule.Kind.BONUS, "10", name="Bonus")
     url = reverse("admin:loyalty_earnrule_change", args=[campaign.pk])
-    response = admin_client.post(url, _change_form(campaign, value="12", weekdays="76"))
+    response = admin_client.post(url, _change_form(campaign, value="12", weekdays=["7", "6"]))
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert (EarnRule.objects.count(), campaign.value, campaign.weekdays) == (1, 12, "67")

@@ -62,8 +62,11 @@ def test_reward_list_shows_cost_stock_and_tier(client, django_user_model):
 def test_staff_add_a_reward_in_the_admin(client, django_user_model):
     client.force_login(staff_with(django_user_model, "merch", "add_reward", "view_reward"))
     form = {
-        "name": "Coffee voucher",
-        "description": "One cup",
+        # One field per language (rewards/translation.py); the Chinese one is required.
+        "name_zh_hans": "咖啡券",
+        "name_en": "Coffee voucher",
+        "description_zh_hans": "一杯",
+        "description_en": "One cup",
         "points_cost": "500",
         "cash_cost": "0",
         "stock": "100",
@@ -81,12 +84,19 @@ def test_staff_add_a_reward_in_the_admin(client, django_user_model):
     response = client.post(reverse("admin:rewards_reward_add"), form)
 
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
-    assert Reward.objects.get().stock == 100
+    reward = Reward.objects.get()
+    assert (reward.stock, reward.name_zh_hans, reward.name_en) == (100, "咖啡券", "Coffee voucher")
 
 
 def test_the_admin_form_refuses_a_percent_coupon_above_100(client, django_user_model):
     client.force_login(staff_with(django_user_model, "merch", "add_reward", "view_reward"))
-    form = {"name": "x", "points_cost": "5", "cash_cost": "0", "sort_order": "1", "coupon_kind": "discount_percent"}
+    form = {
+        "name_zh_hans": "x",
+        "points_cost": "5",
+        "cash_cost": "0",
+        "sort_order": "1",
+        "coupon_kind": "discount_percent",
+    }
     response = client.post(
         reverse("admin:rewards_reward_add"), {**form, "coupon_value": "150", "coupon_valid_days": "3"}
     )
