@@ -6,9 +6,9 @@
 ``operations.actions.member_create``; nothing here writes ledger rows. docs/member-admin.md.
 """
 
-from django.contrib import admin, messages
 import datetime as dt
 
+from django.contrib import admin, messages
 from django.db.models import BigIntegerField, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
