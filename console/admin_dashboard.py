@@ -1,12 +1,15 @@
 """The operations dashboard page in the admin (figures: ``operations.dashboard``)."""
 
+import datetime as dt
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from members.models import RfmSegment, Stage
+from members.models import RfmSegment, Stage, Store
 from members.scoping import staff_stores
 from operations import dashboard as figures
 
@@ -32,7 +35,7 @@ def _lifecycle_context(board) -> dict:
         if board.rfm_grid
         else []
     )
-    segments = [(RfmSegment(code).label, n) for code, n in board.rfm_segments]
+    segments = [(code, RfmSegment(code).label, n) for code, n in board.rfm_segments]
     sources = ["", *Stage.values]
     moves = [
         (
@@ -81,6 +84,28 @@ def _scope(user) -> tuple[list[int] | None, str]:
     return sorted(pk for pk, _name in rows), ", ".join(name for _pk, name in rows)
 
 
+def _store_choices(user) -> list[tuple[int, str]]:
+    """The stores the picker offers: the user's own (every active store for the brand)."""
+    stores = staff_stores(user)
+    if stores is None:
+        stores = Store.objects.filter(is_active=True)
+    return list(stores.order_by("name", "pk").values_list("pk", "name"))
+
+
+def _picked(request, stores, label) -> tuple[list[int] | None, str, int | None]:
+    """Narrow the scope to the store picked in ``?store=`` when it is one of the user's."""
+    choices = dict(_store_choices(request.user))
+    picked = request.GET.get("store", "")
+    if picked.isdigit() and int(picked) in choices and (stores is None or int(picked) in stores):
+        return [int(picked)], choices[int(picked)], int(picked)
+    return stores, label, None
+
+
+def _add_months(month: dt.date, n: int) -> dt.date:
+    total = month.year * 12 + month.month - 1 + n
+    return dt.date(total // 12, total % 12 + 1, 1)
+
+
 def dashboard_view(request):
     """GET: the figures of the user's stores (cached); POST: compute them again now.
 
@@ -90,10 +115,11 @@ def dashboard_view(request):
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
     stores, scope_label = _scope(request.user)
+    stores, scope_label, picked = _picked(request, stores, scope_label)
     if request.method == "POST":
         figures.dashboard(stores=stores, refresh=True)
         messages.success(request, _("The figures were computed again just now."))
-        return redirect("loyalty_dashboard")
+        return redirect(f"{reverse('loyalty_dashboard')}?store={picked}" if picked else reverse("loyalty_dashboard"))
     board = figures.dashboard(stores=stores)
     months = board.points_by_month
     chart = {
@@ -105,13 +131,16 @@ def dashboard_view(request):
         "tier_members": [tier.members for tier in board.tiers],
         "labels": {"issued": _("Issued"), "redeemed": _("Redeemed"), "expired": _("Expired")},
     }
-    # Each cell: (percent, shade 0.05-0.85) or None for a month still to come.
+    # Each cell: (percent, shade 0.05-0.85, the month it counts "YYYY-MM") or None for a
+    # month still to come; a cell opens the cohort's members who bought in that month.
     cohorts = [
         (
             cohort,
             [
-                None if share is None else (round(share * 100, 1), f"{0.05 + share * 0.8:.2f}")
-                for share in cohort.retention
+                None
+                if share is None
+                else (round(share * 100, 1), f"{0.05 + share * 0.8:.2f}", f"{_add_months(cohort.month, k):%Y-%m}")
+                for k, share in enumerate(cohort.retention)
             ],
         )
         for cohort in board.cohorts
@@ -122,6 +151,11 @@ def dashboard_view(request):
         "board": board,
         "scope_label": scope_label,
         "scoped": stores is not None,
+        "store_choices": _store_choices(request.user),
+        "picked_store": picked,
+        # Drill-downs of one picked store open its members only.
+        "drill_suffix": f"&home_store__id__exact={picked}" if picked else "",
+        "members_url": reverse("admin:members_member_changelist"),
         "repurchase_rate": _percent(board.repurchase_rate),
         "redemption_rate": _percent(board.redemption_rate),
         "breakage_rate": _percent(board.breakage_rate),

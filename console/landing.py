@@ -2,7 +2,8 @@
 
 A few figures, the shortcuts a shift starts with, and the "needs attention" list: imports
 waiting for confirmation, failed imports, scheduled jobs that have not finished lately,
-notices not delivered, open refund shortfalls and staff adjustments close to their limit.
+notices not delivered, messages that failed today, webhook deliveries that failed, open refund
+shortfalls and staff adjustments close to their limit.
 Each item links to the admin list of those rows. A handful of small queries, whatever the
 size of the tables (counts over indexed columns, at most ``NEAR_LIMIT_SCAN`` recent actions).
 """
@@ -21,6 +22,7 @@ from members.models import ImportJob, JobRun, Member, Notification, StaffAction,
 from members.scoping import sees_everything
 
 from .navigation import role_name
+from .selectors import deliveries_today, start_of_today, webhook_failures
 
 JOB_STALE_AFTER = dt.timedelta(days=2)
 UNSENT_AFTER = dt.timedelta(hours=1)
@@ -109,6 +111,33 @@ def needs_attention(user, *, now=None) -> list[Attention]:
             unsent,
         ) % {"n": f"{unsent:,}"}
         items.append(Attention("notices_unsent", text, unsent, "", "danger"))
+    failed_today = deliveries_today(now=now).failed
+    if failed_today:
+        text = ngettext(
+            "%(n)s message to members failed today (SMS, WeChat or email)",
+            "%(n)s messages to members failed today (SMS, WeChat or email)",
+            failed_today,
+        ) % {"n": f"{failed_today:,}"}
+        today = start_of_today(now)
+        url = _changelist(
+            "outreach_delivery",
+            status__exact="failed",
+            created_at__year=today.year,
+            created_at__month=today.month,
+            created_at__day=today.day,
+        )
+        url = url if user.has_perm("outreach.view_delivery") else ""
+        items.append(Attention("deliveries_failed", text, failed_today, url, "danger"))
+    hooks = webhook_failures(now=now)
+    if hooks:
+        text = ngettext(
+            "%(n)s webhook delivery to a shop system failed this week",
+            "%(n)s webhook deliveries to shop systems failed this week",
+            hooks,
+        ) % {"n": f"{hooks:,}"}
+        url = _changelist("webhooks_webhookdelivery", status__exact="failed")
+        url = url if user.has_perm("webhooks.view_webhookdelivery") else ""
+        items.append(Attention("webhooks_failed", text, hooks, url, "danger"))
     owed = Account.objects.filter(owed__gt=0).count()
     if owed:
         text = ngettext(
@@ -145,8 +174,11 @@ def index_context(request, context: dict) -> dict:
             "attention_checked": sees_everything(user),
             "member_search_url": _changelist("members_member"),
             "member_count": None,
+            "deliveries_today": None,
         }
     )
+    if sees_everything(user):
+        context["deliveries_today"] = deliveries_today(now=timezone.now())
     if user.has_perm("members.view_member") and sees_everything(user):
         context["member_count"] = f"{Member.objects.filter(status=Member.Status.ACTIVE).count():,}"
     return context

@@ -180,9 +180,7 @@ class MemberActionsMixin:
         response = actions[action][0](self, request, queryset)
         if response is None:
             opts = self.opts
-            return HttpResponseRedirect(
-                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[member.pk])
-            )
+            return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[member.pk]))
         return response
 
     def _adjust_form(self, request, data=None) -> LimitedAdjustPointsForm:

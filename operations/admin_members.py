@@ -6,16 +6,19 @@
 ``operations.actions.member_create``; nothing here writes ledger rows. docs/member-admin.md.
 """
 
+import datetime as dt
+
 from django.contrib import admin, messages
-from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Value
+from django.db.models import BigIntegerField, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from import_export.admin import ImportExportMixin
 
 from core.errors import LoyaltyError
-from loyalty.models import Account, Currency, Tier
+from loyalty.models import Account, Currency, Order, Tier
 from members.admin_mixins import PhoneSearchMixin
 from members.models import ConsentRecord, Member, Store
 from members.scoping import sees_everything, staff_stores
@@ -47,6 +50,59 @@ class TierFilter(admin.SimpleListFilter):
         if value and value.isdigit():
             return queryset.filter(tier_state__tier_id=int(value))
         return queryset
+
+
+class MonthFilter(admin.SimpleListFilter):
+    """A calendar month in ``TIME_ZONE`` ("2026-05"), offered for the last 12 months; the
+    dashboard's cohort cells link here with any month."""
+
+    MONTHS = 12
+
+    @staticmethod
+    def month_range(value: str | None) -> tuple[dt.datetime, dt.datetime] | None:
+        try:
+            first = dt.datetime.strptime(value or "", "%Y-%m")
+        except ValueError:
+            return None
+        zone = timezone.get_current_timezone()
+        start = first.replace(tzinfo=zone)
+        after = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1, tzinfo=zone)
+        return start, after
+
+    def lookups(self, request, model_admin):
+        month = timezone.localdate().replace(day=1)
+        choices = []
+        for _n in range(self.MONTHS):
+            choices.append((f"{month:%Y-%m}", f"{month:%Y-%m}"))
+            month = (month - dt.timedelta(days=1)).replace(day=1)
+        return choices
+
+
+class JoinedInFilter(MonthFilter):
+    title = gettext_lazy("joined in")
+    parameter_name = "joined"
+
+    def queryset(self, request, queryset):
+        span = self.month_range(self.value())
+        if span is None:
+            return queryset
+        return queryset.filter(joined_at__gte=span[0], joined_at__lt=span[1])
+
+
+class BoughtInFilter(MonthFilter):
+    """Members with a purchase (an order not refunded in full) in the month, at any store."""
+
+    title = gettext_lazy("bought in")
+    parameter_name = "bought"
+
+    def queryset(self, request, queryset):
+        span = self.month_range(self.value())
+        if span is None:
+            return queryset
+        purchases = Order.objects.filter(
+            member=OuterRef("pk"), occurred_at__gte=span[0], occurred_at__lt=span[1]
+        ).exclude(status=Order.Status.REFUNDED)
+        return queryset.filter(Exists(purchases))
 
 
 class ConsentFilter(admin.SimpleListFilter):
@@ -131,6 +187,8 @@ class MemberAdmin(MemberActionsMixin, MemberPageMixin, ImportExportMixin, PhoneS
         ConsentFilter,
         "status",
         "gender",
+        JoinedInFilter,
+        BoughtInFilter,
     )
     list_select_related = ("home_store",)
     # "=": the openid only as a whole (it is an identifier, not words to search in).

@@ -254,8 +254,4 @@ def member_timeline(member: Member, *, page: int = 1, size: int = PAGE_SIZE) -> 
 
 def member_coupons(member: Member, *, limit: int = 10) -> list[Coupon]:
     """The member's latest coupons, newest first."""
-    return list(
-        Coupon.objects.filter(member=member).select_related("used_store").order_by("-issued_at", "-id")[
-            :limit
-        ]
-    )
+    return list(Coupon.objects.filter(member=member).select_related("used_store").order_by("-issued_at", "-id")[:limit])

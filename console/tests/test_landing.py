@@ -129,3 +129,36 @@ def test_the_index_says_when_nothing_needs_attention(client, staff, django_asser
 def test_favicon_is_served_at_the_root(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200 and response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon")
+
+
+def test_needs_attention_lists_failed_messages_today_and_failed_webhooks(client, staff, django_user_model):
+    from outreach.models import Delivery
+    from webhooks.models import Endpoint, Event, WebhookDelivery
+
+    now = timezone.now()
+    member = MemberFactory()
+    Delivery.objects.create(member=member, kind="welcome", channel="sms", status=Delivery.Status.FAILED)
+    Delivery.objects.create(member=member, kind="welcome", channel="sms", status=Delivery.Status.SENT)
+    Delivery.objects.create(
+        member=member, kind="old", channel="sms", status=Delivery.Status.FAILED, created_at=now - dt.timedelta(days=2)
+    )
+    endpoint = Endpoint.objects.create(name="shop", url="https://shop.example/hook", secret="s" * 32)
+    event = Event.objects.create(type="points.changed", occurred_at=now, source="ledger", source_id=1, payload={})
+    WebhookDelivery.objects.create(event=event, endpoint=endpoint, status=WebhookDelivery.Status.FAILED)
+
+    items = {item.code: item for item in needs_attention(staff["brand"], now=now)}
+    assert items["deliveries_failed"].count == 1  # today's only
+    assert items["webhooks_failed"].count == 1
+
+    client.force_login(staff["brand"])
+    page = client.get(reverse("admin:index")).content.decode()
+    assert 'id="deliveries-today"' in page and "1 sent, 1 failed, 0 waiting" in page
+    # A link only for who may open the list (brand admins may not see the delivery log).
+    for item in items.values():
+        assert item.url == "" or client.get(item.url).status_code == 200
+    superuser = django_user_model.objects.create_superuser("root", password=PASSWORD)
+    client.force_login(superuser)
+    items = {item.code: item for item in needs_attention(superuser, now=now)}
+    assert "status__exact=failed" in items["deliveries_failed"].url
+    assert client.get(items["deliveries_failed"].url).status_code == 200
+    assert client.get(items["webhooks_failed"].url).status_code == 200

@@ -1,0 +1,75 @@
+"""The dashboard's store picker and drill-downs: a cohort cell opens the members of that
+cohort who bought in that month; a picked store narrows the figures and the drill-downs."""
+
+import datetime as dt
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from loyalty.services import order_earn
+from loyalty.tests.factories import MemberFactory, StoreFactory
+from members.models import Member
+
+pytestmark = pytest.mark.django_db
+
+
+def _month(d: dt.date) -> str:
+    return f"{d:%Y-%m}"
+
+
+def test_a_cohort_cell_opens_the_cohort_members_who_bought_that_month(admin_client):
+    store = StoreFactory()
+    now = timezone.now()
+    joined = now.replace(day=1, hour=12) - dt.timedelta(days=40)  # last month or the one before
+    buyer, idle = MemberFactory(home_store=store), MemberFactory(home_store=store)
+    other_month = MemberFactory(home_store=store)
+    Member.objects.filter(pk__in=[buyer.pk, idle.pk]).update(joined_at=joined)
+    Member.objects.filter(pk=other_month.pk).update(joined_at=now)
+    order_earn(member=buyer, store=store, number="C-1", amount="50", occurred_at=joined + dt.timedelta(hours=1))
+    cohort = _month(timezone.localtime(joined).date())
+
+    page = admin_client.get(reverse("loyalty_dashboard")).content.decode()
+    link = f"?joined={cohort}&amp;bought={cohort}"
+    assert link in page
+
+    members = admin_client.get(reverse("admin:members_member_changelist"), {"joined": cohort, "bought": cohort})
+    assert [m.pk for m in members.context["cl"].result_list] == [buyer.pk]
+    whole = admin_client.get(reverse("admin:members_member_changelist"), {"joined": cohort})
+    assert {m.pk for m in whole.context["cl"].result_list} == {buyer.pk, idle.pk}
+    # A month that is not a month is ignored, not an error.
+    assert admin_client.get(reverse("admin:members_member_changelist"), {"joined": "2026-13"}).status_code == 200
+
+
+def test_the_store_picker_narrows_the_figures_and_the_drill_downs(admin_client):
+    a, b = StoreFactory(name="Jing'an"), StoreFactory(name="Xuhui")
+    MemberFactory(home_store=a)
+    MemberFactory(home_store=b)
+    MemberFactory(home_store=b)
+    page = admin_client.get(reverse("loyalty_dashboard"))
+    assert page.context["board"].members_total == 3 and 'id="store-picker"' in page.content.decode()
+    picked = admin_client.get(reverse("loyalty_dashboard"), {"store": b.pk})
+    assert picked.context["board"].members_total == 2
+    assert "Xuhui" in picked.context["scope_label"]
+    assert f"&amp;home_store__id__exact={b.pk}" in picked.content.decode()
+    # Not a store: the whole scope, no error.
+    assert admin_client.get(reverse("loyalty_dashboard"), {"store": "x"}).context["board"].members_total == 3
+
+
+def test_a_store_manager_cannot_pick_another_store(client, django_user_model):
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from members.models import StaffProfile
+    from members.scoping import STORE_MANAGER
+
+    call_command("setup_roles")
+    mine, other = StoreFactory(name="Mine"), StoreFactory(name="Other")
+    MemberFactory(home_store=mine)
+    MemberFactory(home_store=other)
+    user = django_user_model.objects.create_user("m", password="pw-long-enough-1", is_staff=True)
+    user.groups.add(Group.objects.get(name=STORE_MANAGER))
+    StaffProfile.objects.create(user=user).stores.set([mine])
+    client.force_login(user)
+    response = client.get(reverse("loyalty_dashboard"), {"store": other.pk})
+    assert response.context["board"].members_total == 1 and response.context["scope_label"] == "Mine"
