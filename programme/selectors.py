@@ -10,7 +10,17 @@ from django.utils import timezone
 
 from members.models import Member
 
-from .models import Membership, Plan, PlanGrant, PlanOrder, Transfer
+from .models import (
+    Contribution,
+    MemberBadge,
+    Membership,
+    PartnerEarn,
+    PartnerVoucher,
+    Plan,
+    PlanGrant,
+    PlanOrder,
+    Transfer,
+)
 
 
 def plans_on_sale():
@@ -117,3 +127,85 @@ def transfers_for_staff(*, status: str | None = None, member: Member | None = No
     if since is not None:
         rows = rows.filter(created_at__gte=since)
     return list(rows[:limit])
+
+
+def member_programme_export(member: Member) -> dict:
+    """The member's programme data for their privacy export (``operations.privacy``): paid
+    membership and its orders, transfers given and received (the other member by number),
+    badges, contribution, partner orders and vouchers. A fixed number of queries."""
+    membership = (
+        Membership.objects.filter(member=member)
+        .values(
+            "plan__code",
+            "status",
+            "started_at",
+            "ends_at",
+            "on_trial",
+            "auto_renew",
+            "auto_renew_consent_at",
+            "cancelled_at",
+        )
+        .first()
+    )
+    transfers = []
+    for row in (
+        Transfer.objects.filter(Q(giver=member) | Q(receiver=member))
+        .order_by("created_at", "id")
+        .values(
+            "giver_id",
+            "giver__member_number",
+            "receiver__member_number",
+            "points",
+            "message",
+            "status",
+            "created_at",
+            "decided_at",
+            "reversed_at",
+            "reverse_reason",
+        )
+    ):
+        given = row.pop("giver_id") == member.pk
+        giver, receiver = row.pop("giver__member_number"), row.pop("receiver__member_number")
+        transfers.append(
+            {"direction": "given" if given else "received", "other_member": receiver if given else giver, **row}
+        )
+    return {
+        "membership": membership,
+        "plan_orders": list(
+            PlanOrder.objects.filter(member=member)
+            .order_by("created_at", "id")
+            .values(
+                "number",
+                "plan__code",
+                "kind",
+                "amount",
+                "status",
+                "adapter",
+                "created_at",
+                "paid_at",
+                "refunded_at",
+                "refund_reason",
+            )
+        ),
+        "transfers": transfers,
+        "badges": list(
+            MemberBadge.objects.filter(member=member)
+            .order_by("awarded_at", "id")
+            .values("badge__code", "badge__name", "source", "awarded_at", "reason", "revoked_at", "revoke_reason")
+        ),
+        "contributions": list(
+            Contribution.objects.filter(member=member)
+            .order_by("created_at", "id")
+            .values("kind", "amount", "reason", "created_at")
+        ),
+        "partner_orders": list(
+            PartnerEarn.objects.filter(member=member)
+            .order_by("created_at", "id")
+            .values("partner__code", "order_number", "amount", "points", "created_at")
+        ),
+        "partner_vouchers": list(
+            PartnerVoucher.objects.filter(member=member)
+            .order_by("issued_at", "id")
+            .values("partner__code", "offer__name", "code", "points", "status", "issued_at", "expires_at", "used_at")
+        ),
+    }
