@@ -8,6 +8,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from loyalty.checkout import point_value
 from members.models import Member
 
 from .models import (
@@ -47,8 +48,9 @@ def _month_starts(now: dt.datetime, months: int) -> list[dt.date]:
 def dashboard(*, now: dt.datetime | None = None, months: int = 6) -> dict:
     """Paying members now, and per month (newest first): new and renewed paid orders,
     churned memberships (ended or refunded), the renewal rate (renewed / (renewed +
-    churned)), revenue (paid orders), refunds, and the benefit cost (welcome points,
-    coupons given). Five grouped queries, whatever the number of members."""
+    churned)), revenue (orders paid that month, refunded later or not), refunds (by the
+    month of the refund), and the benefit cost (welcome points, coupons given, and their
+    cost in yuan). Five grouped queries, whatever the number of members."""
     now = now or timezone.now()
     starts = _month_starts(now, months)
     since = timezone.make_aware(dt.datetime.combine(starts[-1], dt.time.min))
@@ -86,7 +88,9 @@ def dashboard(*, now: dt.datetime | None = None, months: int = 6) -> dict:
         "created_at",
         welcome_points=Sum("points", filter=Q(kind=PlanGrant.Kind.WELCOME_POINTS)),
         coupons=Count("id", filter=Q(kind=PlanGrant.Kind.MONTHLY_COUPON)),
+        coupon_yuan=Sum("coupon__value", filter=Q(kind=PlanGrant.Kind.MONTHLY_COUPON, coupon__kind="amount_off")),
     )
+    yuan_per_point = point_value()
     out = []
     for start in starts:
         p, r, c, g = (table.get(start, {}) for table in (paid, refunded, churned, grants))
@@ -102,6 +106,12 @@ def dashboard(*, now: dt.datetime | None = None, months: int = 6) -> dict:
                 "refunded": r.get("refunded") or Decimal("0.00"),
                 "welcome_points": g.get("welcome_points") or 0,
                 "coupons": g.get("coupons", 0),
+                # What the benefits given cost in yuan: the welcome points at the points'
+                # value, and the yuan-off coupons at their face value (percent-off and gift
+                # coupons have no fixed cost: counted in ``coupons`` only).
+                "benefit_cost": (
+                    (g.get("welcome_points") or 0) * yuan_per_point + (g.get("coupon_yuan") or 0)
+                ).quantize(Decimal("0.01")),
             }
         )
     paying = Membership.objects.filter(status=Membership.Status.ACTIVE, ends_at__gt=now, on_trial=False).count()
