@@ -101,6 +101,9 @@ class MonthFiguresOut(serializers.Serializer):
     refunded = serializers.DecimalField(max_digits=14, decimal_places=2)
     welcome_points = serializers.IntegerField()
     coupons = serializers.IntegerField()
+    benefit_cost = serializers.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Yuan: welcome points at the points' value plus yuan-off coupons."
+    )
 
 
 class DashboardOut(serializers.Serializer):

@@ -1,7 +1,11 @@
 """Member center pages of the programme: the paid membership (/me/plus/: the plans, my
 membership and its orders; buy, start a trial, pay a test order, turn auto-renew on or
-off, cancel) and points transfers (/me/transfers/: give points, accept, decline or take
-back a transfer waiting). Thin like the other pages: each POST calls one service."""
+off, cancel), points transfers (/me/transfers/: give points, accept, decline or take
+back a transfer waiting), badges, contribution and partners (/me/partners/: partner
+vouchers to buy with points, my vouchers, my partner benefits). Thin like the other
+pages: each POST calls one service."""
+
+import uuid
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -12,8 +16,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from core.errors import LoyaltyError
-from programme import badges, contribution, selectors, services, transfers
-from programme.models import Plan, PlanOrder, Transfer
+from programme import badges, contribution, partners, selectors, services, transfers
+from programme.models import PartnerOffer, Plan, PlanOrder, Transfer
 
 from . import auth
 
@@ -196,3 +200,34 @@ def contribution_page(request: HttpRequest) -> HttpResponse:
             "nav": "contribution",
         },
     )
+
+
+# --- partners --------------------------------------------------------------------------------------
+
+
+@auth.member_required
+def partners_page(request: HttpRequest) -> HttpResponse:
+    member = request.member
+    return render(
+        request,
+        "center/programme/partners.html",
+        {
+            "offers": partners.offers_available(),
+            "vouchers": partners.member_vouchers(member),
+            "benefits": partners.partner_benefits_for(member),
+            "key": uuid.uuid4().hex,
+            "now": timezone.now(),
+            "nav": "partners",
+        },
+    )
+
+
+@auth.member_required
+@require_POST
+def partner_redeem(request: HttpRequest, offer_id: int) -> HttpResponse:
+    offer = get_object_or_404(PartnerOffer, pk=offer_id)
+
+    def redeem():
+        partners.partner_voucher_redeem(member=request.member, offer=offer, idempotency_key=request.POST.get("key", ""))
+
+    return _run_to(request, redeem, _("Done: your voucher is below."), "center:partners")

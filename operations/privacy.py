@@ -19,6 +19,7 @@ from core.errors import LoyaltyError
 from loyalty.models import Account, LedgerEntry, Lot, Order, OrderLine, Refund, TierChange
 from members.erasure import erased_phone_record, rejoin_block_days
 from members.models import ConsentRecord, Member, Notification, OneTimeCode, StaffAction, StageChange
+from programme.selectors import member_programme_export
 from rewards.services import coupons_void_for_member
 
 PROFILE_EXPORT_FIELDS = (
@@ -80,7 +81,9 @@ def member_export(*, member: Member) -> dict:
     Sections: notes (what is kept after an erasure), profile (with tags, lifecycle stage
     and RFM scores: the profiling kept about them), consents, balances, entries, lots, orders (with lines and refunds),
     coupons, redemptions (when the rewards mall has them), notifications, tier changes,
-    stage changes, staff actions about them, check-ins, referrals and journey runs.
+    stage changes, staff actions about them, check-ins, referrals, journey runs, and the
+    programme's (paid membership and its orders, transfers, badges, contribution, partner
+    orders and vouchers).
     """
     member = Member.objects.select_related("home_store").get(pk=member.pk)
     profile = {name: getattr(member, name) for name in PROFILE_EXPORT_FIELDS}
@@ -96,6 +99,8 @@ def member_export(*, member: Member) -> dict:
         "amount",
         "points_paid_amount",
         "refunded_amount",
+        "member_discount",
+        "benefits",
         "status",
         "occurred_at",
     )
@@ -230,6 +235,8 @@ def member_export(*, member: Member) -> dict:
             Redemption = None
         if Redemption is not None:
             data["redemptions"] = list(Redemption.objects.filter(member=member).order_by("id").values())
+    # Paid membership, transfers, badges, contribution, partners: the programme app's own read.
+    data["programme"] = member_programme_export(member)
     # One pass through the JSON encoder: dates, decimals and UUIDs become text.
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 

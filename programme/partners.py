@@ -118,7 +118,7 @@ def partner_earn(
             )
         existing.replayed = True
         return existing
-    points = _points_for(total, partner.points_per_yuan)
+    points = _points_for(total, Decimal(partner.points_per_yuan))
     if points <= 0:
         raise LoyaltyError("points_too_few", _("This order earns no points."))
     entry = points_award(
@@ -140,7 +140,7 @@ def partner_earn(
                 points=points,
                 points_per_yuan=partner.points_per_yuan,
                 issue_price=partner.issue_price,
-                owed=(points * partner.issue_price).quantize(CENT),
+                owed=(points * Decimal(partner.issue_price)).quantize(CENT),
                 entry=entry,
                 request_hash=request_hash,
                 created_at=now,
@@ -229,7 +229,7 @@ def partner_voucher_redeem(
         code=batch_code.code if batch_code else new_code(),
         points=offer.points_cost,
         redeem_price=partner.redeem_price,
-        owed=(offer.points_cost * partner.redeem_price).quantize(CENT),
+        owed=(offer.points_cost * Decimal(partner.redeem_price)).quantize(CENT),
         spend_entry=spend,
         idempotency_key=key,
         issued_at=now,

@@ -394,3 +394,23 @@ def test_admin_settlement_page_csv_and_key_action(admin_client, carwash, member)
     changelist = reverse("admin:programme_partner_changelist")
     answer = admin_client.post(changelist, {"action": "create_key", "_selected_action": [carwash.pk]}, follow=True)
     assert "pk_" in answer.content.decode() and carwash.keys.count() == 1
+
+
+def test_member_page_lists_offers_redeems_and_shows_the_voucher_in_both_languages(
+    client, wash, member, django_assert_max_num_queries
+):
+    from center.services import member_user_for_sign_in
+
+    client.force_login(member_user_for_sign_in(member=member))
+    with django_assert_max_num_queries(12):
+        page = client.get(reverse("center:partners")).content.decode()
+    assert "Sparkle Car Wash" in page and "Partner" in page
+    client.post(reverse("center:partner_redeem", args=[wash.pk]), {"key": "page-1"})
+    client.post(reverse("center:partner_redeem", args=[wash.pk]), {"key": "page-1"})  # a double click
+    voucher = PartnerVoucher.objects.get()
+    assert balance(member) == 1200
+    page = client.get(reverse("center:partners"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert voucher.code in page and "合作伙伴" in page
+    client.post(reverse("center:partner_redeem", args=[wash.pk]), {"key": "page-2"})
+    client.post(reverse("center:partner_redeem", args=[wash.pk]), {"key": "page-3"})  # not enough points left
+    assert PartnerVoucher.objects.count() == 2 and balance(member) == 400
