@@ -94,7 +94,7 @@ def test_scoped_to_a_store(programme, world):
 
 def test_the_simulation_writes_nothing_but_its_run(programme, world, django_assert_max_num_queries):
     before = list(Tier.objects.values_list("code", "qualify_threshold", "retain_threshold"))
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(12):
         run = simulator.simulation_record(name="Easier gold", policy=_proposal(), actor=world["brand"], now=NOW)
     assert list(Tier.objects.values_list("code", "qualify_threshold", "retain_threshold")) == before
     assert SimulationRun.objects.get().result["moved_up"] == 1 == run.result["moved_up"]
