@@ -6,7 +6,7 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from loyalty.models import Currency, LedgerEntry, line_name
+from loyalty.models import Currency, LedgerEntry, Order, line_name
 from members.models import Member
 from members.notifications import notification_text
 
@@ -357,6 +357,9 @@ class OrderEarnIn(serializers.Serializer):
     )
     occurred_at = serializers.DateTimeField(required=False)
     lines = OrderLineIn(many=True, required=False, max_length=500)
+    channel = serializers.ChoiceField(
+        choices=Order.Channel.choices, required=False, default=Order.Channel.STORE, help_text="Where it was placed."
+    )
 
 
 class EarnedOut(serializers.Serializer):
@@ -375,6 +378,7 @@ class OrderOut(serializers.Serializer):
     refunded_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
     status = serializers.CharField()
     occurred_at = serializers.DateTimeField()
+    channel = serializers.CharField(required=False, help_text="Where it was placed: store, mini_program ...")
     earned = EarnedOut(many=True)
     replayed = serializers.BooleanField(help_text="True when this is a replay of an order already recorded.")
 

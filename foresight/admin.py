@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
 from members.models import Member
-from members.scoping import staff_stores
+from members.scoping import sees_everything, staff_stores
 
 from . import forecast, leakage, provenance, selectors, simulator
 from .models import ForecastRun, LeakageCase, SimulationRun
@@ -103,6 +103,11 @@ class LeakageCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "foresight/provenance_admin.html", context)
 
 
+def _own_runs(request, queryset):
+    """Brand admins see every run; other staff the runs they made (computed on their stores)."""
+    return queryset if sees_everything(request.user) else queryset.filter(created_by=request.user)
+
+
 class ProposalForm(forms.ModelForm):
     """The proposal: each tier's thresholds, and the review, window and soft-landing rules."""
 
@@ -157,6 +162,9 @@ class SimulationRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
 
+    def get_queryset(self, request):
+        return _own_runs(request, super().get_queryset(request))
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is not None:
             kwargs["form"] = forms.modelform_factory(SimulationRun, fields=("name",))
@@ -171,7 +179,7 @@ class SimulationRunAdmin(admin.ModelAdmin):
         obj.pk, obj.result, obj.proposal = run.pk, run.result, run.proposal
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = get_object_or_404(SimulationRun, pk=object_id)
+        run = get_object_or_404(self.get_queryset(request), pk=object_id)
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "run": run})
 
 
@@ -201,6 +209,9 @@ class ForecastRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
 
+    def get_queryset(self, request):
+        return _own_runs(request, super().get_queryset(request))
+
     def save_model(self, request, obj, form, change):
         if change:
             return
@@ -213,5 +224,5 @@ class ForecastRunAdmin(admin.ModelAdmin):
         obj.pk, obj.result = run.pk, run.result
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = get_object_or_404(ForecastRun, pk=object_id)
+        run = get_object_or_404(self.get_queryset(request), pk=object_id)
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), "run": run})

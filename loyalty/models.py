@@ -82,9 +82,24 @@ class Order(models.Model):
         PARTIALLY_REFUNDED = "partially_refunded", _("partially refunded")
         REFUNDED = "refunded", _("refunded")
 
+    class Channel(models.TextChoices):
+        STORE = "store", _("store")
+        MINI_PROGRAM = "mini_program", _("mini-program")
+        ONLINE_MALL = "online_mall", _("online mall")
+        MARKETPLACE = "marketplace", _("marketplace (Tmall, JD ...)")
+        PARTNER = "partner", _("partner")
+
     member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="orders")
     store = models.ForeignKey(Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="orders")
     number = models.CharField(_("order number"), max_length=64)
+    channel = models.CharField(
+        _("channel"),
+        max_length=12,
+        choices=Channel.choices,
+        default=Channel.STORE,
+        db_default=Channel.STORE,
+        help_text=_("Where the order was placed (docs/foresight.md)."),
+    )
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2, help_text=_("Total of the order, yuan."))
     points_paid_amount = models.DecimalField(
         _("paid with points"),

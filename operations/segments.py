@@ -9,6 +9,8 @@ AND (a member must satisfy all of them). A key whose value is empty (``[]``, ``n
 - ``tiers``: tier codes; the member's current tier is one of them.
 - ``tags_any`` / ``tags_all``: tag names; the member has at least one / every one of them.
 - ``stores``: store codes; the member's home store is one of them.
+- ``channels``: order channels (``store``, ``mini_program``, ``online_mall``, ``marketplace``,
+  ``partner``); the member has an order that counts placed in one of them.
 - ``spend_min`` / ``spend_max``: yuan (number or string, "199.50"); ``spend_total`` within, inclusive.
 - ``orders_min`` / ``orders_max``: whole numbers; ``order_count`` within, inclusive.
 - ``points_min`` / ``points_max``: whole numbers; available points within, inclusive.
@@ -40,12 +42,12 @@ from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
 from engagement.models import AutoTag
-from loyalty.models import Account, Currency, Tier
+from loyalty.models import Account, Currency, Order, Tier
 from members.models import Member, RfmSegment, Segment, Stage, Store, Tag
 from members.scoping import staff_stores
 
 CONSENT_CHANNELS = ("sms", "email", "wechat", "any")
-LIST_KEYS = ("stages", "rfm_segments", "tiers", "tags_any", "tags_all", "stores", "gender", "status")
+LIST_KEYS = ("stages", "rfm_segments", "tiers", "tags_any", "tags_all", "stores", "gender", "status", "channels")
 RANGE_KEYS = (("spend_min", "spend_max"), ("orders_min", "orders_max"), ("points_min", "points_max"))
 DAY_KEYS = ("joined_within_days", "last_order_within_days", "no_order_for_days")
 RULE_KEYS = (*LIST_KEYS, *(key for pair in RANGE_KEYS for key in pair), *DAY_KEYS, "consent")
@@ -59,6 +61,7 @@ _CHOICES = {
     "rfm_segments": RfmSegment.values,
     "gender": Member.Gender.values,
     "status": Member.Status.values,
+    "channels": Order.Channel.values,
 }
 
 
@@ -221,6 +224,9 @@ def segment_q(rules: Mapping, *, now: dt.datetime | None = None) -> Q:
         q &= Q(Exists(tagged.filter(tag__name__in=rules["tags_any"])))
     for name in rules.get("tags_all", []):
         q &= Q(Exists(tagged.filter(tag__name=name)))
+    if rules.get("channels"):
+        orders = Order.objects.counting().filter(member_id=OuterRef("pk"), channel__in=rules["channels"])
+        q &= Q(Exists(orders))
     bounds = {
         "spend_min": "spend_total__gte",
         "spend_max": "spend_total__lte",

@@ -15,6 +15,7 @@ PORT="${PORT:-8000}"
 python manage.py deploy
 python manage.py seed_demo
 python manage.py seed_programme_demo >/dev/null
+python manage.py seed_foresight_demo >/dev/null
 python manage.py demo_staff_login --url "http://$HOST:$PORT/admin/"
 python manage.py demo_member_login --url "http://$HOST:$PORT/me/"
 

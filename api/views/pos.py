@@ -136,6 +136,7 @@ def order_out(result) -> dict:
         "refunded_amount": order.refunded_amount,
         "status": order.status,
         "occurred_at": order.occurred_at,
+        "channel": order.channel,
         "earned": [
             {
                 "currency": currency,
@@ -211,6 +212,7 @@ class OrderEarnView(PosView):
             points_paid_amount=values["points_paid_amount"],
             occurred_at=values.get("occurred_at"),
             lines=[OrderLineInput(**line) for line in values.get("lines", [])],
+            channel=values["channel"],
         )
         body = s.OrderOut(order_out(result)).data
         return written(body, replayed=result.replayed)

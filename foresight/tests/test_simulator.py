@@ -94,7 +94,7 @@ def test_scoped_to_a_store(programme, world):
 
 def test_the_simulation_writes_nothing_but_its_run(programme, world, django_assert_max_num_queries):
     before = list(Tier.objects.values_list("code", "qualify_threshold", "retain_threshold"))
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(12):
         run = simulator.simulation_record(name="Easier gold", policy=_proposal(), actor=world["brand"], now=NOW)
     assert list(Tier.objects.values_list("code", "qualify_threshold", "retain_threshold")) == before
     assert SimulationRun.objects.get().result["moved_up"] == 1 == run.result["moved_up"]
@@ -134,3 +134,19 @@ def test_staff_propose_in_the_admin_and_see_the_figures(client, programme, world
     page = client.get(reverse("admin:foresight_simulationrun_change", args=[run.pk])).content.decode()
     assert "would move up" in page
     assert Tier.objects.get(code="gold").qualify_threshold == 3000
+
+
+def test_a_store_manager_replays_their_stores_only_and_sees_their_runs(client, programme, world):
+    client.force_login(world["brand"])
+    add = reverse("admin:foresight_simulationrun_add")
+    form = {"name": "Brand-wide", "review_months": 12, "window_months": 12, "thresholds": "gold 2000 1500"}
+    client.post(add, form, follow=True)  # follow: the "added" message is shown and gone
+    brand_run = SimulationRun.objects.get()
+    client.force_login(world["manager_b"])
+    assert client.post(add, form | {"name": "Store B"}, follow=True).status_code == 200
+    mine = SimulationRun.objects.get(name="Store B")
+    assert mine.result["scoped"] is True and sum(map(sum, mine.result["matrix"])) == 0
+    listing = client.get(reverse("admin:foresight_simulationrun_changelist")).content.decode()
+    assert "Store B" in listing and "Brand-wide" not in listing
+    other = client.get(reverse("admin:foresight_simulationrun_change", args=[brand_run.pk]))
+    assert other.status_code in (302, 404)

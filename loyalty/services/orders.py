@@ -89,8 +89,12 @@ def order_earn(
     occurred_at: dt.datetime | None = None,
     lines: Sequence[OrderLineInput] = (),
     now: dt.datetime | None = None,
+    channel: str = Order.Channel.STORE,
 ) -> EarnResult:
     """Record an order and earn points and growth for the part paid with money.
+
+    ``channel`` is where it was placed (``Order.Channel``; the store by default; another
+    value is refused, ``invalid_channel``).
 
     The earn is pending until the order's return window ends. Replaying the same order
     (same store and number, same content) returns the first result and writes nothing.
@@ -130,6 +134,14 @@ def order_earn(
         "occurred_at": occurred_at.astimezone(dt.UTC).isoformat() if occurred_at else None,
         "lines": [[line.sku, line.category, line.quantity, str(line.amount)] for line in lines],
     }
+    if channel not in Order.Channel.values:
+        raise LoyaltyError(
+            "invalid_channel",
+            _("The channel is one of %(channels)s.") % {"channels": ", ".join(Order.Channel.values)},
+        )
+    if channel != Order.Channel.STORE:
+        # Only then: the fingerprints of store orders recorded before channels stay the same.
+        payload["channel"] = channel
     request_hash = _fingerprint(payload)
 
     try:
@@ -143,6 +155,7 @@ def order_earn(
             lines=lines,
             request_hash=request_hash,
             now=now,
+            channel=channel,
         )
     except IntegrityError:
         # The order's unique store + number: this order was recorded before (a replay), or
@@ -166,6 +179,7 @@ def _earn(
     lines: list[OrderLineInput],
     request_hash: str,
     now: dt.datetime,
+    channel: str = Order.Channel.STORE,
 ) -> EarnResult:
     """:func:`order_earn` once its input is clean: one transaction.
 
@@ -197,6 +211,7 @@ def _earn(
         amount=amount,
         points_paid_amount=points_paid_amount,
         occurred_at=occurred_at,
+        channel=channel,
         created_at=now,
         request_hash=request_hash,
     )

@@ -36,6 +36,10 @@ ROLES = {
         # Their stores' leakage cases (docs/foresight.md).
         "foresight.view_leakagecase",
         "foresight.resolve_leakagecase",
+        "foresight.add_simulationrun",
+        "foresight.view_simulationrun",
+        "foresight.add_forecastrun",
+        "foresight.view_forecastrun",
     ),
     CLERK: (
         "members.view_member",
