@@ -483,4 +483,5 @@ def job_result_rows(job: BulkJob) -> Iterable[list]:
     lines = BulkLine.objects.filter(job=job).select_related("member").order_by("n").iterator(chunk_size=2000)
     for line in lines:
         number = line.member.member_number if line.member_id else line.input.get("member_number", "")
-        yield [line.n, line.given, number, line.status, line.code, line.message, line.result or ""]
+        result = json.dumps(line.result, ensure_ascii=False, sort_keys=True) if line.result else ""  # not a repr
+        yield [line.n, line.given, number, line.status, line.code, line.message, result]

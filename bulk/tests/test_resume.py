@@ -2,13 +2,14 @@
 with them) is resumed by the watchdog, and a chunk task is queueable with the project's limits."""
 
 import datetime as dt
+import json
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
 from bulk.models import BulkJob
-from bulk.services import award_job_confirm, award_job_preview, job_run_chunk, jobs_resume_stalled
+from bulk.services import award_job_confirm, award_job_preview, job_result_rows, job_run_chunk, jobs_resume_stalled
 from bulk.tests.test_bulk import Runner
 from config.celery import app
 from loyalty.models import Account
@@ -61,3 +62,6 @@ def test_a_job_whose_chunks_were_never_queued_is_resumed_once_and_awards_once(
     assert sorted(Account.objects.filter(currency="points").values_list("balance", flat=True)) == [40, 40, 40]
     assert jobs_resume_stalled(enqueue=runner, now=later + dt.timedelta(hours=1)) == []
     assert BulkJob.objects.get(pk=job.pk).done == 3
+    # The result file's last column is JSON a spreadsheet or a script can read.
+    rows = list(job_result_rows(job))
+    assert rows[1][3] == "done" and json.loads(rows[1][6])["balance_after"] == 40
