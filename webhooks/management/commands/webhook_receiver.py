@@ -17,7 +17,6 @@ from django.db import connection
 from webhooks.models import Endpoint
 from webhooks.services import SIGNATURE_HEADER, verify
 
-
 SHOWN = ("member_number", "order_number", "currency", "kind", "amount", "balance_after", "to_tier", "name")
 
 
