@@ -52,6 +52,9 @@ class BulkJob(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    # Stamped by every chunk as it works: a queued or running job without a stamp for a
+    # while lost its chunk tasks (a broker restart, a failed enqueue) and is sent again.
+    progress_at = models.DateTimeField(_("last progress at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("bulk job")

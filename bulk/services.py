@@ -14,12 +14,13 @@ the key ``bulk:<job>``), so no member gets anything twice.
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -46,16 +47,57 @@ MAX_AWARD = 100_000
 CHUNK = 1000  # lines per chunk task
 GROUP = 100  # lines per transaction inside a chunk
 INSERT = 5000
+STALLED_AFTER = dt.timedelta(minutes=10)  # a chunk of 1,000 lines takes seconds, at worst a minute or two
+
+logger = logging.getLogger(__name__)
 
 Line = BulkLine.Status
 
 
 def _start(job: BulkJob, enqueue: Callable[[int, int, int], None]) -> None:
     """After commit: one chunk task per ``CHUNK`` line numbers."""
-    total = job.total
-    transaction.on_commit(
-        lambda: [enqueue(job.pk, first, min(first + CHUNK - 1, total - 1)) for first in range(0, total, CHUNK)]
-    )
+    transaction.on_commit(lambda: _enqueue_chunks(job.pk, range(0, job.total, CHUNK), job.total, enqueue))
+
+
+def _enqueue_chunks(job_id: int, firsts: Iterable[int], total: int, enqueue: Callable[[int, int, int], None]) -> None:
+    try:
+        for first in firsts:
+            enqueue(job_id, first, min(first + CHUNK - 1, total - 1))
+    except Exception:
+        # The job is confirmed and committed: the staff member is not shown an error for
+        # a broker that did not answer; jobs_resume_stalled sends the chunks again.
+        logger.exception("bulk job %s: queueing its chunks failed; it is resumed when stalled", job_id)
+
+
+def jobs_resume_stalled(*, enqueue: Callable[[int, int, int], None], now: dt.datetime | None = None) -> list[int]:
+    """Queue again the chunks with pending lines of every queued or running job that made
+    no progress for :data:`STALLED_AFTER` (its tasks were lost). Safe to run at any time:
+    a chunk only works on pending lines, and each award has the job's idempotency key.
+    Returns the job ids resumed."""
+    now = now or timezone.now()
+    cutoff = now - STALLED_AFTER
+    stalled = BulkJob.objects.filter(
+        status__in=[BulkJob.Status.QUEUED, BulkJob.Status.RUNNING], confirmed_at__lt=cutoff
+    ).filter(Q(progress_at__lt=cutoff) | Q(progress_at__isnull=True))
+    resumed = []
+    for job in stalled:
+        # Claimed with a conditional update: two watchdogs resume a job once.
+        claimed = (
+            BulkJob.objects.filter(pk=job.pk, status=job.status)
+            .filter(Q(progress_at__lt=cutoff) | Q(progress_at__isnull=True))
+            .update(progress_at=now)
+        )
+        if not claimed:
+            continue
+        pending = BulkLine.objects.filter(job=job, status=Line.PENDING)
+        firsts = sorted({n // CHUNK * CHUNK for n in pending.values_list("n", flat=True)})
+        if not firsts:
+            _finish_if_done(job)
+            continue
+        logger.warning("bulk job %s made no progress since %s: %d chunks queued again", job.pk, cutoff, len(firsts))
+        _enqueue_chunks(job.pk, firsts, job.total, enqueue)
+        resumed.append(job.pk)
+    return resumed
 
 
 # --- orders ------------------------------------------------------------------------------
@@ -288,6 +330,7 @@ def job_run_chunk(*, job_id: int, first: int, last: int) -> dict[str, int]:
     if job.status not in (BulkJob.Status.QUEUED, BulkJob.Status.RUNNING):
         return {}
     BulkJob.objects.filter(pk=job.pk, status=BulkJob.Status.QUEUED).update(status=BulkJob.Status.RUNNING)
+    BulkJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
     lines = BulkLine.objects.filter(job=job, status=Line.PENDING, n__gte=first, n__lte=last).order_by("n")
     lines = list(lines.only("id", "n", "member_id") if _set_based(job) else lines.select_related("member"))
     counts: Counter = Counter()
@@ -312,7 +355,7 @@ def job_run_chunk(*, job_id: int, first: int, last: int) -> dict[str, int]:
                 line.status, line.code, line.message, line.result = status, code, message, result
                 counts[status] += 1
             BulkLine.objects.bulk_update(group, ["status", "code", "message", "result"])
-            BulkJob.objects.filter(pk=job.pk).update(done=F("done") + len(group))
+            BulkJob.objects.filter(pk=job.pk).update(done=F("done") + len(group), progress_at=timezone.now())
     _finish_if_done(job)
     return dict(counts)
 
@@ -440,4 +483,5 @@ def job_result_rows(job: BulkJob) -> Iterable[list]:
     lines = BulkLine.objects.filter(job=job).select_related("member").order_by("n").iterator(chunk_size=2000)
     for line in lines:
         number = line.member.member_number if line.member_id else line.input.get("member_number", "")
-        yield [line.n, line.given, number, line.status, line.code, line.message, line.result or ""]
+        result = json.dumps(line.result, ensure_ascii=False, sort_keys=True) if line.result else ""  # not a repr
+        yield [line.n, line.given, number, line.status, line.code, line.message, result]

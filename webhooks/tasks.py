@@ -31,6 +31,6 @@ def collect_and_dispatch() -> int:
     return len(endpoints)
 
 
-@shared_task(name="webhooks.deliver_endpoint", ignore_result=True, soft_time_limit=300)
+@shared_task(name="webhooks.deliver_endpoint", ignore_result=True, soft_time_limit=300, time_limit=330)
 def deliver_endpoint(endpoint_id: int) -> dict:
     return endpoint_deliver_due(endpoint_id)

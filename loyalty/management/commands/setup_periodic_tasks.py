@@ -105,6 +105,13 @@ SCHEDULES = [
         "shop systems' endpoints, with retries (docs/webhooks.md).",
     ),
     (
+        "Resume stalled bulk jobs",
+        "bulk.resume_stalled",
+        ("*/5", "*"),
+        "Every five minutes: a confirmed bulk award or order batch that made no progress for ten minutes "
+        "(its chunk tasks were lost) gets its pending chunks queued again (docs/bulk.md).",
+    ),
+    (
         "Watch the jobs",
         "operations.watch_jobs",
         ("*/5", "*"),

@@ -17,6 +17,8 @@ from django.db import connection
 from webhooks.models import Endpoint
 from webhooks.services import SIGNATURE_HEADER, verify
 
+SHOWN = ("member_number", "order_number", "currency", "kind", "amount", "balance_after", "to_tier", "name")
+
 
 def make_server(host: str, port: int, *, secret: str = "", write=print) -> ThreadingHTTPServer:
     """The receiver's HTTP server (not started); ``write`` gets one line per request."""
@@ -44,11 +46,7 @@ def make_server(host: str, port: int, *, secret: str = "", write=print) -> Threa
             again = " (again: already processed, skipped)" if event["id"] in seen else ""
             seen.add(event["id"])
             data = event.get("data", {})
-            summary = ", ".join(
-                f"{key}={data[key]}"
-                for key in ("member_number", "order_number", "kind", "amount", "balance_after", "to_tier", "name")
-                if data.get(key) not in (None, "")
-            )
+            summary = ", ".join(f"{key}={data[key]}" for key in SHOWN if data.get(key) not in (None, ""))
             write(f"verified  {event['type']:<22} {event['id']}  {summary}{again}")
             self._answer(200, b"ok")
 
