@@ -117,7 +117,12 @@ def _member_page(browser, live_server, member, *, width: int, language: str):
 
 
 def _shot(page, name: str) -> None:
-    page.screenshot(path=str(artifacts_dir() / f"{name}.png"), full_page=True)
+    """The whole page with the viewport stretched to it, so the fixed tab bar sits at the bottom."""
+    viewport = page.viewport_size
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": viewport["width"], "height": max(height, viewport["height"])})
+    page.screenshot(path=str(artifacts_dir() / f"{name}.png"))
+    page.set_viewport_size(viewport)
 
 
 def _typed_code(page) -> str:
@@ -184,4 +189,22 @@ def test_screenshots_of_the_member_pages(browser, live_server, world, width, lan
         _shot(page, f"center-{width}-{language}-{name}")
     page.goto(live_server.url + "/me/coupons/")
     _shot(page, f"center-{width}-{language}-coupons")
+    page.context.close()
+
+
+def test_after_checking_in_the_card_is_below_the_sticky_bar(browser, live_server, world):
+    page = _member_page(browser, live_server, world["member"], width=375, language="zh-hans")
+    page.goto(f"{live_server.url}/me/")
+    page.locator("#check-in button[type=submit]").click()
+    page.wait_for_url("**/me/#check-in")
+    expect(page.locator("#check-in .note--ok")).to_be_visible()
+    card_top = page.evaluate("document.getElementById('check-in').getBoundingClientRect().top")
+    bar_bottom = page.evaluate("document.querySelector('.topbar').getBoundingClientRect().bottom")
+    assert card_top >= bar_bottom, (card_top, bar_bottom)
+    # The week strip fits at 375 px: seven days, none cut off.
+    strip = page.evaluate(
+        "document.querySelector('.checkin-week').scrollWidth <= document.querySelector('.checkin-week').clientWidth"
+    )
+    assert strip
+    _shot(page, "center-375-zh-hans-home-checked-in")
     page.context.close()

@@ -109,3 +109,18 @@ def test_favicon_is_served_at_the_root_and_linked(client, member_client):
         '<link rel="icon" href="/favicon.ico" sizes="any">'
         in member_client.get(reverse("center:home")).content.decode()
     )
+
+
+def test_the_demo_rewards_get_our_pictures_and_shelves(settings, tmp_path):
+    from operations.demo.images import FOLDER, demo_reward_images
+
+    settings.MEDIA_ROOT = tmp_path
+    demo = Reward.objects.create(name="Coffee", points_cost=500, image="rewards/demo-coffee.png")
+    own = Reward.objects.create(name="Staff's", points_cost=500, image="rewards/staff-upload.png")
+    assert demo_reward_images() == 1
+    demo.refresh_from_db()
+    own.refresh_from_db()
+    assert demo.image.name == "rewards/center-coffee.png" and demo.category == "food_drink"
+    assert (tmp_path / "rewards" / "center-coffee.png").read_bytes() == (FOLDER / "coffee.png").read_bytes()
+    assert own.image.name == "rewards/staff-upload.png" and own.category == ""
+    assert demo_reward_images() == 0  # already done: nothing changes the second time
