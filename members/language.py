@@ -33,9 +33,9 @@ def _supported(language: str | None) -> str | None:
 
 @receiver(user_logged_in, dispatch_uid="members.language.on_sign_in")
 def _on_sign_in(sender, request: HttpRequest | None, user, **kwargs) -> None:
-    if request is None:
-        return
-    language = _supported(getattr(request, "LANGUAGE_CODE", None) or translation.get_language_from_request(request))
+    # The language the sign-in page was shown in (LocaleMiddleware's); none for a sign-in
+    # outside a request through the middleware (a test's force_login, a script).
+    language = _supported(getattr(request, "LANGUAGE_CODE", None)) if request is not None else None
     if language:
         member_language_set(user_id=user.pk, language=language)
 

@@ -175,3 +175,35 @@ def test_the_earning_rule_form_says_what_is_wrong(admin_client, overrides, field
     errors = response.context["adminform"].form.errors
     assert field in errors and message in " ".join(errors[field])
     assert not EarnRule.objects.exists()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_signing_in_records_the_language_the_member_reads(client, member, outbox, language):
+    from center.tests.helpers import last_code
+    from members.models import Member
+
+    client.cookies["django_language"] = language
+    client.post(reverse("center:sign_in"), {"phone": member.phone})
+    client.post(reverse("center:sign_in_code"), {"code": last_code(member.phone)})
+    assert Member.objects.get(pk=member.pk).language == language
+
+
+@pytest.mark.parametrize(("language", "title"), [("en", "Welcome to Diamond"), ("zh-hans", "欢迎成为钻石会员")])
+def test_the_api_shows_a_notice_in_the_requests_language(member, diamond, language, title):
+    from django.utils.translation import gettext_lazy
+
+    from members.notifications import Notice, in_languages, notices_enqueue
+
+    notices_enqueue(
+        [
+            Notice(
+                member_id=member.pk,
+                kind="tier_up",
+                title=gettext_lazy("Welcome to %(tier)s"),
+                params={"tier": in_languages(diamond, "name")},
+                dedupe_key="api-language",
+            )
+        ]
+    )
+    response = client_for_member(member).get("/api/v1/me/notifications/", HTTP_ACCEPT_LANGUAGE=language)
+    assert response.json()["results"][0]["title"] == title
