@@ -70,6 +70,7 @@ def _lifecycle_context(board) -> dict:
         "value_repurchase": _percent(value.repurchase_rate) if value else "–",
         "value_retention": _percent(value.retention) if value else "–",
         "lifecycle_chart": chart,
+        "staged_total": staged,
     }
 
 
@@ -160,6 +161,7 @@ def dashboard_view(request):
         "redemption_rate": _percent(board.redemption_rate),
         "breakage_rate": _percent(board.breakage_rate),
         "cohorts": cohorts,
+        "tiered_total": sum(tier.members for tier in board.tiers),
         "cohort_offsets": range(figures.COHORT_MONTHS),
         "chart": chart,
         **_lifecycle_context(board),

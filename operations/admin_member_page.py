@@ -184,8 +184,8 @@ class MemberPageMixin:
             {
                 "fields": ("status", "current_tier", "tag_list", "points_owed", "joined_at", "user", "wechat_openid"),
                 "description": gettext_lazy(
-                    "Status, tier pin and tags change through the actions on the member list "
-                    "(select the member, choose the action, say why); each is kept in the staff actions below."
+                    "Status, tier pin and tags change through the buttons above the timeline (each asks why); "
+                    "each change is kept in the staff actions."
                 ),
             },
         ),

@@ -32,6 +32,11 @@ from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
 # --- member list filters ------------------------------------------------------------------
 
 
+def _thousands(value):
+    """A balance with thousands separators (12,500); None as it is (the admin's dash)."""
+    return None if value is None else f"{value:,}"
+
+
 class TierFilter(admin.SimpleListFilter):
     """The member's current tier (loyalty.MemberTier), one choice per tier row."""
 
@@ -236,19 +241,19 @@ class MemberAdmin(MemberActionsMixin, MemberPageMixin, ImportExportMixin, PhoneS
 
     @admin.display(description=gettext_lazy("points balance"), ordering="points_balance")
     def points_balance(self, member):
-        return getattr(member, "points_balance", None)
+        return _thousands(getattr(member, "points_balance", None))
 
     @admin.display(description=gettext_lazy("points pending"), ordering="points_pending")
     def points_pending(self, member):
-        return getattr(member, "points_pending", None)
+        return _thousands(getattr(member, "points_pending", None))
 
     @admin.display(description=gettext_lazy("growth balance"), ordering="growth_balance")
     def growth_balance(self, member):
-        return getattr(member, "growth_balance", None)
+        return _thousands(getattr(member, "growth_balance", None))
 
     @admin.display(description=gettext_lazy("growth pending"), ordering="growth_pending")
     def growth_pending(self, member):
-        return getattr(member, "growth_pending", None)
+        return _thousands(getattr(member, "growth_pending", None))
 
     # --- sign-up through the service; edits of the plain fields as usual ---
 

@@ -140,7 +140,7 @@ def _coupons(member: Member, limit: int) -> list[Event]:
     rows = Coupon.objects.filter(member=member).select_related("used_store").order_by("-issued_at", "-id")[:limit]
     events = []
     for coupon in rows:
-        text = _("“%(title)s” issued, valid until %(until)s; now %(status)s") % {
+        text = _("“%(title)s” · valid until %(until)s · %(status)s") % {
             "title": coupon.title,
             "until": f"{coupon.expires_at:%Y-%m-%d}",
             "status": coupon.get_status_display(),

@@ -15,6 +15,7 @@
     },
     options: { responsive: true, animation: false, scales: { y: { beginAtZero: true } } }
   });
+  if (!document.getElementById("tier-chart")) { return; }  // nobody holds a tier: the page says so
   new Chart(document.getElementById("tier-chart"), {
     type: "doughnut",
     data: {
