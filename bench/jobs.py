@@ -38,14 +38,15 @@ BUILD_SQL = [
     # Members and their two accounts.
     """
     INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id,
-        order_count, spend_total, stage, rfm_segment)
+        order_count, spend_total, stage, rfm_segment, rejoined_after_erasure)
     SELECT %(prefix)s || lpad(g::text, 8, '0'), 'J' || lpad(g::text, 11, '0'), '', 'unknown', '',
-           now() - interval '2 years', 'active', %(store)s, 0, 0, '', ''
+           now() - interval '2 years', 'active', %(store)s, 0, 0, '', '', false
     FROM generate_series(1, %(members)s) g
     """,
     """
-    INSERT INTO loyalty_account (member_id, currency, balance, pending, lifetime_earned, lifetime_spent, updated_at)
-    SELECT m.id, c.currency, 0, 0, 0, 0, now()
+    INSERT INTO loyalty_account (member_id, currency, balance, pending, lifetime_earned, lifetime_spent, owed,
+        updated_at)
+    SELECT m.id, c.currency, 0, 0, 0, 0, 0, now()
     FROM members_member m CROSS JOIN (VALUES ('points'), ('growth')) c(currency)
     WHERE m.phone LIKE %(prefix)s || '%%'
     """,

@@ -204,7 +204,7 @@ def _earn(
         now=now,
         config=config,
     )
-    order = Order.objects.create(
+    order = Order(
         member=member,
         store=store,
         number=number,
@@ -215,22 +215,20 @@ def _earn(
         created_at=now,
         request_hash=request_hash,
     )
-    # After the insert, so that a replay for a member frozen since returns the first result.
-    _require_status_active(member)
-    if due:
-        _settle(list(accounts.values()), now)
-    OrderLine.objects.bulk_create(
-        OrderLine(
-            order=order,
-            sku=line.sku,
-            name=line.name,
-            category=line.category,
-            quantity=line.quantity,
-            amount=line.amount,
-        )
+    order_lines = [
+        OrderLine(sku=line.sku, name=line.name, category=line.category, quantity=line.quantity, amount=line.amount)
         for line in lines
-    )
-
+    ]
+    # The common path writes the order and its lines in the statement that writes the
+    # entries (``_write_credits``). A member not active, or with lots to settle first, has
+    # the order written here: a replay for a member frozen since then still returns the
+    # first result (the insert finds the order number taken before the status refuses).
+    separate = due or member.status != Member.Status.ACTIVE
+    if separate:
+        _write_credits([], [], [], order=order, lines=order_lines)
+        _require_status_active(member)
+        if due:
+            _settle(list(accounts.values()), now)
     available_at = pending_until(occurred_at)
     pending = available_at > now
     eligible = rules.eligible_amount(lines, earnable)
@@ -264,8 +262,14 @@ def _earn(
             _new_lot(account, entry, amount=earned, pending=pending, available_at=available_at, earned_at=occurred_at)
         )
         result.entries[currency] = entry
-    if result.entries:
-        _write_credits([accounts[c] for c in result.entries], list(result.entries.values()), lots)
+    if result.entries or not separate:
+        _write_credits(
+            [accounts[c] for c in result.entries],
+            list(result.entries.values()),
+            lots,
+            order=None if separate else order,
+            lines=order_lines,
+        )
     # An order recorded after its points' expiry date (a late import) earns them, and
     # they expire at once: the balance never shows points that cannot be spent.
     if any(lot.expires_at is not None and lot.expires_at <= now for lot in lots):
