@@ -43,6 +43,8 @@ from .models import Partner, PartnerBenefit, PartnerCode, PartnerEarn, PartnerKe
 CENT = Decimal("0.01")
 KEY_PREFIX = "pk_"
 MAX_CODES_PER_UPLOAD = 10_000
+# A partner's order older than this earns nothing: the month it belongs to is settled.
+MAX_ORDER_AGE_DAYS = 60
 
 
 def key_hash(raw: str) -> str:
@@ -89,14 +91,18 @@ def partner_earn(
     member: Member,
     order_number: str,
     amount: Decimal | int | str,
+    occurred_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> PartnerEarn:
-    """Points for ``member``'s order ``order_number`` of ``amount`` yuan at ``partner``.
+    """Points for ``member``'s order ``order_number`` of ``amount`` yuan at ``partner``,
+    placed at ``occurred_at`` (default now; the settlement month follows it). The points
+    are credited now.
 
     Refuses: an inactive partner (``partner_inactive``), no order number
     (``order_number_required``), an amount that is not above zero (``invalid_amount``), an
     amount that earns no point (``points_too_few``), the same order number with another
-    member or amount (``order_number_taken``), and what ``points_award`` refuses (a frozen
+    member or amount (``order_number_taken``), an order time in the future or more than
+    ``MAX_ORDER_AGE_DAYS`` ago (``invalid_time``), and what ``points_award`` refuses (a frozen
     or closed member: ``member_inactive``). The same order again returns the first record
     (``replayed``) and writes nothing.
     """
@@ -108,6 +114,13 @@ def partner_earn(
     total = clean_money(amount, field_name=_("Order amount"))
     if total <= 0:
         raise LoyaltyError("invalid_amount", _("The order amount must be above zero."))
+    occurred_at = occurred_at or now
+    if occurred_at > now + dt.timedelta(minutes=5) or occurred_at < now - dt.timedelta(days=MAX_ORDER_AGE_DAYS):
+        raise LoyaltyError(
+            "invalid_time",
+            _("The order time must not be in the future or more than %(days)s days ago.")
+            % {"days": MAX_ORDER_AGE_DAYS},
+        )
     request_hash = _fingerprint({"member": member.pk, "amount": str(total)})
     existing = PartnerEarn.objects.filter(partner=partner, order_number=number).first()
     if existing is not None:
@@ -143,6 +156,7 @@ def partner_earn(
                 owed=(points * Decimal(partner.issue_price)).quantize(CENT),
                 entry=entry,
                 request_hash=request_hash,
+                occurred_at=occurred_at,
                 created_at=now,
             )
     except IntegrityError:
@@ -393,10 +407,10 @@ def _month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def partner_settlement(*, partner: Partner, month: dt.date) -> Settlement:
     """The settlement of ``partner`` for the calendar ``month`` (local time): its orders
-    recorded that month and its vouchers issued that month, except voided ones (their
+    placed that month and its vouchers issued that month, except voided ones (their
     points went back). Two queries."""
     start, end = _month_bounds(month)
-    earns = PartnerEarn.objects.filter(partner=partner, created_at__gte=start, created_at__lt=end).aggregate(
+    earns = PartnerEarn.objects.filter(partner=partner, occurred_at__gte=start, occurred_at__lt=end).aggregate(
         n=Count("id"), points=Coalesce(Sum("points"), 0), owed=Coalesce(Sum("owed"), Decimal(0))
     )
     vouchers = (
@@ -451,16 +465,16 @@ def settlement_csv(settlement: Settlement) -> str:
     writer.writerow([])
     writer.writerow(["line", "reference", "member_number", "at", "amount", "points", "price_per_point", "owed"])
     for earn in (
-        PartnerEarn.objects.filter(partner=partner, created_at__gte=start, created_at__lt=end)
+        PartnerEarn.objects.filter(partner=partner, occurred_at__gte=start, occurred_at__lt=end)
         .select_related("member")
-        .order_by("created_at", "id")
+        .order_by("occurred_at", "id")
     ):
         writer.writerow(
             [
                 "order",
                 earn.order_number,
                 earn.member.member_number,
-                timezone.localtime(earn.created_at).isoformat(),
+                timezone.localtime(earn.occurred_at).isoformat(),
                 earn.amount,
                 earn.points,
                 earn.issue_price,
