@@ -45,6 +45,8 @@ KEY_PREFIX = "pk_"
 MAX_CODES_PER_UPLOAD = 10_000
 # A partner's order older than this earns nothing: the month it belongs to is settled.
 MAX_ORDER_AGE_DAYS = 60
+# A partner's order that would earn more is refused: a typo (or a leaked key) cannot mint millions.
+MAX_POINTS_PER_ORDER = 1_000_000
 
 
 def key_hash(raw: str) -> str:
@@ -134,6 +136,12 @@ def partner_earn(
     points = _points_for(total, Decimal(partner.points_per_yuan))
     if points <= 0:
         raise LoyaltyError("points_too_few", _("This order earns no points."))
+    if points > MAX_POINTS_PER_ORDER:
+        raise LoyaltyError(
+            "invalid_amount",
+            _("One partner order earns at most %(max)s points; this one would earn %(points)s.")
+            % {"max": MAX_POINTS_PER_ORDER, "points": points},
+        )
     entry = points_award(
         member=member,
         currency=Currency.POINTS,
@@ -195,7 +203,8 @@ def partner_voucher_redeem(
     (``out_of_codes``), no key (``idempotency_key_required``), the key used for another
     offer (``idempotency_key_reused``), and what ``points_spend`` refuses
     (``insufficient_balance``, ``member_inactive``). The same key again returns the first
-    voucher (``replayed``).
+    voucher (``replayed``), also when two requests with it race (the account lock of the
+    spend orders them).
     """
     now = now or timezone.now()
     key = clean_key(idempotency_key, required=True)
@@ -236,6 +245,12 @@ def partner_voucher_redeem(
         detail={"partner": partner.code, "offer": offer.pk},
         now=now,
     )
+    if spend.replayed:
+        # The same key raced in and its voucher is written (the spend lock serialised us).
+        existing = PartnerVoucher.objects.filter(member=member, idempotency_key=key).first()
+        if existing is not None:
+            existing.replayed = True
+            return existing
     voucher = PartnerVoucher.objects.create(
         partner=partner,
         offer=offer,
