@@ -12,6 +12,9 @@ class PartnerEarnIn(serializers.Serializer):
     member = serializers.CharField(max_length=32, help_text="The member's phone number or member number.")
     order_number = serializers.CharField(max_length=64, help_text="The partner's own order number: once per partner.")
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="What the member paid, yuan.")
+    occurred_at = serializers.DateTimeField(
+        required=False, help_text="When the member ordered (default now); the settlement month follows it."
+    )
 
 
 class PartnerEarnOut(serializers.Serializer):
@@ -22,6 +25,7 @@ class PartnerEarnOut(serializers.Serializer):
     points_per_yuan = serializers.DecimalField(max_digits=8, decimal_places=4)
     issue_price = serializers.DecimalField(max_digits=8, decimal_places=4, help_text="Yuan per point, owed by you.")
     owed = serializers.DecimalField(max_digits=12, decimal_places=2, help_text="What you owe for these points.")
+    occurred_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField()
     replayed = serializers.BooleanField(help_text="True when this order was recorded before.")
 

@@ -9,10 +9,10 @@ with points earns nothing (``order_earn``'s ``points_paid_amount``).
 Member benefits are applied, not only listed (:func:`checkout_benefits`): the best member
 price discount among the tier's active ``discount_percent`` benefits and free shipping if
 the tier gives it, combined with what apps above add (``programme``: the paid plan's, by
-``PROGRAMME_MULTIPLIERS``: the best wins, or the second applies after the first). The quote takes the discount off the order
-total first; points may pay their share of the price after the discount; the order is
-recorded at that price, with the discount and the benefits used (``Order.member_discount``,
-``Order.benefits``).
+``PROGRAMME_MULTIPLIERS``: the best wins, or the second applies after the first). The
+quote takes the discount off the order total first; points may pay their share of the
+price after the discount; the order is recorded at that price, with the discount and the
+benefits used (``Order.member_discount``, ``Order.benefits``).
 """
 
 import datetime as dt
@@ -80,7 +80,9 @@ def checkout_benefits(member: Member, *, now: dt.datetime | None = None) -> Chec
             kind__in=[Benefit.Kind.DISCOUNT_PERCENT, Benefit.Kind.FREE_SHIPPING],
         ).values_list("kind", "value", "tier__code")
     )
-    discounts = [min(Decimal(value), Decimal(100)) for kind, value, _code in rows if kind == Benefit.Kind.DISCOUNT_PERCENT]
+    discounts = [
+        min(Decimal(value), Decimal(100)) for kind, value, _code in rows if kind == Benefit.Kind.DISCOUNT_PERCENT
+    ]
     free = any(kind == Benefit.Kind.FREE_SHIPPING for kind, _value, _code in rows)
     benefits = CheckoutBenefits(
         discount_percent=max(discounts, default=Decimal(0)),
@@ -131,9 +133,7 @@ def points_value(points: int) -> Decimal:
     return (Decimal(points) * point_value()).quantize(CENT, rounding=ROUND_DOWN)
 
 
-def checkout_quote(
-    *, member: Member, order_total: Decimal | int | str, now: dt.datetime | None = None
-) -> Quote:
+def checkout_quote(*, member: Member, order_total: Decimal | int | str, now: dt.datetime | None = None) -> Quote:
     """What ``member`` pays for an order of ``order_total`` yuan: the member discount taken
     off first (:func:`checkout_benefits`), then how many points may pay the rest and what
     they pay: the lesser of the available balance and the points worth the maximum share

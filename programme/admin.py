@@ -337,11 +337,11 @@ class PartnerOfferAdmin(admin.ModelAdmin):
 
 @admin.register(PartnerEarn)
 class PartnerEarnAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("order_number", "partner", "member", "amount", "points", "issue_price", "owed", "created_at")
+    list_display = ("order_number", "partner", "member", "amount", "points", "issue_price", "owed", "occurred_at")
     list_filter = ("partner",)
     search_fields = ("order_number", "member__phone", "member__member_number")
     list_select_related = ("partner", "member")
-    date_hierarchy = "created_at"
+    date_hierarchy = "occurred_at"
 
 
 @admin.register(PartnerVoucher)

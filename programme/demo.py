@@ -1,21 +1,35 @@
 """The programme's part of the demo: a PLUS plan and a paying member, a transfer, badges,
-contribution levels and a fan.
+contribution levels and a fan, and two partners (a car wash with a batch of codes, a
+coffee chain with generated ones) with last month's and this month's settlement.
 
 Everything goes through the services (the fake adapter's signed notification for the
-payment). Run after ``seed_demo`` by ``manage.py seed_programme_demo``; safe to run
-twice (it finds what it made by code and skips).
+payment). ``seed_demo`` runs it at its end (and ``manage.py seed_programme_demo`` on its own);
+safe to run twice (it finds what it made by code and skips).
 """
 
+import datetime as dt
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
-from loyalty.models import Account
+from loyalty.models import Account, Tier
 from members.models import Member
 
-from . import badges, contribution, services, transfers
-from .models import Badge, Contribution, FanLevel, Membership, Plan, Transfer
+from . import badges, contribution, partners, services, transfers
+from .models import (
+    Badge,
+    Contribution,
+    FanLevel,
+    Membership,
+    Partner,
+    PartnerBenefit,
+    PartnerEarn,
+    PartnerOffer,
+    PartnerVoucher,
+    Plan,
+    Transfer,
+)
 
 
 @transaction.atomic
@@ -91,4 +105,79 @@ def programme_demo_seed() -> dict:
             member=fan, kind=Contribution.Kind.EVENT, amount=30, key="demo:owners-day", reason="Owners' day"
         )
         done["fan"] = fan.member_number
+    done["partner"] = _partners_seed(plan, rich)
     return done
+
+
+def _partners_seed(plan: Plan, members: list[Member]) -> str:
+    """A car wash (batch codes) and a coffee chain (generated codes); partner orders over
+    last month and this one, vouchers redeemed today, benefits for Gold and for PLUS."""
+    now = timezone.now()
+    carwash, _ = Partner.objects.get_or_create(
+        code="sparkle-wash",
+        defaults={
+            "name": "闪亮洗车 Sparkle Car Wash",
+            "description": "Car wash and detailing for owners.",
+            "points_per_yuan": Decimal("1"),
+            "issue_price": Decimal("0.006"),
+            "redeem_price": Decimal("0.008"),
+        },
+    )
+    coffee, _ = Partner.objects.get_or_create(
+        code="daily-brew",
+        defaults={
+            "name": "每日咖啡 Daily Brew",
+            "points_per_yuan": Decimal("0.5"),
+            "issue_price": Decimal("0.005"),
+            "redeem_price": Decimal("0.007"),
+        },
+    )
+    wash, created = PartnerOffer.objects.get_or_create(
+        partner=carwash,
+        name="精洗一次 One full wash",
+        defaults={"points_cost": 800, "code_source": PartnerOffer.CodeSource.BATCH, "valid_days": 60},
+    )
+    if created:
+        partners.partner_codes_upload(offer=wash, codes=[f"SPK-{n:04d}" for n in range(1, 51)])
+    latte, _ = PartnerOffer.objects.get_or_create(
+        partner=coffee, name="拿铁一杯 One latte", defaults={"points_cost": 300, "valid_days": 30}
+    )
+    gold = Tier.objects.filter(code="gold").first()
+    if not PartnerBenefit.objects.filter(partner=carwash).exists():
+        free_wash = PartnerBenefit.objects.create(
+            partner=carwash, title="每月免费洗车一次 A free wash every month", description="Show your member code."
+        )
+        free_wash.plans.add(plan)
+        if gold is not None:
+            free_wash.tiers.add(gold)
+        PartnerBenefit.objects.create(partner=coffee, title="第二杯半价 Second cup half price").plans.add(plan)
+    if PartnerEarn.objects.filter(partner=carwash).exists():
+        return carwash.code
+    last_month = (timezone.localtime(now).replace(day=1) - dt.timedelta(days=1)).replace(day=10, hour=11)
+    this_month = timezone.localtime(now).replace(day=1, hour=9, minute=0)
+    for n, member in enumerate(members):
+        for k, (partner, when, amount) in enumerate(
+            [
+                (carwash, last_month, "88.00"),
+                (carwash, last_month + dt.timedelta(days=7), "128.00"),
+                (coffee, last_month + dt.timedelta(days=3), "36.00"),
+                (carwash, this_month, "68.00"),
+            ]
+        ):
+            partners.partner_earn(
+                partner=partner,
+                member=member,
+                order_number=f"DEMO-{n}-{k}",
+                amount=amount,
+                occurred_at=min(when + dt.timedelta(hours=n), now),
+                now=now,
+            )
+    for n, member in enumerate(members[:2]):
+        for offer in (wash, latte):
+            balance = Account.objects.get(member=member, currency="points").balance
+            if balance >= offer.points_cost and not PartnerVoucher.objects.filter(member=member, offer=offer).exists():
+                partners.partner_voucher_redeem(member=member, offer=offer, idempotency_key=f"demo-{offer.pk}-{n}")
+    used = PartnerVoucher.objects.filter(partner=carwash, status=PartnerVoucher.Status.ISSUED).first()
+    if used is not None:
+        partners.partner_voucher_use(partner=carwash, code=used.code)
+    return carwash.code

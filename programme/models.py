@@ -557,6 +557,9 @@ class PartnerEarn(models.Model):
         LedgerEntry, verbose_name=_("points entry"), on_delete=models.PROTECT, related_name="partner_earn"
     )
     request_hash = models.CharField(max_length=64, editable=False)
+    occurred_at = models.DateTimeField(
+        _("ordered at"), help_text=_("When the member ordered at the partner; the settlement month follows it.")
+    )
     created_at = models.DateTimeField(_("recorded at"), default=timezone.now)
 
     class Meta:
@@ -568,7 +571,7 @@ class PartnerEarn(models.Model):
             models.CheckConstraint(condition=Q(points__gt=0), name="partner_earn_points_positive"),
             models.CheckConstraint(condition=Q(amount__gt=0, owed__gte=0), name="partner_earn_amounts_valid"),
         ]
-        indexes = [models.Index(fields=["partner", "created_at"], name="partner_earn_month")]
+        indexes = [models.Index(fields=["partner", "occurred_at"], name="partner_earn_month")]
 
     def __str__(self) -> str:
         return f"{self.partner_id}/{self.order_number}: {self.points}"

@@ -43,6 +43,10 @@ from .models import Partner, PartnerBenefit, PartnerCode, PartnerEarn, PartnerKe
 CENT = Decimal("0.01")
 KEY_PREFIX = "pk_"
 MAX_CODES_PER_UPLOAD = 10_000
+# A partner's order older than this earns nothing: the month it belongs to is settled.
+MAX_ORDER_AGE_DAYS = 60
+# A partner's order that would earn more is refused: a typo (or a leaked key) cannot mint millions.
+MAX_POINTS_PER_ORDER = 1_000_000
 
 
 def key_hash(raw: str) -> str:
@@ -89,14 +93,18 @@ def partner_earn(
     member: Member,
     order_number: str,
     amount: Decimal | int | str,
+    occurred_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> PartnerEarn:
-    """Points for ``member``'s order ``order_number`` of ``amount`` yuan at ``partner``.
+    """Points for ``member``'s order ``order_number`` of ``amount`` yuan at ``partner``,
+    placed at ``occurred_at`` (default now; the settlement month follows it). The points
+    are credited now.
 
     Refuses: an inactive partner (``partner_inactive``), no order number
     (``order_number_required``), an amount that is not above zero (``invalid_amount``), an
     amount that earns no point (``points_too_few``), the same order number with another
-    member or amount (``order_number_taken``), and what ``points_award`` refuses (a frozen
+    member or amount (``order_number_taken``), an order time in the future or more than
+    ``MAX_ORDER_AGE_DAYS`` ago (``invalid_time``), and what ``points_award`` refuses (a frozen
     or closed member: ``member_inactive``). The same order again returns the first record
     (``replayed``) and writes nothing.
     """
@@ -108,6 +116,13 @@ def partner_earn(
     total = clean_money(amount, field_name=_("Order amount"))
     if total <= 0:
         raise LoyaltyError("invalid_amount", _("The order amount must be above zero."))
+    occurred_at = occurred_at or now
+    if occurred_at > now + dt.timedelta(minutes=5) or occurred_at < now - dt.timedelta(days=MAX_ORDER_AGE_DAYS):
+        raise LoyaltyError(
+            "invalid_time",
+            _("The order time must not be in the future or more than %(days)s days ago.")
+            % {"days": MAX_ORDER_AGE_DAYS},
+        )
     request_hash = _fingerprint({"member": member.pk, "amount": str(total)})
     existing = PartnerEarn.objects.filter(partner=partner, order_number=number).first()
     if existing is not None:
@@ -121,6 +136,12 @@ def partner_earn(
     points = _points_for(total, Decimal(partner.points_per_yuan))
     if points <= 0:
         raise LoyaltyError("points_too_few", _("This order earns no points."))
+    if points > MAX_POINTS_PER_ORDER:
+        raise LoyaltyError(
+            "invalid_amount",
+            _("One partner order earns at most %(max)s points; this one would earn %(points)s.")
+            % {"max": MAX_POINTS_PER_ORDER, "points": points},
+        )
     entry = points_award(
         member=member,
         currency=Currency.POINTS,
@@ -143,6 +164,7 @@ def partner_earn(
                 owed=(points * Decimal(partner.issue_price)).quantize(CENT),
                 entry=entry,
                 request_hash=request_hash,
+                occurred_at=occurred_at,
                 created_at=now,
             )
     except IntegrityError:
@@ -181,7 +203,8 @@ def partner_voucher_redeem(
     (``out_of_codes``), no key (``idempotency_key_required``), the key used for another
     offer (``idempotency_key_reused``), and what ``points_spend`` refuses
     (``insufficient_balance``, ``member_inactive``). The same key again returns the first
-    voucher (``replayed``).
+    voucher (``replayed``), also when two requests with it race (the account lock of the
+    spend orders them).
     """
     now = now or timezone.now()
     key = clean_key(idempotency_key, required=True)
@@ -222,6 +245,12 @@ def partner_voucher_redeem(
         detail={"partner": partner.code, "offer": offer.pk},
         now=now,
     )
+    if spend.replayed:
+        # The same key raced in and its voucher is written (the spend lock serialised us).
+        existing = PartnerVoucher.objects.filter(member=member, idempotency_key=key).first()
+        if existing is not None:
+            existing.replayed = True
+            return existing
     voucher = PartnerVoucher.objects.create(
         partner=partner,
         offer=offer,
@@ -393,10 +422,10 @@ def _month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def partner_settlement(*, partner: Partner, month: dt.date) -> Settlement:
     """The settlement of ``partner`` for the calendar ``month`` (local time): its orders
-    recorded that month and its vouchers issued that month, except voided ones (their
+    placed that month and its vouchers issued that month, except voided ones (their
     points went back). Two queries."""
     start, end = _month_bounds(month)
-    earns = PartnerEarn.objects.filter(partner=partner, created_at__gte=start, created_at__lt=end).aggregate(
+    earns = PartnerEarn.objects.filter(partner=partner, occurred_at__gte=start, occurred_at__lt=end).aggregate(
         n=Count("id"), points=Coalesce(Sum("points"), 0), owed=Coalesce(Sum("owed"), Decimal(0))
     )
     vouchers = (
@@ -451,16 +480,16 @@ def settlement_csv(settlement: Settlement) -> str:
     writer.writerow([])
     writer.writerow(["line", "reference", "member_number", "at", "amount", "points", "price_per_point", "owed"])
     for earn in (
-        PartnerEarn.objects.filter(partner=partner, created_at__gte=start, created_at__lt=end)
+        PartnerEarn.objects.filter(partner=partner, occurred_at__gte=start, occurred_at__lt=end)
         .select_related("member")
-        .order_by("created_at", "id")
+        .order_by("occurred_at", "id")
     ):
         writer.writerow(
             [
                 "order",
                 earn.order_number,
                 earn.member.member_number,
-                timezone.localtime(earn.created_at).isoformat(),
+                timezone.localtime(earn.occurred_at).isoformat(),
                 earn.amount,
                 earn.points,
                 earn.issue_price,

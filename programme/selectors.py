@@ -211,7 +211,7 @@ def member_programme_export(member: Member) -> dict:
         "partner_orders": list(
             PartnerEarn.objects.filter(member=member)
             .order_by("created_at", "id")
-            .values("partner__code", "order_number", "amount", "points", "created_at")
+            .values("partner__code", "order_number", "amount", "points", "occurred_at", "created_at")
         ),
         "partner_vouchers": list(
             PartnerVoucher.objects.filter(member=member)

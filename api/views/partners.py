@@ -92,6 +92,7 @@ EARN_EXAMPLE = {
     "points_per_yuan": "1.0000",
     "issue_price": "0.0050",
     "owed": "0.34",
+    "occurred_at": "2026-11-20T14:50:00+08:00",
     "created_at": "2026-11-20T15:04:00+08:00",
     "replayed": False,
 }
@@ -149,6 +150,7 @@ class PartnerEarnView(PartnerView):
             member=_member(values["member"]),
             order_number=values["order_number"],
             amount=values["amount"],
+            occurred_at=values.get("occurred_at"),
         )
         replayed = getattr(earn, "replayed", False)
         return Response(s.PartnerEarnOut(earn).data, status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED)

@@ -13,6 +13,7 @@ from loyalty import services
 from loyalty.models import Account, Currency, LedgerEntry, Lot, Order, Refund
 from members.models import Member
 from operations.lifecycle import members_refresh_profiles
+from programme.demo import programme_demo_seed
 
 from .history import history_plan
 from .images import demo_reward_images
@@ -50,7 +51,10 @@ def demo_seed(*, members: int, seed: int, out: OutputWrapper, style: Style) -> N
     # then records who moved since (the dormant member among them), as in a running
     # programme, instead of a first refresh where every stage is new.
     members_refresh_profiles(now=run.end - dt.timedelta(days=STAGE_HISTORY_DAYS))
+    # The programme's part: a paying member, a transfer, badges, a fan, partners (programme.demo).
+    programme_done = programme_demo_seed()
     _summary(run, time.monotonic() - started, final)
+    run.out.write(f"  programme: {programme_done}")
 
 
 def _summary(run: DemoRun, seconds: float, now: dt.datetime) -> None:

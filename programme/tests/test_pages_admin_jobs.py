@@ -172,3 +172,11 @@ def test_demo_seed_shows_a_paying_member_a_transfer_and_badges(db):
     assert Membership.objects.filter(status="active").count() == 1
     assert fan.contributions.count() == 1
     assert Transfer.objects.count() == 1 and MemberBadge.objects.count() == 3
+    from programme.models import Partner, PartnerEarn, PartnerVoucher
+    from programme.partners import parse_month, partner_settlement
+
+    carwash = Partner.objects.get(code="sparkle-wash")
+    assert PartnerEarn.objects.count() == 12 and PartnerVoucher.objects.filter(status="used").count() == 1
+    last_month = parse_month(None).replace(day=1) - dt.timedelta(days=1)
+    settled = partner_settlement(partner=carwash, month=last_month.replace(day=1))
+    assert (settled.orders, settled.points_issued) == (6, 648)  # 3 members × (88 + 128)

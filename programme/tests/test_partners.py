@@ -113,6 +113,29 @@ def test_earn_refuses_bad_input_and_writes_nothing(carwash, member, amount, numb
     assert not PartnerEarn.objects.exists() and balance(member) == 2000
 
 
+def test_earn_refuses_an_order_that_would_earn_over_the_cap(carwash, member):
+    with pytest.raises(LoyaltyError) as error:
+        partners.partner_earn(partner=carwash, member=member, order_number="BIG", amount="9999999999.99")
+    assert error.value.code == "invalid_amount" and not PartnerEarn.objects.exists()
+
+
+def test_earn_refuses_an_order_time_in_the_future_or_of_a_settled_month(carwash, member):
+    now = timezone.now()
+    for when in (now + dt.timedelta(hours=1), now - dt.timedelta(days=61)):
+        with pytest.raises(LoyaltyError) as error:
+            partners.partner_earn(partner=carwash, member=member, order_number="T", amount="10", occurred_at=when)
+        assert error.value.code == "invalid_time"
+    assert not PartnerEarn.objects.exists()
+
+
+def test_redeem_refuses_a_frozen_member(wash, member):
+    Member.objects.filter(pk=member.pk).update(status=Member.Status.FROZEN)
+    member.refresh_from_db()
+    with pytest.raises(LoyaltyError) as error:
+        partners.partner_voucher_redeem(member=member, offer=wash, idempotency_key="k")
+    assert error.value.code == "member_inactive" and not PartnerVoucher.objects.exists()
+
+
 def test_earn_refuses_a_frozen_member_and_an_inactive_partner(carwash, member):
     Member.objects.filter(pk=member.pk).update(status=Member.Status.FROZEN)
     member.refresh_from_db()
