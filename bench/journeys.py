@@ -41,12 +41,12 @@ STORE_CODE = "bench-journeys"
 BUILD_SQL = [
     """
     INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id,
-        birthday, wechat_consent_at, order_count, spend_total, stage, rfm_segment)
+        birthday, wechat_consent_at, order_count, spend_total, stage, rfm_segment, rejoined_after_erasure)
     SELECT %(prefix)s || lpad(g::text, 8, '0'), 'Y' || lpad(g::text, 11, '0'), '', 'unknown', '',
            %(now)s - (g %% 730) * interval '1 day' - interval '2 hours', 'active', %(store)s,
            date '1990-01-01' + (g::bigint * 7919 %% 365)::int,
            CASE WHEN g %% 2 = 0 THEN %(now)s - interval '500 days' END,
-           3, 300, '', ''
+           3, 300, '', '', false
     FROM generate_series(1, %(members)s) g
     """,
     # Three orders per member: first (joined + 1 h), second, last. A member with
@@ -75,8 +75,9 @@ BUILD_SQL = [
     """,
     # Points for 2% of members: an account, one earn entry, one lot expiring in 5 days.
     """
-    INSERT INTO loyalty_account (member_id, currency, balance, pending, lifetime_earned, lifetime_spent, updated_at)
-    SELECT m.id, 'points', 120, 0, 120, 0, %(now)s
+    INSERT INTO loyalty_account (member_id, currency, balance, pending, lifetime_earned, lifetime_spent, owed,
+        updated_at)
+    SELECT m.id, 'points', 120, 0, 120, 0, 0, %(now)s
     FROM members_member m WHERE m.phone LIKE %(prefix)s || '%%' AND m.id %% 50 = 3
     """,
     """
@@ -145,7 +146,7 @@ def build(members: int, now: dt.datetime) -> None:
 
 def journeys_setup() -> None:
     """The four shipped journeys plus one for each other trigger, all active, no audience."""
-    from engagement.models import Journey
+    from engagement.models import Journey, JourneyStep
 
     Journey.objects.update(is_active=True)
     for name, trigger, days in (
@@ -153,16 +154,17 @@ def journeys_setup() -> None:
         ("bench: birthday", Journey.Trigger.BIRTHDAY, None),
         ("bench: no order for 60 days", Journey.Trigger.NO_ORDER, 60),
     ):
-        Journey.objects.update_or_create(
+        journey, _ = Journey.objects.update_or_create(
             name=name,
             defaults={
                 "trigger": trigger,
                 "trigger_days": days,
-                "action": Journey.Action.NOTIFY,
-                "message_title": "Hello",
                 "is_marketing": trigger != Journey.Trigger.TIER_CHANGED,
                 "is_active": True,
             },
+        )
+        JourneyStep.objects.get_or_create(
+            journey=journey, position=1, defaults={"action": Journey.Action.NOTIFY, "message_title": "Hello"}
         )
 
 

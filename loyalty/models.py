@@ -144,7 +144,11 @@ class Order(models.Model):
             ),
             models.CheckConstraint(condition=Q(member_discount__gte=0), name="order_member_discount_not_negative"),
         ]
-        indexes = [models.Index(fields=["member", "-occurred_at"], name="order_member_recent")]
+        indexes = [
+            models.Index(fields=["member", "-occurred_at"], name="order_member_recent"),
+            # The hourly journeys' order triggers read a few days of orders (first order, no order for N days).
+            models.Index(fields=["occurred_at"], name="order_occurred"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.store_id}/{self.number}"
@@ -368,6 +372,8 @@ class Lot(models.Model):
             ),
             # The jobs find due lots by member-id range (the member index) and account.
             models.Index(fields=["available_at"], name="lot_pending_release", condition=Q(pending=True)),
+            # The journeys' "points about to expire" trigger: open lots by expiry date.
+            models.Index(fields=["expires_at"], name="lot_open_expiry", condition=Q(remaining__gt=0, pending=False)),
             # Whether one account has a lot due for release (the earn's and spend's lock, and
             # settling): without it that read walks every lot the account ever had.
             models.Index(fields=["account", "available_at"], name="lot_pending_account", condition=Q(pending=True)),
@@ -531,7 +537,10 @@ class TierChange(models.Model):
         verbose_name = _("tier change")
         verbose_name_plural = _("tier changes")
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["member", "-created_at"], name="tier_change_member_recent")]
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="tier_change_member_recent"),
+            models.Index(fields=["created_at"], name="tier_change_recent"),  # the journeys' trigger
+        ]
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.from_tier_id} -> {self.to_tier_id} ({self.reason})"

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import ExtractDay, ExtractMonth
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
@@ -186,6 +187,10 @@ class Member(models.Model):
             models.Index(fields=["stage"], name="member_stage"),
             models.Index(fields=["rfm_segment"], name="member_rfm_segment"),
             models.Index(fields=["last_order_at"], name="member_last_order"),
+            # The hourly journeys' "joined" trigger reads the last days of joins.
+            models.Index(fields=["joined_at"], name="member_joined"),
+            # ... and its "birthday" trigger, members born on a given day (loyalty.jobs.birthday_filter).
+            models.Index(ExtractMonth("birthday"), ExtractDay("birthday"), name="member_birthday_day"),
         ]
 
     def __str__(self) -> str:

@@ -37,14 +37,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
 from engagement.models import Journey, JourneyPosition, JourneyRun, JourneyStep, JourneyStepRun
 from loyalty.jobs import birthday_filter
-from loyalty.models import CouponKind, Currency, LedgerEntry, Lot, Order, TierChange
+from loyalty.models import ORDERS_COUNTING_SQL, CouponKind, Currency, LedgerEntry, Lot, Order, TierChange
 from loyalty.services import points_award
 from members.jobs import MEMBER_CHUNK, member_id_ranges
 from members.models import Member, Notification, StageChange
@@ -104,31 +104,29 @@ def _joined(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.date
     return [Event(member_id, "joined", {"date": _day(at)}) for member_id, at in rows]
 
 
+def _no_other_order(direction: str) -> str:
+    """SQL: no counting order of the same member before (``<``) or after (``>``) this one.
+
+    ``OFFSET 0`` on purpose: it keeps PostgreSQL from turning the subquery into an
+    anti-join that hashes every order there is; it probes ``order_member_recent`` once per
+    candidate order instead.
+    """
+    return (
+        f"NOT EXISTS (SELECT 1 FROM loyalty_order o WHERE o.member_id = loyalty_order.member_id "
+        f"AND {ORDERS_COUNTING_SQL} AND (o.occurred_at {direction} loyalty_order.occurred_at "
+        f"OR (o.occurred_at = loyalty_order.occurred_at AND o.id {direction} loyalty_order.id)) OFFSET 0)"
+    )
+
+
 def _first_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.datetime) -> list[Event]:
     """The member's first order, ``trigger_days`` after it (0: at once) if no order followed."""
     delay = dt.timedelta(days=journey.trigger_days or 0)
-    earlier = (
-        Order.objects.counting()
-        .filter(member_id=OuterRef("member_id"))
-        .filter(
-            Q(occurred_at__lt=OuterRef("occurred_at")) | Q(occurred_at=OuterRef("occurred_at"), id__lt=OuterRef("id"))
-        )
-    )
+    where = [_no_other_order("<")] + ([_no_other_order(">")] if delay else [])
     orders = (
         Order.objects.counting()
         .filter(member_id__gte=lo, member_id__lt=hi, occurred_at__gt=since - delay, occurred_at__lte=now - delay)
-        .filter(~Exists(earlier))
+        .extra(where=where)
     )
-    if delay:
-        later = (
-            Order.objects.counting()
-            .filter(member_id=OuterRef("member_id"))
-            .filter(
-                Q(occurred_at__gt=OuterRef("occurred_at"))
-                | Q(occurred_at=OuterRef("occurred_at"), id__gt=OuterRef("id"))
-            )
-        )
-        orders = orders.filter(~Exists(later))
     rows = orders.values_list("member_id", "id", "number", "occurred_at")
     return [
         Event(member_id, f"order:{order_id}", {"order": order_id, "number": number, "date": _day(at)})
@@ -190,9 +188,15 @@ def _dormant(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.dat
         from_stage__gt="",
         changed_at__gt=since,
         changed_at__lte=now,
-    ).values_list("member_id", "id", "changed_at", "member__last_order_at")
+    ).values_list("member_id", "id", "changed_at")
+    rows = list(rows)
+    # Read apart: joined in, the planner hashes every member to find these few.
+    last_orders = dict(
+        Member.objects.filter(id__in={row[0] for row in rows}).values_list("id", "last_order_at") if rows else []
+    )
     events = []
-    for member_id, change_id, at, last_order_at in rows:
+    for member_id, change_id, at in rows:
+        last_order_at = last_orders.get(member_id)
         facts = {"change": change_id, "date": _day(at)}
         if last_order_at is not None:
             facts["last_order"] = _day(last_order_at)
@@ -229,19 +233,24 @@ def _points_expiring(journey: Journey, lo: int, hi: int, now: dt.datetime, since
 
 
 def _no_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.datetime) -> list[Event]:
-    """Members whose last order is ``trigger_days`` old: the event is the day of that order."""
+    """Members whose last order is ``trigger_days`` old: the event is the day of that order.
+
+    Asked as "an order of the window with no order after it", so the orders read are the
+    window's (then one index probe each), not every member's history.
+    """
     days = journey.trigger_days or settings.LOYALTY_STAGE_DORMANT_DAYS
     delay = dt.timedelta(days=days)
     rows = (
         Order.objects.counting()
-        .filter(member_id__gte=lo, member_id__lt=hi)
-        .order_by()
-        .values("member_id")
-        .annotate(last=Max("occurred_at"))
-        .filter(last__gt=since - delay, last__lte=now - delay)
-        .values_list("member_id", "last")
+        .filter(member_id__gte=lo, member_id__lt=hi, occurred_at__gt=since - delay, occurred_at__lte=now - delay)
+        .extra(where=[_no_other_order(">")])
+        .order_by("member_id")
+        .values_list("member_id", "occurred_at")
     )
-    return [Event(member_id, f"no_order:{_day(last)}", {"date": _day(last), "days": days}) for member_id, last in rows]
+    last = dict(rows)  # orders at the very same moment: one event
+    return [
+        Event(member_id, f"no_order:{_day(at)}", {"date": _day(at), "days": days}) for member_id, at in last.items()
+    ]
 
 
 TRIGGERS = {
@@ -825,9 +834,15 @@ def _enter_all(journey: Journey, steps, *, now: dt.datetime, size: int, stats: d
         # Sent: a broadcast goes once; it switches itself off (its report stays).
         Journey.objects.filter(pk=journey.pk).update(is_active=False)
         return
-    # One candidate query over every member, by the trigger's own time condition: an hour
-    # with nothing new costs one query per journey, not one per member-id range.
-    events = TRIGGERS[journey.trigger](journey, 0, 2**62, now, now - LOOKBACK)
+    # One candidate query over every member, by the trigger's own time condition, and one
+    # for the runs that can match these events: an hour with nothing new costs two queries
+    # per journey, not two per member-id range.
+    since = now - LOOKBACK
+    events = TRIGGERS[journey.trigger](journey, 0, 2**62, now, since)
+    if not events:
+        return
+    ran = _recent_runs(journey, since, {e.member_id for e in events})
+    events = [e for e in events if (e.member_id, e.key[:100]) not in ran]
     if not events:
         return
     by_chunk: dict[int, list[Event]] = defaultdict(list)
@@ -835,6 +850,28 @@ def _enter_all(journey: Journey, steps, *, now: dt.datetime, size: int, stats: d
         by_chunk[event.member_id // size].append(event)
     for _chunk_no, chunk in sorted(by_chunk.items()):
         _timed(lambda chunk=chunk: _enter(journey, steps, chunk, now=now, stats=stats), stats)
+
+
+def _recent_runs(journey: Journey, since: dt.datetime, member_ids: set[int]) -> set[tuple[int, str]]:
+    """(member, event key) of the runs of ``member_ids`` that may belong to an event of the look-back window.
+
+    An event in the window fired after ``since`` (a birthday: on its local day, so a day
+    earlier at most), and its run was written when it fired; an expiry event stays the same
+    while its points are within ``trigger_days`` of expiring, so its run may be that much
+    older. Leaving a run out here costs nothing but time: the insert's unique key still
+    refuses it.
+    """
+    cutoff = since - dt.timedelta(days=1)
+    if journey.trigger == Journey.Trigger.POINTS_EXPIRING:
+        cutoff -= dt.timedelta(days=journey.trigger_days or settings.LOYALTY_EXPIRY_NOTICE_DAYS)
+    with connection.cursor() as cursor:
+        # One array parameter, not thousands: the (journey, member, event key) index answers it.
+        cursor.execute(
+            "SELECT member_id, event_key FROM engagement_journeyrun "
+            "WHERE journey_id = %s AND member_id = ANY(%s) AND created_at > %s",
+            [journey.pk, sorted(member_ids), cutoff],
+        )
+        return set(cursor.fetchall())
 
 
 def _broadcast(journey: Journey, lo: int, hi: int, now: dt.datetime) -> list[Event]:
@@ -852,16 +889,19 @@ def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
     for position, here in steps.items():
         if here[0].kind != JourneyStep.Kind.WAIT or here[0].wait_until != JourneyStep.Until.ORDER:
             continue
-        ordered = Order.objects.counting().filter(
-            member_id=OuterRef("member_id"), occurred_at__gt=OuterRef("since"), occurred_at__lte=now
-        )
-        woken += (
-            JourneyPosition.objects.filter(
-                journey=journey, state=JourneyPosition.State.ACTIVE, step=position, waiting=True, due_at__gt=now
+        # From the orders of the look-back window to the members waiting, not the other way
+        # round: a run reads the last days' orders (order_occurred), however many members wait.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE engagement_journeyposition p SET due_at = %(now)s "
+                "FROM (SELECT o.member_id, max(o.occurred_at) AS last FROM loyalty_order o "
+                f"WHERE o.occurred_at > %(since)s AND o.occurred_at <= %(now)s AND {ORDERS_COUNTING_SQL} "
+                "GROUP BY o.member_id) r "
+                "WHERE p.member_id = r.member_id AND r.last > p.since AND p.journey_id = %(journey)s "
+                "AND p.state = 'active' AND p.step = %(step)s AND p.waiting AND p.due_at > %(now)s",
+                {"now": now, "since": now - LOOKBACK, "journey": journey.pk, "step": position},
             )
-            .filter(Exists(ordered))
-            .update(due_at=now)
-        )
+            woken += cursor.rowcount
     return woken
 
 

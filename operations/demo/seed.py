@@ -17,6 +17,7 @@ from programme.demo import programme_demo_seed
 
 from .history import history_plan
 from .images import demo_reward_images
+from .journeys import journeys_demo_seed
 from .programme import programme_seed
 from .rewards import MALL, rewards_mall_seed, rewards_redeem_today
 from .run import DemoRun
@@ -47,6 +48,7 @@ def demo_seed(*, members: int, seed: int, out: OutputWrapper, style: Style) -> N
         services.lots_release_matured(now=final)
         services.lots_expire_due(now=final)
         rewards_redeem_today(run, final)
+        journeys_demo_seed(run, final)
     # Lifecycle stages as they stood STAGE_HISTORY_DAYS ago: the next nightly refresh
     # then records who moved since (the dormant member among them), as in a running
     # programme, instead of a first refresh where every stage is new.

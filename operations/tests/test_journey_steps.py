@@ -366,3 +366,25 @@ def test_rule_based_tags_follow_their_segment():
     from operations.segments import segment_members
 
     assert segment_members({"tags_any": ["women"]}).count() == 3
+
+
+# --- the demo --------------------------------------------------------------------------------
+
+
+def test_the_demo_has_a_journey_with_a_holdout_and_a_report():
+    import io
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", members=60, stdout=io.StringIO())
+
+    j = Journey.objects.get(name__startswith="Win-back test")
+    treated = JourneyRun.objects.filter(journey=j, status=JourneyRun.Status.DONE)
+    control = JourneyRun.objects.filter(journey=j, status=JourneyRun.Status.HELD_OUT)
+    assert treated.exists() and control.exists()
+    assert all(journeys.held_out(j, run.member_id) for run in control)
+    assert not any(journeys.held_out(j, run.member_id) for run in treated)
+    ninety = journey_report(j)["windows"][2]
+    assert (ninety["treated"], ninety["control"]) == (treated.count(), control.count())
+    assert ninety["cost"]["coupons"] == Decimal("20.00") * treated.count()
+    assert ninety["figures"]["retained"].difference is not None
