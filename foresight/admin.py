@@ -138,7 +138,7 @@ class ProposalForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         current = simulator.current_policy()
         self.fields["review_months"].initial = current.review_months
-        self.fields["window_months"].initial = current.window_months
+        self.fields["window_months"].initial = min(current.window_months, 36)
         self.fields["soft_landing"].initial = current.soft_landing
         self.fields["thresholds"].initial = "\n".join(
             f"{tier.code} {tier.qualify} {tier.retain}" for tier in current.tiers
