@@ -1,7 +1,20 @@
 from django.urls import path
 
-from .views import auth, badges, bulk, engagement, me, metrics, outreach, pos, programme, rewards, transfers, webhooks
-from .views import provenance
+from .views import (
+    auth,
+    badges,
+    bulk,
+    engagement,
+    me,
+    metrics,
+    outreach,
+    pos,
+    programme,
+    provenance,
+    rewards,
+    transfers,
+    webhooks,
+)
 from .views import partners as partner_views
 
 app_name = "api"
@@ -95,7 +108,5 @@ urlpatterns = [
     path("bulk/awards/<int:pk>/confirm/", bulk.AwardConfirmView.as_view(), name="bulk-award-confirm"),
     # per-point provenance (docs/foresight.md)
     path("me/points/provenance/", provenance.MyProvenanceView.as_view(), name="me-points-provenance"),
-    path(
-        "members/<str:number>/provenance/", provenance.StaffProvenanceView.as_view(), name="member-points-provenance"
-    ),
+    path("members/<str:number>/provenance/", provenance.StaffProvenanceView.as_view(), name="member-points-provenance"),
 ]

@@ -1,7 +1,6 @@
 from django.urls import path
 
-from . import programme, views
-from . import provenance
+from . import programme, provenance, views
 from .auth import CODE_CHECKS_PER_IP, CODE_SENDS_PER_IP, posts_limited_per_address
 
 app_name = "center"

@@ -79,8 +79,17 @@ class LeakageCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("provenance/", view(self.provenance_view), name="foresight_provenance"),
+            path("channels/", view(self.channels_view), name="foresight_channels"),
             *super().get_urls(),
         ]
+
+    def channels_view(self, request):
+        """Orders, revenue and average order value per month and channel, the staff's stores only."""
+        if not request.user.has_perm("loyalty.view_order"):
+            raise PermissionDenied
+        rows = selectors.orders_by_channel(stores=staff_stores(request.user))
+        context = {**self.admin_site.each_context(request), "title": _("Orders by channel"), "rows": rows}
+        return TemplateResponse(request, "foresight/channels_admin.html", context)
 
     def provenance_view(self, request):
         """A member's points, lot by lot: where each came from and what took it."""
@@ -129,7 +138,7 @@ class ProposalForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         current = simulator.current_policy()
         self.fields["review_months"].initial = current.review_months
-        self.fields["window_months"].initial = current.window_months
+        self.fields["window_months"].initial = min(current.window_months, 36)
         self.fields["soft_landing"].initial = current.soft_landing
         self.fields["thresholds"].initial = "\n".join(
             f"{tier.code} {tier.qualify} {tier.retain}" for tier in current.tiers

@@ -43,3 +43,33 @@ def test_segments_filter_by_the_channel_of_orders_that_count(world):
     with pytest.raises(LoyaltyError) as refused:
         segment_rules_clean({"channels": ["tmall"]})
     assert refused.value.code == "segment_rule_invalid"
+
+
+def test_orders_by_channel_per_month_as_computed_by_hand(world, client):
+    import datetime as dt
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from foresight.selectors import orders_by_channel
+
+    store_a, store_b = world["store_a"], world["store_b"]
+    member, other = world["member"](), world["member"](store_b)
+    now = timezone.make_aware(dt.datetime(2026, 11, 20, 12, 0))
+    october = timezone.make_aware(dt.datetime(2026, 10, 3, 12, 0))
+    for number, amount, channel, at in [("1", "100", "store", october), ("2", "50", "store", october)]:
+        order_earn(member=member, store=store_a, number=number, amount=amount, channel=channel, occurred_at=at, now=at)
+    order_earn(member=member, store=store_a, number="3", amount="80", channel="marketplace", occurred_at=now, now=now)
+    partly = order_earn(
+        member=other, store=store_b, number="4", amount="60", channel="marketplace", occurred_at=now, now=now
+    )
+    order_refund(order=partly.order, amount="20", number="R-4", now=now)
+    rows = orders_by_channel(now=now)
+    assert [(r["month"], r["channel"], r["orders"], str(r["revenue"]), str(r["average"])) for r in rows] == [
+        ("2026-10", "store", 2, "150.00", "75.00"),
+        ("2026-11", "marketplace", 2, "120.00", "60.00"),
+    ]
+    assert [r["orders"] for r in orders_by_channel(now=now, stores=[store_b])] == [1]
+    client.force_login(world["manager_a"])
+    page = client.get(reverse("admin:foresight_channels")).content.decode()
+    assert "Orders by channel" in page

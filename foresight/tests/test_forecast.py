@@ -73,7 +73,11 @@ def earned(world, settings):
 def test_forecast_from_the_ledger_as_computed_by_hand(earned, world):
     result = forecast.forecast(alternative="calendar:0", now=NOW)
     # Ages 0, 1, 2 observed: 100 of 1000, 90 of 900, 0 of 810.
-    assert [(c["age"], c["exposure"], c["redeemed"]) for c in result["curve"]] == [(0, 1000, 100), (1, 900, 90), (2, 810, 0)]
+    assert [(c["age"], c["exposure"], c["redeemed"]) for c in result["curve"]] == [
+        (0, 1000, 100),
+        (1, 900, 90),
+        (2, 810, 0),
+    ]
     assert result["cohorts"] == [{"month": "2026-08", "earned": 1000, "redeemed": 190, "expired": 0, "other": 0}]
     assert (result["outstanding"], result["liability"]) == (810, "8.10")
     months = result["months"]

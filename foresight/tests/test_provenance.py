@@ -33,7 +33,9 @@ def history(world):
     order_earn(member=member, store=store, number="A-1002", amount="60", occurred_at=EARLY, now=EARLY)
     order_earn(member=member, store=store, number="A-1003", amount="50", occurred_at=LATER, now=LATER)
     lots_release_matured(now=LATER + dt.timedelta(days=8))
-    points_spend(member=member, amount=30, idempotency_key="mall-1", reason="Tote bag", now=LATER + dt.timedelta(days=9))
+    points_spend(
+        member=member, amount=30, idempotency_key="mall-1", reason="Tote bag", now=LATER + dt.timedelta(days=9)
+    )
     return member
 
 

@@ -34,7 +34,9 @@ def programme(world, settings):
     Benefit.objects.create(tier=gold, kind=Benefit.Kind.FREE_SHIPPING, value=0, title="Free shipping")
 
     def growth(member, amount, at):
-        points_adjust(member=member, currency=Currency.GROWTH, amount=amount, reason="history", actor=world["brand"], now=at)
+        points_adjust(
+            member=member, currency=Currency.GROWTH, amount=amount, reason="history", actor=world["brand"], now=at
+        )
 
     # Review periods aligned to November 2026: the current one is Dec 2025 - Nov 2026, the
     # one before Dec 2024 - Nov 2025; the review itself at the end of November 2025.

@@ -7,7 +7,9 @@ from foresight.demo import foresight_demo_seed
 
 
 class Command(BaseCommand):
-    help = "Scan for leakage, run a tier-policy simulation and a liability forecast (after seed_demo). Development only."
+    help = (
+        "Scan for leakage, run a tier-policy simulation and a liability forecast (after seed_demo). Development only."
+    )
 
     def handle(self, *args, **options):
         if settings.PRODUCTION:
