@@ -36,9 +36,10 @@ KIND_LABELS = {
     Kind.ADJUST: _("Adjusted by staff"),
     Kind.REVERSE: _("Spend reversed"),
     Kind.SETTLE: _("Refund shortfall settled"),
+    Kind.TRANSFER: _("Given or received"),
 }
 # Which entry names an event that holds several kinds.
-_PRIMARY = [Kind.EARN, Kind.SPEND, Kind.REFUND, Kind.CANCEL, Kind.REVERSE, Kind.SETTLE, Kind.ADJUST, Kind.EXPIRE]
+_PRIMARY = [Kind.EARN, Kind.SPEND, Kind.REFUND, Kind.CANCEL, Kind.REVERSE, Kind.SETTLE, Kind.TRANSFER, Kind.ADJUST, Kind.EXPIRE]
 
 
 def kind_choices() -> list[tuple[str, str]]:
