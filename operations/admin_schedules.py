@@ -174,7 +174,7 @@ class TaskFilter(admin.SimpleListFilter):
     parameter_name = "task"
 
     def lookups(self, request, model_admin):
-        return [(task, label) for task, label in TASK_LABELS.items()]
+        return list(TASK_LABELS.items())
 
     def queryset(self, request, queryset):
         return queryset.filter(task=self.value()) if self.value() else queryset

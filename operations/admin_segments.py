@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from import_export.formats import base_formats
 
 from core.errors import LoyaltyError
@@ -160,11 +160,11 @@ class SegmentForm(forms.ModelForm):
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
     form = SegmentForm
-    list_display = ("name", "live_count", "description", "updated_at", "created_by")
+    list_display = ("name", "live_count", "description", "updated_at", "creator")
     list_select_related = ("created_by",)
     search_fields = ("name", "description")
     actions = ("export_csv", "export_xlsx")
-    readonly_fields = ("live_count", "export_links", "sample", "metrics", "created_by", "created_at", "updated_at")
+    readonly_fields = ("live_count", "export_links", "sample", "metrics", "creator", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "description")}),
         (
@@ -190,7 +190,12 @@ class SegmentAdmin(admin.ModelAdmin):
         gettext_lazy("Matching members now"),
         {"fields": ("live_count", "export_links", "sample", "metrics")},
     )
-    about_fieldset = (gettext_lazy("About"), {"fields": ("created_by", "created_at", "updated_at")})
+    about_fieldset = (gettext_lazy("About"), {"fields": ("creator", "created_at", "updated_at")})
+
+    # The model's "created by" is also the lot's ledger entry ("来源流水"): here, the staff member.
+    @admin.display(description=pgettext_lazy("segment", "created by"), ordering="created_by")
+    def creator(self, segment):
+        return segment.created_by or "-"
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:

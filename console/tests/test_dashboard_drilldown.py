@@ -4,6 +4,7 @@ cohort who bought in that month; a picked store narrows the figures and the dril
 import datetime as dt
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,6 +13,14 @@ from loyalty.tests.factories import MemberFactory, StoreFactory
 from members.models import Member
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_figures():
+    # The dashboard keeps its figures in the cache; another test's must not be shown here.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 def _month(d: dt.date) -> str:
