@@ -3,7 +3,7 @@
 A few figures, the shortcuts a shift starts with, and the "needs attention" list: imports
 waiting for confirmation, failed imports, scheduled jobs that have not finished lately,
 notices not delivered, messages that failed today, webhook deliveries that failed, open refund
-shortfalls and staff adjustments close to their limit.
+shortfalls, open leakage cases (foresight) and staff adjustments close to their limit.
 Each item links to the admin list of those rows. A handful of small queries, whatever the
 size of the tables (counts over indexed columns, at most ``NEAR_LIMIT_SCAN`` recent actions).
 """
@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from foresight.selectors import open_cases_count
 from loyalty.models import Account
 from members.models import ImportJob, JobRun, Member, Notification, StaffAction, StaffProfile
 from members.scoping import sees_everything
@@ -146,6 +147,14 @@ def needs_attention(user, *, now=None) -> list[Attention]:
             owed,
         ) % {"n": f"{owed:,}"}
         items.append(Attention("refund_shortfall", text, owed, _changelist("loyalty_account", owed__gt=0), "warning"))
+    cases = open_cases_count(user)
+    if cases:
+        text = ngettext(
+            "%(n)s possible leak of points is waiting for review",
+            "%(n)s possible leaks of points are waiting for review",
+            cases,
+        ) % {"n": f"{cases:,}"}
+        items.append(Attention("leakage_open", text, cases, _changelist("foresight_leakagecase", status__exact="open"), "warning"))
     for name, amount, limit in _near_limit(now):
         text = _("%(staff)s adjusted %(amount)s points at once this week; their limit is %(limit)s") % {
             "staff": name,
