@@ -1,7 +1,7 @@
 """REST API throughput: earn-for-order and balance endpoints under gunicorn on PostgreSQL.
 
-Starts gunicorn (2 x cores + 1 sync workers) on a free local port, then drives it with 8
-and 32 concurrent clients (threads, one HTTP connection each) for a fixed time per
+Starts gunicorn (2 x cores + 1 sync workers, or gthread ones with ``--threads``) on a free
+local port, then drives it with 8 and 32 concurrent clients (threads, one HTTP connection each) for a fixed time per
 scenario:
 
 - earn:    POST /api/v1/pos/orders/ with a store key, a new order number each time,
@@ -81,7 +81,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(database_url: str, workers: int, port: int, conn_max_age: int) -> tuple[subprocess.Popen, str]:
+def start_gunicorn(
+    database_url: str, workers: int, port: int, conn_max_age: int, threads: int = 1
+) -> tuple[subprocess.Popen, str]:
     port = port or free_port()
     env = {
         **os.environ,
@@ -94,7 +96,8 @@ def start_gunicorn(database_url: str, workers: int, port: int, conn_max_age: int
     # Throttles do not apply to these endpoints; a shared cache is not needed.
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     process = subprocess.Popen(
-        [gunicorn, "config.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
+        [gunicorn, "config.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+        + (["-k", "gthread", "--threads", str(threads)] if threads > 1 else []),
         cwd=ROOT,
         env=env,
         start_new_session=True,
@@ -158,6 +161,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--port", type=int, default=0, help="gunicorn's port (default: a free one)")
     parser.add_argument("--conn-max-age", type=int, default=60, help="DATABASE_CONN_MAX_AGE of the workers")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (more than 1: gthread workers)")
     options = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -168,7 +172,7 @@ def main() -> int:
 
     connections.close_all()
 
-    process, base = start_gunicorn(database_url, options.workers, options.port, options.conn_max_age)
+    process, base = start_gunicorn(database_url, options.workers, options.port, options.conn_max_age, options.threads)
     import random
 
     def earn(session):
@@ -184,7 +188,8 @@ def main() -> int:
         return session.get(f"{base}/api/v1/me/balances/", headers=headers)
 
     print(
-        f"gunicorn {options.workers} workers, {os.cpu_count()} cores, {options.seconds:g} s per scenario, "
+        f"gunicorn {options.workers} workers x {options.threads} threads, {os.cpu_count()} cores, "
+        f"{options.seconds:g} s per scenario, "
         f"CONN_MAX_AGE {options.conn_max_age}; load average {load_average()}"
     )
     header = ("scenario", "clients", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms")
@@ -205,14 +210,14 @@ def main() -> int:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
 
-    clients = min(options.clients)
     tps = pgbench_tps(database_url, 8, int(options.seconds))
     print(f"load average after: {load_average()}")
     if tps:
         print(f"pgbench tpcb-like, 8 clients: {tps:.0f} tps")
         for name, target in (("earn", 0.06), ("balance", 0.15)):
-            rps = results[(name, clients)]["rps"]
-            print(f"{name} req/s at {clients} clients / pgbench tps = {rps / tps:.3f} (target >= {target})")
+            for clients in options.clients:
+                rps = results[(name, clients)]["rps"]
+                print(f"{name} req/s at {clients} clients / pgbench tps = {rps / tps:.3f} (target >= {target})")
     if (("earn", 32)) in results:
         worst = max(results[(name, 32)]["p99"] for name in ("earn", "balance"))
         print(f"p99 at 32 clients: {worst:.0f} ms (target <= 150)")

@@ -6,11 +6,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 
+from core.errors import LoyaltyError
 from loyalty import configuration as programme_module
 from loyalty import services
-from loyalty.models import Account, Benefit, Currency, EarnRule, LedgerEntry, Lot, OrderLine, Tier
+from loyalty.models import Account, Benefit, Currency, EarnRule, LedgerEntry, Lot, Order, OrderLine, Tier
 from loyalty.selectors import ledger_violations
 from loyalty.services import OrderLineInput
 from loyalty.services import entries as entries_module
@@ -136,3 +138,35 @@ def test_the_earn_write_statement_and_its_orm_twin_write_the_same_rows(tiers, st
 
     assert rows(one) == rows(other)
     assert len(rows(one)[1]) == 4
+
+
+def test_a_member_frozen_since_gets_the_replay_but_no_new_order(tiers, store):
+    # The common path writes the order in the entries' statement; a member not active has
+    # it written first, so a replay still finds the first result before the status refuses.
+    member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    first = earn(member, store, "F1")
+    member.status = member.Status.FROZEN
+    member.save(update_fields=["status"])
+    again = earn(member, store, "F1")
+    assert again.replayed and again.order.pk == first.order.pk
+    with pytest.raises(LoyaltyError) as refused:
+        earn(member, store, "F2")
+    assert refused.value.code == "member_inactive"
+    assert list(member.orders.values_list("number", flat=True)) == ["F1"]
+    assert LedgerEntry.objects.filter(member=member).count() == 2
+
+
+def test_every_new_order_is_announced_once_and_a_replay_not_at_all(tiers, store):
+    seen = []
+
+    def listener(sender, instance, created, **kwargs):
+        seen.append((instance.pk, instance.number, created))
+
+    post_save.connect(listener, sender=Order, dispatch_uid="test-earn-order-signal")
+    try:
+        member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+        result = earn(member, store, "S1")
+        earn(member, store, "S1")
+    finally:
+        post_save.disconnect(dispatch_uid="test-earn-order-signal", sender=Order)
+    assert seen == [(result.order.pk, "S1", True)]
