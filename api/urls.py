@@ -84,7 +84,7 @@ urlpatterns = [
     path("me/partner-vouchers/", partner_views.MyPartnerVouchersView.as_view(), name="me-partner-vouchers"),
     path("me/partner-benefits/", partner_views.MyPartnerBenefitsView.as_view(), name="me-partner-benefits"),
     path(
-        "programme/partners/<slug:code>/settlement/",
+        "programme/partners/<str:code>/settlement/",
         partner_views.StaffSettlementView.as_view(),
         name="programme-partner-settlement",
     ),

@@ -7,6 +7,8 @@ from rest_framework.test import APIClient
 
 from api.permissions import IsStaffCaller
 from loyalty.tests.factories import MemberFactory, StoreFactory
+from programme.models import Partner
+from programme.partners import partner_key_create
 
 from .conftest import client_for_key, client_for_member
 
@@ -97,12 +99,17 @@ def test_the_wrong_kind_of_caller_gets_a_documented_status():
 
 def test_bodies_and_accept_headers_the_api_cannot_read_get_a_documented_status(staff_client):
     member, key_client = MemberFactory(), client_for_key(StoreFactory())
+    partner_client = APIClient()
+    _key, raw = partner_key_create(partner=Partner.objects.create(code="p", name="P"), name="test")
+    partner_client.credentials(HTTP_AUTHORIZATION=f"Partner-Key {raw}")
     for method, path, operation in _operations():
         # A fresh token each time: signing out (a body it ignores) ends the one it used. Staff
         # operations outside the till (paid membership refunds, badges) get a staff token.
         staff_only = any(isinstance(permission, IsStaffCaller) for permission in _view(path).get_permissions())
         if path.startswith("/api/v1/pos/"):
             client = key_client
+        elif path.startswith("/api/v1/partner/"):  # a partner's key (programme.partners)
+            client = partner_client
         else:
             client = staff_client if staff_only else client_for_member(member)
         response = _call(client, method, path, HTTP_ACCEPT="text/html")

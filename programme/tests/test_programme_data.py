@@ -60,3 +60,16 @@ def test_the_privacy_export_has_the_programme_data(paid, django_user_model):
     assert data["partner_orders"][0]["points"] == 30
     assert data["partner_vouchers"][0]["offer__name"] == "Latte"
     assert member_export(member=friend)["programme"]["transfers"][0]["direction"] == "received"
+
+
+def test_the_member_card_shows_the_plan_the_track_and_the_badges(client, paid, django_user_model, settings):
+    from center.services import member_user_for_sign_in
+
+    settings.PROGRAMME_TRACK_FAN = "粉丝"
+    member = paid.member
+    badge = Badge.objects.create(code="first", name="First drive", condition=Badge.Condition.ORDERS, threshold=1)
+    boss = django_user_model.objects.create_superuser("boss", "b@example.com", None)
+    badges.badge_award(member=member, badge=badge, actor=boss, reason="welcome")
+    client.force_login(member_user_for_sign_in(member=member))
+    page = client.get("/me/").content.decode()
+    assert 'id="card-plan">PLUS<' in page and 'id="card-track">粉丝<' in page and "First drive" in page
