@@ -39,7 +39,17 @@ KIND_LABELS = {
     Kind.TRANSFER: _("Given or received"),
 }
 # Which entry names an event that holds several kinds.
-_PRIMARY = [Kind.EARN, Kind.SPEND, Kind.REFUND, Kind.CANCEL, Kind.REVERSE, Kind.SETTLE, Kind.TRANSFER, Kind.ADJUST, Kind.EXPIRE]
+_PRIMARY = [
+    Kind.EARN,
+    Kind.SPEND,
+    Kind.REFUND,
+    Kind.CANCEL,
+    Kind.REVERSE,
+    Kind.SETTLE,
+    Kind.TRANSFER,
+    Kind.ADJUST,
+    Kind.EXPIRE,
+]
 
 
 def kind_choices() -> list[tuple[str, str]]:

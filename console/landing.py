@@ -154,7 +154,11 @@ def needs_attention(user, *, now=None) -> list[Attention]:
             "%(n)s possible leaks of points are waiting for review",
             cases,
         ) % {"n": f"{cases:,}"}
-        items.append(Attention("leakage_open", text, cases, _changelist("foresight_leakagecase", status__exact="open"), "warning"))
+        items.append(
+            Attention(
+                "leakage_open", text, cases, _changelist("foresight_leakagecase", status__exact="open"), "warning"
+            )
+        )
     for name, amount, limit in _near_limit(now):
         text = _("%(staff)s adjusted %(amount)s points at once this week; their limit is %(limit)s") % {
             "staff": name,
