@@ -72,7 +72,7 @@ def journeys_demo_seed(run: DemoRun, now: dt.datetime) -> None:
         if held_out(journey, member.pk):
             JourneyRun.objects.create(
                 journey=journey, member=member, event_key=f"demo:{entered:%Y-%m-%d}", created_at=entered,
-                status=JourneyRun.Status.HELD_OUT, reason=_("held out: in the control group (30%), nothing done"),
+                status=JourneyRun.Status.HELD_OUT, reason=_("held out: in the control group (%(percent)s%%), nothing done") % {"percent": 30},
             )  # fmt: skip
             comes_back = rng.random() < 0.2
         else:
