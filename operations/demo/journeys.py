@@ -70,9 +70,10 @@ def journeys_demo_seed(run: DemoRun, now: dt.datetime) -> None:
     for member in members:
         entered = (run.end - dt.timedelta(days=rng.randint(95, 200))).replace(hour=11)
         if held_out(journey, member.pk):
+            reason = _("held out: in the control group (%(percent)s%%), nothing done") % {"percent": 30}
             JourneyRun.objects.create(
                 journey=journey, member=member, event_key=f"demo:{entered:%Y-%m-%d}", created_at=entered,
-                status=JourneyRun.Status.HELD_OUT, reason=_("held out: in the control group (30%), nothing done"),
+                status=JourneyRun.Status.HELD_OUT, reason=reason,
             )  # fmt: skip
             comes_back = rng.random() < 0.2
         else:

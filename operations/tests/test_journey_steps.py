@@ -388,3 +388,13 @@ def test_the_demo_has_a_journey_with_a_holdout_and_a_report():
     assert (ninety["treated"], ninety["control"]) == (treated.count(), control.count())
     assert ninety["cost"]["coupons"] == Decimal("20.00") * treated.count()
     assert ninety["figures"]["retained"].difference is not None
+
+
+def test_the_journey_page_and_its_report_are_in_chinese(admin_client):
+    j = Journey.objects.create(name="zh", trigger=Journey.Trigger.JOINED, holdout_percent=20)
+    JourneyStep.objects.create(journey=j, position=1, action="notify", message_title="Hi")
+    page = admin_client.get(
+        reverse("admin:engagement_journey_change", args=[j.pk]), HTTP_ACCEPT_LANGUAGE="zh-hans"
+    ).content.decode()
+    assert "效果：触达组与对照组" in page and "对照组（进入会员的 20%）" in page
+    assert "留出对照组（百分比）" in page
