@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('members', '0009_job_chunks_and_progress'),
+        ("members", "0011_content_translations"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

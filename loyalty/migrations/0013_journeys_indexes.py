@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyalty', '0009_lot_pending_account'),
-        ('members', '0010_journeys_indexes'),
+        ("loyalty", "0012_foresight_order_channel"),
+        ("members", "0012_journeys_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -28,7 +28,7 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("loyalty", "0009_lot_pending_account"),
+        ("loyalty", "0010_programme_transfer_kind_order_benefits"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rewards', '0003_journey_coupons'),
+        ("rewards", "0004_programme_coupon_source"),
     ]
 
     operations = [

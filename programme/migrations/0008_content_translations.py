@@ -29,7 +29,7 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("programme", "0006_contribution"),
+        ("programme", "0007_programme_partners"),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('loyalty', '0009_lot_pending_account'),
+        ("loyalty", "0011_content_translations"),
     ]
 
     operations = [

@@ -27,7 +27,7 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("rewards", "0003_journey_coupons"),
+        ("rewards", "0005_center_reward_category"),
     ]
 
     operations = [

@@ -26,7 +26,7 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("members", "0009_job_chunks_and_progress"),
+        ("members", "0010_channels_member_updated_at"),
     ]
 
     operations = [
