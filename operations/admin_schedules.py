@@ -29,6 +29,11 @@ TASK_LABELS = {
     "engagement.run_journeys": gettext_lazy("Run journeys"),
     "engagement.reward_referrals": gettext_lazy("Reward referrals"),
     "members.send_notifications": gettext_lazy("Send notifications"),
+    "operations.refresh_auto_tags": gettext_lazy("Refresh rule-based tags"),
+    "webhooks.collect_and_dispatch": gettext_lazy("Deliver webhooks"),
+    "bulk.resume_stalled": gettext_lazy("Resume stalled bulk jobs"),
+    "operations.watch_jobs": gettext_lazy("Watch the jobs"),
+    "foresight.leakage_scan": gettext_lazy("Scan for points leakage"),
 }
 
 

@@ -44,7 +44,16 @@ from django.utils.translation import gettext as _
 from core.errors import LoyaltyError
 from engagement.models import Journey, JourneyPosition, JourneyRun, JourneyStep, JourneyStepRun
 from loyalty.jobs import birthday_filter
-from loyalty.models import ORDERS_COUNTING_SQL, CouponKind, Currency, LedgerEntry, Lot, Order, TierChange
+from loyalty.models import (
+    ORDERS_COUNTING_SQL,
+    CouponKind,
+    Currency,
+    LedgerEntry,
+    Lot,
+    Order,
+    TierChange,
+    texts_in_languages,
+)
 from loyalty.services import points_award
 from members.jobs import MEMBER_CHUNK, member_id_ranges
 from members.models import Member, Notification, StageChange
@@ -434,6 +443,7 @@ def _act(
     detail: dict = {"run": run_id}
     ledger_key, dedupe_key = _keys(journey, step, member.pk, event.key)
     action = step.action
+    issued = None
     if action == Journey.Action.AWARD_POINTS:
         entry = points_award(
             member=member,
@@ -453,7 +463,7 @@ def _act(
         expires_on = timezone.localdate(now) + dt.timedelta(days=step.coupon_valid_days)
         coupon = coupon_issue(
             member=member,
-            title=step.coupon_title,
+            title=texts_in_languages(step, "coupon_title"),
             kind=step.coupon_kind,
             value=step.coupon_value or 0,
             # Valid through the last day: it ends at the start of the day after.
@@ -463,6 +473,7 @@ def _act(
             now=now,
         )
         detail["coupon"] = coupon.pk
+        issued = coupon
         if step.coupon_kind == CouponKind.AMOUNT_OFF:
             detail["coupon_value_given"] = str(step.coupon_value or 0)
         values.update(coupon=coupon.title, code=coupon.code, date=expires_on.isoformat())
@@ -481,11 +492,16 @@ def _act(
             if journey.trigger == Journey.Trigger.POINTS_EXPIRING
             else Notification.Kind.OTHER
         )
+        # The operator's text in the member's language (engagement/translation.py).
+        with translation.override(member.language or settings.LANGUAGE_CODE):
+            if issued is not None:
+                values["coupon"] = issued.title  # the coupon's title in that language too
+            title, body = _message(step.message_title, values), _message(step.message_body, values)
         notice = Notice(
             member_id=member.pk,
             kind=kind,
-            title=_message(step.message_title, values),
-            body=_message(step.message_body, values),
+            title=title,
+            body=body,
             data={
                 "journey": journey.pk,
                 "run": run_id,

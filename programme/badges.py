@@ -26,7 +26,7 @@ from core.cleaners import clean_reason
 from core.errors import LoyaltyError
 from engagement.models import CheckIn, Referral
 from loyalty import services as ledger
-from loyalty.models import Currency, MemberTier, Order
+from loyalty.models import Currency, MemberTier, Order, texts_in_languages
 from members.models import Member, Notification
 from members.notifications import Notice, notices_enqueue
 from members.scoping import require_staff
@@ -107,9 +107,10 @@ def _give(
             now=now,
         )
     if badge.coupon_kind and badge.coupon_value > 0:
+        names = texts_in_languages(badge, "name")
         held.coupon = coupons.coupon_issue(
             member=member,
-            title=_("Badge gift: %(name)s") % {"name": badge.name},
+            title=coupons.texts_by_language(lambda code: _("Badge gift: %(name)s") % {"name": names[code]}),
             kind=badge.coupon_kind,
             value=badge.coupon_value,
             expires_at=now + dt.timedelta(days=badge.coupon_valid_days),

@@ -28,7 +28,7 @@ from django.utils.translation import gettext_lazy
 from core.cleaners import clean_reason
 from core.errors import LoyaltyError
 from loyalty import services as ledger
-from loyalty.models import Currency
+from loyalty.models import Currency, texts_in_languages
 from loyalty.policies import ExpiryPolicy
 from members.models import Member, Notification
 from members.notifications import Notice, notices_enqueue
@@ -356,14 +356,19 @@ def _monthly_coupons_give(membership: Membership, *, order: PlanOrder | None, no
                 )
         except IntegrityError:
             continue  # another run gave it
+        names = texts_in_languages(plan, "name")
         grant.coupon = coupons.coupon_issue(
             member=membership.member,
-            title=_("%(plan)s monthly coupon") % {"plan": plan.name},
+            title=coupons.texts_by_language(
+                lambda code, names=names: _("%(plan)s monthly coupon") % {"plan": names[code]}
+            ),
             kind=plan.monthly_coupon_kind,
             value=plan.monthly_coupon_value,
             expires_at=expires,
             source=Coupon.Source.PROGRAMME,
-            description=_("Part of your %(plan)s monthly coupon pack.") % {"plan": plan.name},
+            description=coupons.texts_by_language(
+                lambda code, names=names: _("Part of your %(plan)s monthly coupon pack.") % {"plan": names[code]}
+            ),
             now=now,
         )
         grant.save(update_fields=["coupon"])

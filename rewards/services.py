@@ -12,11 +12,12 @@ import hashlib
 from collections.abc import Callable
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, IntegerField, Subquery
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from modeltranslation.utils import build_localized_fieldname
 
@@ -30,21 +31,32 @@ from . import eligibility
 from .models import Coupon, Redemption, Reward, new_code, normalise_code
 
 
+def texts_by_language(make: Callable[[str], str]) -> dict[str, str]:
+    """``make(code)`` run in each language of ``settings.LANGUAGES``: a coupon title or
+    description composed from translated words, for :func:`coupon_issue`."""
+    texts = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            texts[code] = str(make(code))
+    return texts
+
+
 def coupon_issue(
     *,
     member: Member,
-    title: str,
+    title: str | dict[str, str],
     kind: str,
     value: Decimal | int | str,
     expires_at: dt.datetime,
     source: str,
     benefit: Benefit | None = None,
     period: str = "",
-    description: str = "",
+    description: str | dict[str, str] = "",
     valid_from: dt.datetime | None = None,
     now: dt.datetime | None = None,
 ) -> Coupon:
-    """Issue a coupon to ``member`` with a fresh unguessable code.
+    """Issue a coupon to ``member`` with a fresh unguessable code. ``title`` and
+    ``description`` are one text, or one per language (:func:`texts_by_language`).
 
     A benefit's coupon is issued once per member and period: asking again returns the
     coupon issued first and writes nothing. Refuses a window that ends before it starts.
@@ -93,6 +105,16 @@ def _new_coupon(
     :func:`benefit_coupons_issue` write. ``texts_from`` (a reward or a benefit, with the
     name of its title field) gives the title and description in every language, so the
     member reads the coupon in theirs (rewards/translation.py)."""
+    per_language = {}
+    for field, limit in (("title", 100), ("description", None)):
+        text = title if field == "title" else fields.get(field)
+        if isinstance(text, dict):
+            per_language[field] = {code: value[:limit] if limit else value for code, value in text.items()}
+            text = text.get(settings.LANGUAGE_CODE) or next(iter(text.values()), "")
+            if field == "title":
+                title = text
+            else:
+                fields[field] = text
     coupon = Coupon(
         member_id=member_id,
         code=new_code(),
@@ -102,6 +124,9 @@ def _new_coupon(
         issued_at=now,
         **fields,
     )
+    for field, texts in per_language.items():
+        for code, text in texts.items():
+            setattr(coupon, build_localized_fieldname(field, code), text)
     if texts_from is not None:
         source, title_field = texts_from
         for field, source_field, limit in (("title", title_field, 100), ("description", "description", None)):

@@ -14,6 +14,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from loyalty.tests.factories import MemberFactory, StoreFactory
+from programme.models import Partner
+from programme.partners import partner_key_create
 
 from .conftest import client_for_key, client_for_member
 
@@ -80,7 +82,14 @@ REPORT_TOKEN = "report-token-for-the-test"
 def test_every_operation_answers_503_json_when_the_database_is_down(settings):
     settings.OUTREACH_REPORT_TOKEN = REPORT_TOKEN
     member, store = MemberFactory(), StoreFactory()
-    callers = {"/api/v1/pos/": client_for_key(store), "/api/v1/": client_for_member(member)}
+    partner_client = APIClient()
+    _key, raw = partner_key_create(partner=Partner.objects.create(code="p", name="P"), name="test")
+    partner_client.credentials(HTTP_AUTHORIZATION=f"Partner-Key {raw}")
+    callers = {
+        "/api/v1/pos/": client_for_key(store),
+        "/api/v1/partner/": partner_client,  # a partner's key (programme.partners)
+        "/api/v1/": client_for_member(member),
+    }
     operations = list(_operations())
     assert len(operations) >= 30
     with database_down():

@@ -50,9 +50,30 @@ def test_production_settings_pass_check_deploy():
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY=REAL_KEY,
         DJANGO_ALLOWED_HOSTS="members.example.com",
+        # Production signs members in by SMS: a provider with its keys and an approved
+        # template (without them outreach.W001/W002 warn, tested in outreach/tests).
+        OUTREACH_SMS_PROVIDERS="aliyun",
+        ALIYUN_SMS_ACCESS_KEY_ID="LTAI-test",
+        ALIYUN_SMS_ACCESS_KEY_SECRET="secret-from-the-console",
+        ALIYUN_SMS_SIGN_NAME="Demo Coffee",
+        OUTREACH_SMS_TEMPLATES='{"one_time_code": {"aliyun": "SMS_123456789", "params": ["code"]}}',
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_without_an_sms_provider_warns_at_check_deploy():
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=REAL_KEY,
+        DJANGO_ALLOWED_HOSTS="members.example.com",
+    )
+    assert result.returncode != 0
+    assert "outreach.W001" in result.stderr and "OUTREACH_SMS_PROVIDERS" in result.stderr
 
 
 def test_malformed_setting_names_the_variable():

@@ -15,20 +15,27 @@ from decimal import Decimal
 
 from django.db.models import Q
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from modeltranslation.utils import build_localized_fieldname
 
 from engagement.models import Journey, JourneyPosition, JourneyRun, JourneyStep, JourneyStepRun
 from loyalty import services
-from loyalty.models import CouponKind
+from loyalty.models import CouponKind, texts_in_languages
 from members.models import Member
 from operations.journeys import held_out
 from rewards.models import Coupon
-from rewards.services import coupon_issue
+from rewards.services import coupon_issue, texts_by_language
 
 from .run import DemoRun
 from .stores import DEMO_STORE_CODES, store_prefix
 
 NAME = "Win-back test: 20 yuan off (30% held out)"
 COUPON_VALUE = Decimal("20.00")
+
+
+def _in_languages(field: str, text) -> dict:
+    """A journey step's text in each language's column (engagement/translation.py)."""
+    return {build_localized_fieldname(field, code): value for code, value in texts_by_language(lambda c: text).items()}
 
 
 def journeys_demo_seed(run: DemoRun, now: dt.datetime) -> None:
@@ -52,12 +59,12 @@ def journeys_demo_seed(run: DemoRun, now: dt.datetime) -> None:
         journey=journey,
         position=1,
         action=Journey.Action.ISSUE_COUPON,
-        coupon_title=_("20 yuan off: we miss you"),
+        **_in_languages("coupon_title", gettext_lazy("20 yuan off: we miss you")),
         coupon_kind=CouponKind.AMOUNT_OFF,
         coupon_value=COUPON_VALUE,
         coupon_valid_days=30,
-        message_title=_("We miss you"),
-        message_body=_("{coupon}: show code {code} at the till, valid until {date}."),
+        **_in_languages("message_title", gettext_lazy("We miss you")),
+        **_in_languages("message_body", gettext_lazy("{coupon}: show code {code} at the till, valid until {date}.")),
     )
     consent = Q(sms_consent_at__isnull=False) | Q(email_consent_at__isnull=False) | Q(wechat_consent_at__isnull=False)
     members = (
@@ -79,7 +86,7 @@ def journeys_demo_seed(run: DemoRun, now: dt.datetime) -> None:
         else:
             coupon = coupon_issue(
                 member=member,
-                title=step.coupon_title,
+                title=texts_in_languages(step, "coupon_title"),
                 kind=step.coupon_kind,
                 value=COUPON_VALUE,
                 expires_at=entered + dt.timedelta(days=31),

@@ -133,14 +133,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for name, task, (minute, hour, *day), description in SCHEDULES:
-            crontab, _ = CrontabSchedule.objects.get_or_create(
-                minute=minute,
-                hour=hour,
-                day_of_week="*",
-                day_of_month=day[0] if day else "*",
-                month_of_year="*",
-                timezone=settings.TIME_ZONE,
-            )
+            fields = {
+                "minute": minute,
+                "hour": hour,
+                "day_of_week": "*",
+                "day_of_month": day[0] if day else "*",
+                "month_of_year": "*",
+                "timezone": settings.TIME_ZONE,
+            }
+            # An operator may have made the same schedule twice in the admin: take the first.
+            crontab = CrontabSchedule.objects.filter(**fields).order_by("pk").first()
+            if crontab is None:
+                crontab = CrontabSchedule.objects.create(**fields)
             periodic, created = PeriodicTask.objects.get_or_create(
                 name=name, defaults={"task": task, "crontab": crontab, "description": description}
             )
