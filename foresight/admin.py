@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
@@ -59,13 +60,17 @@ class LeakageCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def _resolve(self, request, queryset, outcome: str) -> None:
         reason = request.POST.get("reason", "")
+        done = 0
         for case in queryset:
             try:
                 leakage.case_resolve(case=case, actor=request.user, outcome=outcome, reason=reason)
             except LoyaltyError as error:
                 self.message_user(request, f"{case}: {error.message}", messages.ERROR)
             else:
-                self.message_user(request, _("%(case)s resolved.") % {"case": case}, messages.SUCCESS)
+                done += 1
+        if done:
+            text = ngettext("%(n)s case resolved.", "%(n)s cases resolved.", done) % {"n": f"{done:,}"}
+            self.message_user(request, text, messages.SUCCESS)
 
     @admin.action(description=_("Resolve: confirmed, action taken (give a reason)"), permissions=["resolve"])
     def confirm(self, request, queryset):
