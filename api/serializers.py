@@ -3,6 +3,7 @@ decide everything else. Output serializers read the objects services and selecto
 
 from decimal import Decimal
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -453,10 +454,61 @@ class RewardOfferOut(serializers.Serializer):
     reason = serializers.CharField(help_text="Why not, in the request's language; empty when eligible.")
     code = serializers.CharField(help_text="The refusal code a redemption would get; empty when eligible.")
     points_missing = serializers.IntegerField()
+    is_partner = serializers.BooleanField(help_text="True: a partner's voucher, used at the partner.")
+    partner = serializers.SerializerMethodField(help_text="The partner of a partner voucher; null for our rewards.")
+    redeem = serializers.SerializerMethodField(
+        help_text="How to get it: POST this path (our rewards: with an Idempotency-Key header; partner "
+        'vouchers: with {"offer": id, "idempotency_key": ...}).'
+    )
 
     def get_image(self, offer) -> str | None:
         image = offer.reward.image
         return image.url if image else None
+
+    @extend_schema_field(
+        {"type": "object", "nullable": True, "properties": {"code": {"type": "string"}, "name": {"type": "string"}}}
+    )
+    def get_partner(self, offer) -> dict | None:
+        return None
+
+    def get_redeem(self, offer) -> str:
+        return reverse("api:reward-redeem", kwargs={"pk": offer.reward.pk})
+
+
+class PartnerMallOfferOut(RewardOfferOut):
+    """A partner's voucher in the mall, in the shape of our rewards (``RewardOfferOut``)."""
+
+    id = serializers.IntegerField(source="offer.pk")
+    name = serializers.CharField(source="offer.name")
+    description = serializers.CharField(source="offer.description")
+    points_cost = serializers.IntegerField(source="offer.points_cost")
+    cash_cost = serializers.SerializerMethodField()
+    stock = serializers.IntegerField(source="codes_left", allow_null=True)
+    available_until = serializers.SerializerMethodField()
+    min_tier = serializers.CharField(source="offer.min_tier.code", allow_null=True, default=None)
+    coupon_kind = serializers.SerializerMethodField()
+    coupon_value = serializers.SerializerMethodField()
+
+    def get_image(self, offer) -> str | None:
+        return None
+
+    def get_cash_cost(self, offer) -> str:
+        return "0.00"
+
+    def get_available_until(self, offer) -> None:
+        return None
+
+    def get_coupon_kind(self, offer) -> str:
+        return "partner_voucher"
+
+    def get_coupon_value(self, offer) -> str:
+        return "0.00"
+
+    def get_partner(self, offer) -> dict | None:
+        return {"code": offer.offer.partner.code, "name": offer.offer.partner.name}
+
+    def get_redeem(self, offer) -> str:
+        return reverse("api:me-partner-vouchers")
 
 
 class RewardsQuery(serializers.Serializer):

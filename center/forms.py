@@ -88,7 +88,12 @@ class RewardsFilterForm(forms.Form):
 
     SORTS = {"": None, "cost": "points_cost", "-cost": "-points_cost"}
 
-    category = forms.ChoiceField(label=_("Category"), required=False, choices=[("", _("All")), *RewardCategory.choices])
+    PARTNER = "partner"  # the partners' vouchers, a shelf of their own
+    category = forms.ChoiceField(
+        label=_("Category"),
+        required=False,
+        choices=[("", _("All")), *RewardCategory.choices, (PARTNER, _("Partner rewards"))],
+    )
     sort = forms.ChoiceField(
         label=_("Sort by"),
         required=False,

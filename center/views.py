@@ -36,6 +36,7 @@ from loyalty.tiers import tier_progress
 from members.models import Member, Notification
 from members.otp import OTP_RESEND_SECONDS
 from members.services import member_set_consent
+from programme import partners
 from rewards import selectors as rewards_selectors
 from rewards.models import Coupon, RewardCategory
 
@@ -379,27 +380,34 @@ def history(request: HttpRequest) -> HttpResponse:
 
 @auth.member_required
 def rewards(request: HttpRequest) -> HttpResponse:
+    """The mall: the brand's rewards and the partners' vouchers in one list (partners' marked)."""
     member = request.member
     now = timezone.now()
-    catalogue = rewards_selectors.reward_offers(member=member, now=now)
+    brand = rewards_selectors.reward_offers(member=member, now=now)
+    partner = partners.partner_mall_offers(member)
+    catalogue = [*brand, *partner]
     balances = loyalty_selectors.member_balances(member, now=now, soon_days=SOON_DAYS)
     points = balances.get(Currency.POINTS)
     balance = points.balance if points else 0
     form = RewardsFilterForm(request.GET or None)
     chosen = form.cleaned_data if form.is_bound and form.is_valid() else {}
     offers = catalogue
-    if chosen.get("category"):
-        offers = [offer for offer in offers if offer.reward.category == chosen["category"]]
+    if chosen.get("category") == RewardsFilterForm.PARTNER:
+        offers = list(partner)
+    elif chosen.get("category"):
+        offers = [offer for offer in brand if offer.reward.category == chosen["category"]]
     if chosen.get("afford"):
-        offers = [offer for offer in offers if offer.reward.points_cost <= balance]
+        offers = [offer for offer in offers if offer.points_cost <= balance]
     if chosen.get("sort"):
         # Stable: rewards of one cost keep the mall's order.
-        offers = sorted(offers, key=lambda offer: offer.reward.points_cost, reverse=chosen["sort"] == "-cost")
-    present = {offer.reward.category for offer in catalogue if offer.reward.category}
+        offers = sorted(offers, key=lambda offer: offer.points_cost, reverse=chosen["sort"] == "-cost")
+    present = {offer.reward.category for offer in brand if offer.reward.category}
     shelves = [(value, label) for value, label in RewardCategory.choices if value in present]
+    if partner:
+        shelves.append((RewardsFilterForm.PARTNER, _("Partner rewards")))
     query = request.GET.copy()
     query.pop("category", None)
-    cheapest = min((offer.reward.points_cost for offer in catalogue), default=None)
+    cheapest = min((offer.points_cost for offer in catalogue), default=None)
     return render(
         request,
         "center/rewards.html",
@@ -412,6 +420,7 @@ def rewards(request: HttpRequest) -> HttpResponse:
             "shelves": shelves,
             "shelf_query": query.urlencode(),
             "cheapest": cheapest,
+            "key": uuid.uuid4().hex,
             "nav": "rewards",
         },
     )

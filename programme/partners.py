@@ -192,6 +192,68 @@ def offers_available() -> list[PartnerOffer]:
     )
 
 
+@dataclass(frozen=True)
+class PartnerMallOffer:
+    """A partner offer as this member sees it in the main mall, beside the brand's rewards
+    (``rewards.selectors.RewardOffer`` has the same ``eligible``/``reason``/``code``/
+    ``points_missing``/``points_cost``/``is_partner`` so one list can be sorted and filtered)."""
+
+    offer: PartnerOffer
+    eligible: bool
+    reason: str  # translated; empty when eligible
+    code: str = ""  # the refusal code partner_voucher_redeem would raise; empty when eligible
+    points_missing: int = 0
+    codes_left: int | None = None  # None: generated codes, no limit
+    is_partner = True
+
+    @property
+    def points_cost(self) -> int:
+        return self.offer.points_cost
+
+
+def partner_mall_offers(member: Member) -> list[PartnerMallOffer]:
+    """The partner offers in the mall with whether this member may get each now and why not,
+    for the same reasons ``partner_voucher_redeem`` refuses. At most four queries whatever
+    the catalogue: the offers, the balance, the tier, and the free codes of batch offers."""
+    offers = offers_available()
+    if not offers:
+        return []
+    balance = (
+        member.accounts.filter(currency=Currency.POINTS).values_list("balance", flat=True).first() or 0
+    )
+    rank = _rank(member)
+    batch = [offer.pk for offer in offers if offer.code_source == PartnerOffer.CodeSource.BATCH]
+    free: dict[int, int] = {}
+    if batch:
+        free = dict(
+            PartnerCode.objects.filter(offer_id__in=batch, voucher__isnull=True)
+            .values("offer_id")
+            .annotate(n=Count("id"))
+            .order_by()
+            .values_list("offer_id", "n")
+        )
+    shown = []
+    for offer in offers:
+        left = free.get(offer.pk, 0) if offer.code_source == PartnerOffer.CodeSource.BATCH else None
+        code, reason, missing = "", "", 0
+        if member.status != Member.Status.ACTIVE:
+            code, reason = "member_inactive", _("Your membership is not active, so rewards cannot be redeemed.")
+        elif offer.min_tier is not None and (rank is None or rank < offer.min_tier.rank):
+            code = "tier_too_low"
+            reason = _("This offer is for members from %(tier)s up.") % {"tier": offer.min_tier.name}
+        elif left == 0:
+            code, reason = "out_of_codes", _("This offer has no codes left; try again later.")
+        elif balance < offer.points_cost:
+            missing = offer.points_cost - balance
+            code, reason = "insufficient_balance", _("You need %(missing)s more points.") % {"missing": f"{missing:,}"}
+        shown.append(
+            PartnerMallOffer(
+                offer=offer, eligible=not code, reason=reason, code=code, points_missing=missing, codes_left=left
+            )
+        )
+    return shown
+
+
 @transaction.atomic
 def partner_voucher_redeem(
     *, member: Member, offer: PartnerOffer, idempotency_key: str, now: dt.datetime | None = None

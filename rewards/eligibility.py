@@ -65,7 +65,7 @@ def refusal(
         missing = reward.points_cost - balance
         return Refusal(
             "insufficient_balance",
-            _("You need %(missing)s more points.") % {"missing": missing},
+            _("You need %(missing)s more points.") % {"missing": f"{missing:,}"},
             points_missing=missing,
         )
     return None

@@ -30,6 +30,11 @@ class RewardOffer:
     reason: str  # translated; empty when eligible
     code: str = ""  # the refusal code reward_redeem would raise; empty when eligible
     points_missing: int = 0
+    is_partner = False  # programme.partners.PartnerMallOffer sits beside it in the mall
+
+    @property
+    def points_cost(self) -> int:
+        return self.reward.points_cost
 
 
 def reward_offers(*, member: Member, now: dt.datetime | None = None) -> list[RewardOffer]:

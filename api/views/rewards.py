@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
 from core.errors import LoyaltyError
+from programme.partners import partner_mall_offers
 from rewards.models import Redemption, Reward
 from rewards.selectors import redemptions_for_member, reward_offers
 from rewards.services import redemption_cancel, reward_redeem
@@ -46,7 +47,11 @@ class RewardsView(MemberView):
         operation_id="rewards_list",
         tags=["rewards"],
         summary="The points mall",
-        description="Every reward in display order, with whether I can redeem it now and why not.",
+        description=(
+            "Every reward in display order, with whether I can redeem it now and why not, then the partners' "
+            "vouchers (is_partner true, partner set): get one of those with POST /api/v1/me/partner-vouchers/ "
+            "(the path in redeem), not with the rewards' redeem."
+        ),
         parameters=[s.RewardsQuery],
         responses={200: s.RewardOfferOut(many=True), **errors(400, 401, 403)},
         examples=[
@@ -69,7 +74,30 @@ class RewardsView(MemberView):
                         "reason": "You need 120 more points.",
                         "code": "insufficient_balance",
                         "points_missing": 120,
-                    }
+                        "is_partner": False,
+                        "partner": None,
+                        "redeem": "/api/v1/rewards/3/redeem/",
+                    },
+                    {
+                        "id": 2,
+                        "name": "Car wash",
+                        "description": "One standard wash at any Sparkle station.",
+                        "image": None,
+                        "points_cost": 800,
+                        "cash_cost": "0.00",
+                        "stock": None,
+                        "available_until": None,
+                        "min_tier": None,
+                        "coupon_kind": "partner_voucher",
+                        "coupon_value": "0.00",
+                        "eligible": True,
+                        "reason": "",
+                        "code": "",
+                        "points_missing": 0,
+                        "is_partner": True,
+                        "partner": {"code": "sparkle", "name": "Sparkle Car Wash"},
+                        "redeem": "/api/v1/me/partner-vouchers/",
+                    },
                 ],
             )
         ],
@@ -78,14 +106,19 @@ class RewardsView(MemberView):
         query = s.RewardsQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         wanted = query.validated_data
-        offers = reward_offers(member=self.member)
-        if wanted.get("eligible") is not None:
-            offers = [o for o in offers if o.eligible == wanted["eligible"]]
-        if wanted.get("min_points") is not None:
-            offers = [o for o in offers if o.reward.points_cost >= wanted["min_points"]]
-        if wanted.get("max_points") is not None:
-            offers = [o for o in offers if o.reward.points_cost <= wanted["max_points"]]
-        return Response(s.RewardOfferOut(offers, many=True).data)
+
+        def kept(offers):
+            if wanted.get("eligible") is not None:
+                offers = [o for o in offers if o.eligible == wanted["eligible"]]
+            if wanted.get("min_points") is not None:
+                offers = [o for o in offers if o.points_cost >= wanted["min_points"]]
+            if wanted.get("max_points") is not None:
+                offers = [o for o in offers if o.points_cost <= wanted["max_points"]]
+            return offers
+
+        ours = s.RewardOfferOut(kept(reward_offers(member=self.member)), many=True).data
+        theirs = s.PartnerMallOfferOut(kept(partner_mall_offers(self.member)), many=True).data
+        return Response([*ours, *theirs])
 
 
 class RedeemView(MemberView):

@@ -109,12 +109,12 @@ def _spend(
             _settle([account], now)
         if account.balance < amount:
             message = _("Not enough points: %(balance)s available, %(amount)s needed.") % {
-                "balance": account.balance,
-                "amount": amount,
+                "balance": f"{account.balance:,}",
+                "amount": f"{amount:,}",
             }
             if account.pending:
                 message += " " + _("%(pending)s more are pending until their orders' return windows end.") % {
-                    "pending": account.pending
+                    "pending": f"{account.pending:,}"
                 }
             raise LoyaltyError("insufficient_balance", message, balance=account.balance, pending=account.pending)
         account.lifetime_spent += amount

@@ -1285,7 +1285,7 @@ export interface paths {
         };
         /**
          * The points mall
-         * @description Every reward in display order, with whether I can redeem it now and why not.
+         * @description Every reward in display order, with whether I can redeem it now and why not, then the partners' vouchers (is_partner true, partner set): get one of those with POST /api/v1/me/partner-vouchers/ (the path in redeem), not with the rewards' redeem.
          */
         get: operations["rewards_list"];
         put?: never;
@@ -2401,6 +2401,15 @@ export interface components {
             /** @description The refusal code a redemption would get; empty when eligible. */
             code: string;
             points_missing: number;
+            /** @description True: a partner's voucher, used at the partner. */
+            is_partner: boolean;
+            /** @description The partner of a partner voucher; null for our rewards. */
+            readonly partner: {
+                code?: string;
+                name?: string;
+            } | null;
+            /** @description How to get it: POST this path (our rewards: with an Idempotency-Key header; partner vouchers: with {"offer": id, "idempotency_key": ...}). */
+            readonly redeem: string;
         };
         RuleLineOut: {
             /** @description Rule id, or base / tier. */
