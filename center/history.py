@@ -57,11 +57,16 @@ def kind_choices() -> list[tuple[str, str]]:
 
 
 def _event_key():
-    """Refund entries by refund, other order entries by order, the rest each on its own."""
+    """Refund entries by refund, other order entries by order; then the entries one action
+    wrote in both currencies (a staff award of points and growth shares its idempotency key,
+    unique per account, so at most one entry per currency) and the expiries of one job run
+    (one moment); the rest each on its own."""
     as_text = CharField()
     return CaseWhen(
         When(refund_id__isnull=False, then=Concat(Value("r"), Cast("refund_id", as_text))),
         When(order_id__isnull=False, then=Concat(Value("o"), Cast("order_id", as_text))),
+        When(idempotency_key__isnull=False, then=Concat(Value("k"), "idempotency_key")),
+        When(kind=Kind.EXPIRE, then=Concat(Value("x"), Cast("created_at", as_text))),
         default=Concat(Value("e"), Cast("id", as_text)),
         output_field=as_text,
     )

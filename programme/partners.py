@@ -218,9 +218,7 @@ def partner_mall_offers(member: Member) -> list[PartnerMallOffer]:
     offers = offers_available()
     if not offers:
         return []
-    balance = (
-        member.accounts.filter(currency=Currency.POINTS).values_list("balance", flat=True).first() or 0
-    )
+    balance = member.accounts.filter(currency=Currency.POINTS).values_list("balance", flat=True).first() or 0
     rank = _rank(member)
     batch = [offer.pk for offer in offers if offer.code_source == PartnerOffer.CodeSource.BATCH]
     free: dict[int, int] = {}

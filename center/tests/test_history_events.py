@@ -10,7 +10,7 @@ from django.utils import timezone
 from center.history import history_page
 from center.tests.data import award, earn, spend
 from loyalty.models import LedgerEntry
-from loyalty.services import lots_release_matured
+from loyalty.services import lots_expire_due, lots_release_matured
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +68,27 @@ def test_an_empty_filter_links_back_to_everything(member_client):
 def test_a_bad_filter_is_a_form_error_not_a_500(member_client):
     response = member_client.get(URL, {"kind": "nonsense", "page": "x"})
     assert response.status_code == 200
+
+
+def test_a_staff_award_of_points_and_growth_is_one_row(member, tiers):
+    # One action writes both currencies under one idempotency key (unique per account).
+    award(member, 300, key="staff-award:1")
+    award(member, 120, currency="growth", key="staff-award:1")
+    award(member, 50, key="staff-award:2")
+    events = history_page(member).object_list
+    assert len(events) == 2
+    both = next(event for event in events if event.has_growth)
+    assert (both.points, both.growth) == (300, 120)
+    assert next(event for event in events if not event.has_growth).points == 50
+
+
+def test_one_nights_expiry_of_points_and_growth_is_one_row(member, tiers):
+    long_ago = timezone.now() - dt.timedelta(days=1200)
+    award(member, 200, at=long_ago, key="old:p")
+    award(member, 90, at=long_ago, currency="growth", key="old:g")
+    expired = lots_expire_due(now=timezone.now())
+    assert expired >= 2
+    assert LedgerEntry.objects.filter(member=member, kind="expire").count() == 2
+    rows = [event for event in history_page(member).object_list if event.kind == "expire"]
+    assert len(rows) == 1
+    assert (rows[0].points, rows[0].growth) == (-200, -90)
