@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from loyalty.models import CouponKind, LedgerEntry, Order
 from members.models import Member, Segment, Tag
@@ -98,7 +99,7 @@ class Journey(models.Model):
 
     name = models.CharField(_("name"), max_length=100, unique=True)
     description = models.TextField(_("description"), blank=True)
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     trigger = models.CharField(_("trigger"), max_length=20, choices=Trigger.choices)
     trigger_days = models.PositiveIntegerField(
         _("days"),
@@ -342,7 +343,7 @@ class AutoTag(models.Model):
 
     tag = models.OneToOneField(Tag, verbose_name=_("tag"), on_delete=models.CASCADE, related_name="auto_rule")
     segment = models.ForeignKey(Segment, verbose_name=_("segment"), on_delete=models.PROTECT, related_name="+")
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     refreshed_at = models.DateTimeField(_("refreshed at"), null=True, blank=True)
     member_count = models.PositiveIntegerField(_("members"), null=True, blank=True)
 

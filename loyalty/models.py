@@ -21,6 +21,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from modeltranslation.utils import build_localized_fieldname
 
 from members.models import Member, Store
@@ -594,7 +595,7 @@ class Benefit(models.Model):
             "Monthly coupons last to the end of their month."
         ),
     )
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
 
     class Meta:
         verbose_name = _("benefit")
@@ -690,7 +691,7 @@ class EarnRule(models.Model):
     first_purchase_only = models.BooleanField(_("first purchase only"), default=False)
     cap_per_order = models.PositiveIntegerField(_("cap per order"), null=True, blank=True)
     cap_per_day = models.PositiveIntegerField(_("cap per member per day"), null=True, blank=True)
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:

@@ -10,6 +10,7 @@ from django.db.models.functions import ExtractDay, ExtractMonth
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Store(models.Model):
@@ -17,7 +18,7 @@ class Store(models.Model):
     name = models.CharField(_("name"), max_length=100)
     city = models.CharField(_("city"), max_length=50, blank=True)
     address = models.CharField(_("address"), max_length=200, blank=True)
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:

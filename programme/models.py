@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from loyalty.models import CouponKind, LedgerEntry
 from members.models import Member
@@ -342,7 +343,7 @@ class Badge(models.Model):
     coupon_value = models.DecimalField(_("coupon value"), max_digits=10, decimal_places=2, default=0)
     coupon_valid_days = models.PositiveSmallIntegerField(_("coupon valid for (days)"), default=30)
     rank = models.PositiveSmallIntegerField(_("display order"), default=0)
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
 
     class Meta:
         verbose_name = _("badge")
@@ -500,7 +501,7 @@ class Partner(models.Model):
         default=0,
         help_text=_("Yuan paid to the partner for each point spent on its vouchers."),
     )
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     class Meta:
@@ -527,7 +528,7 @@ class PartnerKey(models.Model):
     name = models.CharField(_("name"), max_length=100, help_text=_("Which system uses it."))
     prefix = models.CharField(_("begins with"), max_length=12, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
 
@@ -708,7 +709,7 @@ class PartnerBenefit(models.Model):
     description = models.TextField(_("description"), blank=True)
     tiers = models.ManyToManyField("loyalty.Tier", verbose_name=_("tiers"), blank=True, related_name="+")
     plans = models.ManyToManyField(Plan, verbose_name=_("paid plans"), blank=True, related_name="partner_benefits")
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
 
     class Meta:
         verbose_name = _("partner benefit")

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from members.models import Member, Store
 
@@ -45,7 +46,7 @@ class Endpoint(models.Model):
         related_name="webhook_endpoints",
         help_text=_("Only events of members of these home stores (or at these stores); empty: the whole brand."),
     )
-    is_active = models.BooleanField(_("active"), default=True)
+    is_active = models.BooleanField(pgettext_lazy("switch", "active"), default=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     failing_since = models.DateTimeField(_("failing since"), null=True, blank=True, editable=False)
     disabled_at = models.DateTimeField(_("disabled at"), null=True, blank=True, editable=False)

@@ -97,7 +97,8 @@ def points_transfer_out(
     if account.balance < amount:
         raise LoyaltyError(
             "insufficient_balance",
-            _("Cannot give %(amount)s: only %(balance)s available.") % {"amount": f"{amount:,}", "balance": f"{account.balance:,}"},
+            _("Cannot give %(amount)s: only %(balance)s available.")
+            % {"amount": f"{amount:,}", "balance": f"{account.balance:,}"},
             balance=account.balance,
         )
     account.lifetime_spent += amount
