@@ -545,9 +545,10 @@ CELERY_TASK_ROUTES |= {"webhooks.*": {"queue": "contact"}, "bulk.*": {"queue": "
 # Foresight's nightly scan reads the ledger in bulk (docs/foresight.md).
 CELERY_TASK_ROUTES["foresight.*"] = {"queue": "bulk"}
 # Dual membership: the names of the two tracks (members who bought, and fans who have not),
-# and the contribution value (贡献值) each non-purchase action earns.
-PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主")
-PROGRAMME_TRACK_FAN = env("PROGRAMME_TRACK_FAN", "粉丝")
+# "Chinese|English" (one name alone serves both languages), and the contribution value
+# (贡献值) each non-purchase action earns.
+PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主|Owner")
+PROGRAMME_TRACK_FAN = env("PROGRAMME_TRACK_FAN", "粉丝|Fan")
 PROGRAMME_CONTRIBUTION_CHECK_IN = env_int("PROGRAMME_CONTRIBUTION_CHECK_IN", 1)
 PROGRAMME_CONTRIBUTION_REFERRAL = env_int("PROGRAMME_CONTRIBUTION_REFERRAL", 20)
 PROGRAMME_CONTRIBUTION_PROFILE = env_int("PROGRAMME_CONTRIBUTION_PROFILE", 10)
