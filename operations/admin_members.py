@@ -26,6 +26,7 @@ from members.scoping import sees_everything, staff_stores
 from .actions import member_create
 from .admin_member_actions import MemberActionsMixin
 from .admin_member_page import MemberPageMixin
+from .admin_segments import SegmentRulesFilter
 from .forms import MemberAddForm, MemberChangeForm
 from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
 
@@ -194,6 +195,7 @@ class MemberAdmin(MemberActionsMixin, MemberPageMixin, ImportExportMixin, PhoneS
         "gender",
         JoinedInFilter,
         BoughtInFilter,
+        SegmentRulesFilter,  # the dashboard's drill-downs (operations.admin_segments)
     )
     list_select_related = ("home_store",)
     # "=": the openid only as a whole (it is an identifier, not words to search in).

@@ -120,8 +120,9 @@ def test_a_manager_drills_down_from_a_cohort_cell_to_the_member_list(browser, li
         page = _page(browser, live_server, "manager", lang=lang)
         page.wait_for_url("**/admin/dashboard/")
         cell = page.locator("table.cohorts td.share a").first
-        cell.click()
-        page.wait_for_url("**/admin/members/member/?joined=*&bought=*")
+        cell.click()  # the drill-down dialog: open the member list (or save as a segment)
+        page.click("#drill-open")
+        page.wait_for_url("**/admin/members/member/?rules=*")
         rows = page.locator("#result_list tbody tr")
         expect_name(rows.first, "林小雨")
         _shot(page, f"tour-dashboard-drilldown-1280-{lang}")
