@@ -62,6 +62,15 @@ def _chosen(stores: list[Store], raw) -> Store | None:
     return next((store for store in stores if str(store.pk) == str(raw or "")), None)
 
 
+def _sentences(*parts: str) -> str:
+    """Sentences one after the other: a space after an English one, none after a Chinese
+    one (。！？；), so the Chinese till shows no stray spaces between sentences."""
+    text = ""
+    for part in filter(None, parts):
+        text += part if not text or text.endswith(("。", "！", "？", "；", "）")) else " " + part
+    return text
+
+
 def _balance_text(member) -> str:
     balances = member_balances(member)
     points, growth = balances[Currency.POINTS], balances[Currency.GROWTH]
@@ -82,10 +91,12 @@ def _refund_message(result) -> str:
             _("Refunded %(amount)s of order %(number)s; its points and growth were taken back in proportion.") % values
         )
         if refund.points_shortfall:
-            text += " " + _(
-                "%(points)s points had already been spent: they are owed and paid from what the member earns next."
-            ) % {"points": f"{refund.points_shortfall:,}"}
-    return f"{text} {_balance_text(refund.order.member)}"
+            text = _sentences(
+                text,
+                _("%(points)s points had already been spent: they are owed and paid from what the member earns next.")
+                % {"points": f"{refund.points_shortfall:,}"},
+            )
+    return _sentences(text, _balance_text(refund.order.member))
 
 
 def _order_message(result) -> str:
@@ -94,7 +105,7 @@ def _order_message(result) -> str:
     earned = (points.amount + points.pending_amount) if points else 0
     paid = ""
     if order.points_paid_amount and not result.replayed:
-        paid = " " + _("%(value)s of it was paid with points.") % {"value": f"¥{order.points_paid_amount:,.2f}"}
+        paid = _("%(value)s of it was paid with points.") % {"value": f"¥{order.points_paid_amount:,.2f}"}
     if result.replayed:
         text = _("Order %(number)s was already recorded at %(store)s (sent twice); nothing changed.") % {
             "number": order.number,
@@ -114,7 +125,7 @@ def _order_message(result) -> str:
             "store": order.store.name,
             "points": f"{earned:,}",
         }
-    return f"{text}{paid} {_balance_text(order.member)}"
+    return _sentences(text, paid, _balance_text(order.member))
 
 
 def _verify_message(result) -> str:
@@ -194,7 +205,7 @@ def till_view(request):
                     store=store_posted,
                     submission=request.POST.get("submission") or "",
                 )
-                messages.success(request, f"{_verify_message(result)} {_balance_text(result.coupon.member)}")
+                messages.success(request, _sentences(_verify_message(result), _balance_text(result.coupon.member)))
                 return _back(query or result.coupon.code, done="verify")
             if action == "refund":
                 form = {

@@ -32,17 +32,28 @@
   function byId(id) { return id ? document.getElementById(id) : null; }
 
   // --- where the focus lands ---
-  var target = till.dataset.focus || "";
-  var landed = false;
-  if (target.indexOf("refund:") === 0) {
-    var wanted = target.slice(7);
-    document.querySelectorAll("#till-refunds li[data-order]").forEach(function (row) {
-      if (!landed && row.dataset.order === wanted) landed = land(row.querySelector("input[name=refund_amount]"));
-    });
-  } else {
-    landed = land(byId(target));
+  // The admin's page is hidden (x-cloak) until its Alpine script has started, and a hidden
+  // field takes no focus: try again on each frame for a moment.
+  function landFirst() {
+    var target = till.dataset.focus || "";
+    var landed = false;
+    if (target.indexOf("refund:") === 0) {
+      var wanted = target.slice(7);
+      document.querySelectorAll("#till-refunds li[data-order]").forEach(function (row) {
+        if (!landed && row.dataset.order === wanted) landed = land(row.querySelector("input[name=refund_amount]"));
+      });
+    } else {
+      landed = land(byId(target));
+    }
+    return landed || land(byId("till-number")) || land(lookup);
   }
-  if (!landed && !land(byId("till-number"))) land(lookup);
+  var tries = 0;
+  (function attempt() {
+    if (document.activeElement && document.activeElement !== document.body) {
+      if (tries > 0) return; // the clerk is already typing somewhere
+    }
+    if (!landFirst() && tries++ < 120) window.requestAnimationFrame(attempt);
+  })();
 
   // --- Enter: the next field, then send ---
   document.querySelectorAll("form[data-enter-next]").forEach(function (form) {
