@@ -67,6 +67,8 @@ STATUS_BY_CODE = {
     "partner_not_found": status.HTTP_404_NOT_FOUND,
     "offer_not_found": status.HTTP_404_NOT_FOUND,
     "voucher_not_found": status.HTTP_404_NOT_FOUND,
+    # (member merge)
+    "merge_not_found": status.HTTP_404_NOT_FOUND,
     # 409: the request is fine but the state of things refuses it
     "already_given_back": status.HTTP_409_CONFLICT,
     "already_checked_in": status.HTTP_409_CONFLICT,
@@ -120,6 +122,11 @@ STATUS_BY_CODE = {
     "voucher_used": status.HTTP_409_CONFLICT,
     "voucher_void": status.HTTP_409_CONFLICT,
     "voucher_expired": status.HTTP_409_CONFLICT,
+    # (member merge)
+    "member_already_merged": status.HTTP_409_CONFLICT,
+    "member_not_mergeable": status.HTTP_409_CONFLICT,
+    "merge_points_spent": status.HTTP_409_CONFLICT,
+    "merge_undo_expired": status.HTTP_409_CONFLICT,
     # 422: a key (order number, refund number, Idempotency-Key) reused with a different body
     "idempotency_key_reused": status.HTTP_422_UNPROCESSABLE_ENTITY,
     "idempotency_conflict": status.HTTP_422_UNPROCESSABLE_ENTITY,

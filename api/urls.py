@@ -6,6 +6,7 @@ from .views import (
     bulk,
     engagement,
     me,
+    merge,
     metrics,
     outreach,
     pos,
@@ -55,6 +56,9 @@ urlpatterns = [
     path("pos/coupons/verify/", pos.VerifyCouponView.as_view(), name="pos-coupon-verify"),
     path("pos/checkout/quote/", pos.CheckoutQuoteView.as_view(), name="pos-checkout-quote"),
     path("pos/checkout/", pos.CheckoutView.as_view(), name="pos-checkout"),
+    # member merge (docs/merge.md)
+    path("staff/members/merge/", merge.MergeView.as_view(), name="staff-member-merge"),
+    path("staff/members/merge/<int:pk>/undo/", merge.MergeUndoView.as_view(), name="staff-member-merge-undo"),
     # staff figures (docs/segments.md)
     path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
     path("segments/", metrics.SegmentsView.as_view(), name="segments"),

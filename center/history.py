@@ -37,6 +37,7 @@ KIND_LABELS = {
     Kind.REVERSE: _("Spend reversed"),
     Kind.SETTLE: _("Refund shortfall settled"),
     Kind.TRANSFER: _("Given or received"),
+    Kind.MERGE: _("Moved by a merge of your member records"),
 }
 # Which entry names an event that holds several kinds.
 _PRIMARY = [
@@ -47,6 +48,7 @@ _PRIMARY = [
     Kind.REVERSE,
     Kind.SETTLE,
     Kind.TRANSFER,
+    Kind.MERGE,
     Kind.ADJUST,
     Kind.EXPIRE,
 ]
@@ -60,11 +62,13 @@ def _event_key():
     """Refund entries by refund, other order entries by order; then the entries one action
     wrote in both currencies (a staff award of points and growth shares its idempotency key,
     unique per account, so at most one entry per currency) and the expiries of one job run
-    (one moment); the rest each on its own."""
+    (one moment), and likewise the entries of one merge; the rest each on its own."""
     as_text = CharField()
     return CaseWhen(
         When(refund_id__isnull=False, then=Concat(Value("r"), Cast("refund_id", as_text))),
         When(order_id__isnull=False, then=Concat(Value("o"), Cast("order_id", as_text))),
+        # A merge writes an entry per lot moved, all at one moment: one row.
+        When(kind=Kind.MERGE, then=Concat(Value("m"), Cast("created_at", as_text))),
         When(idempotency_key__isnull=False, then=Concat(Value("k"), "idempotency_key")),
         When(kind=Kind.EXPIRE, then=Concat(Value("x"), Cast("created_at", as_text))),
         default=Concat(Value("e"), Cast("id", as_text)),

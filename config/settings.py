@@ -480,6 +480,8 @@ LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30"
 # Referral: points the referrer and the new member each get once the new member's first
 # order is past its return window and not refunded.
 LOYALTY_REFERRAL_POINTS = env_int("LOYALTY_REFERRAL_POINTS", 200)
+# How long staff can undo a member merge (docs/merge.md).
+LOYALTY_MERGE_UNDO_DAYS = env_int("LOYALTY_MERGE_UNDO_DAYS", 7)
 # Erasure keeps a keyed hash of the phone number (members.ErasedPhone, docs/privacy.md):
 # a member who joins again with it within this many days gets no signup bonus, no
 # first-purchase bonus and no referral; 0 keeps no hashes at all. The key: a random

@@ -230,6 +230,7 @@ class LedgerEntry(models.Model):
         REVERSE = "reverse", _("spend reversed")
         SETTLE = "settle", _("refund shortfall settled")
         TRANSFER = "transfer", _("points transfer")
+        MERGE = "merge", _("member records merged")
 
     # Indexes: the composite ones in Meta lead with account and member, and the optional
     # references are indexed only where set, so a system entry (expiry, release) writes

@@ -104,6 +104,7 @@ def _account_violations(rows: list[tuple], ids: dict, found: dict[int, Violation
             charged=_total(
                 F("amount") + F("pending_amount"), kind__in=[LedgerEntry.Kind.REFUND, LedgerEntry.Kind.CANCEL]
             ),
+            settled=_total("amount", kind=LedgerEntry.Kind.SETTLE),
         )
     }
     latest = {
@@ -131,15 +132,20 @@ def _account_violations(rows: list[tuple], ids: dict, found: dict[int, Violation
         .values("order__member_id")
         .annotate(**{f"{c}_{f}_total": _total(f"{c}_{f}") for c in Currency.values for f in ("shortfall", "settled")})
     }
-    no_entries = {"balance": 0, "pending": 0, "expired": 0, "charged": 0}
+    no_entries = {"balance": 0, "pending": 0, "expired": 0, "charged": 0, "settled": 0}
     no_lots = {"available": 0, "pending_total": 0, "brought_in": 0}
     for pk, member_id, currency, balance, pending, owed in rows:
         entry, lot = sums.get(pk, no_entries), lots.get(pk, no_lots)
         last_balance, last_pending = latest.get(pk, (0, 0))
         refund = refunds.get(member_id, {})
         shortfalls, settled = refund.get(f"{currency}_shortfall_total", 0), refund.get(f"{currency}_settled_total", 0)
-        # expired and charged are sums of negative changes.
-        entitled = lot["brought_in"] + entry["expired"] + entry["charged"] - shortfalls
+        # expired, charged and settled are sums of negative changes. What refunds claimed as
+        # shortfalls is what this account paid of them (its settle entries) plus what it
+        # still owes: the same as the member's refunds' shortfalls while the owed check
+        # below holds, and still this account's own figure after a member merge moved the
+        # refunded orders to another member (docs/merge.md).
+        claimed_shortfalls = -entry["settled"] + owed
+        entitled = lot["brought_in"] + entry["expired"] + entry["charged"] - claimed_shortfalls
         problems = []
         for label, expected in (
             ("sum of entries", entry["balance"]),
@@ -163,7 +169,7 @@ def _account_violations(rows: list[tuple], ids: dict, found: dict[int, Violation
             problems.append(
                 f"value: balance + pending - owed {balance + pending - owed} > entitled {entitled} "
                 f"(brought in {lot['brought_in']}, expired {-entry['expired']}, "
-                f"refunds claimed {shortfalls - entry['charged']})"
+                f"refunds claimed {claimed_shortfalls - entry['charged']})"
             )
         if owed > 0 and balance > 0 and settings.LOYALTY_SHORTFALL_SETTLE_FROM_EARNS:
             problems.append(f"value: {owed} owed while {balance} are available (a debt is paid first)")

@@ -167,6 +167,17 @@ class Member(models.Model):
         _("RFM segment"), max_length=20, choices=RfmSegment.choices, blank=True, default="", editable=False
     )
     profile_refreshed_at = models.DateTimeField(_("stage and RFM computed at"), null=True, blank=True, editable=False)
+    # Set when staff merged this record into another one of the same person (docs/merge.md):
+    # the record stays, closed, as a pointer that lookups by its number or phone follow.
+    merged_into = models.ForeignKey(
+        "self",
+        verbose_name=_("merged into"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="merged_records",
+        editable=False,
+    )
 
     class Meta:
         verbose_name = _("member")
@@ -402,6 +413,8 @@ class StaffAction(models.Model):
         RECORD_ORDER = "record_order", _("recorded an order")
         VERIFY_COUPON = "verify_coupon", _("verified a coupon")
         IMPORT = "import", _("imported members")
+        MERGE = "merge", _("merged two member records")
+        MERGE_UNDO = "merge_undo", _("undid a member merge")
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -558,3 +571,57 @@ class JobChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.run} [{self.lo}, {self.hi})"
+
+
+class MemberMerge(models.Model):
+    """Staff merged ``merged`` (a second record of the same person) into ``keep``.
+
+    ``moved`` lists what moved (ledger entries, orders, coupons, ... by id, and the
+    merged record's identity fields), so an undo inside ``LOYALTY_MERGE_UNDO_DAYS`` puts
+    exactly those back (operations.merge, docs/merge.md). At most one live merge per
+    merged record.
+    """
+
+    keep = models.ForeignKey(
+        Member, verbose_name=_("kept member"), on_delete=models.PROTECT, related_name="merges_kept"
+    )
+    merged = models.ForeignKey(
+        Member, verbose_name=_("merged member"), on_delete=models.PROTECT, related_name="merges_merged"
+    )
+    reason = models.CharField(_("reason"), max_length=200)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("merged at"), default=timezone.now)
+    moved = models.JSONField(_("what moved"), default=dict, blank=True)
+    undone_at = models.DateTimeField(_("undone at"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("undone by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    undo_reason = models.CharField(_("undo reason"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("member merge")
+        verbose_name_plural = _("member merges")
+        ordering = ["-created_at", "-id"]
+        permissions = [("merge_members", _("Can merge two member records and undo a merge"))]
+        constraints = [
+            models.CheckConstraint(condition=~Q(keep=models.F("merged")), name="member_merge_not_self"),
+            models.UniqueConstraint(
+                fields=["merged"], condition=Q(undone_at__isnull=True), name="member_merge_one_live_per_merged"
+            ),
+        ]
+        indexes = [models.Index(fields=["keep", "-created_at"], name="member_merge_keep")]
+
+    def __str__(self) -> str:
+        return f"{self.merged_id} -> {self.keep_id}"

@@ -154,3 +154,4 @@ class TagAdmin(admin.ModelAdmin):
 # action, and member files imported in the background.
 from . import admin_journeys, admin_schedules, admin_segments, admin_tiers  # noqa: E402, F401
 from .admin_imports import ImportJobAdmin  # noqa: E402, F401
+from .admin_merge import MemberMergeAdmin  # noqa: E402, F401

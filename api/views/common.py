@@ -109,11 +109,30 @@ def clean_member_number(raw: str) -> str:
 
 
 def member_by_number(raw: str) -> Member:
-    """The member with this member number (spaces and dashes ignored), or ``member_not_found``."""
+    """The member with this member number (spaces and dashes ignored), or ``member_not_found``;
+    a record merged into another one answers with the one it was merged into (``merge_followed``)."""
     number = clean_member_number(raw)
     member = Member.objects.filter(member_number=number).first() if is_valid_member_number(number) else None
     if member is None or member.erased_at is not None:
         raise LoyaltyError("member_not_found", _("No member has the number “%(number)s”.") % {"number": raw})
+    return follow_merge(member)
+
+
+# A chain of merges longer than this is not followed further (each hop is a query).
+MERGE_HOPS = 5
+
+
+def follow_merge(member: Member, *, related: tuple[str, ...] = ()) -> Member:
+    """``member``, or the record it was merged into (docs/merge.md), following a chain of
+    merges; ``related`` is ``select_related`` for the record read. ``merge_followed`` on the
+    answer is the merged record's number when a pointer was followed."""
+    number = member.member_number
+    for _hop in range(MERGE_HOPS):
+        if member.merged_into_id is None:
+            break
+        member = Member.objects.select_related(*related).get(pk=member.merged_into_id)
+    if member.member_number != number:
+        member.merge_followed = number
     return member
 
 

@@ -33,6 +33,7 @@ from .common import (
     clean_member_number,
     errors,
     example,
+    follow_merge,
     idempotency_client,
     idempotency_key_parameter,
     idempotent,
@@ -122,6 +123,7 @@ class LookupView(PosView):
             ).first()
         if member is None:
             raise LoyaltyError("member_not_found", _("No member matches."))
+        member = follow_merge(member, related=("tier_state__tier",))  # a merged record: the one kept
         return Response(s.MemberSummaryOut(member_summary(member)).data)
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -117,7 +117,7 @@ def order_refund(
         account, lot = accounts[currency], Lot.objects.select_for_update().get(pk=earn.lot.pk)
         earned = lot.amount
         owed_after = _proportional(earned, refunded_after, order.amount)
-        entry = _take_back(account, lot, refund, owed_after=owed_after, now=now)
+        entry = _take_back(account, _live_lot(account, lot), refund, owed_after=owed_after, now=now, origin=lot)
         if entry is not None:
             result.entries[currency] = entry
 
@@ -180,14 +180,34 @@ def _return_points_paid(
     )
 
 
-def _take_back(account: Account, lot: Lot, refund: Refund, *, owed_after: int, now: dt.datetime) -> LedgerEntry | None:
+def _live_lot(account: Account, lot: Lot) -> Lot:
+    """Where the order's earn lot ``lot`` lives now in ``account``: itself, or, when a member
+    merge moved the order's points (``loyalty.services.merge``), the newest lot a merge
+    opened from it in this account (locked). ``lot`` itself when none is left here."""
+    if lot.account_id == account.pk:
+        return lot
+    moved = (
+        Lot.objects.select_for_update()
+        .filter(account=account, entry__kind=LedgerEntry.Kind.MERGE, entry__detail__origin_lot=lot.pk)
+        .order_by("-id")
+        .first()
+    )
+    return moved or lot
+
+
+def _take_back(
+    account: Account, lot: Lot, refund: Refund, *, owed_after: int, now: dt.datetime, origin: Lot | None = None
+) -> LedgerEntry | None:
     """Charge the member what this order owes back in ``account``'s currency after ``refund``.
 
     ``owed_after`` is what all refunds of the order owe so far. Points of the order that
     expired are gone already and count against it first; what earlier refunds cancelled,
     took or recorded as shortfall counts too. Inside the return window the pending lot
     is cancelled; after it, points are taken from the balance, the order's lot first.
+    ``lot`` is where the order's points are now (``_live_lot``), ``origin`` the earn's own
+    lot when a merge moved them: expiries of either count.
     """
+    origin = origin or lot
     common = {
         "order": refund.order,
         "refund": refund,
@@ -195,7 +215,9 @@ def _take_back(account: Account, lot: Lot, refund: Refund, *, owed_after: int, n
         "reverses": lot.entry,
         "reason": refund.reason,
     }
-    expired = Allocation.objects.filter(lot=lot, entry__kind=LedgerEntry.Kind.EXPIRE).aggregate(t=Sum("amount"))["t"]
+    # The earn's own lot and every lot a merge opened from it (in whichever account).
+    order_lots = Q(lot=origin) | Q(lot__entry__kind=LedgerEntry.Kind.MERGE, lot__entry__detail__origin_lot=origin.pk)
+    expired = Allocation.objects.filter(order_lots, entry__kind=LedgerEntry.Kind.EXPIRE).aggregate(t=Sum("amount"))["t"]
     charged = LedgerEntry.objects.filter(
         order=refund.order, currency=account.currency, kind__in=[LedgerEntry.Kind.REFUND, LedgerEntry.Kind.CANCEL]
     ).aggregate(t=Sum(F("amount") + F("pending_amount")))["t"]
@@ -203,7 +225,7 @@ def _take_back(account: Account, lot: Lot, refund: Refund, *, owed_after: int, n
     owed = max(0, owed_after - (expired or 0)) - (-(charged or 0) + (shortfalls or 0))
     if owed <= 0:
         return None
-    if lot.pending:
+    if lot.pending and lot.account_id == account.pk:
         entry = _save_entry(
             account,
             _new_entry(

@@ -40,6 +40,9 @@ ROLES = {
         "foresight.view_simulationrun",
         "foresight.add_forecastrun",
         "foresight.view_forecastrun",
+        # Merging two records of one person, both in their stores (docs/merge.md).
+        "members.merge_members",
+        "members.view_membermerge",
     ),
     CLERK: (
         "members.view_member",
