@@ -173,14 +173,15 @@ WITH per_member AS (
     GROUP BY member_id
 ),
 running AS (
-    SELECT member_id, sum(n) OVER (ORDER BY member_id) - n AS before FROM per_member
+    SELECT member_id, (sum(n) OVER (ORDER BY member_id))::bigint - n AS before FROM per_member
 )
 SELECT min(member_id) AS start FROM running GROUP BY before / %(lots)s ORDER BY start
 """
 
 
-def due_lot_ranges(*, now: dt.datetime | None = None, lots: int = EXPIRY_CHUNK_LOTS) -> list[tuple[int, int]]:
-    """Member-id ranges ``[lo, hi)`` for the expiry, each holding about ``lots`` lots due at ``now``.
+def due_lot_ranges(*, now: dt.datetime | None = None, lots: int | None = None) -> list[tuple[int, int]]:
+    """Member-id ranges ``[lo, hi)`` for the expiry, each holding about ``lots`` lots due at
+    ``now`` (default :data:`EXPIRY_CHUNK_LOTS`).
 
     PostgreSQL only (one query over the due lots). Together the ranges cover every member
     id from the first member to the last, so a lot that falls due between this read and
@@ -188,7 +189,7 @@ def due_lot_ranges(*, now: dt.datetime | None = None, lots: int = EXPIRY_CHUNK_L
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(_DUE_LOT_STARTS_SQL, {"now": now, "lots": max(1, lots)})
+        cursor.execute(_DUE_LOT_STARTS_SQL, {"now": now, "lots": max(1, lots or EXPIRY_CHUNK_LOTS)})
         starts = [start for (start,) in cursor.fetchall()]
     if not starts:
         return []
@@ -202,12 +203,13 @@ def lots_expire_due_sql(
     *,
     now: dt.datetime | None = None,
     size: int | None = None,
-    lots: int = EXPIRY_CHUNK_LOTS,
+    lots: int | None = None,
     workers: int = 1,
 ) -> dict[str, float]:
     """PostgreSQL only: expire due lots with one statement per chunk.
 
-    Chunks hold about ``lots`` due lots each (:func:`due_lot_ranges`), or ``size`` member
+    Chunks hold about ``lots`` due lots each (:func:`due_lot_ranges`, default
+    :data:`EXPIRY_CHUNK_LOTS`), or ``size`` member
     ids each when ``size`` is given. Writes exactly what ``services.lots_expire_due``
     writes (entries, allocations, lots, accounts), so the ledger invariants hold after
     every chunk. Safe to rerun: a chunk reads the due lots after locking their accounts,

@@ -475,10 +475,10 @@ SELECT member_id FROM loyalty_membertier WHERE member_id > %(after)s ORDER BY me
 """
 
 
-def _sweep_chunk(after: int, size: int, tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> int | None:
+def _sweep_chunk(after: int, size: int, tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> list[int]:
     """One chunk of the sweep in its own transaction: the next ``size`` members with a tier
-    row after member ``after``, their tier rows locked first; returns the chunk's last
-    member id, None when no member is left. PostgreSQL: set-based (lock and ids in one
+    row after member ``after``, their tier rows locked first; returns the chunk's member
+    ids (fewer than ``size``: the last chunk). PostgreSQL: set-based (lock and ids in one
     statement, :func:`_sweep_chunk_sql`); elsewhere the ORM twin :func:`_sweep_chunk_orm`."""
     with transaction.atomic():
         if is_postgresql():
@@ -492,7 +492,7 @@ def _sweep_chunk(after: int, size: int, tiers: list[Tier], now: dt.datetime, cou
             member_ids = list(rows.values_list("member_id", flat=True)[:size])
             if member_ids:
                 _sweep_chunk_orm(member_ids, tiers, now, counts)
-    return member_ids[-1] if member_ids else None
+    return member_ids
 
 
 def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
@@ -698,8 +698,8 @@ def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> di
     if not tiers:
         return counts
     after = 0
-    while (last := _sweep_chunk(after, chunk_size, tiers, now, counts)) is not None:
-        after = last
+    while len(member_ids := _sweep_chunk(after, chunk_size, tiers, now, counts)) == chunk_size:
+        after = member_ids[-1]
     after = 0
     while True:
         member_ids = list(
