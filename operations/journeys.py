@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone, translation
@@ -304,11 +305,21 @@ def _what_fired(journey: Journey, event: Event) -> str:
 # --- deciding who is skipped and who is held out -----------------------------------------
 
 
-def _decide(journey: Journey, events: list[Event], members: dict[int, dict], done: dict[int, int]) -> None:
-    """Set each event's status and, for a skip, its reason. ``done`` counts entries inside the cap.
+def _decide(
+    journey: Journey,
+    events: list[Event],
+    members: dict[int, dict],
+    done: dict[int, int],
+    contacts: dict[int, int] | None = None,
+    cap: tuple[int, int] | None = None,
+) -> None:
+    """Set each event's status and, for a skip, its reason. ``done`` counts entries inside the
+    journey's own cap, ``contacts`` the member's marketing contacts inside the contact cap
+    ``cap`` (every journey and broadcast; None: no cap, or not a marketing journey).
 
     The control group is drawn among the members the journey may reach (after the skips),
-    so treated and held-out members are alike but for the journey.
+    so treated and held-out members are alike but for the journey. A held-out member is not
+    contacted, so does not count against the contact cap.
     """
     for event in events:
         member = members[event.member_id]
@@ -326,6 +337,13 @@ def _decide(journey: Journey, events: list[Event], members: dict[int, dict], don
                 "count": done[event.member_id],
                 "days": journey.cap_days,
             }
+        elif cap is not None and contacts is not None and contacts[event.member_id] >= cap[0]:
+            event.status = JourneyRun.Status.SKIPPED
+            event.reason = _(
+                "marketing contact cap: already %(count)s marketing contacts within %(days)s days "
+                "(journeys and broadcasts)"
+            ) % {"count": contacts[event.member_id], "days": cap[1]}
+            event.facts = {**event.facts, "skip": "contact_cap"}
         elif held_out(journey, event.member_id):
             event.status = JourneyRun.Status.HELD_OUT
             event.reason = _("held out: in the control group (%(percent)s%%), nothing done") % {
@@ -335,6 +353,8 @@ def _decide(journey: Journey, events: list[Event], members: dict[int, dict], don
         else:
             event.status = JourneyRun.Status.DONE
             done[event.member_id] += 1
+            if contacts is not None:
+                contacts[event.member_id] += 1
 
 
 def _bucket(*parts) -> int:
@@ -354,14 +374,70 @@ def variant_for(journey_id: int, member_id: int, position: int, variants: list[s
     return ordered[_bucket("variant", journey_id, member_id, position) * len(ordered) // 10000]
 
 
+# --- the marketing contact cap, across journeys and broadcasts ------------------------------
+
+CAP_LOCK_CLASS = 0x4A52  # the first key of pg_advisory_xact_lock(int, int): the contact cap's space
+CAP_BUCKETS = 256  # members map to this many locks: hashtext(member id) & 255
+
+
+def contact_cap() -> tuple[int, int] | None:
+    """``settings.MARKETING_CONTACT_CAP`` ("N/D": at most N marketing contacts in D days) as
+    (N, D); None when it is "off" or empty. A malformed value raises ImproperlyConfigured, so a
+    marketing journey fails loudly rather than sending without its cap."""
+    raw = str(getattr(settings, "MARKETING_CONTACT_CAP", "4/7") or "").strip().lower()
+    if raw in ("", "off", "none"):
+        return None
+    count, _slash, days = raw.partition("/")
+    try:
+        count, days = int(count), int(days)
+    except ValueError:
+        count = days = 0
+    if count < 1 or days < 1:
+        raise ImproperlyConfigured(f"MARKETING_CONTACT_CAP must be N/D with N and D at least 1 (or off), not {raw!r}")
+    return count, days
+
+
+def _lock_contact_buckets(member_ids: Iterable[int]) -> None:
+    """Hold, until the transaction ends, the cap's advisory locks of these members' buckets.
+
+    Taken in ascending order, so two runs that share buckets queue rather than deadlock; a
+    run counts a member's contacts only after it holds the member's bucket, and the run that
+    held it before has committed its contacts by then (READ COMMITTED: the count statement
+    sees them). SQLite runs one write transaction at a time and needs none.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT DISTINCT hashtext(m::text) & %s AS k "
+            "FROM unnest(%s::bigint[]) m ORDER BY k OFFSET 0) buckets",
+            [CAP_LOCK_CLASS, CAP_BUCKETS - 1, sorted(member_ids)],
+        )
+
+
+def _contacts_recent(member_ids: Iterable[int], now: dt.datetime, days: int) -> dict[int, int]:
+    """Marketing contacts per member within ``days`` before ``now``, every journey and broadcast."""
+    return dict(
+        JourneyRun.objects.filter(
+            member_id__in=list(member_ids), contacted_at__gt=now - dt.timedelta(days=days), contacted_at__lte=now
+        )
+        .order_by()
+        .values("member_id")
+        .annotate(n=Count("id"))
+        .values_list("member_id", "n")
+    )
+
+
 # --- recording --------------------------------------------------------------------------
 
 
 def _insert_runs(journey: Journey, events: list[Event], now: dt.datetime) -> dict[tuple[int, str], int]:
-    """Insert a run per event, skipping those that exist; returns {(member, key): run id} of ours."""
+    """Insert a run per event, skipping those that exist; returns {(member, key): run id} of ours.
+
+    An entry (status done) of a marketing journey is a marketing contact: ``contacted_at``."""
     detail_field = JourneyRun._meta.get_field("detail")
     ours = {}
-    # Batches keep the statement under the databases' parameter limits (7 per row).
+    # Batches keep the statement under the databases' parameter limits (8 per row).
     for first in range(0, len(events), INSERT_BATCH):
         batch = events[first : first + INSERT_BATCH]
         params = []
@@ -374,10 +450,12 @@ def _insert_runs(journey: Journey, events: list[Event], now: dt.datetime) -> dic
                 event.reason[:300],
                 detail_field.get_db_prep_save(event.facts, connection),
                 now,
+                now if journey.is_marketing and event.status == JourneyRun.Status.DONE else None,
             ]
         sql = (
-            "INSERT INTO engagement_journeyrun (journey_id, member_id, event_key, status, reason, detail, created_at) "
-            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(batch))} "
+            "INSERT INTO engagement_journeyrun "
+            "(journey_id, member_id, event_key, status, reason, detail, created_at, contacted_at) "
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s)'] * len(batch))} "
             "ON CONFLICT (journey_id, member_id, event_key) DO NOTHING RETURNING id, member_id, event_key"
         )
         with connection.cursor() as cursor:
@@ -769,7 +847,15 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
         .annotate(n=Count("id"))
         .values_list("member_id", "n")
     )
-    _decide(journey, events, members, done)
+    cap = contact_cap() if journey.is_marketing else None
+    contacts = None
+    if cap is not None:
+        # The cap counts every journey's contacts: hold these members' buckets first, so a
+        # journey running beside this one cannot count the same contacts and both send.
+        _lock_contact_buckets(ids)
+        contacts = defaultdict(int)
+        contacts.update(_contacts_recent(ids, now, cap[1]))
+    _decide(journey, events, members, done, contacts, cap)
     for event in events:
         fired = _what_fired(journey, event)
         if event.status == JourneyRun.Status.SKIPPED:
@@ -800,12 +886,15 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
     # The entry's run says what fired and what its first steps did, in plain words.
     finished = []
     for entry in entries:
-        run = JourneyRun(pk=entry.position.run_id, status=JourneyRun.Status.DONE)
+        run = JourneyRun(
+            pk=entry.position.run_id, status=JourneyRun.Status.DONE, contacted_at=now if journey.is_marketing else None
+        )
         fired = _what_fired(journey, entry.event)
         if entry.refused is not None and not entry.done:
             run.status = JourneyRun.Status.SKIPPED
             run.reason = f"{fired}; {_('not done')}: {entry.refused.message}"[:300]
             run.detail = {**entry.event.facts, "error": entry.refused.code}
+            run.contacted_at = None  # nothing reached the member
             JourneyPosition.objects.filter(pk=entry.position.pk).update(
                 state=JourneyPosition.State.FINISHED, due_at=None
             )
@@ -815,7 +904,7 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
             run.detail = {**entry.event.facts, **entry.detail}
         finished.append(run)
     if finished:
-        JourneyRun.objects.bulk_update(finished, ["status", "reason", "detail"])
+        JourneyRun.objects.bulk_update(finished, ["status", "reason", "detail", "contacted_at"])
     refused = sum(1 for run in finished if run.status == JourneyRun.Status.SKIPPED)
     stats["done"] += len(finished) - refused
     stats["skipped"] += sum(1 for e in events if e.status == JourneyRun.Status.SKIPPED and (e.member_id, e.key) in ours)
