@@ -189,7 +189,7 @@ class JourneyStepFormSet(forms.BaseInlineFormSet):
 
     def clean(self):
         # Ours first: they say more than the unique check's "duplicate data" would.
-        if not any(form.errors for form in self.forms):
+        if not any(form.errors for form in self.forms if not (self.can_delete and self._should_delete_form(form))):
             self._clean_list()
         super().clean()
 
@@ -251,12 +251,48 @@ class JourneyStepInline(admin.StackedInline):
     )
 
 
+def flow_texts() -> dict:
+    """The flow editor's words (static/admin/journeys/flow.js), in the page's language."""
+    return {
+        "help": _(
+            "The steps in order. Add a step with the buttons, move it with ↑ and ↓ (the numbers follow), "
+            "remove it with ✕. Saving checks the whole list; nothing is saved while it has an error."
+        ),
+        "map": _("The journey's steps"),
+        "add": _("Add a step:"),
+        "add_action": _("do something"),
+        "add_wait": _("wait"),
+        "add_branch": _("branch"),
+        "up": _("Move up"),
+        "down": _("Move down"),
+        "remove": _("Remove this step (again: undo)"),
+        "step": _("Step {step}"),
+        "wait_days": _("Wait {days} days"),
+        "wait_order": _("Wait for an order, at most {days} days"),
+        "branch": _("If {condition}: go on;"),
+        "no_condition": _("(no condition yet)"),
+        "no_action": _("(no action yet)"),
+        "else_step": _("otherwise go to step {step}"),
+        "else_end": _("otherwise the journey ends"),
+        "else_label": _("Otherwise go to"),
+        "else_end_option": _("the journey ends"),
+        "else_option": _("step {step}"),
+        "else_invalid": _("step {step} (not a later step)"),
+        "points": _("{points} points"),
+        "empty": _("No steps: a journey needs at least one."),
+    }
+
+
 class _JourneyAdminBase(admin.ModelAdmin):
     inlines = (JourneyStepInline,)
     actions = ("run_now",)
     readonly_fields = ("created_at", "contact_cap")
     search_fields = ("name",)
     change_form_template = "admin/engagement/journey/change_form.html"
+
+    class Media:
+        css = {"all": ("admin/journeys/flow.css",)}
+        js = ("admin/journeys/flow.js",)
 
     def get_queryset(self, request):
         # Two counts per journey in the one changelist query, over the last 30 days only.
@@ -303,6 +339,10 @@ class _JourneyAdminBase(admin.ModelAdmin):
             ) % {"count": held}
             text = f"{text} {held_text}"
         return text
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "flow_texts": flow_texts()}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
