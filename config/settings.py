@@ -475,6 +475,9 @@ LOYALTY_RFM_WINDOW_DAYS = env_int("LOYALTY_RFM_WINDOW_DAYS", 365)
 # Marketing channels this deployment has a sender for: the FAST panel's reachable base
 # counts members on these only (operations.fast, docs/fast.md).
 LOYALTY_MARKETING_CHANNELS = env_list("LOYALTY_MARKETING_CHANNELS", "sms,email,wechat")
+# Marketing contact cap across journeys and broadcasts (docs/journeys.md): "N/D", at most
+# N marketing contacts per member within D days; "off" for none. Transactional notices are not capped.
+MARKETING_CONTACT_CAP = env("MARKETING_CONTACT_CAP", "4/7")
 # Daily check-in: points for day 1, 2, ... of a streak; past the list, the last value.
 LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30")
 # Referral: points the referrer and the new member each get once the new member's first
