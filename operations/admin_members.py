@@ -170,6 +170,7 @@ class MemberAdmin(MemberActionsMixin, MemberPageMixin, ImportExportMixin, PhoneS
     # Import and export (operations.resources, docs/import.md): a dry-run preview lists every
     # bad row, and nothing is written until the operator confirms a file without any.
     formats = MEMBER_FORMATS
+    import_template_name = "admin/members/importjob/member_import.html"  # template files, bad rows in a table
     add_form = MemberAddForm
     list_display = (
         "phone",
