@@ -104,11 +104,29 @@ def _orders(member: Member, limit: int) -> list[Event]:
     return events
 
 
+_ENTRY_COLUMNS = (
+    "id",
+    "kind",
+    "currency",
+    "amount",
+    "pending_amount",
+    "balance_after",
+    "reason",
+    "order_id",
+    "operator_id",
+    "created_at",
+    "order__number",
+    "operator__username",
+)
+
+
 def _entries(member: Member, limit: int) -> list[Event]:
     rows = (
         LedgerEntry.objects.filter(member=member)
         .exclude(kind=LedgerEntry.Kind.EARN, order__isnull=False)
         .select_related("order", "operator")
+        # The columns the row shows (not ``detail``, the breakdown): the timeline's widest read.
+        .only(*_ENTRY_COLUMNS)
         .order_by("-created_at", "-id")[:limit]
     )
     events = []
