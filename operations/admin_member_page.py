@@ -279,7 +279,4 @@ class MemberPageMixin:
                 opts = model._meta
                 url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=self.admin_site.name)
                 links.append((opts.model_name, label, f"{url}?{urlencode({'member__id__exact': member_id})}"))
-        opts = self.opts
-        history = reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[member_id])
-        links.append(("history", _("Change history"), history))
         return links

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import F, IntegerField, OuterRef, Subquery, Sum
+from django.db.models import Case, F, IntegerField, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -104,11 +104,29 @@ def _orders(member: Member, limit: int) -> list[Event]:
     return events
 
 
+_ENTRY_COLUMNS = (
+    "id",
+    "kind",
+    "currency",
+    "amount",
+    "pending_amount",
+    "balance_after",
+    "reason",
+    "order_id",
+    "operator_id",
+    "created_at",
+    "order__number",
+    "operator__username",
+)
+
+
 def _entries(member: Member, limit: int) -> list[Event]:
     rows = (
         LedgerEntry.objects.filter(member=member)
         .exclude(kind=LedgerEntry.Kind.EARN, order__isnull=False)
         .select_related("order", "operator")
+        # The columns the row shows (not ``detail``, the breakdown): the timeline's widest read.
+        .only(*_ENTRY_COLUMNS)
         .order_by("-created_at", "-id")[:limit]
     )
     events = []
@@ -297,13 +315,14 @@ SOON_DAYS = 30
 
 
 def member_open_lots(member: Member, *, limit: int = 10) -> list[LotRow]:
-    """The member's open lots (something left) in the order they will be spent: soonest
-    expiry first, pending ones with them; ``limit + 1`` rows tell the page there are more.
-    One query."""
+    """The member's open lots (something left): points before growth (what staff are asked
+    about), each in the order it will be spent, soonest expiry first; ``limit + 1`` rows tell
+    the page there are more. One query."""
+    points_first = Case(When(currency=Currency.POINTS, then=Value(0)), default=Value(1))
     rows = (
         Lot.objects.filter(member=member, remaining__gt=0)
         .select_related("entry")
-        .order_by(F("expires_at").asc(nulls_last=True), "id")[: limit + 1]
+        .order_by(points_first, F("expires_at").asc(nulls_last=True), "id")[: limit + 1]
     )
     today = timezone.localdate()
     lots = []
