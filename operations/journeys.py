@@ -160,7 +160,9 @@ def _no_other_order(direction: str) -> str:
     return (
         f"NOT EXISTS (SELECT 1 FROM loyalty_order o WHERE o.member_id = loyalty_order.member_id "
         f"AND o.occurred_at {bound} loyalty_order.occurred_at AND {ORDERS_COUNTING_SQL} "
-        f"AND (o.occurred_at {direction} loyalty_order.occurred_at OR o.id {direction} loyalty_order.id) OFFSET 0)"
+        f"AND (o.occurred_at {direction} loyalty_order.occurred_at OR o.id {direction} loyalty_order.id)"
+        # SQLite has no OFFSET without LIMIT (and needs no hint).
+        f"{' OFFSET 0' if connection.vendor == 'postgresql' else ''})"
     )
 
 
@@ -1037,6 +1039,12 @@ def _recent_runs(journey: Journey, since: dt.datetime, member_ids: set[int]) -> 
     cutoff = since - dt.timedelta(days=1)
     if journey.trigger == Journey.Trigger.POINTS_EXPIRING:
         cutoff -= dt.timedelta(days=journey.trigger_days or settings.LOYALTY_EXPIRY_NOTICE_DAYS)
+    if connection.vendor != "postgresql":
+        return set(
+            JourneyRun.objects.filter(
+                journey=journey, member_id__in=sorted(member_ids), created_at__gt=cutoff
+            ).values_list("member_id", "event_key")
+        )
     with connection.cursor() as cursor:
         # One array parameter, not thousands: the (journey, member, event key) index answers it.
         cursor.execute(
@@ -1066,7 +1074,7 @@ def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
         # round: a run reads the last days' orders (order_occurred), however many members wait.
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE engagement_journeyposition p SET due_at = %(now)s "
+                "UPDATE engagement_journeyposition AS p SET due_at = %(now)s "
                 "FROM (SELECT o.member_id, max(o.occurred_at) AS last FROM loyalty_order o "
                 f"WHERE o.occurred_at > %(since)s AND o.occurred_at <= %(now)s AND {ORDERS_COUNTING_SQL} "
                 "GROUP BY o.member_id) r "
