@@ -472,7 +472,7 @@ class _ScopedLogAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
 class JourneyRunAdmin(_ScopedLogAdmin):
     """The run log: who entered which journey (or was held out, or skipped), and why."""
 
-    list_display = ("created_at", "journey", "member", "status", "event_key", "reason")
+    list_display = ("created_at", "journey", "member", "status", "event_key", "reason", "contacted_at")
     list_filter = ("journey", "status", "created_at")
     list_select_related = ("journey", "member")
 
