@@ -416,7 +416,7 @@ class BroadcastAdmin(_JourneyAdminBase):
     """A one-off send to a segment: a journey with the broadcast trigger, edited on its own page."""
 
     form = BroadcastForm
-    list_display = ("name", "is_active", "send_at", "audience", "holdout_percent", "done_recently", "skipped_recently")
+    list_display = ("name", "is_active", "send_at", "audience", "holdout_percent", "sent", "not_sent")
     list_filter = ("is_active", "is_marketing")
     fieldsets = (
         (None, {"fields": ("name", "description", "is_active")}),
@@ -438,6 +438,15 @@ class BroadcastAdmin(_JourneyAdminBase):
                 skipped_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.SKIPPED)),
             )
         )
+
+    # A broadcast goes once: its counts are of all its runs, not of the last 30 days.
+    @admin.display(description=_("done"), ordering="done_recent")
+    def sent(self, broadcast):
+        return broadcast.done_recent
+
+    @admin.display(description=_("skipped"), ordering="skipped_recent")
+    def not_sent(self, broadcast):
+        return broadcast.skipped_recent
 
     def save_model(self, request, obj, form, change):
         obj.trigger = Journey.Trigger.BROADCAST
@@ -463,7 +472,7 @@ class _ScopedLogAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
 class JourneyRunAdmin(_ScopedLogAdmin):
     """The run log: who entered which journey (or was held out, or skipped), and why."""
 
-    list_display = ("created_at", "journey", "member", "status", "event_key", "reason")
+    list_display = ("created_at", "journey", "member", "status", "event_key", "reason", "contacted_at")
     list_filter = ("journey", "status", "created_at")
     list_select_related = ("journey", "member")
 

@@ -109,10 +109,40 @@ def _day(value: dt.datetime, zone=None) -> str:
     return value.astimezone(zone or timezone.get_current_timezone()).date().isoformat()
 
 
+def _not_run(journey: Journey, rows, key_sql: str) -> list[tuple]:
+    """The rows of ``rows`` (a ``values_list`` whose first column is the member) whose event
+    this journey has no run for yet, asked in the database: an hour with nothing new then
+    ships no rows at all, instead of every event of the look-back window.
+
+    ``key_sql`` builds the event key from the columns, named ``e.c1``, ``e.c2`` ...; one probe
+    of the unique (journey, member, event key) index per row (``OFFSET 0`` keeps it a probe,
+    not a hash of every run the journey ever had). SQLite: the rows as they are (the run's
+    own filter and the insert's unique key still leave out what ran).
+    """
+    if connection.vendor != "postgresql" or journey.pk is None:
+        return list(rows)
+    sql, params = rows.query.sql_with_params()
+    names = ", ".join(f"c{n}" for n in range(1, len(rows._fields) + 1))
+    zone = timezone.get_current_timezone()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT e.* FROM ({sql}) AS e({names}) WHERE NOT EXISTS (SELECT 1 FROM engagement_journeyrun r "
+            f"WHERE r.journey_id = %s AND r.member_id = e.c1 AND r.event_key = {key_sql} OFFSET 0)",
+            [*params, journey.pk, *([str(zone)] if "%s" in key_sql else [])],
+        )
+        return cursor.fetchall()
+
+
+def _local_day_sql(column: str) -> str:
+    """SQL: the local date of ``column`` as YYYY-MM-DD (the time zone is the one parameter)."""
+    return f"to_char({column} AT TIME ZONE %s, 'YYYY-MM-DD')"
+
+
 def _joined(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.datetime) -> list[Event]:
     rows = Member.objects.filter(id__gte=lo, id__lt=hi, joined_at__gt=since, joined_at__lte=now).values_list(
         "id", "joined_at"
     )
+    rows = _not_run(journey, rows, "'joined'")
     zone = timezone.get_current_timezone()
     return [Event(member_id, "joined", {"date": _day(at, zone)}) for member_id, at in rows]
 
@@ -130,7 +160,9 @@ def _no_other_order(direction: str) -> str:
     return (
         f"NOT EXISTS (SELECT 1 FROM loyalty_order o WHERE o.member_id = loyalty_order.member_id "
         f"AND o.occurred_at {bound} loyalty_order.occurred_at AND {ORDERS_COUNTING_SQL} "
-        f"AND (o.occurred_at {direction} loyalty_order.occurred_at OR o.id {direction} loyalty_order.id) OFFSET 0)"
+        f"AND (o.occurred_at {direction} loyalty_order.occurred_at OR o.id {direction} loyalty_order.id)"
+        # SQLite has no OFFSET without LIMIT (and needs no hint).
+        f"{' OFFSET 0' if connection.vendor == 'postgresql' else ''})"
     )
 
 
@@ -143,7 +175,7 @@ def _first_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt
         .filter(member_id__gte=lo, member_id__lt=hi, occurred_at__gt=since - delay, occurred_at__lte=now - delay)
         .extra(where=where)
     )
-    rows = orders.values_list("member_id", "id", "number", "occurred_at")
+    rows = _not_run(journey, orders.values_list("member_id", "id", "number", "occurred_at"), "'order:' || e.c2")
     zone = timezone.get_current_timezone()
     return [
         Event(member_id, f"order:{order_id}", {"order": order_id, "number": number, "date": _day(at, zone)})
@@ -156,6 +188,7 @@ def _tier_changed(journey: Journey, lo: int, hi: int, now: dt.datetime, since: d
     rows = TierChange.objects.filter(
         member_id__gte=lo, member_id__lt=hi, created_at__gt=since, created_at__lte=now, from_tier__isnull=False
     ).values_list("member_id", "id", "from_tier__name", "to_tier__name", "reason", "created_at")
+    rows = _not_run(journey, rows, "'tier:' || e.c2")
     zone = timezone.get_current_timezone()
     return [
         Event(
@@ -208,6 +241,7 @@ def _dormant(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.dat
         changed_at__lte=now,
     ).values_list("member_id", "id", "changed_at")
     # The last order (for the reason's words) is read by _dormant_facts, for the new events only.
+    rows = _not_run(journey, rows, "'stage:' || e.c2")
     zone = timezone.get_current_timezone()
     return [
         Event(member_id, f"stage:{change_id}", {"change": change_id, "date": _day(at, zone)})
@@ -248,9 +282,12 @@ def _points_expiring(journey: Journey, lo: int, hi: int, now: dt.datetime, since
         .annotate(first=Min("expires_at"), points=Sum("remaining"))
         .values_list("member_id", "first", "points")
     )
+    rows = _not_run(journey, rows, "'expiry:' || " + _local_day_sql("e.c2"))
     zone = timezone.get_current_timezone()
     return [
-        Event(member_id, f"expiry:{_day(first, zone)}", {"date": _day(first, zone), "points": points, "days": days})
+        Event(
+            member_id, f"expiry:{_day(first, zone)}", {"date": _day(first, zone), "points": int(points), "days": days}
+        )
         for member_id, first, points in rows
     ]
 
@@ -270,7 +307,9 @@ def _no_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.da
         .order_by("member_id")
         .values_list("member_id", "occurred_at")
     )
-    last = dict(rows)  # orders at the very same moment: one event
+    last = dict(
+        _not_run(journey, rows, "'no_order:' || " + _local_day_sql("e.c2"))
+    )  # orders at the very same moment: one event
     zone = timezone.get_current_timezone()
     return [
         Event(member_id, f"no_order:{_day(at, zone)}", {"date": _day(at, zone), "days": days})
@@ -1000,6 +1039,12 @@ def _recent_runs(journey: Journey, since: dt.datetime, member_ids: set[int]) -> 
     cutoff = since - dt.timedelta(days=1)
     if journey.trigger == Journey.Trigger.POINTS_EXPIRING:
         cutoff -= dt.timedelta(days=journey.trigger_days or settings.LOYALTY_EXPIRY_NOTICE_DAYS)
+    if connection.vendor != "postgresql":
+        return set(
+            JourneyRun.objects.filter(
+                journey=journey, member_id__in=sorted(member_ids), created_at__gt=cutoff
+            ).values_list("member_id", "event_key")
+        )
     with connection.cursor() as cursor:
         # One array parameter, not thousands: the (journey, member, event key) index answers it.
         cursor.execute(
@@ -1029,7 +1074,7 @@ def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
         # round: a run reads the last days' orders (order_occurred), however many members wait.
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE engagement_journeyposition p SET due_at = %(now)s "
+                "UPDATE engagement_journeyposition AS p SET due_at = %(now)s "
                 "FROM (SELECT o.member_id, max(o.occurred_at) AS last FROM loyalty_order o "
                 f"WHERE o.occurred_at > %(since)s AND o.occurred_at <= %(now)s AND {ORDERS_COUNTING_SQL} "
                 "GROUP BY o.member_id) r "
