@@ -77,44 +77,63 @@ def welch(treated: Moments, control: Moments, *, z: float = Z95) -> Difference:
     return Difference(treated.mean, control.mean, difference, difference - z * error, difference + z * error)
 
 
+# One row per entry (its spend and orders in the window after it, correlated subqueries
+# over the member's orders index), summed per group. Plain SQL that PostgreSQL and SQLite
+# (the embedded default) both run: the window's end is passed in per dialect.
 _MOMENTS_SQL = f"""
-SELECT {{group}} AS grp, count(*),
+SELECT s.grp, count(*),
        coalesce(sum(s.spend), 0), coalesce(sum(s.spend * s.spend), 0),
        coalesce(sum(s.orders), 0), coalesce(sum(s.orders * s.orders), 0),
        coalesce(sum(CASE WHEN s.orders > 0 THEN 1 ELSE 0 END), 0)
-FROM engagement_journeyrun r
-{{join}}
-JOIN members_member m ON m.id = r.member_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(sum(o.amount - o.refunded_amount), 0)::float AS spend, count(o.id)::float AS orders
-    FROM loyalty_order o
-    WHERE o.member_id = r.member_id AND {ORDERS_COUNTING_SQL}
-      AND o.occurred_at > r.created_at AND o.occurred_at <= r.created_at + %(days)s * interval '1 day'
+FROM (
+    SELECT {{group}} AS grp,
+        (SELECT coalesce(sum(o.amount - o.refunded_amount), 0) FROM loyalty_order o
+         WHERE o.member_id = r.member_id AND {ORDERS_COUNTING_SQL}
+           AND o.occurred_at > r.created_at AND o.occurred_at <= {{window_end}}) AS spend,
+        (SELECT count(o.id) FROM loyalty_order o
+         WHERE o.member_id = r.member_id AND {ORDERS_COUNTING_SQL}
+           AND o.occurred_at > r.created_at AND o.occurred_at <= {{window_end}}) AS orders
+    FROM engagement_journeyrun r
+    {{join}}
+    JOIN members_member m ON m.id = r.member_id
+    WHERE r.journey_id = %(journey)s AND r.status IN ({{statuses}}) AND r.created_at <= %(matured)s {{scope}}
 ) s
-WHERE r.journey_id = %(journey)s AND r.status = ANY(%(statuses)s) AND r.created_at <= %(matured)s {{scope}}
-GROUP BY grp
+GROUP BY s.grp
 """
+
+
+def _placeholders(name: str, values: list, params: dict) -> str:
+    """``%(name_0)s, %(name_1)s, ...`` for an IN list, the values put in ``params``."""
+    for i, value in enumerate(values):
+        params[f"{name}_{i}"] = value
+    return ", ".join(f"%({name}_{i})s" for i in range(len(values))) or "NULL"
 
 
 def _moments(journey: Journey, days: int, *, now, stores, position: int | None = None) -> dict[str, dict[str, Moments]]:
     """{group: {figure: Moments}}: groups are statuses, or a step's variants with ``position``."""
-    params = {
-        "days": days,
-        "journey": journey.pk,
-        "matured": now - dt.timedelta(days=days),
-        "statuses": [JourneyRun.Status.DONE, JourneyRun.Status.HELD_OUT],
-    }
+    params = {"days": days, "journey": journey.pk, "matured": now - dt.timedelta(days=days)}
+    statuses = [JourneyRun.Status.DONE, JourneyRun.Status.HELD_OUT]
     scope = ""
     if stores is not None:
-        scope = "AND m.home_store_id = ANY(%(stores)s)"
-        params["stores"] = list(stores)
+        scope = f"AND m.home_store_id IN ({_placeholders('store', list(stores), params)})"
+    if connection.vendor == "postgresql":
+        window_end = "r.created_at + %(days)s * interval '1 day'"
+    else:  # SQLite keeps times as ISO text: datetime() shifts it by whole days
+        window_end = "datetime(r.created_at, '+' || %(days)s || ' days')"
     if position is None:
-        sql = _MOMENTS_SQL.format(group="r.status", join="", scope=scope)
+        group, join = "r.status", ""
     else:
         params["position"] = position
-        params["statuses"] = [JourneyRun.Status.DONE]
+        statuses = [JourneyRun.Status.DONE]
+        group = "sr.variant"
         join = "JOIN engagement_journeysteprun sr ON sr.run_id = r.id AND sr.position = %(position)s"
-        sql = _MOMENTS_SQL.format(group="sr.variant", join=join, scope=scope)
+    sql = _MOMENTS_SQL.format(
+        group=group,
+        join=join,
+        scope=scope,
+        window_end=window_end,
+        statuses=_placeholders("status", statuses, params),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
