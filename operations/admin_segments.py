@@ -512,4 +512,11 @@ class SegmentRulesFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if not self.value():
             return queryset
-        return queryset.filter(segment_q(self._rules()))
+        rules = self._rules()
+        if not getattr(request, "_segment_rules_said", False):
+            # The theme keeps filters in a side panel: say on the page what the list shows.
+            request._segment_rules_said = True
+            messages.info(
+                request, _("Members of the dashboard's selection: %(rules)s") % {"rules": rules_describe(rules)}
+            )
+        return queryset.filter(segment_q(rules))
