@@ -124,6 +124,8 @@ def fast_view(request):
         }
         for c in panel.conversions
     ]
+    super_users = cells(panel.super_users, figure="super")
+    super_active = cells(panel.super_active, figure="super_active")
     returning = [
         {
             "month": months[i],
@@ -134,15 +136,46 @@ def fast_view(request):
         }
         for i, row in enumerate(panel.returning)
     ]
+    last = len(months) - 1
+    new_growing = next(c for c in panel.conversions if c.code == "new_growing")
+    summary = {
+        "reachable": (panel.reachable["any"][last], reachable[-1][1][last][1]),
+        "conversion": (
+            _percent(new_growing.rates[last]),
+            new_growing.converted[last],
+            conversions[0]["converted"][last][1],
+            new_growing.base[last],
+        ),
+        "super": super_users[last],
+        "active": super_active[last],
+        "share": _percent(panel.super_active_share[last]),
+    }
+    trend = {
+        "months": months,
+        "reachable": panel.reachable["any"],
+        "super_users": panel.super_users,
+        "share": [None if rate is None else round(rate * 100, 1) for rate in panel.super_active_share],
+        "first_revenue": [float(row.first.revenue) for row in panel.returning],
+        "repeat_revenue": [float(row.repeat.revenue) for row in panel.returning],
+        "labels": {
+            "reachable": str(fast.CHANNEL_LABELS["any"]).capitalize() + " (F)",
+            "super_users": _("Super users (S)"),
+            "share": _("Share active, % (T)"),
+            "first": _("First orders"),
+            "repeat": _("Repeat orders"),
+        },
+    }
     context.update(
         panel=panel,
+        summary=summary,
+        trend=trend,
         months=months,
         stores=choices,
         picked=picked,
         reachable=reachable,
         conversions=conversions,
-        super_users=cells(panel.super_users, figure="super"),
-        super_active=cells(panel.super_active, figure="super_active"),
+        super_users=super_users,
+        super_active=super_active,
         super_share=[_percent(rate) for rate in panel.super_active_share],
         super_segments=[Member.RfmSegment(code).label for code in fast.SUPER_SEGMENTS],
         channel_labels=[fast.CHANNEL_LABELS[c] for c in panel.channels],

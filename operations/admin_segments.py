@@ -19,6 +19,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 from import_export.formats import base_formats
@@ -169,6 +170,9 @@ class SegmentForm(forms.ModelForm):
         # Conditions the form has no field for (set through the API or a newer version):
         # kept as they are when the operator saves, and listed so they are not a surprise.
         self.kept_rules = {key: value for key, value in rules.items() if key not in SEGMENT_RULE_FIELDS}
+        for field in self.fields.values():  # labels read as labels in English ("Lifecycle stages")
+            if field.label:
+                field.label = capfirst(field.label)
 
     def clean(self):
         cleaned = super().clean()
@@ -512,4 +516,11 @@ class SegmentRulesFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if not self.value():
             return queryset
-        return queryset.filter(segment_q(self._rules()))
+        rules = self._rules()
+        if not getattr(request, "_segment_rules_said", False):
+            # The theme keeps filters in a side panel: say on the page what the list shows.
+            request._segment_rules_said = True
+            messages.info(
+                request, _("Members of the dashboard's selection: %(rules)s") % {"rules": rules_describe(rules)}
+            )
+        return queryset.filter(segment_q(rules))

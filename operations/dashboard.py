@@ -2,19 +2,22 @@
 
 ``dashboard()`` computes every figure at most once per ``LOYALTY_DASHBOARD_CACHE_SECONDS``
 and keeps the result in Django's cache, so the database's work does not grow with page
-views; staff can ask for fresh figures (``refresh=True``). The queries aggregate the last
-twelve months of orders and ledger entries, which on a large programme takes seconds: the
-cache is what makes the page cheap.
+views; staff can ask for fresh figures (``refresh=True``).
 
-"Months" are calendar months in ``TIME_ZONE``. Refunded orders (status ``refunded``) do
+A ``Period`` (whole local days, ``TIME_ZONE``; presets in ``PRESETS``, default the last 30
+days) bounds the period figures: members who joined, buyers and repeat buyers, points per
+day (per month over a period longer than ``MAX_DAILY_DAYS``), cohorts of the members who
+joined in it, stage moves. The member base now (funnel, RFM grid, tiers, outstanding
+points, customer value) does not depend on it. Refunded orders (status ``refunded``) do
 not count as purchases; partly refunded ones do.
 
 A scope (``stores``: store ids, or None for the whole brand) narrows every figure by adding
 one condition to the same query, so a scoped dashboard runs as many queries as the
-brand-wide one: members by home store, orders by the store that took them, ledger rows,
-accounts, tier rows and stage moves by their member's home store (the admin's ledger
-scoping, members.scoping); cohort retention and customer value over the scope's members
-and their purchases at any store. Each scope has its own cache entry.
+brand-wide one. Member figures count the scope's members (home store) and their purchases
+at any store, so each one equals the members its drill-down lists (the segment rules of
+operations.segments: the same day boundaries, the same "purchase"); ledger rows, accounts,
+tier rows and stage moves by their member's home store. Each scope and period has its own
+cache entry.
 """
 
 import datetime as dt

@@ -259,3 +259,11 @@ def client_page(client, user, url) -> str:
     response = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert response.status_code == 200
     return response.content.decode()
+
+
+def test_the_segment_pickers_help_is_chinese(client, django_user_model):
+    """The two-box picker's sentences (Django 5.2's SelectFilter2.js) come from our djangojs catalogue."""
+    boss = django_user_model.objects.create_superuser("boss", password="not-a-real-password-42")
+    catalogue = client_page(client, boss, reverse("admin:jsi18n"))
+    assert json.dumps("选中要添加的%s，再点击“选择”箭头。")[1:-1] in catalogue
+    assert json.dumps("移除全部%s")[1:-1] in catalogue

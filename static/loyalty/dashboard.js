@@ -70,7 +70,7 @@
     new Chart(document.getElementById("funnel-chart"), {
       type: "bar",
       data: { labels: lifecycle.stages, datasets: [{ label: lifecycle.labels.members, data: lifecycle.stage_members, backgroundColor: colours }] },
-      options: options({ indexAxis: "y", plugins: { legend: { display: false } } })
+      options: options({ indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } })
     });
   }
   if (document.getElementById("moves-chart")) {  // no moves: the page says so instead of an empty axis
