@@ -282,3 +282,19 @@ def test_refund_of_a_moved_order_paid_with_points_gives_them_back_to_the_kept_me
     assert Account.objects.get(member=merged, currency="points").balance == 0
     assert merged_points == 500
     assert ledger_violations() == []
+
+
+def test_undo_refused_once_the_kept_member_was_merged_on_and_lookups_follow_the_chain(brand, store):
+    from api.views.common import member_by_number
+
+    a, b, c = (MemberFactory(home_store=store) for _ in range(3))
+    award(a, 50, "a1")
+    first = member_merge(keep=b, merged=a, reason="dup", actor=brand)
+    member_merge(keep=c, merged=Member.objects.get(pk=b.pk), reason="dup again", actor=brand)
+    assert Account.objects.get(member=c, currency="points").balance == 50
+    assert member_by_number(a.member_number).pk == c.pk
+    assert member_by_number(a.member_number).merge_followed == a.member_number
+    with pytest.raises(LoyaltyError) as refused:
+        member_merge_undo(merge=first, reason="undo", actor=brand)
+    assert refused.value.code == "member_already_merged"
+    assert ledger_violations() == []
