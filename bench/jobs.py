@@ -39,9 +39,9 @@ BUILD_SQL = [
     # Members and their two accounts.
     """
     INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id,
-        order_count, spend_total, stage, rfm_segment, rejoined_after_erasure)
+        order_count, spend_total, stage, rfm_segment, rejoined_after_erasure, language)
     SELECT %(prefix)s || lpad(g::text, 8, '0'), 'J' || lpad(g::text, 11, '0'), '', 'unknown', '',
-           now() - interval '2 years', 'active', %(store)s, 0, 0, '', '', false
+           now() - interval '2 years', 'active', %(store)s, 0, 0, '', '', false, ''
     FROM generate_series(1, %(members)s) g
     """,
     """
@@ -179,7 +179,8 @@ def time_expiry(args, now) -> None:
     started = time.monotonic()
     if args.expiry == "sql":
         with job_lock("expire_due_points"):  # what jobs.lots_expire_due_job runs on PostgreSQL
-            stats = jobs.lots_expire_due_sql(now=now, size=args.chunk, workers=args.workers)
+            size = args.chunk if args.expiry_chunks == "members" else None
+            stats = jobs.lots_expire_due_sql(now=now, size=size, lots=args.lots, workers=args.workers)
         result = {"entries": stats["count"], "chunks": stats["chunks"], "workers": args.workers}
         longest = stats["longest_chunk_s"]
     else:
@@ -335,6 +336,13 @@ def main() -> int:
     parser.add_argument("--expiry", choices=["sql", "orm"], default="sql", help="Expiry path to time.")
     parser.add_argument("--release", choices=["sql", "orm"], default="sql", help="Release path to time.")
     parser.add_argument("--chunk", type=int, default=1000, help="Member ids per chunk (set-based expiry and release).")
+    parser.add_argument(
+        "--expiry-chunks",
+        choices=["lots", "members"],
+        default="lots",
+        help="The set-based expiry's chunks: about --lots due lots each (the job's default) or --chunk member ids.",
+    )
+    parser.add_argument("--lots", type=int, default=2000, help="Due lots per chunk of the set-based expiry.")
     parser.add_argument("--workers", type=int, default=1, help="Parallel connections for the set-based jobs.")
     parser.add_argument("--jobs", default=",".join(JOBS), help="Comma-separated jobs to time, in this order.")
     parser.add_argument(
@@ -373,7 +381,8 @@ def main() -> int:
     server = connection.cursor().connection.info.parameter_status("server_version")
     print(
         f"scheduled jobs over {args.members} members, PostgreSQL {server} ({name}), "
-        f"expiry/release chunk {args.chunk} members"
+        f"release and by-hand expiry chunk {args.chunk} members, expiry chunk "
+        + (f"{args.lots} due lots" if args.expiry_chunks == "lots" else f"{args.chunk} members")
     )
     print(f"{'job':<22}{'rows':>10} {'':<9}{'wall s':>9}{'rows/s':>12}{'longest s':>12}   result")
     now = timezone.now()

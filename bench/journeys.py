@@ -41,25 +41,25 @@ STORE_CODE = "bench-journeys"
 BUILD_SQL = [
     """
     INSERT INTO members_member (phone, member_number, name, gender, email, joined_at, status, home_store_id,
-        birthday, wechat_consent_at, order_count, spend_total, stage, rfm_segment, rejoined_after_erasure)
+        birthday, wechat_consent_at, order_count, spend_total, stage, rfm_segment, rejoined_after_erasure, language)
     SELECT %(prefix)s || lpad(g::text, 8, '0'), 'Y' || lpad(g::text, 11, '0'), '', 'unknown', '',
            %(now)s - (g %% 730) * interval '1 day' - interval '2 hours', 'active', %(store)s,
            date '1990-01-01' + (g::bigint * 7919 %% 365)::int,
            CASE WHEN g %% 2 = 0 THEN %(now)s - interval '500 days' END,
-           3, 300, '', '', false
+           3, 300, '', '', false, ''
     FROM generate_series(1, %(members)s) g
     """,
     # Three orders per member: first (joined + 1 h), second, last. A member with
     # id %% 250 = 0 has only the first, 30 days ago; id %% 97 = 0 last ordered 60 days ago.
     """
     INSERT INTO loyalty_order (member_id, store_id, number, amount, points_paid_amount, refunded_amount, status,
-        occurred_at, created_at, request_hash)
+        occurred_at, created_at, request_hash, benefits, member_discount)
     SELECT m.id, %(store)s, 'B' || m.id || '-' || k, 100, 0, 0, 'completed',
            CASE WHEN m.id %% 250 = 0 THEN %(now)s - interval '30 days 2 hours'
                 WHEN k = 1 THEN m.joined_at + interval '1 hour'
                 WHEN m.id %% 97 = 0 THEN %(now)s - interval '60 days 3 hours' - (3 - k) * interval '1 day'
                 ELSE m.joined_at + (k * 20) * interval '1 hour' END,
-           %(now)s, ''
+           %(now)s, '', '{}'::jsonb, 0
     FROM members_member m CROSS JOIN generate_series(1, 3) k
     WHERE m.phone LIKE %(prefix)s || '%%' AND (k = 1 OR m.id %% 250 <> 0)
     """,

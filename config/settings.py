@@ -475,6 +475,9 @@ LOYALTY_RFM_WINDOW_DAYS = env_int("LOYALTY_RFM_WINDOW_DAYS", 365)
 # Marketing channels this deployment has a sender for: the FAST panel's reachable base
 # counts members on these only (operations.fast, docs/fast.md).
 LOYALTY_MARKETING_CHANNELS = env_list("LOYALTY_MARKETING_CHANNELS", "sms,email,wechat")
+# Marketing contact cap across journeys and broadcasts (docs/journeys.md): "N/D", at most
+# N marketing contacts per member within D days; "off" for none. Transactional notices are not capped.
+MARKETING_CONTACT_CAP = env("MARKETING_CONTACT_CAP", "4/7")
 # Daily check-in: points for day 1, 2, ... of a streak; past the list, the last value.
 LOYALTY_CHECKIN_POINTS = env_list("LOYALTY_CHECKIN_POINTS", "5,5,10,10,10,10,30")
 # Referral: points the referrer and the new member each get once the new member's first
@@ -547,9 +550,10 @@ CELERY_TASK_ROUTES |= {"webhooks.*": {"queue": "contact"}, "bulk.*": {"queue": "
 # Foresight's nightly scan reads the ledger in bulk (docs/foresight.md).
 CELERY_TASK_ROUTES["foresight.*"] = {"queue": "bulk"}
 # Dual membership: the names of the two tracks (members who bought, and fans who have not),
-# and the contribution value (贡献值) each non-purchase action earns.
-PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主")
-PROGRAMME_TRACK_FAN = env("PROGRAMME_TRACK_FAN", "粉丝")
+# "Chinese|English" (one name alone serves both languages), and the contribution value
+# (贡献值) each non-purchase action earns.
+PROGRAMME_TRACK_OWNER = env("PROGRAMME_TRACK_OWNER", "车主|Owner")
+PROGRAMME_TRACK_FAN = env("PROGRAMME_TRACK_FAN", "粉丝|Fan")
 PROGRAMME_CONTRIBUTION_CHECK_IN = env_int("PROGRAMME_CONTRIBUTION_CHECK_IN", 1)
 PROGRAMME_CONTRIBUTION_REFERRAL = env_int("PROGRAMME_CONTRIBUTION_REFERRAL", 20)
 PROGRAMME_CONTRIBUTION_PROFILE = env_int("PROGRAMME_CONTRIBUTION_PROFILE", 10)

@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from api.views.docs import docs_page
 from config.health import healthz, readyz
 from config.metrics import metrics_view
-from console.admin_dashboard import dashboard_view
+from console.admin_dashboard import dashboard_segment_view, dashboard_view
 from console.admin_fast import fast_members_view, fast_view
 from console.admin_till import till_view
 from loyalty.admin import programme_settings_view
@@ -24,6 +24,7 @@ urlpatterns = [
         name="loyalty_programme_settings",
     ),
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="loyalty_dashboard"),
+    path("admin/dashboard/segment/", admin.site.admin_view(dashboard_segment_view), name="loyalty_dashboard_segment"),
     path("admin/fast/", admin.site.admin_view(fast_view), name="loyalty_fast"),
     path("admin/fast/members/", admin.site.admin_view(fast_members_view), name="loyalty_fast_members"),
     path("admin/till/", admin.site.admin_view(till_view), name="loyalty_till"),

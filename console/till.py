@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import LoyaltyError
-from loyalty.checkout import CheckoutBenefits, checkout_benefits, order_checkout
+from loyalty.checkout import CheckoutBenefits, checkout_benefits, order_checkout, points_value
 from loyalty.models import Currency, MemberTier, Order
 from loyalty.selectors import Balance, member_balances
 from loyalty.services import EarnResult, RefundResult, order_earn, order_refund
@@ -222,6 +222,23 @@ def _points(raw) -> int:
     return int(text)
 
 
+def _points_refusal(member: Member, asked: int, most: int) -> LoyaltyError:
+    """The till's words for points it cannot take: not enough of them, or more than the
+    checkout lets pay for this order (both with thousands separators)."""
+    balance = member_balances(member)[Currency.POINTS].balance
+    if asked > balance:
+        message = _("Not enough points: %(balance)s available, %(asked)s asked for.") % {
+            "balance": f"{balance:,}",
+            "asked": f"{asked:,}",
+        }
+    else:
+        message = _("At most %(max)s points can pay for this order (%(value)s).") % {
+            "max": f"{most:,}",
+            "value": f"¥{points_value(most):,.2f}",
+        }
+    return LoyaltyError("points_over_limit", message, max_points=most, balance=balance)
+
+
 @transaction.atomic
 def till_order_record(
     *,
@@ -237,6 +254,7 @@ def till_order_record(
     its ``RECORD_ORDER`` audit row in the same transaction. With ``points``, the member
     pays that many points towards it first (积分抵扣, ``loyalty.checkout.order_checkout``,
     the service behind the API's checkout): the part paid with points earns nothing.
+    Orders from the till are in the ``store`` channel (``Order.Channel.STORE``).
 
     Refuses a store outside the staff user's stores (``store_forbidden``), an unknown
     member, an amount of zero or less, points that are not a whole number or more than
@@ -250,11 +268,24 @@ def till_order_record(
     paid_points = _points(points)
     number, amount = _plain(number), _amount(_plain(amount))
     if paid_points:
-        result, _value = order_checkout(
-            member=member, store=store, number=number, amount=amount, points=paid_points, now=now
-        )
+        try:
+            result, _value = order_checkout(
+                member=member,
+                store=store,
+                number=number,
+                amount=amount,
+                points=paid_points,
+                now=now,
+                channel=Order.Channel.STORE,
+            )
+        except LoyaltyError as error:
+            if error.code != "points_over_limit":
+                raise
+            raise _points_refusal(member, paid_points, error.extra.get("max_points", 0)) from None
     else:
-        result = order_earn(member=member, store=store, number=number, amount=amount, now=now)
+        result = order_earn(
+            member=member, store=store, number=number, amount=amount, now=now, channel=Order.Channel.STORE
+        )
     if not result.replayed:
         order = result.order
         staff_action_record(
@@ -280,11 +311,14 @@ def till_recent_orders(member: Member, store: Store | None) -> list[Order]:
     """The member's latest orders at ``store`` that still have something to refund."""
     if store is None:
         return []
-    return list(
+    orders = list(
         Order.objects.filter(member=member, store=store)
         .exclude(status=Order.Status.REFUNDED)
         .order_by("-occurred_at", "-id")[:TILL_ORDERS_SHOWN]
     )
+    for order in orders:
+        order.left = order.amount - order.refunded_amount  # what a full refund gives back now
+    return orders
 
 
 def till_order_refund(
@@ -320,7 +354,15 @@ def till_order_refund(
             _("No order %(number)s at %(store)s.") % {"number": order_number, "store": store.name},
         )
     typed = _plain(amount)
-    value = (order.amount - order.refunded_amount) if not typed else _amount(typed)
+    refundable = order.amount - order.refunded_amount
+    value = refundable if not typed else _amount(typed)
+    if isinstance(value, Decimal) and value > refundable:
+        # order_refund refuses it too (under the lock); the till says it with the yuan sign.
+        raise LoyaltyError(
+            "refund_too_large",
+            _("At most %(refundable)s is left to refund on order %(number)s; nothing was refunded.")
+            % {"refundable": f"¥{refundable:,.2f}", "number": order.number},
+        )
     token = re.sub(r"[^0-9A-Za-z]", "", _plain(submission))[:32]
     if not token:
         raise LoyaltyError("invalid_request", _("The form has expired; look the member up again."))

@@ -167,6 +167,12 @@ class JourneyRun(models.Model):
     reason = models.CharField(_("why"), max_length=300)
     detail = models.JSONField(_("detail"), default=dict, blank=True)
     created_at = models.DateTimeField(_("ran at"), default=timezone.now)
+    contacted_at = models.DateTimeField(
+        _("marketing contact at"),
+        null=True,
+        blank=True,
+        help_text=_("Set when this run was a marketing contact: what MARKETING_CONTACT_CAP counts."),
+    )
 
     class Meta:
         verbose_name = _("journey run")
@@ -178,6 +184,12 @@ class JourneyRun(models.Model):
         indexes = [
             models.Index(fields=["member", "journey", "-created_at"], name="journey_run_member"),
             models.Index(fields=["-created_at"], name="journey_run_recent"),
+            # The contact cap's count: a member's marketing contacts of the last days.
+            models.Index(
+                fields=["member", "contacted_at"],
+                name="journey_run_contacted",
+                condition=Q(contacted_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -180,11 +180,13 @@ def order_checkout(
     occurred_at: dt.datetime | None = None,
     lines: Sequence[OrderLineInput] = (),
     now: dt.datetime | None = None,
+    channel: str = Order.Channel.STORE,
 ) -> tuple[EarnResult, Decimal]:
     """Take the member discount off order ``number`` at ``store`` (``amount`` is the total
     before it), pay ``points`` towards the rest (none when 0) and record the order at the
     price after the discount, with the discount and the benefits used; returns its earn
-    result and the yuan the points paid.
+    result and the yuan the points paid. ``channel`` is where it was placed
+    (``Order.Channel``, passed to ``order_earn``; the store by default).
 
     The spend's idempotency key is the order's (``checkout:<store>:<number>``), so a till
     that resends the same checkout gets the first result and is not charged twice (the
@@ -235,6 +237,7 @@ def order_checkout(
         occurred_at=occurred_at,
         lines=lines,
         now=now,
+        channel=channel,
     )
     if spend is not None and spend.replayed != result.replayed:
         # One half was recorded before without the other: the order number was used

@@ -35,7 +35,9 @@ def release_matured_points(self) -> dict:
 
 @shared_task(name="loyalty.expire_due_points", bind=True, chunked=True, **JOB_OPTIONS)
 def expire_due_points(self) -> dict:
-    return chunked_dispatch(self, chunk_task=job_chunk, size=jobs.ledger_chunk_size(), result_key="entries")
+    return chunked_dispatch(
+        self, chunk_task=job_chunk, size=jobs.ledger_chunk_size(), result_key="entries", ranges=jobs.expiry_ranges
+    )
 
 
 @shared_task(name="loyalty.send_expiry_notices", bind=True, chunked=True, **JOB_OPTIONS)

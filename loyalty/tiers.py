@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from core.bulk import insert_rows, update_rows
+from core.db import is_postgresql
 from core.errors import LoyaltyError
 from members.models import Member, Notification
 from members.notifications import Notice, in_languages, notices_enqueue
@@ -425,7 +426,175 @@ def tier_pin(
 # --- the nightly sweep ----------------------------------------------------------------
 
 
-def _sweep_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
+# The sweep's notices, one lazy text each: the outbox reads a text shared by a batch once.
+_UP_TITLE = gettext_lazy("Welcome to %(tier)s")
+_UP_BODY = gettext_lazy("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.")
+_DOWN_TITLE = gettext_lazy("Your tier is now %(tier)s")
+_DOWN_BODY = gettext_lazy(
+    "At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s."
+)
+
+# The set-based chunk's read, under the tier rows' locks: each member's tier row and growth
+# (what growth_expression counts), one probe of the lots' member index per member.
+_SWEEP_READ_SQL = """
+SELECT s.id, s.member_id, s.tier_id, s.review_at, s.pinned_until,
+       COALESCE((
+           SELECT SUM(l.remaining)::bigint FROM loyalty_lot l
+           WHERE l.member_id = s.member_id AND l.currency = %(growth)s AND l.remaining > 0
+             AND (l.expires_at IS NULL OR l.expires_at > %(now)s)
+       ), 0)
+FROM loyalty_membertier s
+WHERE s.member_id = ANY(%(ids)s) AND (s.pinned_until IS NULL OR s.pinned_until <= %(now)s)
+ORDER BY s.id
+"""
+
+# The set-based chunk's write: the tier rows and their history in one statement. Every row
+# written loses its pin (an ended pin is cleared; a change starts unpinned); started_at
+# changes with the tier only (NULL: kept).
+_SWEEP_WRITE_SQL = """
+WITH states AS (
+    UPDATE loyalty_membertier s
+    SET tier_id = v.tier_id, started_at = COALESCE(v.started_at, s.started_at), review_at = v.review_at,
+        pinned_until = NULL
+    FROM unnest(%(state_ids)s::bigint[], %(tier_ids)s::bigint[], %(started)s::timestamptz[],
+                %(reviews)s::timestamptz[]) AS v(id, tier_id, started_at, review_at)
+    -- "= ANY": probe the primary key (the planner, guessing 100 rows for unnest, hashes the table).
+    WHERE s.id = v.id AND s.id = ANY(%(state_ids)s::bigint[])
+)
+INSERT INTO loyalty_tierchange (member_id, from_tier_id, to_tier_id, reason, growth, note, operator_id, created_at)
+SELECT v.member_id, v.from_tier_id, v.to_tier_id, v.reason, v.growth, '', NULL, %(now)s
+FROM unnest(%(members)s::bigint[], %(froms)s::bigint[], %(tos)s::bigint[], %(reasons)s::text[],
+            %(growths)s::bigint[]) AS v(member_id, from_tier_id, to_tier_id, reason, growth)
+RETURNING member_id, id
+"""
+
+
+# The set-based chunk's lock: the next tier rows in member order, which are the chunk.
+_SWEEP_LOCK_SQL = """
+SELECT member_id FROM loyalty_membertier WHERE member_id > %(after)s ORDER BY member_id LIMIT %(size)s FOR UPDATE
+"""
+
+
+def _sweep_chunk(after: int, size: int, tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> list[int]:
+    """One chunk of the sweep in its own transaction: the next ``size`` members with a tier
+    row after member ``after``, their tier rows locked first; returns the chunk's member
+    ids (fewer than ``size``: the last chunk). PostgreSQL: set-based (lock and ids in one
+    statement, :func:`_sweep_chunk_sql`); elsewhere the ORM twin :func:`_sweep_chunk_orm`."""
+    with transaction.atomic():
+        if is_postgresql():
+            with connection.cursor() as cursor:
+                cursor.execute(_SWEEP_LOCK_SQL, {"after": after, "size": size})
+                member_ids = [member_id for (member_id,) in cursor.fetchall()]
+            if member_ids:
+                _sweep_chunk_sql(member_ids, tiers, now, counts)
+        else:
+            rows = MemberTier.objects.filter(member_id__gt=after).order_by("member_id")
+            member_ids = list(rows.values_list("member_id", flat=True)[:size])
+            if member_ids:
+                _sweep_chunk_orm(member_ids, tiers, now, counts)
+    return member_ids
+
+
+def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
+    """:func:`_sweep_chunk_orm` in three statements (read, write, notices) and plain tuples:
+    the same decisions, rows and notices (a test holds the two to that)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SWEEP_READ_SQL, {"ids": member_ids, "now": now, "growth": Currency.GROWTH.value})
+        rows = cursor.fetchall()
+    if not rows:
+        return
+    by_id = {tier.pk: tier for tier in tiers}
+    # The lowest qualify threshold above each tier: below it nothing can move a member up.
+    next_qualify = {
+        tier.pk: min((t.qualify_threshold for t in tiers if t.rank > tier.rank), default=None) for tier in tiers
+    }
+    review_now = _review_after(now)
+    state_ids, tier_ids, started, reviews = [], [], [], []
+    members, froms, tos, reasons, growths = [], [], [], [], []
+    notify: dict[int, tuple[Tier, Tier, bool]] = {}  # member -> (from, to, up)
+    for state_id, member_id, tier_id, review_at, pinned_until, growth in rows:
+        threshold = next_qualify[tier_id]
+        if review_at > now and pinned_until is None and (threshold is None or growth < threshold):
+            continue
+        current = by_id[tier_id]
+        if pinned_until is not None:
+            counts["pins_cleared"] += 1
+        target, start, review = current, None, None
+        best = _best_qualifying(tiers, growth)
+        if best is not None and best.rank > current.rank:
+            target, reason = best, TierChange.Reason.UPGRADE
+            counts["upgraded"] += 1
+        elif review_at <= now:
+            target = _review_target(tiers, current, growth)
+            if target.pk == current.pk:
+                reason = TierChange.Reason.RETAINED
+                review = _review_after(review_at)
+                review = review if review > now else review_now
+                counts["retained"] += 1
+            else:
+                reason = TierChange.Reason.DOWNGRADE
+                counts["downgraded"] += 1
+        else:
+            reason = None  # an ended pin, cleared; nothing else changes
+        if reason in (TierChange.Reason.UPGRADE, TierChange.Reason.DOWNGRADE):
+            start, review = now, review_now
+            notify[member_id] = (current, target, reason == TierChange.Reason.UPGRADE)
+        state_ids.append(state_id)
+        tier_ids.append(target.pk)
+        started.append(start)
+        reviews.append(review or review_at)
+        if reason is not None:
+            members.append(member_id)
+            froms.append(current.pk)
+            tos.append(target.pk)
+            reasons.append(reason.value)
+            growths.append(growth)
+    if not state_ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SWEEP_WRITE_SQL,
+            {
+                "state_ids": state_ids,
+                "tier_ids": tier_ids,
+                "started": started,
+                "reviews": reviews,
+                "members": members,
+                "froms": froms,
+                "tos": tos,
+                "reasons": reasons,
+                "growths": growths,
+                "now": now,
+            },
+        )
+        change_ids = dict(cursor.fetchall())
+    names: dict[int, dict] = {}
+
+    def name(tier: Tier) -> dict:
+        if tier.pk not in names:
+            names[tier.pk] = in_languages(tier, "name")
+        return names[tier.pk]
+
+    growth_of = dict(zip(members, growths, strict=True))
+    notices = []
+    for member_id, (from_tier, to_tier, up) in notify.items():
+        change_id = change_ids[member_id]
+        growth = growth_of[member_id]
+        notices.append(
+            Notice(
+                member_id=member_id,
+                kind=Notification.Kind.TIER_UP if up else Notification.Kind.TIER_DOWN,
+                title=_UP_TITLE if up else _DOWN_TITLE,
+                body=_UP_BODY if up else _DOWN_BODY,
+                params={"tier": name(to_tier), "growth": growth, "old": name(from_tier)},
+                data={"tier_change": change_id, "from_tier": from_tier.code, "to_tier": to_tier.code, "growth": growth},
+                dedupe_key=f"tier:{member_id}:{change_id}",
+            )
+        )
+    notices_enqueue(notices, now=now)
+
+
+def _sweep_chunk_orm(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
     """Upgrade, review and unpin the members of one chunk. Runs in the chunk's transaction."""
     # Lock first, read second: the read below then sees every earn committed before it.
     list(
@@ -529,16 +698,7 @@ def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> di
     if not tiers:
         return counts
     after = 0
-    while True:
-        member_ids = list(
-            MemberTier.objects.filter(member_id__gt=after)
-            .order_by("member_id")
-            .values_list("member_id", flat=True)[:chunk_size]
-        )
-        if not member_ids:
-            break
-        with transaction.atomic():
-            _sweep_chunk(member_ids, tiers, now, counts)
+    while len(member_ids := _sweep_chunk(after, chunk_size, tiers, now, counts)) == chunk_size:
         after = member_ids[-1]
     after = 0
     while True:

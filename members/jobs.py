@@ -8,7 +8,7 @@ jobs (birthdays, monthly coupons) catch up on missed periods through :func:`job_
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import current_app
@@ -43,9 +43,17 @@ def member_id_ranges(*, size: int = MEMBER_CHUNK) -> Iterator[tuple[int, int]]:
 
 
 def run_in_member_chunks(
-    step: Callable[[int, int], int], *, size: int = MEMBER_CHUNK, workers: int = 1
+    step: Callable[[int, int], int],
+    *,
+    size: int = MEMBER_CHUNK,
+    workers: int = 1,
+    ranges: Iterable[tuple[int, int]] | None = None,
 ) -> dict[str, float]:
     """Call ``step(lo, hi)`` for every member-id range, each in its own transaction.
+
+    The ranges are ``size`` member ids each, or ``ranges`` when given (half-open, disjoint,
+    in member-id order: a job that sizes its chunks by its own work, such as the expiry by
+    due lots).
 
     With ``workers`` > 1 (PostgreSQL), that many threads take ranges side by side, each
     on its own connection; ranges hold disjoint members, so they never wait on each other.
@@ -59,7 +67,8 @@ def run_in_member_chunks(
             count = step(*bounds)
         return count, time.monotonic() - started
 
-    ranges = member_id_ranges(size=size)
+    if ranges is None:
+        ranges = member_id_ranges(size=size)
     if workers > 1 and is_postgresql():
 
         def run_in_thread(bounds: tuple[int, int]) -> tuple[int, float]:
@@ -139,8 +148,10 @@ def chunked_run_start(
     size: int,
     params: dict | None = None,
     now: dt.datetime | None = None,
+    ranges: Callable[[], Iterable[tuple[int, int]]] | None = None,
 ) -> tuple[JobRun, list[JobChunk], bool]:
-    """Start run number n+1 of chunked job ``name``: one :class:`JobChunk` per member-id range.
+    """Start run number n+1 of chunked job ``name``: one :class:`JobChunk` per member-id range
+    (``size`` ids each, or what ``ranges()`` returns, called only when a run starts).
 
     Returns ``(run, chunks to send, started)``. A run still in progress is not started
     again (two beats, two dispatches of the same tick: one run); if it made no progress for
@@ -173,7 +184,8 @@ def chunked_run_start(
         run.started_at = run.run_started_at = run.progress_at = now
         run.finished_at = None
         run.chunk_task, run.params = chunk_task, params or {}
-        chunks = [JobChunk(job=run, run=run.run, lo=lo, hi=hi) for lo, hi in member_id_ranges(size=size)]
+        bounds = member_id_ranges(size=size) if ranges is None else ranges()
+        chunks = [JobChunk(job=run, run=run.run, lo=lo, hi=hi) for lo, hi in bounds]
         JobChunk.objects.bulk_create(chunks, batch_size=1000)
         run.chunks = len(chunks)
         if not chunks:
@@ -349,8 +361,17 @@ def jobs_watch(*, now: dt.datetime | None = None, send: Send = send_task, exclud
     return {"chunks_resent": chunks, "tasks_resent": lost}
 
 
-def chunked_dispatch(task, *, chunk_task, size: int, params: dict | None = None, result_key: str = "count") -> dict:
-    """The body of a chunked job's dispatcher task ``task``: start a run, queue ``chunk_task`` per chunk.
+def chunked_dispatch(
+    task,
+    *,
+    chunk_task,
+    size: int,
+    params: dict | None = None,
+    result_key: str = "count",
+    ranges: Callable[[], Iterable[tuple[int, int]]] | None = None,
+) -> dict:
+    """The body of a chunked job's dispatcher task ``task``: start a run, queue ``chunk_task`` per chunk
+    (member-id ranges of ``size``, or ``ranges()``: see :func:`chunked_run_start`).
 
     The chunks go to the queue the dispatcher came from (the route of its kind, or the
     queue a schedule names). Run eagerly (``task.apply()``: tests, ``manage.py shell``)
@@ -361,7 +382,9 @@ def chunked_dispatch(task, *, chunk_task, size: int, params: dict | None = None,
     queue = None if eager else (task.request.delivery_info or {}).get("routing_key")
     if queue:
         params["queue"] = queue
-    run, chunks, started = chunked_run_start(task.name, chunk_task=chunk_task.name, size=size, params=params)
+    run, chunks, started = chunked_run_start(
+        task.name, chunk_task=chunk_task.name, size=size, params=params, ranges=ranges
+    )
     if eager:
         for chunk in chunks:
             # Not throw=True: that would let a chunk's retry escape into this task.

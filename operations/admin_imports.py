@@ -25,13 +25,25 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from core.errors import LoyaltyError
-from members.models import ImportJob, Store
+from members.models import ImportJob
 from members.scoping import sees_everything
 
 from . import imports
-from .resources import COLUMNS
+from .import_files import template_csv, template_xlsx
 
 RUNNING = (ImportJob.Status.CHECKING, ImportJob.Status.IMPORTING)
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def template_response(fmt: str) -> HttpResponse:
+    """The member file template as a download: ``members-template.csv`` or ``.xlsx``."""
+    if fmt == "xlsx":
+        response = HttpResponse(template_xlsx(), content_type=XLSX_TYPE)
+    else:
+        fmt = "csv"
+        response = HttpResponse(template_csv(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="members-template.{fmt}"'
+    return response
 
 
 class UploadForm(forms.Form):
@@ -104,6 +116,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("template.csv", view(self.template_view), name=f"{info}_template"),
+            path("template.xlsx", view(self.template_view), {"fmt": "xlsx"}, name=f"{info}_template_xlsx"),
             path("<path:object_id>/status/", view(self.status_view), name=f"{info}_status"),
             path("<path:object_id>/errors.csv", view(self.errors_view), name=f"{info}_errors"),
             path("<path:object_id>/confirm/", view(self.confirm_view), name=f"{info}_confirm"),
@@ -176,18 +189,11 @@ class ImportJobAdmin(admin.ModelAdmin):
     def status_view(self, request, object_id):
         return JsonResponse(job_progress(self._job(request, object_id)))
 
-    def template_view(self, request):
-        """A file to fill in: the columns the import reads and one example row."""
+    def template_view(self, request, fmt: str = "csv"):
+        """A file to fill in (CSV or XLSX): the columns the import reads and one example row."""
         if not self._may_import(request):
             raise PermissionDenied
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="members-template.csv"'
-        response.write("\ufeff")  # so a spreadsheet opens it as UTF-8
-        writer = csv.writer(response)
-        writer.writerow(COLUMNS)
-        store = Store.objects.filter(is_active=True).order_by("code").values_list("code", flat=True).first() or ""
-        writer.writerow(["13800138000", "王芳", "female", "1990-05-17", "wang@example.com", store, "100"])
-        return response
+        return template_response(fmt)
 
     def errors_view(self, request, object_id):
         job = self._job(request, object_id)

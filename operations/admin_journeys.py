@@ -12,6 +12,7 @@ from collections import Counter
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -25,6 +26,7 @@ from members.admin_mixins import PhoneSearchMixin
 from members.scoping import staff_stores
 
 from .journey_report import journey_report
+from .journeys import contact_cap as marketing_contact_cap
 from .segments import auto_tags_refresh
 from .tasks import run_journey
 
@@ -187,7 +189,7 @@ class JourneyStepFormSet(forms.BaseInlineFormSet):
 
     def clean(self):
         # Ours first: they say more than the unique check's "duplicate data" would.
-        if not any(form.errors for form in self.forms):
+        if not any(form.errors for form in self.forms if not (self.can_delete and self._should_delete_form(form))):
             self._clean_list()
         super().clean()
 
@@ -249,12 +251,48 @@ class JourneyStepInline(admin.StackedInline):
     )
 
 
+def flow_texts() -> dict:
+    """The flow editor's words (static/admin/journeys/flow.js), in the page's language."""
+    return {
+        "help": _(
+            "The steps in order. Add a step with the buttons, move it with ↑ and ↓ (the numbers follow), "
+            "remove it with ✕. Saving checks the whole list; nothing is saved while it has an error."
+        ),
+        "map": _("The journey's steps"),
+        "add": _("Add a step:"),
+        "add_action": _("do something"),
+        "add_wait": _("wait"),
+        "add_branch": _("branch"),
+        "up": _("Move up"),
+        "down": _("Move down"),
+        "remove": _("Remove this step (again: undo)"),
+        "step": _("Step {step}"),
+        "wait_days": _("Wait {days} days"),
+        "wait_order": _("Wait for an order, at most {days} days"),
+        "branch": _("If {condition}: go on;"),
+        "no_condition": _("(no condition yet)"),
+        "no_action": _("(no action yet)"),
+        "else_step": _("otherwise go to step {step}"),
+        "else_end": _("otherwise the journey ends"),
+        "else_label": _("Otherwise go to"),
+        "else_end_option": _("the journey ends"),
+        "else_option": _("step {step}"),
+        "else_invalid": _("step {step} (not a later step)"),
+        "points": _("{points} points"),
+        "empty": _("No steps: a journey needs at least one."),
+    }
+
+
 class _JourneyAdminBase(admin.ModelAdmin):
     inlines = (JourneyStepInline,)
     actions = ("run_now",)
-    readonly_fields = ("created_at",)
+    readonly_fields = ("created_at", "contact_cap")
     search_fields = ("name",)
     change_form_template = "admin/engagement/journey/change_form.html"
+
+    class Media:
+        css = {"all": ("admin/journeys/flow.css",)}
+        js = ("admin/journeys/flow.js",)
 
     def get_queryset(self, request):
         # Two counts per journey in the one changelist query, over the last 30 days only.
@@ -276,6 +314,35 @@ class _JourneyAdminBase(admin.ModelAdmin):
     @admin.display(description=_("skipped (30 days)"), ordering="skipped_recent")
     def skipped_recently(self, journey):
         return journey.skipped_recent
+
+    @admin.display(description=_("marketing contact cap"))
+    def contact_cap(self, journey):
+        """The deployment's cap across journeys and broadcasts, and what it held back here."""
+        try:
+            cap = marketing_contact_cap()
+        except ImproperlyConfigured as error:
+            return str(error)
+        if cap is None:
+            text = _("Off (MARKETING_CONTACT_CAP): marketing journeys and broadcasts are capped only by their own cap.")
+        else:
+            text = _(
+                "At most %(count)s marketing contacts per member within %(days)s days, across every journey and "
+                "broadcast (MARKETING_CONTACT_CAP); a member at the cap is skipped. Not marketing: not capped."
+            ) % {"count": cap[0], "days": cap[1]}
+        if journey is not None and journey.pk:
+            since = timezone.now() - dt.timedelta(days=RECENT_DAYS)
+            held = JourneyRun.objects.filter(journey=journey, created_at__gte=since, detail__skip="contact_cap").count()
+            held_text = ngettext(
+                "Skipped by it in the last 30 days: %(count)d member.",
+                "Skipped by it in the last 30 days: %(count)d members.",
+                held,
+            ) % {"count": held}
+            text = f"{text} {held_text}"
+        return text
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "flow_texts": flow_texts()}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
@@ -328,7 +395,15 @@ class JourneyAdmin(_JourneyAdminBase):
         (_("Control group"), {"fields": ("holdout_percent",)}),
         (
             _("Consent, caps and quiet hours"),
-            {"fields": ("is_marketing", ("cap_count", "cap_days"), ("quiet_start", "quiet_end"), "created_at")},
+            {
+                "fields": (
+                    "is_marketing",
+                    ("cap_count", "cap_days"),
+                    "contact_cap",
+                    ("quiet_start", "quiet_end"),
+                    "created_at",
+                )
+            },
         ),
     )
 
@@ -341,13 +416,16 @@ class BroadcastAdmin(_JourneyAdminBase):
     """A one-off send to a segment: a journey with the broadcast trigger, edited on its own page."""
 
     form = BroadcastForm
-    list_display = ("name", "is_active", "send_at", "audience", "holdout_percent", "done_recently", "skipped_recently")
+    list_display = ("name", "is_active", "send_at", "audience", "holdout_percent", "sent", "not_sent")
     list_filter = ("is_active", "is_marketing")
     fieldsets = (
         (None, {"fields": ("name", "description", "is_active")}),
         (_("To whom and when"), {"fields": ("audience", "send_at")}),
         (_("Control group"), {"fields": ("holdout_percent",)}),
-        (_("Consent and quiet hours"), {"fields": ("is_marketing", ("quiet_start", "quiet_end"), "created_at")}),
+        (
+            _("Consent, caps and quiet hours"),
+            {"fields": ("is_marketing", "contact_cap", ("quiet_start", "quiet_end"), "created_at")},
+        ),
     )
 
     def get_queryset(self, request):
@@ -360,6 +438,15 @@ class BroadcastAdmin(_JourneyAdminBase):
                 skipped_recent=Count("runs", filter=Q(runs__status=JourneyRun.Status.SKIPPED)),
             )
         )
+
+    # A broadcast goes once: its counts are of all its runs, not of the last 30 days.
+    @admin.display(description=_("done"), ordering="done_recent")
+    def sent(self, broadcast):
+        return broadcast.done_recent
+
+    @admin.display(description=_("skipped"), ordering="skipped_recent")
+    def not_sent(self, broadcast):
+        return broadcast.skipped_recent
 
     def save_model(self, request, obj, form, change):
         obj.trigger = Journey.Trigger.BROADCAST
@@ -385,7 +472,7 @@ class _ScopedLogAdmin(ReadOnlyAdminMixin, PhoneSearchMixin, admin.ModelAdmin):
 class JourneyRunAdmin(_ScopedLogAdmin):
     """The run log: who entered which journey (or was held out, or skipped), and why."""
 
-    list_display = ("created_at", "journey", "member", "status", "event_key", "reason")
+    list_display = ("created_at", "journey", "member", "status", "event_key", "reason", "contacted_at")
     list_filter = ("journey", "status", "created_at")
     list_select_related = ("journey", "member")
 

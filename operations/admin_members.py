@@ -26,6 +26,7 @@ from members.scoping import sees_everything, staff_stores
 from .actions import member_create
 from .admin_member_actions import MemberActionsMixin
 from .admin_member_page import MemberPageMixin
+from .admin_segments import SegmentRulesFilter
 from .forms import MemberAddForm, MemberChangeForm
 from .resources import MEMBER_FORMATS, MemberExportResource, MemberResource
 
@@ -169,6 +170,7 @@ class MemberAdmin(MemberActionsMixin, MemberPageMixin, ImportExportMixin, PhoneS
     # Import and export (operations.resources, docs/import.md): a dry-run preview lists every
     # bad row, and nothing is written until the operator confirms a file without any.
     formats = MEMBER_FORMATS
+    import_template_name = "admin/members/importjob/member_import.html"  # template files, bad rows in a table
     add_form = MemberAddForm
     list_display = (
         "phone",
@@ -194,6 +196,7 @@ class MemberAdmin(MemberActionsMixin, MemberPageMixin, ImportExportMixin, PhoneS
         "gender",
         JoinedInFilter,
         BoughtInFilter,
+        SegmentRulesFilter,  # the dashboard's drill-downs (operations.admin_segments)
     )
     list_select_related = ("home_store",)
     # "=": the openid only as a whole (it is an identifier, not words to search in).

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone, translation
@@ -102,15 +103,48 @@ def in_quiet_hours(journey: Journey, now: dt.datetime) -> bool:
 # --- triggers: who the journey fired for in members [lo, hi) --------------------------
 
 
-def _day(value: dt.datetime) -> str:
-    return timezone.localdate(value).isoformat()
+def _day(value: dt.datetime, zone=None) -> str:
+    """The local date of ``value``, as text. A trigger of 20 000 events passes ``zone`` looked
+    up once: the lookup (an asgiref local) cost more than the conversion itself."""
+    return value.astimezone(zone or timezone.get_current_timezone()).date().isoformat()
+
+
+def _not_run(journey: Journey, rows, key_sql: str) -> list[tuple]:
+    """The rows of ``rows`` (a ``values_list`` whose first column is the member) whose event
+    this journey has no run for yet, asked in the database: an hour with nothing new then
+    ships no rows at all, instead of every event of the look-back window.
+
+    ``key_sql`` builds the event key from the columns, named ``e.c1``, ``e.c2`` ...; one probe
+    of the unique (journey, member, event key) index per row (``OFFSET 0`` keeps it a probe,
+    not a hash of every run the journey ever had). SQLite: the rows as they are (the run's
+    own filter and the insert's unique key still leave out what ran).
+    """
+    if connection.vendor != "postgresql" or journey.pk is None:
+        return list(rows)
+    sql, params = rows.query.sql_with_params()
+    names = ", ".join(f"c{n}" for n in range(1, len(rows._fields) + 1))
+    zone = timezone.get_current_timezone()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT e.* FROM ({sql}) AS e({names}) WHERE NOT EXISTS (SELECT 1 FROM engagement_journeyrun r "
+            f"WHERE r.journey_id = %s AND r.member_id = e.c1 AND r.event_key = {key_sql} OFFSET 0)",
+            [*params, journey.pk, *([str(zone)] if "%s" in key_sql else [])],
+        )
+        return cursor.fetchall()
+
+
+def _local_day_sql(column: str) -> str:
+    """SQL: the local date of ``column`` as YYYY-MM-DD (the time zone is the one parameter)."""
+    return f"to_char({column} AT TIME ZONE %s, 'YYYY-MM-DD')"
 
 
 def _joined(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.datetime) -> list[Event]:
     rows = Member.objects.filter(id__gte=lo, id__lt=hi, joined_at__gt=since, joined_at__lte=now).values_list(
         "id", "joined_at"
     )
-    return [Event(member_id, "joined", {"date": _day(at)}) for member_id, at in rows]
+    rows = _not_run(journey, rows, "'joined'")
+    zone = timezone.get_current_timezone()
+    return [Event(member_id, "joined", {"date": _day(at, zone)}) for member_id, at in rows]
 
 
 def _no_other_order(direction: str) -> str:
@@ -120,10 +154,15 @@ def _no_other_order(direction: str) -> str:
     anti-join that hashes every order there is; it probes ``order_member_recent`` once per
     candidate order instead.
     """
+    # One range of order_member_recent per probe (member, from this order's time on), not a
+    # BitmapOr of two: "later" is a later time, or the same time and a larger id.
+    bound = ">=" if direction == ">" else "<="
     return (
         f"NOT EXISTS (SELECT 1 FROM loyalty_order o WHERE o.member_id = loyalty_order.member_id "
-        f"AND {ORDERS_COUNTING_SQL} AND (o.occurred_at {direction} loyalty_order.occurred_at "
-        f"OR (o.occurred_at = loyalty_order.occurred_at AND o.id {direction} loyalty_order.id)) OFFSET 0)"
+        f"AND o.occurred_at {bound} loyalty_order.occurred_at AND {ORDERS_COUNTING_SQL} "
+        f"AND (o.occurred_at {direction} loyalty_order.occurred_at OR o.id {direction} loyalty_order.id)"
+        # SQLite has no OFFSET without LIMIT (and needs no hint).
+        f"{' OFFSET 0' if connection.vendor == 'postgresql' else ''})"
     )
 
 
@@ -136,9 +175,10 @@ def _first_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt
         .filter(member_id__gte=lo, member_id__lt=hi, occurred_at__gt=since - delay, occurred_at__lte=now - delay)
         .extra(where=where)
     )
-    rows = orders.values_list("member_id", "id", "number", "occurred_at")
+    rows = _not_run(journey, orders.values_list("member_id", "id", "number", "occurred_at"), "'order:' || e.c2")
+    zone = timezone.get_current_timezone()
     return [
-        Event(member_id, f"order:{order_id}", {"order": order_id, "number": number, "date": _day(at)})
+        Event(member_id, f"order:{order_id}", {"order": order_id, "number": number, "date": _day(at, zone)})
         for member_id, order_id, number, at in rows
     ]
 
@@ -148,11 +188,13 @@ def _tier_changed(journey: Journey, lo: int, hi: int, now: dt.datetime, since: d
     rows = TierChange.objects.filter(
         member_id__gte=lo, member_id__lt=hi, created_at__gt=since, created_at__lte=now, from_tier__isnull=False
     ).values_list("member_id", "id", "from_tier__name", "to_tier__name", "reason", "created_at")
+    rows = _not_run(journey, rows, "'tier:' || e.c2")
+    zone = timezone.get_current_timezone()
     return [
         Event(
             member_id,
             f"tier:{change_id}",
-            {"change": change_id, "from": from_name, "to": to_name, "why": why, "date": _day(at)},
+            {"change": change_id, "from": from_name, "to": to_name, "why": why, "date": _day(at, zone)},
         )
         for member_id, change_id, from_name, to_name, why, at in rows
     ]
@@ -198,20 +240,25 @@ def _dormant(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.dat
         changed_at__gt=since,
         changed_at__lte=now,
     ).values_list("member_id", "id", "changed_at")
-    rows = list(rows)
+    # The last order (for the reason's words) is read by _dormant_facts, for the new events only.
+    rows = _not_run(journey, rows, "'stage:' || e.c2")
+    zone = timezone.get_current_timezone()
+    return [
+        Event(member_id, f"stage:{change_id}", {"change": change_id, "date": _day(at, zone)})
+        for member_id, change_id, at in rows
+    ]
+
+
+def _dormant_facts(events: list[Event]) -> None:
+    """Add each dormant event's last order and the days since it, in one query."""
     # Read apart: joined in, the planner hashes every member to find these few.
-    last_orders = dict(
-        Member.objects.filter(id__in={row[0] for row in rows}).values_list("id", "last_order_at") if rows else []
-    )
-    events = []
-    for member_id, change_id, at in rows:
-        last_order_at = last_orders.get(member_id)
-        facts = {"change": change_id, "date": _day(at)}
+    last_orders = dict(Member.objects.filter(id__in={e.member_id for e in events}).values_list("id", "last_order_at"))
+    for event in events:
+        last_order_at = last_orders.get(event.member_id)
         if last_order_at is not None:
-            facts["last_order"] = _day(last_order_at)
-            facts["days"] = (timezone.localdate(at) - timezone.localdate(last_order_at)).days
-        events.append(Event(member_id, f"stage:{change_id}", facts))
-    return events
+            at = dt.date.fromisoformat(event.facts["date"])
+            event.facts["last_order"] = _day(last_order_at)
+            event.facts["days"] = (at - timezone.localdate(last_order_at)).days
 
 
 def _points_expiring(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.datetime) -> list[Event]:
@@ -235,8 +282,12 @@ def _points_expiring(journey: Journey, lo: int, hi: int, now: dt.datetime, since
         .annotate(first=Min("expires_at"), points=Sum("remaining"))
         .values_list("member_id", "first", "points")
     )
+    rows = _not_run(journey, rows, "'expiry:' || " + _local_day_sql("e.c2"))
+    zone = timezone.get_current_timezone()
     return [
-        Event(member_id, f"expiry:{_day(first)}", {"date": _day(first), "points": points, "days": days})
+        Event(
+            member_id, f"expiry:{_day(first, zone)}", {"date": _day(first, zone), "points": int(points), "days": days}
+        )
         for member_id, first, points in rows
     ]
 
@@ -256,9 +307,13 @@ def _no_order(journey: Journey, lo: int, hi: int, now: dt.datetime, since: dt.da
         .order_by("member_id")
         .values_list("member_id", "occurred_at")
     )
-    last = dict(rows)  # orders at the very same moment: one event
+    last = dict(
+        _not_run(journey, rows, "'no_order:' || " + _local_day_sql("e.c2"))
+    )  # orders at the very same moment: one event
+    zone = timezone.get_current_timezone()
     return [
-        Event(member_id, f"no_order:{_day(at)}", {"date": _day(at), "days": days}) for member_id, at in last.items()
+        Event(member_id, f"no_order:{_day(at, zone)}", {"date": _day(at, zone), "days": days})
+        for member_id, at in last.items()
     ]
 
 
@@ -304,11 +359,21 @@ def _what_fired(journey: Journey, event: Event) -> str:
 # --- deciding who is skipped and who is held out -----------------------------------------
 
 
-def _decide(journey: Journey, events: list[Event], members: dict[int, dict], done: dict[int, int]) -> None:
-    """Set each event's status and, for a skip, its reason. ``done`` counts entries inside the cap.
+def _decide(
+    journey: Journey,
+    events: list[Event],
+    members: dict[int, dict],
+    done: dict[int, int],
+    contacts: dict[int, int] | None = None,
+    cap: tuple[int, int] | None = None,
+) -> None:
+    """Set each event's status and, for a skip, its reason. ``done`` counts entries inside the
+    journey's own cap, ``contacts`` the member's marketing contacts inside the contact cap
+    ``cap`` (every journey and broadcast; None: no cap, or not a marketing journey).
 
     The control group is drawn among the members the journey may reach (after the skips),
-    so treated and held-out members are alike but for the journey.
+    so treated and held-out members are alike but for the journey. A held-out member is not
+    contacted, so does not count against the contact cap.
     """
     for event in events:
         member = members[event.member_id]
@@ -326,6 +391,13 @@ def _decide(journey: Journey, events: list[Event], members: dict[int, dict], don
                 "count": done[event.member_id],
                 "days": journey.cap_days,
             }
+        elif cap is not None and contacts is not None and contacts[event.member_id] >= cap[0]:
+            event.status = JourneyRun.Status.SKIPPED
+            event.reason = _(
+                "marketing contact cap: already %(count)s marketing contacts within %(days)s days "
+                "(journeys and broadcasts)"
+            ) % {"count": contacts[event.member_id], "days": cap[1]}
+            event.facts = {**event.facts, "skip": "contact_cap"}
         elif held_out(journey, event.member_id):
             event.status = JourneyRun.Status.HELD_OUT
             event.reason = _("held out: in the control group (%(percent)s%%), nothing done") % {
@@ -335,6 +407,8 @@ def _decide(journey: Journey, events: list[Event], members: dict[int, dict], don
         else:
             event.status = JourneyRun.Status.DONE
             done[event.member_id] += 1
+            if contacts is not None:
+                contacts[event.member_id] += 1
 
 
 def _bucket(*parts) -> int:
@@ -354,14 +428,70 @@ def variant_for(journey_id: int, member_id: int, position: int, variants: list[s
     return ordered[_bucket("variant", journey_id, member_id, position) * len(ordered) // 10000]
 
 
+# --- the marketing contact cap, across journeys and broadcasts ------------------------------
+
+CAP_LOCK_CLASS = 0x4A52  # the first key of pg_advisory_xact_lock(int, int): the contact cap's space
+CAP_BUCKETS = 256  # members map to this many locks: hashtext(member id) & 255
+
+
+def contact_cap() -> tuple[int, int] | None:
+    """``settings.MARKETING_CONTACT_CAP`` ("N/D": at most N marketing contacts in D days) as
+    (N, D); None when it is "off" or empty. A malformed value raises ImproperlyConfigured, so a
+    marketing journey fails loudly rather than sending without its cap."""
+    raw = str(getattr(settings, "MARKETING_CONTACT_CAP", "4/7") or "").strip().lower()
+    if raw in ("", "off", "none"):
+        return None
+    count, _slash, days = raw.partition("/")
+    try:
+        count, days = int(count), int(days)
+    except ValueError:
+        count = days = 0
+    if count < 1 or days < 1:
+        raise ImproperlyConfigured(f"MARKETING_CONTACT_CAP must be N/D with N and D at least 1 (or off), not {raw!r}")
+    return count, days
+
+
+def _lock_contact_buckets(member_ids: Iterable[int]) -> None:
+    """Hold, until the transaction ends, the cap's advisory locks of these members' buckets.
+
+    Taken in ascending order, so two runs that share buckets queue rather than deadlock; a
+    run counts a member's contacts only after it holds the member's bucket, and the run that
+    held it before has committed its contacts by then (READ COMMITTED: the count statement
+    sees them). SQLite runs one write transaction at a time and needs none.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT DISTINCT hashtext(m::text) & %s AS k "
+            "FROM unnest(%s::bigint[]) m ORDER BY k OFFSET 0) buckets",
+            [CAP_LOCK_CLASS, CAP_BUCKETS - 1, sorted(member_ids)],
+        )
+
+
+def _contacts_recent(member_ids: Iterable[int], now: dt.datetime, days: int) -> dict[int, int]:
+    """Marketing contacts per member within ``days`` before ``now``, every journey and broadcast."""
+    return dict(
+        JourneyRun.objects.filter(
+            member_id__in=list(member_ids), contacted_at__gt=now - dt.timedelta(days=days), contacted_at__lte=now
+        )
+        .order_by()
+        .values("member_id")
+        .annotate(n=Count("id"))
+        .values_list("member_id", "n")
+    )
+
+
 # --- recording --------------------------------------------------------------------------
 
 
 def _insert_runs(journey: Journey, events: list[Event], now: dt.datetime) -> dict[tuple[int, str], int]:
-    """Insert a run per event, skipping those that exist; returns {(member, key): run id} of ours."""
+    """Insert a run per event, skipping those that exist; returns {(member, key): run id} of ours.
+
+    An entry (status done) of a marketing journey is a marketing contact: ``contacted_at``."""
     detail_field = JourneyRun._meta.get_field("detail")
     ours = {}
-    # Batches keep the statement under the databases' parameter limits (7 per row).
+    # Batches keep the statement under the databases' parameter limits (8 per row).
     for first in range(0, len(events), INSERT_BATCH):
         batch = events[first : first + INSERT_BATCH]
         params = []
@@ -374,10 +504,12 @@ def _insert_runs(journey: Journey, events: list[Event], now: dt.datetime) -> dic
                 event.reason[:300],
                 detail_field.get_db_prep_save(event.facts, connection),
                 now,
+                now if journey.is_marketing and event.status == JourneyRun.Status.DONE else None,
             ]
         sql = (
-            "INSERT INTO engagement_journeyrun (journey_id, member_id, event_key, status, reason, detail, created_at) "
-            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(batch))} "
+            "INSERT INTO engagement_journeyrun "
+            "(journey_id, member_id, event_key, status, reason, detail, created_at, contacted_at) "
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s)'] * len(batch))} "
             "ON CONFLICT (journey_id, member_id, event_key) DO NOTHING RETURNING id, member_id, event_key"
         )
         with connection.cursor() as cursor:
@@ -769,7 +901,15 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
         .annotate(n=Count("id"))
         .values_list("member_id", "n")
     )
-    _decide(journey, events, members, done)
+    cap = contact_cap() if journey.is_marketing else None
+    contacts = None
+    if cap is not None:
+        # The cap counts every journey's contacts: hold these members' buckets first, so a
+        # journey running beside this one cannot count the same contacts and both send.
+        _lock_contact_buckets(ids)
+        contacts = defaultdict(int)
+        contacts.update(_contacts_recent(ids, now, cap[1]))
+    _decide(journey, events, members, done, contacts, cap)
     for event in events:
         fired = _what_fired(journey, event)
         if event.status == JourneyRun.Status.SKIPPED:
@@ -800,12 +940,15 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
     # The entry's run says what fired and what its first steps did, in plain words.
     finished = []
     for entry in entries:
-        run = JourneyRun(pk=entry.position.run_id, status=JourneyRun.Status.DONE)
+        run = JourneyRun(
+            pk=entry.position.run_id, status=JourneyRun.Status.DONE, contacted_at=now if journey.is_marketing else None
+        )
         fired = _what_fired(journey, entry.event)
         if entry.refused is not None and not entry.done:
             run.status = JourneyRun.Status.SKIPPED
             run.reason = f"{fired}; {_('not done')}: {entry.refused.message}"[:300]
             run.detail = {**entry.event.facts, "error": entry.refused.code}
+            run.contacted_at = None  # nothing reached the member
             JourneyPosition.objects.filter(pk=entry.position.pk).update(
                 state=JourneyPosition.State.FINISHED, due_at=None
             )
@@ -815,7 +958,7 @@ def _enter(journey: Journey, steps, events: list[Event], *, now: dt.datetime, st
             run.detail = {**entry.event.facts, **entry.detail}
         finished.append(run)
     if finished:
-        JourneyRun.objects.bulk_update(finished, ["status", "reason", "detail"])
+        JourneyRun.objects.bulk_update(finished, ["status", "reason", "detail", "contacted_at"])
     refused = sum(1 for run in finished if run.status == JourneyRun.Status.SKIPPED)
     stats["done"] += len(finished) - refused
     stats["skipped"] += sum(1 for e in events if e.status == JourneyRun.Status.SKIPPED and (e.member_id, e.key) in ours)
@@ -854,18 +997,34 @@ def _enter_all(journey: Journey, steps, *, now: dt.datetime, size: int, stats: d
     # for the runs that can match these events: an hour with nothing new costs two queries
     # per journey, not two per member-id range.
     since = now - LOOKBACK
-    events = TRIGGERS[journey.trigger](journey, 0, 2**62, now, since)
-    if not events:
-        return
-    ran = _recent_runs(journey, since, {e.member_id for e in events})
+    with _without_jit():
+        events = TRIGGERS[journey.trigger](journey, 0, 2**62, now, since)
+        if not events:
+            return
+        ran = _recent_runs(journey, since, {e.member_id for e in events})
     events = [e for e in events if (e.member_id, e.key[:100]) not in ran]
     if not events:
         return
+    if journey.trigger == Journey.Trigger.DORMANT:
+        _dormant_facts(events)
     by_chunk: dict[int, list[Event]] = defaultdict(list)
     for event in events:
         by_chunk[event.member_id // size].append(event)
     for _chunk_no, chunk in sorted(by_chunk.items()):
         _timed(lambda chunk=chunk: _enter(journey, steps, chunk, now=now, stats=stats), stats)
+
+
+@contextlib.contextmanager
+def _without_jit():
+    """PostgreSQL's JIT off for the candidate queries: their per-row probes make the planner's
+    cost look large, and compiling them took longer (0.1-0.2 s each) than running them."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def _recent_runs(journey: Journey, since: dt.datetime, member_ids: set[int]) -> set[tuple[int, str]]:
@@ -880,6 +1039,12 @@ def _recent_runs(journey: Journey, since: dt.datetime, member_ids: set[int]) -> 
     cutoff = since - dt.timedelta(days=1)
     if journey.trigger == Journey.Trigger.POINTS_EXPIRING:
         cutoff -= dt.timedelta(days=journey.trigger_days or settings.LOYALTY_EXPIRY_NOTICE_DAYS)
+    if connection.vendor != "postgresql":
+        return set(
+            JourneyRun.objects.filter(
+                journey=journey, member_id__in=sorted(member_ids), created_at__gt=cutoff
+            ).values_list("member_id", "event_key")
+        )
     with connection.cursor() as cursor:
         # One array parameter, not thousands: the (journey, member, event key) index answers it.
         cursor.execute(
@@ -909,7 +1074,7 @@ def _wake_order_waits(journey: Journey, steps, now: dt.datetime) -> int:
         # round: a run reads the last days' orders (order_occurred), however many members wait.
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE engagement_journeyposition p SET due_at = %(now)s "
+                "UPDATE engagement_journeyposition AS p SET due_at = %(now)s "
                 "FROM (SELECT o.member_id, max(o.occurred_at) AS last FROM loyalty_order o "
                 f"WHERE o.occurred_at > %(since)s AND o.occurred_at <= %(now)s AND {ORDERS_COUNTING_SQL} "
                 "GROUP BY o.member_id) r "

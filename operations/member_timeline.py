@@ -1,25 +1,28 @@
 """One timeline of a member for the member page: orders, ledger entries, coupons, tier
 changes, lifecycle stage changes, journey runs, staff actions and notifications, newest
-first, a page at a time.
+first, a page at a time; and the open lots and coupons shown beside it.
 
-Each source is read newest first with ``LIMIT offset + size`` over its (member, time)
+Each source is read newest first with ``LIMIT offset + size + 1`` over its (member, time)
 index, the rows merged in Python and the page cut out; so a page costs one query per
-source whatever the length of the history, and pages stop at ``MAX_PAGE``
-(the full lists are a link away). An order's earned points and growth are shown on the
-order's row (one subquery), not as ledger rows of their own.
+source whatever the length of the history, and pages stop at ``MAX_PAGE`` (the full lists
+are a link away). Asking for some kinds only (``kinds=("order",)``) reads those sources
+only. An order's earned points and growth are shown on the order's row (one subquery), not
+as ledger rows of their own.
 """
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import IntegerField, OuterRef, Subquery, Sum
+from django.db.models import Case, F, IntegerField, OuterRef, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
+from django.utils.translation import gettext_lazy, pgettext
 
 from engagement.models import JourneyRun
-from loyalty.models import Currency, LedgerEntry, Order, TierChange
+from loyalty.models import Currency, LedgerEntry, Lot, Order, TierChange
 from members.models import Member, Notification, StaffAction, StageChange
 from rewards.models import Coupon
 
@@ -101,11 +104,29 @@ def _orders(member: Member, limit: int) -> list[Event]:
     return events
 
 
+_ENTRY_COLUMNS = (
+    "id",
+    "kind",
+    "currency",
+    "amount",
+    "pending_amount",
+    "balance_after",
+    "reason",
+    "order_id",
+    "operator_id",
+    "created_at",
+    "order__number",
+    "operator__username",
+)
+
+
 def _entries(member: Member, limit: int) -> list[Event]:
     rows = (
         LedgerEntry.objects.filter(member=member)
         .exclude(kind=LedgerEntry.Kind.EARN, order__isnull=False)
         .select_related("order", "operator")
+        # The columns the row shows (not ``detail``, the breakdown): the timeline's widest read.
+        .only(*_ENTRY_COLUMNS)
         .order_by("-created_at", "-id")[:limit]
     )
     events = []
@@ -230,18 +251,34 @@ def _notices(member: Member, limit: int) -> list[Event]:
     return events
 
 
-SOURCES = (_orders, _entries, _coupons, _tiers, _stages, _journeys, _staff, _notices)
+# The kinds of row, in the order the page offers them as filters: (code, label, source).
+KINDS = (
+    ("order", gettext_lazy("Orders"), _orders),
+    ("ledger", gettext_lazy("Points and growth"), _entries),
+    ("coupon", gettext_lazy("Coupons"), _coupons),
+    ("tier", gettext_lazy("Tier changes"), _tiers),
+    ("stage", gettext_lazy("Stage changes"), _stages),
+    ("journey", gettext_lazy("Journeys"), _journeys),
+    ("staff", gettext_lazy("Staff actions"), _staff),
+    ("notice", gettext_lazy("Notices"), _notices),
+)
+SOURCES = tuple(source for _code, _label, source in KINDS)
 
 
-def member_timeline(member: Member, *, page: int = 1, size: int = PAGE_SIZE) -> TimelinePage:
+def member_timeline(
+    member: Member, *, page: int = 1, size: int = PAGE_SIZE, kinds: Iterable[str] | None = None
+) -> TimelinePage:
     """Page ``page`` (1-based, at most ``MAX_PAGE``) of the member's timeline, newest first;
-    one query per source."""
+    one query per source read (all of them, or those of ``kinds``; an unknown kind is
+    ignored)."""
+    wanted = None if kinds is None else set(kinds)
     page = max(1, min(page, MAX_PAGE))
     start = (page - 1) * size
     limit = start + size + 1  # one more row tells whether there is a next page
     events: list[Event] = []
-    for source in SOURCES:
-        events.extend(source(member, limit))
+    for code, _label, source in KINDS:
+        if wanted is None or code in wanted:
+            events.extend(source(member, limit))
     events.sort(key=lambda e: (e.at, e.tiebreak), reverse=True)
     window = events[start : start + size + 1]
     return TimelinePage(
@@ -255,3 +292,51 @@ def member_timeline(member: Member, *, page: int = 1, size: int = PAGE_SIZE) -> 
 def member_coupons(member: Member, *, limit: int = 10) -> list[Coupon]:
     """The member's latest coupons, newest first."""
     return list(Coupon.objects.filter(member=member).select_related("used_store").order_by("-issued_at", "-id")[:limit])
+
+
+@dataclass(frozen=True)
+class LotRow:
+    """An open lot as the member page shows it, in the staff user's language."""
+
+    lot: Lot
+    earned_at: dt.datetime
+    expires_on: dt.date | None
+    days_left: int | None  # None: never expires
+    soon: bool  # expires within ``SOON_DAYS``
+
+    @property
+    def expiry(self) -> str:
+        if self.expires_on is None:
+            return _("never expires")
+        return _("expires %(date)s") % {"date": f"{self.expires_on:%Y-%m-%d}"}
+
+
+SOON_DAYS = 30
+
+
+def member_open_lots(member: Member, *, limit: int = 10) -> list[LotRow]:
+    """The member's open lots (something left): points before growth (what staff are asked
+    about), each in the order it will be spent, soonest expiry first; ``limit + 1`` rows tell
+    the page there are more. One query."""
+    points_first = Case(When(currency=Currency.POINTS, then=Value(0)), default=Value(1))
+    rows = (
+        Lot.objects.filter(member=member, remaining__gt=0)
+        .select_related("entry")
+        .order_by(points_first, F("expires_at").asc(nulls_last=True), "id")[: limit + 1]
+    )
+    today = timezone.localdate()
+    lots = []
+    for lot in rows:
+        # A lot expires at the end of its last day (local time): show that day.
+        expires_on = timezone.localdate(lot.expires_at - dt.timedelta(microseconds=1)) if lot.expires_at else None
+        days_left = None if expires_on is None else max(0, (expires_on - today).days)
+        lots.append(
+            LotRow(
+                lot=lot,
+                earned_at=lot.entry.created_at,
+                expires_on=expires_on,
+                days_left=days_left,
+                soon=days_left is not None and days_left <= SOON_DAYS,
+            )
+        )
+    return lots

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 from import_export.formats import base_formats
+from import_export.results import Result
 
 from core.errors import LoyaltyError
 from loyalty.models import Currency, LedgerEntry
@@ -45,6 +46,16 @@ GENDER_SPELLINGS = {
     Member.Gender.MALE: {"male", "m", "man", "男"},
     Member.Gender.UNKNOWN: {"unknown", "not given", "-", "未知"},
 }
+
+
+# Row numbers in every report are the spreadsheet's: the header is row 1, so the n-th
+# member row under it is row n + 1 (what Excel and WPS show in their left margin).
+HEADER_ROW = 1
+
+
+def spreadsheet_row(data_row: int) -> int:
+    """The spreadsheet's row number of the ``data_row``-th row under the header (1-based)."""
+    return data_row + HEADER_ROW
 
 
 def opening_balance_key(phone: str) -> str:
@@ -247,6 +258,20 @@ class RowReader:
 # --- the import ---------------------------------------------------------------------------
 
 
+class SpreadsheetResult(Result):
+    """django-import-export's result with the spreadsheet's row numbers (header = row 1)
+    instead of its count of rows under the header, in the preview's bad rows and errors."""
+
+    def append_invalid_row(self, number, row, validation_error):
+        super().append_invalid_row(spreadsheet_row(number), row, validation_error)
+
+    def append_error_row(self, number, row, errors):
+        super().append_error_row(spreadsheet_row(number), row, errors)
+
+    def row_errors(self):
+        return [(spreadsheet_row(i), row.errors) for i, row in enumerate(self.rows, 1) if row.errors]
+
+
 class MemberResource(resources.ModelResource):
     """Members in and out of a spreadsheet; see the module docstring for the rules."""
 
@@ -275,7 +300,10 @@ class MemberResource(resources.ModelResource):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.first_row_of_phone: dict[str, int] = {}
+        self.first_row_of_phone: dict[str, int] = {}  # phone -> its first spreadsheet row
+
+    def get_result_class(self):
+        return SpreadsheetResult
 
     # --- the whole file first: header spelling and phones that appear twice ---
 
@@ -285,7 +313,7 @@ class MemberResource(resources.ModelResource):
         self.first_row_of_phone = {}
         if "phone" not in dataset.headers:
             return
-        for number, phone in enumerate(dataset["phone"], 1):
+        for number, phone in enumerate(dataset["phone"], spreadsheet_row(1)):
             try:
                 self.first_row_of_phone.setdefault(normalize_phone(_text(phone)), number)
             except LoyaltyError:
@@ -315,7 +343,7 @@ class MemberResource(resources.ModelResource):
             errors = error.update_error_dict(errors)
         if "phone" not in errors:
             first = self.first_row_of_phone.get(instance.phone)
-            if first is not None and first != kwargs.get("row_number"):
+            if first is not None and first != spreadsheet_row(kwargs.get("row_number") or 0):
                 errors["phone"] = [ValidationError(duplicate_phone_message(instance.phone, first))]
             elif "opening_points" not in errors:
                 problem = self._plan_opening_balance(instance)

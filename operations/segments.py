@@ -20,6 +20,10 @@ AND (a member must satisfy all of them). A key whose value is empty (``[]``, ``n
 - ``consent``: ``sms``, ``email``, ``wechat`` or ``any``; consented to that channel (any: one at least).
 - ``gender``: ``female`` / ``male`` / ``unknown`` (a list, or one string); the member's gender is one of them.
 - ``status``: ``active`` / ``frozen`` / ``closed`` (a list, or one string); the member's status is one of them.
+- ``rfm_recency`` / ``rfm_frequency``: RFM scores 1-5 (a list); the member's R / F score is one of them.
+- ``joined_from`` / ``joined_to``: dates ("2026-11-01"), inclusive, local time; joined on or after / on or before.
+- ``bought_from`` / ``bought_to``: dates, inclusive; a counted order (any store) placed in that window
+  (either end may be open); with ``bought_orders_min``: at least that many counted orders in it.
 
 Erased members (``erased_at`` set) never belong to a segment. ``spend_total``,
 ``order_count`` and ``last_order_at`` are the figures the nightly lifecycle run keeps on
@@ -44,13 +48,24 @@ from core.errors import LoyaltyError
 from engagement.models import AutoTag
 from loyalty.models import Account, Currency, Order, Tier
 from members.models import Member, RfmSegment, Segment, Stage, Store, Tag
-from members.scoping import staff_stores
+from members.scoping import require_staff, staff_stores
 
 CONSENT_CHANNELS = ("sms", "email", "wechat", "any")
 LIST_KEYS = ("stages", "rfm_segments", "tiers", "tags_any", "tags_all", "stores", "gender", "status", "channels")
 RANGE_KEYS = (("spend_min", "spend_max"), ("orders_min", "orders_max"), ("points_min", "points_max"))
 DAY_KEYS = ("joined_within_days", "last_order_within_days", "no_order_for_days")
-RULE_KEYS = (*LIST_KEYS, *(key for pair in RANGE_KEYS for key in pair), *DAY_KEYS, "consent")
+SCORE_KEYS = ("rfm_recency", "rfm_frequency")
+DATE_KEYS = ("joined_from", "joined_to", "bought_from", "bought_to")
+RULE_KEYS = (
+    *LIST_KEYS,
+    *(key for pair in RANGE_KEYS for key in pair),
+    *DAY_KEYS,
+    "consent",
+    *SCORE_KEYS,
+    *DATE_KEYS,
+    "bought_orders_min",
+)
+SCORES = (1, 2, 3, 4, 5)
 MAX_LIST_ITEMS = 100  # names per list; a longer list is a mistake, not a segment
 MAX_DAYS = 36500
 MAX_SPEND = Decimal("999999999999.99")
@@ -122,6 +137,27 @@ def _clean_number(key: str, value) -> Decimal | int:
     return int(number)
 
 
+def _clean_scores(key: str, value) -> list[int]:
+    items = [value] if isinstance(value, int | str) else value
+    if not isinstance(items, list | tuple):
+        items = None
+    scores = []
+    for item in items or [None]:
+        if isinstance(item, str) and item.strip().isdigit():
+            item = int(item)
+        if isinstance(item, bool) or item not in SCORES:
+            raise _refuse(key, _("Segment rule “%(key)s” must list RFM scores from 1 to 5.") % {"key": key})
+        scores.append(item)
+    return sorted(set(scores))
+
+
+def _clean_date(key: str, value) -> str:
+    try:
+        return dt.date.fromisoformat(value.strip() if isinstance(value, str) else "").isoformat()
+    except ValueError:
+        raise _refuse(key, _("Segment rule “%(key)s” must be a date (YYYY-MM-DD).") % {"key": key}) from None
+
+
 def _check_names_exist(rules: dict) -> None:
     """Tier, tag and store names that exist (three small queries at most): typos refused when saving."""
     for key, model, column in (
@@ -171,6 +207,15 @@ def segment_rules_clean(rules, *, check_names: bool = True) -> dict:
             items = _clean_list(key, value)
             if items:
                 clean[key] = items
+        elif key in SCORE_KEYS:
+            clean[key] = _clean_scores(key, value)
+        elif key in DATE_KEYS:
+            clean[key] = _clean_date(key, value)
+        elif key == "bought_orders_min":
+            number = _clean_number("orders_min", value)
+            if number < 1:
+                raise _refuse(key, _("Segment rule “%(key)s” must be a whole number, 1 or more.") % {"key": key})
+            clean[key] = number
         elif key == "consent":
             if value not in CONSENT_CHANNELS:
                 raise _refuse(
@@ -187,6 +232,15 @@ def segment_rules_clean(rules, *, check_names: bool = True) -> dict:
                 _("Segment rule “%(low)s” (%(min)s) is above “%(high)s” (%(max)s).")
                 % {"low": low, "min": clean[low], "high": high, "max": clean[high]},
             )
+    for low, high in (("joined_from", "joined_to"), ("bought_from", "bought_to")):
+        if low in clean and high in clean and clean[low] > clean[high]:
+            raise _refuse(
+                low,
+                _("Segment rule “%(low)s” (%(min)s) is after “%(high)s” (%(max)s).")
+                % {"low": low, "min": clean[low], "high": high, "max": clean[high]},
+            )
+    if "bought_orders_min" in clean and not ("bought_from" in clean or "bought_to" in clean):
+        raise _refuse("bought_orders_min", _("Segment rule “bought_orders_min” needs “bought_from” or “bought_to”."))
     if (
         "last_order_within_days" in clean
         and "no_order_for_days" in clean
@@ -200,6 +254,28 @@ def segment_rules_clean(rules, *, check_names: bool = True) -> dict:
         _check_names_exist(clean)
     # JSON keeps numbers as numbers; amounts as strings so that 0.10 stays exact.
     return {key: (str(value) if isinstance(value, Decimal) else value) for key, value in clean.items()}
+
+
+def day_start(day: str | dt.date) -> dt.datetime:
+    """The first instant of a local calendar day (``TIME_ZONE``)."""
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+def day_after(day: str | dt.date) -> dt.datetime:
+    """The first instant after a local calendar day: date windows are inclusive of whole days."""
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    return day_start(day + dt.timedelta(days=1))
+
+
+def purchases_q(rules: Mapping, *, prefix: str = "") -> Q:
+    """The condition on ``Order`` for the ``bought_from`` / ``bought_to`` window of ``rules``."""
+    q = Q()
+    if rules.get("bought_from"):
+        q &= Q(**{f"{prefix}occurred_at__gte": day_start(rules["bought_from"])})
+    if rules.get("bought_to"):
+        q &= Q(**{f"{prefix}occurred_at__lt": day_after(rules["bought_to"])})
+    return q
 
 
 def segment_q(rules: Mapping, *, now: dt.datetime | None = None) -> Q:
@@ -224,6 +300,31 @@ def segment_q(rules: Mapping, *, now: dt.datetime | None = None) -> Q:
         q &= Q(Exists(tagged.filter(tag__name__in=rules["tags_any"])))
     for name in rules.get("tags_all", []):
         q &= Q(Exists(tagged.filter(tag__name=name)))
+    if rules.get("rfm_recency"):
+        q &= Q(rfm_recency__in=rules["rfm_recency"])
+    if rules.get("rfm_frequency"):
+        q &= Q(rfm_frequency__in=rules["rfm_frequency"])
+    if rules.get("joined_from"):
+        q &= Q(joined_at__gte=day_start(rules["joined_from"]))
+    if rules.get("joined_to"):
+        q &= Q(joined_at__lt=day_after(rules["joined_to"]))
+    if rules.get("bought_from") or rules.get("bought_to"):
+        bought = Order.objects.counting().filter(purchases_q(rules), member_id=OuterRef("pk"))
+        least = rules.get("bought_orders_min", 1)
+        if least <= 1:
+            q &= Q(Exists(bought))
+        else:
+            # The members with enough purchases in the window, grouped once (not per member).
+            counted = (
+                Order.objects.counting()
+                .filter(purchases_q(rules))
+                .order_by()
+                .values("member_id")
+                .annotate(n=Count("id"))
+                .filter(n__gte=least)
+                .values("member_id")
+            )
+            q &= Q(pk__in=counted)
     if rules.get("channels"):
         orders = Order.objects.counting().filter(member_id=OuterRef("pk"), channel__in=rules["channels"])
         q &= Q(Exists(orders))
@@ -256,6 +357,82 @@ def segment_q(rules: Mapping, *, now: dt.datetime | None = None) -> Q:
     elif consent:
         q &= Q(**{f"{consent}_consent_at__isnull": False})
     return q
+
+
+def _window(start: str | None, end: str | None) -> str:
+    return f"{start or '…'} – {end or '…'}"
+
+
+def rules_describe(rules: Mapping) -> str:
+    """The rules in words, in the current language ("R3 · F2 · Jing'an store"): the member
+    list's selection and the default name of a segment saved from the dashboard."""
+    parts: list[str] = []
+    labels = {
+        "stages": lambda code: str(Stage(code).label),
+        "rfm_segments": lambda code: str(RfmSegment(code).label),
+        "channels": lambda code: str(Order.Channel(code).label),
+    }
+    for key in ("stages", "rfm_segments", "channels"):
+        if rules.get(key):
+            parts.append(" / ".join(labels[key](code) for code in rules[key]))
+    for key, letter in (("rfm_recency", "R"), ("rfm_frequency", "F")):
+        if rules.get(key):
+            parts.append("/".join(f"{letter}{n}" for n in rules[key]))
+    if rules.get("tiers"):
+        names = dict(Tier.objects.filter(code__in=rules["tiers"]).values_list("code", "name"))
+        parts.append(" / ".join(names.get(code, code) for code in rules["tiers"]))
+    if rules.get("joined_from") or rules.get("joined_to"):
+        parts.append(_("joined %(window)s") % {"window": _window(rules.get("joined_from"), rules.get("joined_to"))})
+    if rules.get("bought_from") or rules.get("bought_to"):
+        window = _window(rules.get("bought_from"), rules.get("bought_to"))
+        if rules.get("bought_orders_min", 1) > 1:
+            parts.append(_("%(n)d+ orders %(window)s") % {"n": rules["bought_orders_min"], "window": window})
+        else:
+            parts.append(_("bought %(window)s") % {"window": window})
+    shown = {"stages", "rfm_segments", "channels", "rfm_recency", "rfm_frequency", "tiers", "stores"}
+    shown |= {*DATE_KEYS, "bought_orders_min"}
+    for key, value in rules.items():
+        if key not in shown:
+            parts.append(f"{key}: {value}")
+    if rules.get("stores"):
+        names = dict(Store.objects.filter(code__in=rules["stores"]).values_list("code", "name"))
+        parts.append(", ".join(names.get(code, code) for code in rules["stores"]))
+    return " · ".join(parts) or _("every member")
+
+
+@transaction.atomic
+def segment_create(*, actor, name: str, rules: Mapping, description: str = "") -> Segment:
+    """Save ``rules`` as a segment created by ``actor`` (the dashboard's "Save as segment").
+
+    Needs ``members.add_segment``. A staff user scoped to stores saves a segment of their
+    stores: rules without ``stores`` get theirs, rules naming other stores are narrowed to
+    theirs (none of theirs: refused), so the segment selects the members they were shown. An empty name becomes the
+    rules in words. Refuses invalid rules (``segment_rule_invalid``), a scoped user without
+    stores (``out_of_scope``) and a name already taken (``segment_name_taken``).
+    """
+    require_staff(actor, "members.add_segment")
+    rules = segment_rules_clean(rules)
+    allowed = staff_stores(actor)
+    if allowed is not None:
+        mine = set(allowed.values_list("code", flat=True))
+        if not mine:
+            raise LoyaltyError("out_of_scope", _("Your staff profile lists no store, so there are no members to save."))
+        wanted = set(rules.get("stores") or mine) & mine
+        if not wanted:
+            raise LoyaltyError("out_of_scope", _("Those stores are not yours."))
+        rules["stores"] = sorted(wanted)
+    described = rules_describe(rules)
+    name = " ".join(name.split())[:100] or described[:100]
+    if Segment.objects.filter(name=name).exists():
+        raise LoyaltyError(
+            "segment_name_taken", _("A segment named “%(name)s” exists already; give another name.") % {"name": name}
+        )
+    return Segment.objects.create(
+        name=name,
+        rules=rules,
+        description=description or _("Saved from the operations dashboard: %(rules)s") % {"rules": described},
+        created_by=actor,
+    )
 
 
 def scoped_members(user) -> QuerySet[Member]:

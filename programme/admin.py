@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from modeltranslation.admin import TranslationAdmin
 
 from core.admin import ReadOnlyAdminMixin
 from core.errors import LoyaltyError
@@ -37,7 +38,7 @@ from .models import (
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(TranslationAdmin):
     list_display = ("name", "code", "rank", "price", "period", "trial_days", "earn_multiplier", "is_active")
     list_filter = ("is_active", "period")
     search_fields = ("name", "code")
@@ -163,7 +164,7 @@ class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Badge)
-class BadgeAdmin(admin.ModelAdmin):
+class BadgeAdmin(TranslationAdmin):
     list_display = ("name", "code", "condition", "threshold", "window_days", "points", "is_active", "rank")
     list_filter = ("condition", "is_active")
     search_fields = ("name", "code")
@@ -193,7 +194,7 @@ class MemberBadgeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(FanLevel)
-class FanLevelAdmin(admin.ModelAdmin):
+class FanLevelAdmin(TranslationAdmin):
     list_display = ("name", "code", "threshold")
 
 
@@ -224,7 +225,7 @@ class PartnerKeyInline(admin.TabularInline):
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(TranslationAdmin):
     list_display = ("name", "code", "points_per_yuan", "issue_price", "redeem_price", "is_active", "settlement")
     list_filter = ("is_active",)
     search_fields = ("name", "code")
@@ -307,7 +308,7 @@ class PartnerOfferForm(forms.ModelForm):
 
 
 @admin.register(PartnerOffer)
-class PartnerOfferAdmin(admin.ModelAdmin):
+class PartnerOfferAdmin(TranslationAdmin):
     form = PartnerOfferForm
     list_display = ("name", "partner", "points_cost", "code_source", "left", "is_active")
     list_filter = ("partner", "is_active", "code_source")
@@ -366,7 +367,7 @@ class PartnerVoucherAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(PartnerBenefit)
-class PartnerBenefitAdmin(admin.ModelAdmin):
+class PartnerBenefitAdmin(TranslationAdmin):
     list_display = ("title", "partner", "is_active")
     list_filter = ("partner", "is_active")
     filter_horizontal = ("tiers", "plans")

@@ -234,6 +234,11 @@ class Progress:
     target: Decimal
 
     @property
+    def shown(self) -> Decimal:
+        """The figure next to the bar: at most the target (28 orders toward "1 order" reads 1 of 1)."""
+        return min(self.value, self.target)
+
+    @property
     def percent(self) -> int:
         if self.held is not None and self.held.revoked_at is None:
             return 100

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import CharField, Exists, OuterRef, Sum, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from core.cleaners import clean_key, clean_points, clean_reason
@@ -143,6 +144,14 @@ class Standing:
         return None if self.next_level is None else max(0, self.next_level.threshold - self.value)
 
 
+def track_name(*, is_owner: bool) -> str:
+    """The configured name of the member's track in the active language: the settings hold
+    "Chinese|English", or one name for both."""
+    names = (settings.PROGRAMME_TRACK_OWNER if is_owner else settings.PROGRAMME_TRACK_FAN).split("|")
+    chinese, english = names[0].strip(), names[-1].strip()
+    return chinese if (get_language() or "").startswith("zh") else english
+
+
 def standing(member: Member) -> Standing:
     """The member's track (owner or fan, by the configured names), contribution value,
     level and the next one. Three queries."""
@@ -152,7 +161,7 @@ def standing(member: Member) -> Standing:
     reached = [level for level in levels if level.threshold <= value]
     ahead = [level for level in levels if level.threshold > value]
     return Standing(
-        track=settings.PROGRAMME_TRACK_OWNER if is_owner else settings.PROGRAMME_TRACK_FAN,
+        track=track_name(is_owner=is_owner),
         is_owner=is_owner,
         value=value,
         level=reached[-1] if reached else None,

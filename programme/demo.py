@@ -32,14 +32,26 @@ from .models import (
 )
 
 
+def both(field: str, texts: tuple[str, str]) -> dict[str, str]:
+    """``field`` in both languages (modeltranslation's ``<field>_zh_hans`` and ``<field>_en``)."""
+    chinese, english = texts
+    return {field: chinese, f"{field}_zh_hans": chinese, f"{field}_en": english}
+
+
 @transaction.atomic
 def programme_demo_seed() -> dict:
     """Seed the demo; returns what it did. Needs at least three active members with points."""
     plan, _ = Plan.objects.get_or_create(
         code="plus",
         defaults={
-            "name": "PLUS",
-            "description": "Double points, two 10-yuan coupons every month, free shipping, 5% off.",
+            **both("name", ("PLUS", "PLUS")),
+            **both(
+                "description",
+                (
+                    "双倍积分，每月两张 10 元券，包邮，95 折。",
+                    "Double points, two 10-yuan coupons every month, free shipping, 5% off.",
+                ),
+            ),
             "rank": 1,
             "price": Decimal("99.00"),
             "period": Plan.Period.YEAR,
@@ -53,15 +65,15 @@ def programme_demo_seed() -> dict:
         },
     )
     for code, name, condition, threshold, points in [
-        ("first-order", "First order", Badge.Condition.ORDERS, 1, 20),
-        ("ten-orders", "Regular", Badge.Condition.ORDERS, 10, 100),
-        ("big-spender", "Big spender", Badge.Condition.SPEND, 2000, 200),
-        ("week-streak", "Seven days in a row", Badge.Condition.CHECKIN_STREAK, 7, 50),
+        ("first-order", ("首单", "First order"), Badge.Condition.ORDERS, 1, 20),
+        ("ten-orders", ("常客", "Regular"), Badge.Condition.ORDERS, 10, 100),
+        ("big-spender", ("消费达人", "Big spender"), Badge.Condition.SPEND, 2000, 200),
+        ("week-streak", ("连续签到七天", "Seven days in a row"), Badge.Condition.CHECKIN_STREAK, 7, 50),
     ]:
         Badge.objects.get_or_create(
             code=code,
             defaults={
-                "name": name,
+                **both("name", name),
                 "condition": condition,
                 "threshold": threshold,
                 "points": points,
@@ -89,12 +101,15 @@ def programme_demo_seed() -> dict:
         done["transfer"] = transfer.pk
     for member in rich:
         done["badges"] += len(badges.badges_evaluate(member=member, now=timezone.now()))
+    # The nightly sweep's part, as if it had been running: everyone else's badges too.
+    last = Member.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    done["badges"] += badges.badges_award_range(0, last + 1, now=timezone.now())
     for code, name, threshold in [
-        ("friend", "Friend", 10),
-        ("insider", "Insider", 50),
-        ("ambassador", "Ambassador", 200),
+        ("friend", ("好友", "Friend"), 10),
+        ("insider", ("知音", "Insider"), 50),
+        ("ambassador", ("大使", "Ambassador"), 200),
     ]:
-        FanLevel.objects.get_or_create(code=code, defaults={"name": name, "threshold": threshold})
+        FanLevel.objects.get_or_create(code=code, defaults={**both("name", name), "threshold": threshold})
     fan = (
         Member.objects.filter(status=Member.Status.ACTIVE, erased_at__isnull=True, orders__isnull=True)
         .order_by("pk")
@@ -116,8 +131,8 @@ def _partners_seed(plan: Plan, members: list[Member]) -> str:
     carwash, _ = Partner.objects.get_or_create(
         code="sparkle-wash",
         defaults={
-            "name": "闪亮洗车 Sparkle Car Wash",
-            "description": "Car wash and detailing for owners.",
+            **both("name", ("闪亮洗车", "Sparkle Car Wash")),
+            **both("description", ("为车主提供洗车和美容服务。", "Car wash and detailing for owners.")),
             "points_per_yuan": Decimal("1"),
             "issue_price": Decimal("0.006"),
             "redeem_price": Decimal("0.008"),
@@ -126,7 +141,8 @@ def _partners_seed(plan: Plan, members: list[Member]) -> str:
     coffee, _ = Partner.objects.get_or_create(
         code="daily-brew",
         defaults={
-            "name": "每日咖啡 Daily Brew",
+            **both("name", ("每日咖啡", "Daily Brew")),
+            **both("description", ("现磨咖啡，车主专享价。", "Fresh coffee at an owners' price.")),
             "points_per_yuan": Decimal("0.5"),
             "issue_price": Decimal("0.005"),
             "redeem_price": Decimal("0.007"),
@@ -134,23 +150,38 @@ def _partners_seed(plan: Plan, members: list[Member]) -> str:
     )
     wash, created = PartnerOffer.objects.get_or_create(
         partner=carwash,
-        name="精洗一次 One full wash",
-        defaults={"points_cost": 800, "code_source": PartnerOffer.CodeSource.BATCH, "valid_days": 60},
+        code_source=PartnerOffer.CodeSource.BATCH,
+        defaults={
+            **both("name", ("精洗一次", "One full wash")),
+            **both("description", ("到店出示券码，精洗一次。", "Show the code at the car wash for one full wash.")),
+            "points_cost": 800,
+            "valid_days": 60,
+        },
     )
     if created:
         partners.partner_codes_upload(offer=wash, codes=[f"SPK-{n:04d}" for n in range(1, 51)])
     latte, _ = PartnerOffer.objects.get_or_create(
-        partner=coffee, name="拿铁一杯 One latte", defaults={"points_cost": 300, "valid_days": 30}
+        partner=coffee,
+        defaults={
+            **both("name", ("拿铁一杯", "One latte")),
+            **both("description", ("任意门店兑换一杯中杯拿铁。", "One medium latte at any Daily Brew.")),
+            "points_cost": 300,
+            "valid_days": 30,
+        },
     )
     gold = Tier.objects.filter(code="gold").first()
     if not PartnerBenefit.objects.filter(partner=carwash).exists():
         free_wash = PartnerBenefit.objects.create(
-            partner=carwash, title="每月免费洗车一次 A free wash every month", description="Show your member code."
+            partner=carwash,
+            **both("title", ("每月免费洗车一次", "A free wash every month")),
+            **both("description", ("出示会员码即可。", "Show your member code.")),
         )
         free_wash.plans.add(plan)
         if gold is not None:
             free_wash.tiers.add(gold)
-        PartnerBenefit.objects.create(partner=coffee, title="第二杯半价 Second cup half price").plans.add(plan)
+        half_price = both("title", ("第二杯半价", "Second cup half price"))
+        half_price = PartnerBenefit.objects.create(partner=coffee, **half_price)
+        half_price.plans.add(plan)
     if PartnerEarn.objects.filter(partner=carwash).exists():
         return carwash.code
     last_month = (timezone.localtime(now).replace(day=1) - dt.timedelta(days=1)).replace(day=10, hour=11)

@@ -1,8 +1,8 @@
-"""Plan and badge names per language (django-modeltranslation; see loyalty/translation.py)."""
+"""Plan, badge, fan level and partner texts per language (django-modeltranslation; see loyalty/translation.py)."""
 
 from modeltranslation.translator import TranslationOptions, register
 
-from .models import Badge, Plan
+from .models import Badge, FanLevel, Partner, PartnerBenefit, PartnerOffer, Plan
 
 
 @register(Plan)
@@ -13,3 +13,23 @@ class PlanTranslation(TranslationOptions):
 @register(Badge)
 class BadgeTranslation(TranslationOptions):
     fields = ("name", "description")
+
+
+@register(FanLevel)
+class FanLevelTranslation(TranslationOptions):
+    fields = ("name", "benefits")
+
+
+@register(Partner)
+class PartnerTranslation(TranslationOptions):
+    fields = ("name", "description")
+
+
+@register(PartnerOffer)
+class PartnerOfferTranslation(TranslationOptions):
+    fields = ("name", "description")
+
+
+@register(PartnerBenefit)
+class PartnerBenefitTranslation(TranslationOptions):
+    fields = ("title", "description")

@@ -79,9 +79,9 @@ def test_a_manager_refunds_an_order_at_the_till(browser, live_server, manager):
     page = _sign_in(browser, live_server)
     page.wait_for_url("**/admin/dashboard/")
     page.goto(f"{live_server.url}/admin/till/?q={manager['member'].member_number}")
-    page.on("dialog", lambda dialog: dialog.accept())  # "Refund order SH-1? ..."
     page.locator("#till-refunds li", has_text="SH-1").get_by_role("button", name="Refund").click()
-    page.wait_for_load_state()
+    page.locator("#till-confirm-ok").click()  # "Refund ¥128.00 of order SH-1? ...", in the page
+    page.wait_for_url("**done=refund*")
     assert "Refunded ¥128.00 of order SH-1" in page.locator(".messagelist .success").inner_text()
     assert Order.objects.get(number="SH-1").status == Order.Status.REFUNDED
     _shot(page, "console-1280-till-refund")

@@ -94,14 +94,15 @@ def test_the_till_flow_order_with_points_refund_and_verify(browser, live_server,
     assert order.points_paid_amount > 0
     _shot(page, "tour-till-1280-en-order-with-points")
 
-    page.on("dialog", lambda dialog: dialog.accept())
     page.locator("#till-refunds li", has_text="SH-1").get_by_role("button").click()
-    page.wait_for_url("**/admin/till/?q=*")
+    page.locator("#till-confirm-ok").click()  # the confirmation dialog in the page
+    page.wait_for_url("**done=refund*")
     assert "SH-1" in page.locator(".messagelist .success").inner_text()
     assert Order.objects.get(number="SH-1").status == Order.Status.REFUNDED
 
     page.locator("#till-coupons li", has_text="拿铁券").get_by_role("button").click()
-    page.wait_for_url("**/admin/till/?q=*")
+    page.locator("#till-confirm-ok").click()
+    page.wait_for_url("**done=verify*")
     assert Coupon.objects.get(title="拿铁券").status == Coupon.Status.USED
     _shot(page, "tour-till-1280-en-after-refund-and-verify")
     page.context.close()
@@ -120,8 +121,9 @@ def test_a_manager_drills_down_from_a_cohort_cell_to_the_member_list(browser, li
         page = _page(browser, live_server, "manager", lang=lang)
         page.wait_for_url("**/admin/dashboard/")
         cell = page.locator("table.cohorts td.share a").first
-        cell.click()
-        page.wait_for_url("**/admin/members/member/?joined=*&bought=*")
+        cell.click()  # the drill-down dialog: open the member list (or save as a segment)
+        page.click("#drill-open")
+        page.wait_for_url("**/admin/members/member/?rules=*")
         rows = page.locator("#result_list tbody tr")
         expect_name(rows.first, "林小雨")
         _shot(page, f"tour-dashboard-drilldown-1280-{lang}")

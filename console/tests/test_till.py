@@ -147,7 +147,7 @@ def test_record_an_order_in_one_step_shows_points_and_new_balance(client, world)
         client, action="order", member_number=member.member_number, store=world["a"].pk, number="A-1", amount="128"
     )
     assert response.status_code == 302
-    assert response["Location"] == f"{URL}?q={member.member_number}"
+    assert response["Location"] == f"{URL}?q={member.member_number}&done=order"
     order = Order.objects.get(store=world["a"], number="A-1")
     assert order.member == member and order.amount == 128
     message = texts(response)[-1]
@@ -263,7 +263,7 @@ def test_verify_a_coupon_in_one_step(client, world):
     coupon = world["coupon"]
     client.force_login(world["clerk"])
     response = post(client, action="verify", code=coupon.code, store=world["a"].pk, submission="s1", q="13800138000")
-    assert response.status_code == 302 and response["Location"] == f"{URL}?q=13800138000"
+    assert response.status_code == 302 and response["Location"] == f"{URL}?q=13800138000&done=verify"
     assert "Coupon “Latte voucher”" in texts(response)[-1] and "verified" in texts(response)[-1]
     assert "New balance: 0 points available" in texts(response)[-1]
     coupon.refresh_from_db()

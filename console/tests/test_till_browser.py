@@ -106,10 +106,13 @@ def test_a_clerk_records_an_order_and_verifies_a_coupon(browser, live_server, ti
     assert Order.objects.get(number="SH-0001").store == till["store"]
     _shot(page, "till-1280-order-recorded")
 
-    page.on("dialog", lambda dialog: dialog.accept())  # "Verify …? It is used once verified."
     latte = page.locator("#till-coupons li", has_text="Latte voucher")
     latte.get_by_role("button", name="Verify").click()
-    page.wait_for_load_state()
+    # The confirmation is a dialog in the page (not window.confirm).
+    page.locator("#till-confirm").wait_for(state="visible")
+    assert "Latte voucher" in page.locator("#till-confirm").inner_text()
+    page.locator("#till-confirm-ok").click()
+    page.wait_for_url("**done=verify*")
     assert "Coupon “Latte voucher”" in page.locator(".messagelist .success").inner_text()
     assert page.locator("#till-coupons li").count() == 1
     assert Coupon.objects.get(pk=till["coupon"].pk).status == Coupon.Status.USED

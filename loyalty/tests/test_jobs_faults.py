@@ -137,6 +137,7 @@ def test_a_database_error_in_a_chunk_is_retried_and_the_job_completes_once(monke
     store = StoreFactory()
     due_lots(MemberFactory.create_batch(4), store)
     monkeypatch.setattr(jobs, "LEDGER_CHUNK", 1)  # a chunk per member
+    monkeypatch.setattr(jobs, "EXPIRY_CHUNK_LOTS", 1)  # the expiry's chunks are cut by due lots
     step = tasks.CHUNK_STEPS["loyalty.expire_due_points"]
     calls = {"n": 0}
 

@@ -43,6 +43,7 @@ def invariants_hold_after_each_test():
 def due(monkeypatch):
     """Four members with due points and growth lots, one chunk each (chunk size 1)."""
     monkeypatch.setattr(jobs, "LEDGER_CHUNK", 1)
+    monkeypatch.setattr(jobs, "EXPIRY_CHUNK_LOTS", 1)  # the expiry's chunks are cut by due lots
     store = StoreFactory()
     members = MemberFactory.create_batch(4)
     for index, member in enumerate(members):

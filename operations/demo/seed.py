@@ -12,6 +12,7 @@ from django.utils import timezone
 from loyalty import services
 from loyalty.models import Account, Currency, LedgerEntry, Lot, Order, Refund
 from members.models import Member
+from operations import actions
 from operations.lifecycle import members_refresh_profiles
 from programme.demo import programme_demo_seed
 
@@ -54,9 +55,28 @@ def demo_seed(*, members: int, seed: int, out: OutputWrapper, style: Style) -> N
     # programme, instead of a first refresh where every stage is new.
     members_refresh_profiles(now=run.end - dt.timedelta(days=STAGE_HISTORY_DAYS))
     # The programme's part: a paying member, a transfer, badges, a fan, partners (programme.demo).
+    _fan_seed(run, final)
     programme_done = programme_demo_seed()
     _summary(run, time.monotonic() - started, final)
     run.out.write(f"  programme: {programme_done}")
+
+
+# A prospect who joined three weeks ago and has not bought yet: programme.demo gives them
+# contribution (贡献值) as the dual membership's fan.
+FAN_PHONE, FAN_NAME = "+8613700137000", "林小雨"
+
+
+def _fan_seed(run: DemoRun, now: dt.datetime) -> None:
+    if Member.objects.filter(phone=FAN_PHONE).exists():
+        return
+    actions.member_create(
+        phone=FAN_PHONE,
+        name=FAN_NAME,
+        home_store=next(iter(run.stores.values())),
+        joined_at=now - dt.timedelta(days=21),
+        consents=("sms",),
+        source="demo",
+    )
 
 
 def _summary(run: DemoRun, seconds: float, now: dt.datetime) -> None:

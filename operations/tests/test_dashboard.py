@@ -17,6 +17,8 @@ from operations import dashboard
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=SHANGHAI)
+# Twelve calendar months to today: per-month points, a year of cohorts.
+YEAR = dashboard.Period(start=dt.date(2025, 7, 1), end=dt.date(2026, 6, 15))
 
 
 def at(month: int, day: int, year: int = 2026) -> dt.datetime:
@@ -74,13 +76,11 @@ def programme(settings):
 
 @pytest.mark.django_db
 def test_every_figure_matches_the_hand_computed_answer(programme):
-    board = dashboard.compute(NOW)
+    board = dashboard.compute(NOW, period=YEAR)
 
-    assert (board.members_total, board.members_new_this_month) == (5, 2)  # b and d joined in June
-    # Since 16 May: a and b (d's only order was refunded in full); since 17 March: e too.
-    assert (board.active_30, board.active_90) == (2, 3)
-    # Buyers since 15 June 2025: a (3 orders), b, e; c's order is older. One repeat buyer.
-    assert (board.buyers_12m, board.repeat_buyers_12m) == (3, 1)
+    assert (board.members_total, board.members_new) == (5, 4)  # a, b, d, e joined since July 2025; c before
+    # Buyers since 1 July 2025: a (3 orders), b, e; c's order is older, d's refunded in full. One repeat buyer.
+    assert (board.buyers, board.repeat_buyers) == (3, 1)
     assert board.repurchase_rate == pytest.approx(1 / 3)
 
     months = {m.month: m for m in board.points_by_month}
@@ -107,6 +107,36 @@ def test_every_figure_matches_the_hand_computed_answer(programme):
 
     assert [(t.name, t.members) for t in board.tiers] == [("Bronze", 1), ("Gold", 1), ("Black", 0)]
     assert board.without_tier == 3
+
+
+@pytest.mark.django_db
+def test_the_default_period_is_the_last_30_days_counted_per_day(programme):
+    board = dashboard.compute(NOW)
+    assert (board.period.start, board.period.end, board.period.bucket) == (dt.date(2026, 5, 17), NOW.date(), "day")
+    assert (board.members_total, board.members_new) == (5, 2)  # b and d joined in June
+    # 17 May to 15 June: a (A2, A3) and b (B1); d's order was refunded in full, e's is older.
+    assert (board.buyers, board.repeat_buyers) == (2, 1)
+    days = {m.month: m for m in board.points_by_month}
+    assert len(days) == 30 and min(days) == dt.date(2026, 5, 17)
+    assert days[dt.date(2026, 5, 20)].issued == 50 and days[dt.date(2026, 6, 2)].issued == 200
+    assert (days[dt.date(2026, 6, 6)].issued, days[dt.date(2026, 6, 7)].taken_back) == (40, 40)
+    assert days[dt.date(2026, 6, 14)].redeemed == 50 and days[dt.date(2026, 6, 15)].expired == 80
+    assert board.redemption_rate == pytest.approx(50 / 320)  # 50 + 30 + 200 + 40 issued
+    # Cohorts of the members who joined in the period: June (b, d); b bought in June.
+    assert [(c.month, c.size, c.buyers[:2]) for c in board.cohorts] == [(dt.date(2026, 6, 1), 2, [1, None])]
+    assert (board.cohorts[0].joined_from, board.cohorts[0].joined_to) == (dt.date(2026, 6, 1), NOW.date())
+
+
+@pytest.mark.django_db
+def test_presets_cover_the_days_they_name():
+    today = dt.date(2026, 3, 10)
+    assert dashboard.period_preset("7d", today) == dashboard.Period(dt.date(2026, 3, 4), today, "7d")
+    assert dashboard.period_preset("90d", today).days == 90
+    assert dashboard.period_preset("this_month", today) == dashboard.Period(dt.date(2026, 3, 1), today, "this_month")
+    last = dashboard.period_preset("last_month", today)
+    assert (last.start, last.end, last.days) == (dt.date(2026, 2, 1), dt.date(2026, 2, 28), 28)
+    assert dashboard.period_preset("90d", today).bucket == "day"
+    assert dashboard.Period(dt.date(2025, 1, 1), today).bucket == "month"
 
 
 @pytest.fixture
@@ -185,18 +215,16 @@ def test_customer_value_matches_the_hand_computed_answer(lifecycle):
 def test_the_page_shows_the_funnel_grid_moves_and_value(client, dashboard_admin, lifecycle):
     client.force_login(dashboard_admin)
     dashboard.dashboard(refresh=True, now=NOW)  # the page shows the cached figures of that moment
-    page = client.get("/admin/dashboard/").content.decode()
-    # Each stage drills down to the member list filtered to it.
+    page = client.get("/admin/dashboard/?period=custom&from=2026-05-17&to=2026-06-15").content.decode()
+    # Each stage drills down to the member list filtered to it (segment rules, operations.segments).
+    assert "Lifecycle funnel" in page
     assert (
-        "Lifecycle funnel" in page
-        and (
-            'data-stage="mature"><td><a class="drill" href="/admin/members/member/?stage__exact=mature">Mature</a></td>'
-            '<td style="text-align: right;">1<'
-        )
+        'data-stage="mature"><td><a class="drill" href="/admin/members/member/?rules=%7B%22stages%22%3A%5B%22mature'
         in page
     )
+    assert '>Mature</a></td><td class="n">1<' in page
     assert 'id="rfm-grid"' in page and "Champions" in page and "Can&#x27;t lose them" in page
-    assert "Stage moves in the last 30 days" in page and "No stage yet" in page
+    assert "Stage moves in the period" in page and "No stage yet" in page
     assert 'id="value-clv">¥105.71<' in page and 'id="value-predicted">¥66.00<' in page
     assert 'id="value-retention">50.0%<' in page and 'id="value-repurchase">33.3%<' in page
     assert 'id="lifecycle-data"' in page
@@ -213,12 +241,12 @@ def test_an_empty_programme_has_no_rates_rather_than_a_division_by_zero():
 
 @pytest.mark.django_db
 def test_the_figures_are_computed_once_and_then_read_from_the_cache(programme, django_assert_num_queries):
-    first = dashboard.dashboard(now=NOW)
+    first = dashboard.dashboard(now=NOW, period=YEAR)
     with django_assert_num_queries(0):
-        assert dashboard.dashboard() == first
+        assert dashboard.dashboard(period=YEAR) == first
     MemberFactory()
-    assert dashboard.dashboard().members_total == 5  # still the cached figures
-    assert dashboard.dashboard(refresh=True).members_total == 6
+    assert dashboard.dashboard(period=YEAR).members_total == 5  # still the cached figures
+    assert dashboard.dashboard(period=YEAR, refresh=True).members_total == 6
 
 
 @pytest.mark.django_db
@@ -234,7 +262,7 @@ def test_the_query_count_does_not_grow_with_the_data(programme):
         services.order_earn(member=member, store=store, number=f"X{n}", amount=10, occurred_at=at(5, 2), now=at(5, 2))
     with CaptureQueriesContext(connection) as large:
         assert dashboard.compute(NOW).members_total == 35
-    assert len(small) == len(large) == 15  # 15: the deliveries by channel (outreach)
+    assert len(small) == len(large) == 14  # 14: the deliveries by channel (outreach)
 
 
 @pytest.mark.django_db
@@ -243,7 +271,7 @@ def test_the_page_needs_the_dashboard_permission(client, staff_user, programme):
     client.force_login(staff_user)
     assert client.get("/admin/dashboard/").status_code == 403
     staff_user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
-    response = client.get("/admin/dashboard/")
+    response = client.get("/admin/dashboard/", {"period": "custom", "from": "2025-07-01", "to": "2026-06-15"})
     assert response.status_code == 200
     page = response.content.decode()
     assert 'id="members-total">5<' in page and "33.3%" in page and "vendor/chartjs/chart.umd.min.js" in page
@@ -256,7 +284,7 @@ def test_compute_again_recomputes_and_returns_to_the_page(client, dashboard_admi
     client.get("/admin/dashboard/")
     MemberFactory()
     response = client.post("/admin/dashboard/")
-    assert response.status_code == 302 and response.url == "/admin/dashboard/"
+    assert response.status_code == 302 and response.url == "/admin/dashboard/?period=30d"
     assert 'id="members-total">6<' in client.get("/admin/dashboard/").content.decode()
 
 
@@ -315,12 +343,11 @@ def _store_manager(django_user_model, username: str, stores: list[Store]):
 
 @pytest.mark.django_db
 def test_a_store_sees_its_members_orders_and_ledger_only(two_stores):
-    board = dashboard.compute(NOW, stores=[two_stores["jingan"].pk])
+    board = dashboard.compute(NOW, stores=[two_stores["jingan"].pk], period=YEAR)
 
-    assert (board.members_total, board.members_new_this_month) == (2, 1)  # j1, j2 (joined in June)
-    # Orders taken at Jing'an: j1's two, j2's and x1's; since 16 May: J1-2, J2-1, X1-2.
-    assert (board.active_30, board.active_90) == (3, 3)
-    assert (board.buyers_12m, board.repeat_buyers_12m) == (3, 1)  # j1 bought twice there
+    assert (board.members_total, board.members_new) == (2, 2)  # j1, j2
+    # Jing'an's members with a purchase (at any store): j1 twice, j2 once; x1 is Xuhui's.
+    assert (board.buyers, board.repeat_buyers) == (2, 1)
     # Ledger of Jing'an's members (x1's 40 points from X1-2 are Xuhui's: his home store).
     months = {m.month: m for m in board.points_by_month}
     assert months[dt.date(2026, 4, 1)].issued == 100 and months[dt.date(2026, 5, 1)].issued == 50
@@ -346,8 +373,9 @@ def test_a_store_sees_its_members_orders_and_ledger_only(two_stores):
 
 @pytest.mark.django_db
 def test_the_other_store_and_the_brand_add_up(two_stores):
-    xuhui = dashboard.compute(NOW, stores=[two_stores["xuhui"].pk])
-    assert (xuhui.members_total, xuhui.active_30, xuhui.active_90, xuhui.buyers_12m) == (2, 0, 1, 1)
+    xuhui = dashboard.compute(NOW, stores=[two_stores["xuhui"].pk], period=YEAR)
+    # x1 bought at Xuhui and at Jing'an: a member figure, so both purchases count for Xuhui.
+    assert (xuhui.members_total, xuhui.buyers, xuhui.repeat_buyers) == (2, 1, 1)
     assert (xuhui.outstanding_points, xuhui.stage_move_pairs) == (240, {("new", "growing"): 1})
     # x1 joined in May and bought in May (at Xuhui) and June (at Jing'an): a member figure.
     assert {c.month: c.retention[:2] for c in xuhui.cohorts} == {
@@ -356,9 +384,9 @@ def test_the_other_store_and_the_brand_add_up(two_stores):
     }
     assert (xuhui.value.orders, xuhui.value.revenue) == (2, 240)
 
-    brand = dashboard.compute(NOW)
+    brand = dashboard.compute(NOW, period=YEAR)
     assert brand.stores is None
-    assert (brand.members_total, brand.active_30, brand.buyers_12m, brand.repeat_buyers_12m) == (4, 3, 3, 2)
+    assert (brand.members_total, brand.buyers, brand.repeat_buyers) == (4, 3, 2)
     assert brand.outstanding_points == 160 + 240
     assert [(t.name, t.members) for t in brand.tiers] == [("Bronze", 1), ("Gold", 2)] and brand.without_tier == 1
     assert (brand.value.orders, brand.value.revenue) == (5, 420)
@@ -370,7 +398,7 @@ def test_the_other_store_and_the_brand_add_up(two_stores):
 def test_no_stores_means_every_figure_is_zero(two_stores, django_assert_num_queries):
     with django_assert_num_queries(1):  # the tier list; Django skips a query filtered on "in no store"
         board = dashboard.compute(NOW, stores=[])
-    assert (board.members_total, board.active_90, board.buyers_12m, board.outstanding_points) == (0, 0, 0, 0)
+    assert (board.members_total, board.members_new, board.buyers, board.outstanding_points) == (0, 0, 0, 0)
     assert sum(m.issued + m.redeemed for m in board.points_by_month) == 0 and board.cohorts == []
     assert [t.members for t in board.tiers] == [0, 0] and board.without_tier == 0
     assert sum(n for _code, n in board.stages) == 0 and board.stage_moves_total == 0
@@ -388,26 +416,33 @@ def test_a_scoped_dashboard_runs_as_many_queries_as_the_brand_wide_one(two_store
         dashboard.compute(NOW, stores=[two_stores["jingan"].pk])
     with CaptureQueriesContext(connection) as two:
         dashboard.compute(NOW, stores=[two_stores["jingan"].pk, two_stores["xuhui"].pk])
-    assert len(brand) == len(one) == len(two) == 15
+    assert len(brand) == len(one) == len(two) == 14
 
 
 @pytest.mark.django_db
 def test_each_scope_has_its_own_cache_entry(two_stores):
     jingan, xuhui = two_stores["jingan"].pk, two_stores["xuhui"].pk
-    assert dashboard.cache_key(None) == "loyalty:dashboard:v2"  # brand-wide keeps its key
+    assert dashboard.cache_key(None) == "loyalty:dashboard:v3"
     assert dashboard.cache_key([jingan, xuhui]) != dashboard.cache_key([jingan]) != dashboard.cache_key([])
-    assert dashboard.dashboard(now=NOW).members_total == 4
-    assert dashboard.dashboard(stores=[jingan], now=NOW).members_total == 2  # not the brand's cached figures
+    # Each period its own entry too.
+    assert dashboard.cache_key(None, YEAR) == "loyalty:dashboard:v3:20250701-20260615"
+    assert dashboard.cache_key([jingan], YEAR) != dashboard.cache_key(
+        [jingan], dashboard.period_preset("7d", NOW.date())
+    )
+    assert dashboard.dashboard(now=NOW, period=YEAR).members_total == 4
+    assert (
+        dashboard.dashboard(stores=[jingan], now=NOW, period=YEAR).members_total == 2
+    )  # not the brand's cached figures
     # Ids in any order, or a queryset of stores, name the same scope.
-    assert dashboard.dashboard(stores=[xuhui, jingan]) is not None
+    assert dashboard.dashboard(stores=[xuhui, jingan], period=YEAR) is not None
     assert dashboard.cache_key(dashboard._store_ids(Store.objects.filter(pk__in=[xuhui, jingan]))) == (
         dashboard.cache_key([jingan, xuhui])
     )
     MemberFactory(home_store=two_stores["jingan"])
     # Recomputing one scope leaves the others' cached figures alone.
-    assert dashboard.dashboard(stores=[jingan], refresh=True).members_total == 3
-    assert dashboard.dashboard().members_total == 4
-    assert dashboard.dashboard(stores=[jingan]).members_total == 3
+    assert dashboard.dashboard(stores=[jingan], refresh=True, period=YEAR).members_total == 3
+    assert dashboard.dashboard(period=YEAR).members_total == 4
+    assert dashboard.dashboard(stores=[jingan], period=YEAR).members_total == 3
 
 
 @pytest.mark.django_db

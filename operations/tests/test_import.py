@@ -97,31 +97,31 @@ def test_dry_run_writes_nothing(store):
 
 def test_bad_rows_are_each_reported_and_nothing_is_imported(store):
     csv_text = (
-        HEADER + "13800138000,Good Row,female,1990-01-01,,sh01,10\n"  # row 1: fine
-        "12345,Bad Phone,,,,,\n"  # row 2
-        "13900139000,Bad Date,,1990-13-40,,,\n"  # row 3
-        "13700137000,Bad Store,,,,nowhere,\n"  # row 4
-        "13600136000,Negative,,,,,-5\n"  # row 5
-        "13500135000,Fraction,,,,,2.5\n"  # row 6
-        "13400134000,Bad Email,,,not-an-email,,\n"  # row 7
-        "138-0013-8000,Duplicate,,,,,\n"  # row 8: the phone of row 1 in another spelling
-        "13300133000,Bad Gender,robot,,,,\n"  # row 9
-        ",No Phone,,,,,\n"  # row 10
+        HEADER + "13800138000,Good Row,female,1990-01-01,,sh01,10\n"  # row 2 (the header is row 1): fine
+        "12345,Bad Phone,,,,,\n"  # row 3
+        "13900139000,Bad Date,,1990-13-40,,,\n"  # row 4
+        "13700137000,Bad Store,,,,nowhere,\n"  # row 5
+        "13600136000,Negative,,,,,-5\n"  # row 6
+        "13500135000,Fraction,,,,,2.5\n"  # row 7
+        "13400134000,Bad Email,,,not-an-email,,\n"  # row 8
+        "138-0013-8000,Duplicate,,,,,\n"  # row 9: the phone of row 2 in another spelling
+        "13300133000,Bad Gender,robot,,,,\n"  # row 10
+        ",No Phone,,,,,\n"  # row 11
     )
     result = run_import(csv_text)
 
     errors = row_errors(result)
-    assert sorted(errors) == [2, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert "not a valid phone number" in errors[2]["phone"][0]
-    assert "not a date" in errors[3]["birthday"][0]
-    assert "no store with the code “nowhere”" in errors[4]["home_store"][0]
-    assert "whole number from 0" in errors[5]["opening_points"][0]
+    assert sorted(errors) == [3, 4, 5, 6, 7, 8, 9, 10, 11]  # the spreadsheet's rows: the header is row 1
+    assert "not a valid phone number" in errors[3]["phone"][0]
+    assert "not a date" in errors[4]["birthday"][0]
+    assert "no store with the code “nowhere”" in errors[5]["home_store"][0]
     assert "whole number from 0" in errors[6]["opening_points"][0]
-    assert "valid email" in errors[7]["email"][0]
-    assert errors[8]["phone"] == ["+8613800138000 is also on row 1; list each member once."]
-    assert "not a gender" in errors[9]["gender"][0]
-    assert "phone number is required" in errors[10]["phone"][0]
-    # All or nothing: the good row 1 was rolled back with the rest.
+    assert "whole number from 0" in errors[7]["opening_points"][0]
+    assert "valid email" in errors[8]["email"][0]
+    assert errors[9]["phone"] == ["+8613800138000 is also on row 2; list each member once."]
+    assert "not a gender" in errors[10]["gender"][0]
+    assert "phone number is required" in errors[11]["phone"][0]
+    # All or nothing: the good row 2 was rolled back with the rest.
     assert Member.objects.count() == 0
     assert LedgerEntry.objects.count() == 0
 
@@ -129,7 +129,7 @@ def test_bad_rows_are_each_reported_and_nothing_is_imported(store):
 def test_one_bad_cell_reports_every_problem_of_its_row(store):
     result = run_import(HEADER + "13800138000,Two Problems,,1990-02-30,,nowhere,-1\n")
 
-    assert set(row_errors(result)[1]) == {"birthday", "home_store", "opening_points"}
+    assert set(row_errors(result)[2]) == {"birthday", "home_store", "opening_points"}
 
 
 def test_existing_member_is_updated_by_phone_not_duplicated(store):
@@ -154,7 +154,7 @@ def test_duplicate_phones_in_one_file_are_refused_even_when_the_member_exists(st
 
     result = run_import(HEADER + "13800138000,First,,,,,\n0086 138 0013 8000,Second,,,,,\n")
 
-    assert row_errors(result) == {2: {"phone": ["+8613800138000 is also on row 1; list each member once."]}}
+    assert row_errors(result) == {3: {"phone": ["+8613800138000 is also on row 2; list each member once."]}}
     assert Member.objects.get(phone="+8613800138000").name != "First"
 
 
@@ -178,7 +178,7 @@ def test_a_different_opening_balance_for_an_imported_member_is_refused(store):
 
     result = run_import(HEADER + "13800138000,Li Lei,,,,,1500\n")
 
-    assert "already has an imported opening balance of 1200" in row_errors(result)[1]["opening_points"][0]
+    assert "already has an imported opening balance of 1200" in row_errors(result)[2]["opening_points"][0]
     assert opening_entries().get().amount == 1200
 
 
@@ -187,7 +187,7 @@ def test_opening_points_for_a_frozen_member_are_refused(store):
 
     result = run_import(HEADER + "13800138000,,,,,,100\n")
 
-    assert "frozen" in row_errors(result)[1]["opening_points"][0]
+    assert "frozen" in row_errors(result)[2]["opening_points"][0]
     assert LedgerEntry.objects.count() == 0
 
 
@@ -217,7 +217,7 @@ def test_admin_dry_run_lists_bad_rows_and_writes_nothing(admin_client, store):
     page = response.content.decode()
     assert "not a valid phone number" in page
     assert "There is no store with the code" in page
-    assert [row.number for row in response.context["result"].invalid_rows] == [2, 3]
+    assert [row.number for row in response.context["result"].invalid_rows] == [3, 4]
     assert "confirm_form" not in response.context or response.context["confirm_form"] is None
     assert Member.objects.count() == 0
     assert LedgerEntry.objects.count() == 0

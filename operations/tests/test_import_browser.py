@@ -29,12 +29,13 @@ CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "not-a-real-password-42"
 HEADER = "phone,name,gender,birthday,email,home_store,opening_points\n"
 ROWS = 10_000
-# Row number -> (the bad line, the reason the page must show).
+# Member row under the header -> (the bad line, the reason the page must show); the page
+# numbers rows as the spreadsheet does (the header is row 1), so row n shows as n + 1.
 BAD = {
     17: ("12345,Bad Phone,,,,,", "is not a valid phone number"),
     2500: ("13900000001,Bad Date,,1990-13-40,,,", "is not a date"),
     7000: ("13900000002,Bad Store,,,,nowhere,", "There is no store with the code “nowhere”"),
-    9999: ("13700000001,Twice,,,,,", "+8613700000001 is also on row 1; list each member once."),
+    9999: ("13700000001,Twice,,,,,", "+8613700000001 is also on row 2; list each member once."),
 }
 
 
@@ -128,7 +129,7 @@ def test_operator_sees_bad_rows_fixes_them_and_imports_10k_members(page, live_se
     assert rows.count() == len(BAD)
     for index, (number, (_line, reason)) in enumerate(sorted(BAD.items())):
         cells = rows.nth(index).locator("td")
-        assert cells.nth(0).inner_text() == str(number)
+        assert cells.nth(0).inner_text() == str(number + 1)
         assert reason in cells.nth(3).inner_text()
     assert "4 bad rows" in page.inner_text("#import-errors-title")
     assert page.locator("#confirm-import").count() == 0

@@ -31,13 +31,13 @@ GOOD_FILE = (
     "008613700137000,Wang Fang,,,,,\n"
 )
 BAD_FILE = (
-    HEADER + "13800138000,Good Row,female,1990-01-01,,sh01,10\n"  # row 1: fine
-    "12345,Bad Phone,,,,,\n"  # row 2
-    "13900139000,Bad Date,,1990-13-40,,,\n"  # row 3
-    "13700137000,Bad Store,,,,nowhere,\n"  # row 4
-    "13600136000,Negative,,,,,-5\n"  # row 5
-    "13400134000,Bad Email,,,not-an-email,,\n"  # row 6
-    "138-0013-8000,Duplicate,,,,,\n"  # row 7: the phone of row 1 in another spelling
+    HEADER + "13800138000,Good Row,female,1990-01-01,,sh01,10\n"  # row 2 (the header is row 1): fine
+    "12345,Bad Phone,,,,,\n"  # row 3
+    "13900139000,Bad Date,,1990-13-40,,,\n"  # row 4
+    "13700137000,Bad Store,,,,nowhere,\n"  # row 5
+    "13600136000,Negative,,,,,-5\n"  # row 6
+    "13400134000,Bad Email,,,not-an-email,,\n"  # row 7
+    "138-0013-8000,Duplicate,,,,,\n"  # row 8: the phone of row 2 in another spelling
 )
 
 
@@ -117,13 +117,13 @@ def test_bad_rows_are_listed_with_their_reasons_and_nothing_is_imported(store, o
     assert job.status == ImportJob.Status.INVALID
     assert (job.total_rows, job.error_count) == (7, 6)
     errors = errors_by_row(job)
-    assert sorted(errors) == [2, 3, 4, 5, 6, 7]
-    assert "not a valid phone number" in errors[2]["phone"][0]
-    assert "not a date" in errors[3]["birthday"][0]
-    assert "no store with the code “nowhere”" in errors[4]["home_store"][0]
-    assert "whole number from 0" in errors[5]["opening_points"][0]
-    assert errors[6]["email"] == ["Enter a valid email address."]
-    assert errors[7]["phone"] == ["+8613800138000 is also on row 1; list each member once."]
+    assert sorted(errors) == [3, 4, 5, 6, 7, 8]  # the spreadsheet's rows: the header is row 1
+    assert "not a valid phone number" in errors[3]["phone"][0]
+    assert "not a date" in errors[4]["birthday"][0]
+    assert "no store with the code “nowhere”" in errors[5]["home_store"][0]
+    assert "whole number from 0" in errors[6]["opening_points"][0]
+    assert errors[7]["email"] == ["Enter a valid email address."]
+    assert errors[8]["phone"] == ["+8613800138000 is also on row 2; list each member once."]
     assert job.errors[0]["phone"] == "12345"  # the cell as written, to find the row
     with pytest.raises(LoyaltyError) as refused:
         import_job_confirm(job_id=job.pk, user=operator)
@@ -148,7 +148,7 @@ def test_duplicate_phones_are_refused_even_when_the_member_exists(store):
 
     job = checked_job(HEADER + "13800138000,First,,,,,\n0086 138 0013 8000,Second,,,,,\n")
 
-    assert errors_by_row(job) == {2: {"phone": ["+8613800138000 is also on row 1; list each member once."]}}
+    assert errors_by_row(job) == {3: {"phone": ["+8613800138000 is also on row 2; list each member once."]}}
     assert Member.objects.get(phone="+8613800138000").name == "Before"
 
 
@@ -190,7 +190,7 @@ def test_an_opening_balance_imported_by_the_admin_is_not_written_again(store, op
     run_import(HEADER + "13800138000,Li Lei,,,,,1200\n")
 
     job = checked_job(HEADER + "13800138000,Li Lei,,,,,1500\n")
-    assert "already has an imported opening balance of 1200" in errors_by_row(job)[1]["opening_points"][0]
+    assert "already has an imported opening balance of 1200" in errors_by_row(job)[2]["opening_points"][0]
     job = imported_job(HEADER + "13800138000,Li Lei,,,,,1200\n", operator)
     assert job.summary["unchanged"] == 1
     assert LedgerEntry.objects.filter(idempotency_key__startswith="opening:").count() == 1
@@ -316,7 +316,7 @@ def test_a_row_that_went_bad_after_the_check_is_refused_alone(store, operator):
 
     assert job.status == ImportJob.Status.DONE
     assert job.summary == {"new": 1, "updated": 0, "unchanged": 0, "opening_points": 5, "refused": 1}
-    assert "frozen" in errors_by_row(job)[1]["opening_points"][0]
+    assert "frozen" in errors_by_row(job)[2]["opening_points"][0]
     assert not LedgerEntry.objects.filter(member=member).exists()
 
 
@@ -368,7 +368,7 @@ def test_the_admin_uploads_shows_errors_and_confirms(admin_client, store):
     import_job_check(job.pk)  # what the queued task does
 
     page = admin_client.get(reverse("admin:members_importjob_change", args=[job.pk])).content.decode()
-    assert "not a valid phone number" in page and "is also on row 1" in page
+    assert "not a valid phone number" in page and "is also on row 2" in page
     assert "Confirm import" not in page
     status = admin_client.get(reverse("admin:members_importjob_status", args=[job.pk])).json()
     assert (status["status"], status["error_count"], status["done"]) == ("invalid", 6, True)
@@ -476,7 +476,7 @@ def test_the_check_speaks_the_uploaders_language_not_the_workers(store, operator
     with translation.override("en"):  # the worker's own language
         job = import_job_check(job.pk)
 
-    assert "不是有效的手机号" in errors_by_row(job)[2]["phone"][0]
+    assert "不是有效的手机号" in errors_by_row(job)[3]["phone"][0]
 
 
 def test_the_uploaded_file_is_private_randomly_named_and_deleted_when_done(store, operator, settings, tmp_path):

@@ -308,13 +308,10 @@ def test_saving_the_member_form_does_not_change_the_status(admin_client):
     member = MemberFactory()
     data = {"phone": member.phone, "name": "x", "gender": "unknown", "home_store": member.home_store_id}
     data["status"] = "closed"
-    page = admin_client.get(change_url(member))
-    for inline_formset in page.context["inline_admin_formsets"]:
-        formset = inline_formset.formset
-        data[f"{formset.prefix}-TOTAL_FORMS"] = formset.total_form_count()
-        data[f"{formset.prefix}-INITIAL_FORMS"] = formset.initial_form_count()
+    form = admin_client.get(change_url(member) + "?edit=1").content.decode()
+    assert 'name="name"' in form and 'name="status"' not in form
 
-    assert admin_client.post(change_url(member), data).status_code == 302
+    assert admin_client.post(change_url(member) + "?edit=1", data).status_code == 302
     member.refresh_from_db()
     assert (member.name, member.status) == ("x", Member.Status.ACTIVE)
 

@@ -56,7 +56,7 @@ def test_seed_demo_shows_pending_expiring_and_expired_points_on_an_exact_ledger(
     now = timezone.now()
 
     assert sorted(Store.objects.values_list("code", flat=True)) == sorted(DEMO_STORE_CODES)
-    assert Member.objects.count() == MEMBERS
+    assert Member.objects.count() == MEMBERS + 1  # and the fan, who has not bought yet
     assert ledger_violations() == []
     points = Lot.objects.filter(currency=Currency.POINTS, remaining__gt=0)
     assert points.filter(pending=True).exists(), "some orders are still inside their return window"
@@ -84,3 +84,18 @@ def test_seed_demo_run_twice_adds_nothing(seeded):
 
     assert "demo data already present" in output
     assert row_counts() == before
+
+
+def test_seed_demo_has_a_fan_and_partners_written_in_both_languages(seeded):
+    from programme.models import Partner, PartnerOffer
+
+    fan = Member.objects.get(phone="+8613700137000")
+    assert not fan.orders.exists() and fan.contributions.exists()
+    for row, field in [(p, "name") for p in Partner.objects.all()] + [(o, "name") for o in PartnerOffer.objects.all()]:
+        chinese, english = getattr(row, f"{field}_zh_hans"), getattr(row, f"{field}_en")
+        assert chinese and english and chinese != english
+        assert not any("\u4e00" <= ch <= "\u9fff" for ch in english), english
+        with translation.override("en"):
+            assert getattr(row, field) == english
+        with translation.override("zh-hans"):
+            assert getattr(row, field) == chinese

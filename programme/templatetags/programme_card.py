@@ -3,11 +3,11 @@ plan while it is active, the track (owner or fan, by the configured names), and 
 badges held (the latest six). Three queries."""
 
 from django import template
-from django.conf import settings
 from django.utils import timezone
 
 from loyalty.models import Order
 from programme.benefits import membership_active
+from programme.contribution import track_name
 from programme.models import MemberBadge
 
 register = template.Library()
@@ -22,5 +22,5 @@ def programme_card(member):
         .order_by("-awarded_at", "-id")[:6]
     )
     is_owner = Order.objects.counting().filter(member=member).exists()
-    track = settings.PROGRAMME_TRACK_OWNER if is_owner else settings.PROGRAMME_TRACK_FAN
+    track = track_name(is_owner=is_owner)
     return {"plan": membership.plan if membership else None, "track": track, "badges": held}

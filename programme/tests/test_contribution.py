@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from api.tests.conftest import client_for_member
@@ -36,12 +36,18 @@ def test_a_fan_earns_contribution_and_keeps_it_on_becoming_an_owner(levels, sett
     member.birthday, member.email = dt.date(1990, 5, 2), "fan@example.com"
     member.save()
     member.save()  # the profile counts once
-    standing = contribution.standing(member)
+    with translation.override("zh-hans"):
+        standing = contribution.standing(member)
     assert (standing.track, standing.is_owner, standing.value) == ("粉丝", False, 15)
+    with translation.override("en"):
+        assert contribution.standing(member).track == "Fan"
     assert standing.level.code == "friend" and standing.to_next == 35
     ledger.order_earn(member=member, store=StoreFactory(code="c1"), number="F1", amount=Decimal("10"))
-    standing = contribution.standing(member)
+    with translation.override("zh-hans"):
+        standing = contribution.standing(member)
     assert (standing.track, standing.value) == ("车主", 15)
+    with translation.override("en"):
+        assert contribution.standing(member).track == "Owner"
 
 
 def test_referrals_contribute_once_in_the_daily_job(levels):

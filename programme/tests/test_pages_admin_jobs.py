@@ -65,7 +65,8 @@ def test_notice_texts_are_translated(paid):
 
 def test_admin_lists_and_refunds_with_a_reason(admin_client, paid):
     page = admin_client.get(reverse("admin:programme_planorder_changelist"))
-    assert page.status_code == 200 and "Paying members now: 1" in page.content.decode()
+    html = page.content.decode()
+    assert page.status_code == 200 and "Paying members now</dt><dd>1</dd>" in html and "¥99.00" in html
     url = reverse("admin:programme_planorder_changelist")
     admin_client.post(url, {"action": "refund", "_selected_action": [paid.pk], "reason": ""})
     assert PlanOrder.objects.get().status == "paid"

@@ -437,3 +437,42 @@ def test_member_page_lists_offers_redeems_and_shows_the_voucher_in_both_language
     client.post(reverse("center:partner_redeem", args=[wash.pk]), {"key": "page-2"})
     client.post(reverse("center:partner_redeem", args=[wash.pk]), {"key": "page-3"})  # not enough points left
     assert PartnerVoucher.objects.count() == 2 and balance(member) == 400
+
+
+@pytest.mark.parametrize(
+    "model, field",
+    [("partner", "name"), ("partneroffer", "name"), ("partnerbenefit", "title"), ("fanlevel", "name"),
+     ("plan", "name"), ("badge", "name")],
+)  # fmt: skip
+def test_admin_edits_programme_texts_in_both_languages(admin_client, model, field):
+    page = admin_client.get(reverse(f"admin:programme_{model}_add"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'name="{field}_zh_hans"' in html and f'name="{field}_en"' in html
+
+
+def test_partner_offer_saved_from_the_admin_reads_in_the_members_language(admin_client, carwash):
+    answer = admin_client.post(
+        reverse("admin:programme_partneroffer_add"),
+        {
+            "partner": carwash.pk,
+            "name_zh_hans": "打蜡一次",
+            "name_en": "One wax",
+            "description_zh_hans": "",
+            "description_en": "",
+            "points_cost": 500,
+            "code_source": PartnerOffer.CodeSource.GENERATED,
+            "valid_days": 30,
+            "is_active": "on",
+            "upload_codes": "",
+            "sort_order": 0,
+        },
+    )
+    assert answer.status_code == 302, answer.context["adminform"].form.errors
+    offer = PartnerOffer.objects.get(name_en="One wax")
+    from django.utils import translation
+
+    with translation.override("en"):
+        assert offer.name == "One wax"
+    with translation.override("zh-hans"):
+        assert offer.name == "打蜡一次"

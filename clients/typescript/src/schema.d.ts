@@ -1336,6 +1336,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/staff/members/merge/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Merge two member records of one person (staff)
+         * @description Combines the accounts through ledger entries (kind merge: every lot moves with its expiry date, pending points stay pending), moves orders, coupons, redemptions, check-ins, referrals, journey runs, badges, contribution and paid membership, and keeps the merged record as a closed pointer: lookups by its number or phone answer with the kept member. Merging the same pair again answers 200 with the first merge and replayed true. Refused: a number that is no member's (404 member_not_found); the same member twice (400 merge_same_member); a record merged already (409 member_already_merged); a frozen, closed or erased member (409 member_not_mergeable); an open refund shortfall on either side (409 refund_shortfall_open); without members.merge_members (403 permission_denied) or for a member outside the caller's stores (403 out_of_scope).
+         */
+        post: operations["staff_member_merge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/staff/members/merge/{id}/undo/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Undo a member merge (staff), with a reason
+         * @description Within LOYALTY_MERGE_UNDO_DAYS of the merge: moves back what is left of the moved points (merge entries again) and every row the merge moved, and reactivates the merged record. Undoing an undone merge answers with it (replayed true). Refused: no such merge (404 merge_not_found), after the window (409 merge_undo_expired), once moved points were spent, refunded or given away (409 merge_points_spent), the kept member merged or closed since (409), an open refund shortfall (409), without the permission or outside the caller's stores (403).
+         */
+        post: operations["staff_member_merge_undo"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks/endpoints/{id}/events/": {
         parameters: {
             query?: never;
@@ -1753,9 +1793,10 @@ export interface components {
          *     * `reverse` - spend reversed
          *     * `settle` - refund shortfall settled
          *     * `transfer` - points transfer
+         *     * `merge` - member records merged
          * @enum {string}
          */
-        KindEnum: "earn" | "spend" | "refund" | "cancel" | "release" | "expire" | "adjust" | "reverse" | "settle" | "transfer";
+        KindEnum: "earn" | "spend" | "refund" | "cancel" | "release" | "expire" | "adjust" | "reverse" | "settle" | "transfer" | "merge";
         LevelOut: {
             code: string;
             name: string;
@@ -1821,6 +1862,48 @@ export interface components {
             auto_renew_consent_at: string | null;
             /** Format: date-time */
             cancelled_at: string | null;
+        };
+        MergeInRequest: {
+            /** @description Member number of the record to keep. */
+            keep: string;
+            /** @description Member number of the record merged into it (closed, kept as a pointer). */
+            merged: string;
+            /** @description Why: required, kept on the merge and in the audit. */
+            reason: string;
+        };
+        MergeMemberOut: {
+            member_number: string;
+            name: string;
+        };
+        MergeOut: {
+            id: number;
+            keep: components["schemas"]["MergeMemberOut"];
+            merged: components["schemas"]["MergeMemberOut"];
+            reason: string;
+            /** @description The staff user's name. */
+            actor: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description The end of the undo window (LOYALTY_MERGE_UNDO_DAYS).
+             */
+            undo_until: string;
+            /** Format: date-time */
+            undone_at: string | null;
+            undo_reason: string;
+            points: components["schemas"]["MovedPointsOut"];
+            growth: components["schemas"]["MovedPointsOut"];
+            /** @description Rows moved by kind: orders, coupons, check_ins, badges, ... */
+            moved: {
+                [key: string]: number;
+            };
+            /** @description True when this merge (or undo) had been made already. */
+            replayed: boolean;
+        };
+        MergeUndoInRequest: {
+            /** @description Why the merge is undone: required. */
+            reason: string;
         };
         MetricsOut: {
             /** @description The segment measured; null for every member. */
@@ -1912,6 +1995,12 @@ export interface components {
              * @description Yuan: welcome points at the points' value plus yuan-off coupons.
              */
             benefit_cost: string;
+        };
+        MovedPointsOut: {
+            /** @description Available points (or growth) moved. */
+            available: number;
+            /** @description Pending points moved, still pending until their own dates. */
+            pending: number;
         };
         MyMembershipOut: {
             /** @description Null for a member who never had one. */
@@ -3931,8 +4020,9 @@ export interface operations {
                  *     * `reverse` - spend reversed
                  *     * `settle` - refund shortfall settled
                  *     * `transfer` - points transfer
+                 *     * `merge` - member records merged
                  */
-                kind?: "earn" | "spend" | "refund" | "cancel" | "release" | "expire" | "adjust" | "reverse" | "settle" | "transfer";
+                kind?: "earn" | "spend" | "refund" | "cancel" | "release" | "expire" | "adjust" | "reverse" | "settle" | "transfer" | "merge";
                 /** @description Number of results to return per page. */
                 page_size?: number;
                 /** @description From this local date (inclusive). */
@@ -8614,6 +8704,234 @@ export interface operations {
             };
             /** @description The Accept header allows no JSON; the API answers application/json only. */
             406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database, or a platform the server depends on, did not answer; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    staff_member_merge: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1 to 128 characters naming this request of yours: a retry with the same key and body gets the first answer (header Idempotent-Replayed: true); the same key with anything else is 422 idempotency_key_reused; while the first is still running, 409 idempotency_in_flight. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MergeInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MergeOut"];
+                };
+            };
+            201: {
+                headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MergeOut"];
+                };
+            };
+            /** @description Bad input (code invalid and others); fields names the wrong fields. */
+            400: {
+                headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credentials, or invalid or expired ones. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Absent, or not the caller's to see. */
+            404: {
+                headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The Accept header allows no JSON; the API answers application/json only. */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The current state refuses it (already used, not enough points, ...). */
+            409: {
+                headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A key (order number, refund number, Idempotency-Key) reused with a different body. */
+            422: {
+                headers: {
+                    /** @description Present on a replay: the first answer to this Idempotency-Key, sent again. */
+                    "Idempotent-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The database, or a platform the server depends on, did not answer; retry after Retry-After seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before trying again. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    staff_member_merge_undo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MergeUndoInRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MergeOut"];
+                };
+            };
+            /** @description Bad input (code invalid and others); fields names the wrong fields. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No credentials, or invalid or expired ones. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Absent, or not the caller's to see. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The Accept header allows no JSON; the API answers application/json only. */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The current state refuses it (already used, not enough points, ...). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is not application/json. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
