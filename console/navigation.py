@@ -37,6 +37,7 @@ def _groups() -> list[tuple[str, list[Link]]]:
                 _model("members", "segment", _("Segments"), "groups"),
                 _model("members", "tag", _("Tags"), "sell"),
                 _model("members", "importjob", _("Imports"), "upload_file"),
+                _model("members", "membermerge", _("Member merges"), "merge"),
                 _model("members", "consentrecord", _("Consent records"), "verified_user"),
             ],
         ),

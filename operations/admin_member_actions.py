@@ -165,6 +165,9 @@ class MemberActionsMixin:
                 continue
             url = reverse(f"admin:{opts.app_label}_{opts.model_name}_act", args=[member.pk, name])
             buttons.append((str(actions[name][2]), url, icon))
+        if request.user.has_perm("members.merge_members") and member.is_active and member.erased_at is None:
+            url = reverse("admin:members_membermerge_add", current_app=self.admin_site.name)
+            buttons.append((str(_("Merge another record into this one")), f"{url}?keep={member.pk}", "merge"))
         return buttons
 
     def member_action_view(self, request, object_id, action):

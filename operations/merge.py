@@ -27,7 +27,7 @@ from core.cleaners import clean_reason
 from core.errors import LoyaltyError
 from engagement import merge as engagement_merge
 from loyalty.models import Account, Currency, Order
-from loyalty.services.merge import accounts_lock_pair, accounts_merge, accounts_merge_undo, merge_spent_since
+from loyalty.services import accounts_lock_pair, accounts_merge, accounts_merge_undo, merge_spent_since
 from members.models import Member, MemberMerge, StaffAction
 from members.scoping import require_staff
 from members.services import staff_action_record

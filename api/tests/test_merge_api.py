@@ -196,3 +196,15 @@ def test_undo_refusals(world):
     late = brand.post(f"{URL}{merge_id}/undo/", {"reason": "x"}, format="json")
     assert (late.status_code, late.json()["error"]["code"]) == (409, "merge_undo_expired")
     assert MemberMerge.objects.get(pk=merge_id).undone_at is None
+
+
+def test_an_idempotency_key_replays_the_first_answer_and_refuses_another_body(world):
+    store = world["store"]
+    keep, merged, third = (MemberFactory(home_store=store) for _ in range(3))
+    first = world["brand"].post(URL, body(keep, merged), format="json", HTTP_IDEMPOTENCY_KEY="merge-1")
+    again = world["brand"].post(URL, body(keep, merged), format="json", HTTP_IDEMPOTENCY_KEY="merge-1")
+    assert first.status_code == 201 and again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true" and again.json() == first.json()
+    other = world["brand"].post(URL, body(keep, third), format="json", HTTP_IDEMPOTENCY_KEY="merge-1")
+    assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    assert MemberMerge.objects.count() == 1

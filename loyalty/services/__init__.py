@@ -25,6 +25,7 @@ from .credits import (
     points_award_bulk,
 )
 from .entries import CURRENCIES
+from .merge import accounts_lock_pair, accounts_merge, accounts_merge_undo, merge_spent_since  # noqa: F401 - issue 20
 from .orders import CLOCK_SKEW, EarnResult, OrderLineInput, order_earn
 from .refunds import RefundResult, order_refund
 from .settling import lots_expire_due, lots_release_matured

@@ -75,7 +75,7 @@ def _move_lots(
     available = sum(lot.remaining for lot in lots if not lot.pending)
     pending = sum(lot.remaining for lot in lots if lot.pending)
     prefix = f"merge:{merge.pk}:{key}"
-    common = {"operator": merge.actor if key == "merge" else merge.undone_by, "reason": reason[:200]}
+    common = {"operator": merge.undone_by if key == "undo" else merge.actor, "reason": reason[:200]}
     out = _save_entry(
         source,
         _new_entry(
@@ -253,3 +253,23 @@ def accounts_merge_undo(*, merge: MemberMerge, now: dt.datetime | None = None) -
     Order.objects.filter(pk__in=order_ids, member_id=merge.keep_id).update(member_id=merge.merged_id)
     moved["orders"] = order_ids
     return moved
+
+
+def merged_points_forward(*, source: Account, target: Account, step: str, now: dt.datetime) -> dict:
+    """Move what a merged record's account holds again (points given back to its lots after
+    the merge: a refund of a moved order that was paid partly with points) to ``target``,
+    the account of the member the order is with now, like the merge moved the rest
+    (keys ``merge:<id>:<step>-...``). Both accounts locked and settled by the caller."""
+    merge = MemberMerge.objects.filter(merged_id=source.member_id, undone_at__isnull=True).select_related("merged")
+    merge = merge.first()
+    if merge is None:
+        return {}
+    return _move_lots(
+        source,
+        target,
+        _open_lots_with_entries(source),
+        merge=merge,
+        key=step,
+        now=now,
+        reason=_("Given back to merged member %(number)s, moved on") % {"number": merge.merged.member_number},
+    )

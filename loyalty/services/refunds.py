@@ -21,6 +21,7 @@ from core.errors import LoyaltyError
 from ..models import Account, Allocation, Currency, LedgerEntry, Lot, Order, Refund
 from ..tiers import tier_review_after_refund
 from .entries import _consume, _fingerprint, _lock_accounts, _new_entry, _open_lots, _save_entry
+from .merge import merged_points_forward
 from .settling import _settle
 from .spending import _give_back
 
@@ -146,11 +147,22 @@ def _return_points_paid(
     order = refund.order
     if order.points_paid_amount <= 0:
         return None
-    spend = LedgerEntry.objects.filter(
-        account=account, kind=LedgerEntry.Kind.SPEND, idempotency_key=f"checkout:{order.store_id}:{order.number}"
-    ).first()
-    if spend is None:  # paid with points outside our checkout: nothing of ours to give back
-        return None
+    key = f"checkout:{order.store_id}:{order.number}"
+    spend = LedgerEntry.objects.filter(account=account, kind=LedgerEntry.Kind.SPEND, idempotency_key=key).first()
+    source = account
+    if spend is None:
+        # A member merge moved the order here: its checkout spend is on the merged record's
+        # account. The points go back into that spend's lots there, then move on here.
+        spend = LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.SPEND,
+            currency=Currency.POINTS,
+            idempotency_key=key,
+            member__merged_into__isnull=False,
+        ).first()
+        if spend is None:  # paid with points outside our checkout: nothing of ours to give back
+            return None
+        source = _lock_accounts(spend.member_id, (Currency.POINTS,))[Currency.POINTS]
+        _settle([source], now)
     paid = -spend.amount
     returned = (
         LedgerEntry.objects.filter(reverses=spend, kind=LedgerEntry.Kind.REVERSE, refund__isnull=False).aggregate(
@@ -162,8 +174,8 @@ def _return_points_paid(
     due = owed_after - returned
     if due <= 0:
         return None
-    return _give_back(
-        account,
+    given = _give_back(
+        source,
         spend,
         up_to=due,
         now=now,
@@ -178,6 +190,9 @@ def _return_points_paid(
         )[:200],
         detail={"points_paid": paid, "owed": owed_after, "returned_before": returned},
     )
+    if given is not None and source is not account:
+        merged_points_forward(source=source, target=account, step=f"refund{refund.pk}", now=now)
+    return given
 
 
 def _live_lot(account: Account, lot: Lot) -> Lot:

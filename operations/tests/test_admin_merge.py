@@ -121,3 +121,11 @@ def test_store_manager_sees_only_their_stores_merges_and_clerk_cannot_merge(clie
     assert manager.get(reverse("admin:members_membermerge_undo", args=[outside.pk])).status_code == 404
     clerk = client_as("clerk-adm", "Clerk", [store])
     assert clerk.get(reverse(ADD)).status_code == 403
+
+
+def test_the_member_page_links_to_the_merge_form_with_the_member_to_keep(client_as, store):
+    client = client_as("brand-adm", BRAND_ADMIN)
+    member = MemberFactory(home_store=store)
+    page = client.get(reverse("admin:members_member_change", args=[member.pk]))
+    assert page.status_code == 200
+    assert f"{reverse(ADD)}?keep={member.pk}" in page.content.decode()

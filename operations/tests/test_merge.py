@@ -261,3 +261,40 @@ def test_preview_says_what_moves_and_the_balances_after(brand, store, django_ass
     assert preview.refusal == ""
     assert preview.balances["points"]["after"] == (30, 30)
     assert preview.counts["orders"] == 1
+
+
+def test_refund_of_a_moved_order_paid_with_points_gives_them_back_to_the_kept_member(brand, store):
+    from loyalty.checkout import order_checkout
+
+    keep, merged = MemberFactory(home_store=store), MemberFactory(home_store=store)
+    now = timezone.now()
+    award(merged, 1000, "m1", now=now - dt.timedelta(days=1))
+    order_checkout(member=merged, store=store, number="P-1", amount=Decimal("100.00"), points=500, now=now)
+    merged_points = Account.objects.get(member=merged, currency="points").balance
+    member_merge(keep=keep, merged=merged, reason="dup", actor=brand, now=now)
+    kept_before = Account.objects.get(member=keep, currency="points")
+
+    result = services.order_refund(order=Order.objects.get(number="P-1"), amount="100.00", number="R1", now=now)
+
+    assert result.returned is not None and result.returned.amount == 500
+    kept_after = Account.objects.get(member=keep, currency="points")
+    assert kept_after.balance == kept_before.balance + 500  # the order's pending points were cancelled
+    assert Account.objects.get(member=merged, currency="points").balance == 0
+    assert merged_points == 500
+    assert ledger_violations() == []
+
+
+def test_undo_refused_once_the_kept_member_was_merged_on_and_lookups_follow_the_chain(brand, store):
+    from api.views.common import member_by_number
+
+    a, b, c = (MemberFactory(home_store=store) for _ in range(3))
+    award(a, 50, "a1")
+    first = member_merge(keep=b, merged=a, reason="dup", actor=brand)
+    member_merge(keep=c, merged=Member.objects.get(pk=b.pk), reason="dup again", actor=brand)
+    assert Account.objects.get(member=c, currency="points").balance == 50
+    assert member_by_number(a.member_number).pk == c.pk
+    assert member_by_number(a.member_number).merge_followed == a.member_number
+    with pytest.raises(LoyaltyError) as refused:
+        member_merge_undo(merge=first, reason="undo", actor=brand)
+    assert refused.value.code == "member_already_merged"
+    assert ledger_violations() == []
