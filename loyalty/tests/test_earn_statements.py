@@ -170,3 +170,29 @@ def test_every_new_order_is_announced_once_and_a_replay_not_at_all(tiers, store)
     finally:
         post_save.disconnect(dispatch_uid="test-earn-order-signal", sender=Order)
     assert seen == [(result.order.pk, "S1", True)]
+
+
+def test_every_table_the_programme_is_read_from_bumps_its_version(tiers, store):
+    if connection.vendor != "postgresql":
+        pytest.skip("the version is kept on PostgreSQL only (elsewhere the programme is read every time)")
+    # What loyalty.configuration._load reads: tiers, benefits, earning rules and their stores.
+    tables = {Tier._meta.db_table, Benefit._meta.db_table, EarnRule._meta.db_table}
+    tables.add(EarnRule.stores.through._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT event_object_table FROM information_schema.triggers WHERE action_statement LIKE %s",
+            ["%loyalty_programme_bump%"],
+        )
+        triggered = {table for (table,) in cursor.fetchall()}
+    assert tables <= triggered
+    rule = EarnRule.objects.create(name="tea", kind=EarnRule.Kind.MULTIPLIER, value=Decimal("2"), valid_from=NOW)
+    for change in (
+        lambda: rule.stores.add(store),
+        lambda: Tier.objects.filter(pk=tiers.pk).update(name="Bronze 2"),
+        lambda: Benefit.objects.filter(tier=tiers).update(is_active=False),
+        lambda: rule.stores.clear(),
+        lambda: EarnRule.objects.filter(pk=rule.pk).delete(),
+    ):
+        before = programme_module.programme_version()
+        change()
+        assert programme_module.programme_version() > before
