@@ -342,7 +342,9 @@ def main() -> int:
         default="lots",
         help="The set-based expiry's chunks: about --lots due lots each (the job's default) or --chunk member ids.",
     )
-    parser.add_argument("--lots", type=int, default=2000, help="Due lots per chunk of the set-based expiry.")
+    parser.add_argument(
+        "--lots", type=int, default=1000, help="Due lots per chunk of the set-based expiry (jobs.EXPIRY_CHUNK_LOTS)."
+    )
     parser.add_argument("--workers", type=int, default=1, help="Parallel connections for the set-based jobs.")
     parser.add_argument("--jobs", default=",".join(JOBS), help="Comma-separated jobs to time, in this order.")
     parser.add_argument(

@@ -60,9 +60,11 @@ LEDGER_CHUNK = 1000
 
 # Due lots per chunk of the expiry: its work (and how long it holds its accounts' locks)
 # is in proportion to the lots it expires, not to the member ids it covers, so its ranges
-# are cut by due lots (:func:`due_lot_ranges`). bench/jobs.py: about EXPIRY_CHUNK_LOTS lots a
-# chunk keeps the longest chunk near 0.1-0.25 s on the loaded 2-core machine.
-EXPIRY_CHUNK_LOTS = 2000
+# are cut by due lots (:func:`due_lot_ranges`). bench/jobs.py at 200 000 members on the
+# 2-core machine at load 10-17: 1000 lots a chunk took 0.17 s on average (longest 0.78 s,
+# the load's spikes), 2000 lots 0.29 s (longest 0.75 s); both within 1.1-1.3x of the
+# hand-written batched SQL's total time.
+EXPIRY_CHUNK_LOTS = 1000
 
 
 # --- release and expiry -------------------------------------------------------------------
