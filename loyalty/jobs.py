@@ -28,7 +28,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -165,9 +165,11 @@ WHERE a.id = e.account_id
 """
 
 
-# Where the expiry's chunks start: the first member of each run of about %(lots)s due lots,
-# in member-id order (a member is never split: one with more due lots is a chunk alone).
-_DUE_LOT_STARTS_SQL = """
+# The expiry's chunks: runs of about %(lots)s due lots in member-id order, none wider than
+# %(span)s member ids (the statement finds its accounts and lots by member-id range: a
+# wide range of few due lots would read every account in it). A member is never split:
+# one with more due lots is a chunk alone. Each range ends after its last due member.
+_DUE_LOT_RANGES_SQL = """
 WITH per_member AS (
     SELECT member_id, count(*) AS n
     FROM loyalty_lot
@@ -176,29 +178,30 @@ WITH per_member AS (
 ),
 running AS (
     SELECT member_id, (sum(n) OVER (ORDER BY member_id))::bigint - n AS before FROM per_member
+),
+cut AS (
+    SELECT member_id, before / %(lots)s AS by_lots FROM running
 )
-SELECT min(member_id) AS start FROM running GROUP BY before / %(lots)s ORDER BY start
+SELECT min(member_id) AS lo, max(member_id) + 1 AS hi
+FROM cut
+GROUP BY by_lots, member_id / %(span)s
+ORDER BY lo
 """
 
 
 def due_lot_ranges(*, now: dt.datetime | None = None, lots: int | None = None) -> list[tuple[int, int]]:
     """Member-id ranges ``[lo, hi)`` for the expiry, each holding about ``lots`` lots due at
-    ``now`` (default :data:`EXPIRY_CHUNK_LOTS`).
+    ``now`` (default :data:`EXPIRY_CHUNK_LOTS`) and at most :data:`LEDGER_CHUNK` member ids.
 
-    PostgreSQL only (one query over the due lots). Together the ranges cover every member
-    id from the first member to the last, so a lot that falls due between this read and
-    its chunk's run is still in some range; none at all when nothing is due.
+    PostgreSQL only (one query over the due lots). The ranges hold every member with lots
+    due at ``now``; a lot that falls due after this read is the next run's.
     """
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(_DUE_LOT_STARTS_SQL, {"now": now, "lots": max(1, lots or EXPIRY_CHUNK_LOTS)})
-        starts = [start for (start,) in cursor.fetchall()]
-    if not starts:
-        return []
-    bounds = Member.objects.aggregate(lo=Min("id"), hi=Max("id"))
-    starts[0] = min(starts[0], bounds["lo"])
-    ends = [*starts[1:], max(bounds["hi"], starts[-1]) + 1]
-    return list(zip(starts, ends, strict=True))
+        cursor.execute(
+            _DUE_LOT_RANGES_SQL, {"now": now, "lots": max(1, lots or EXPIRY_CHUNK_LOTS), "span": LEDGER_CHUNK}
+        )
+        return [(lo, hi) for lo, hi in cursor.fetchall()]
 
 
 def lots_expire_due_sql(
