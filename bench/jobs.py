@@ -27,7 +27,14 @@ import os
 import sys
 import time
 
-from common import copy_database, database_exists, ensure_database, setup_django  # bench/ is on sys.path as a script
+from common import (  # bench/ is on sys.path as a script
+    copy_database,
+    database_exists,
+    ensure_database,
+    load_average,
+    pgbench_tps,
+    setup_django,
+)
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/loyalty_bench_jobs"
 PHONE_PREFIX = "+86135"  # bench members only
@@ -342,8 +349,13 @@ def main() -> int:
         default="lots",
         help="The set-based expiry's chunks: about --lots due lots each (the job's default) or --chunk member ids.",
     )
-    parser.add_argument("--lots", type=int, default=2000, help="Due lots per chunk of the set-based expiry.")
+    parser.add_argument(
+        "--lots", type=int, default=1000, help="Due lots per chunk of the set-based expiry (jobs.EXPIRY_CHUNK_LOTS)."
+    )
     parser.add_argument("--workers", type=int, default=1, help="Parallel connections for the set-based jobs.")
+    parser.add_argument(
+        "--pgbench-seconds", type=int, default=10, help="pgbench tpcb-like after the jobs, as a yardstick (0: none)."
+    )
     parser.add_argument("--jobs", default=",".join(JOBS), help="Comma-separated jobs to time, in this order.")
     parser.add_argument(
         "--snapshot",
@@ -384,10 +396,16 @@ def main() -> int:
         f"release and by-hand expiry chunk {args.chunk} members, expiry chunk "
         + (f"{args.lots} due lots" if args.expiry_chunks == "lots" else f"{args.chunk} members")
     )
+    print(f"load average {load_average()}")
     print(f"{'job':<22}{'rows':>10} {'':<9}{'wall s':>9}{'rows/s':>12}{'longest s':>12}   result")
     now = timezone.now()
     for job in args.jobs.split(","):
         JOBS[job](args, now)
+
+    if args.pgbench_seconds:
+        tps = pgbench_tps(url, 8, args.pgbench_seconds)
+        print(f"pgbench tpcb-like, 8 clients, {args.pgbench_seconds} s, right after: {tps or 0:.0f} tps")
+    print(f"load average {load_average()}", flush=True)
 
     started = time.monotonic()
     violations = ledger_violations()

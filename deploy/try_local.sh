@@ -85,7 +85,7 @@ export DATABASE_CONN_MAX_AGE=60
 export DATABASE_REPLICA_URL="postgres://postgres@127.0.0.1:$REPLICA_PORT/loyalty"
 export CELERY_BROKER_URL="$REDIS" CACHE_URL="$REDIS"
 export METRICS_TOKEN="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
-export GUNICORN_BIND="127.0.0.1:$WEB_PORT" GUNICORN_WORKERS=2 PROMETHEUS_MULTIPROC_DIR="$DIR/metrics"
+export GUNICORN_BIND="127.0.0.1:$WEB_PORT" GUNICORN_WORKERS=2 GUNICORN_THREADS=1 PROMETHEUS_MULTIPROC_DIR="$DIR/metrics"
 WORKER_ENV=(env "DATABASE_URL=postgres://postgres@127.0.0.1:$PGBOUNCER_PORT/loyalty_session" DATABASE_POOLER=session)
 
 echo "==> collectstatic, manage.py deploy (session-mode pool, as the release step)"

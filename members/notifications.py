@@ -27,6 +27,7 @@ claim and send loses that one notice rather than sending it twice.
 """
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -252,15 +253,21 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
     data_field = Notification._meta.get_field("data")
     languages = _languages()
     notices = list(notices)
+    # PostgreSQL: each batch as one JSON document (json_to_recordset), one parameter instead
+    # of 10 a notice, which the driver spent more time passing than the server inserting.
+    as_json = connection.vendor == "postgresql"
     rows = []
     for notice, texts in zip(notices, _rendered(notices, marketing), strict=True):
-        texts[2::3] = [data_field.get_db_prep_save(data, connection) for data in texts[2::3]]
-        rows.append([notice.member_id, notice.kind, notice.dedupe_key[:200], now, *texts])
+        if not as_json:
+            texts[2::3] = [data_field.get_db_prep_save(data, connection) for data in texts[2::3]]
+        rows.append(
+            [notice.member_id, notice.kind, notice.dedupe_key[:200], now.isoformat() if as_json else now, *texts]
+        )
     consent = ""
     if marketing:
         consent = " AND (" + " OR ".join(f"m.{channel}_consent_at IS NOT NULL" for channel in CONSENT_CHANNELS) + ")"
-    # VALUES columns are column1..columnN on PostgreSQL and SQLite alike: 4 fixed, then
-    # title, body, data for each language; the member's language picks its three.
+    # The columns are column1..columnN (VALUES' own names; the JSON record's on PostgreSQL):
+    # 4 fixed, then title, body, data for each language; the member's language picks its three.
     language = "COALESCE(NULLIF(m.language, ''), %s)"
 
     def pick(offset: int) -> str:
@@ -271,13 +278,21 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
     pick_params = ([settings.LANGUAGE_CODE, *languages]) * 3
     width = 4 + 3 * len(languages)
     new = 0
+    types = ["bigint", "text", "text", "timestamptz", *(["text", "text", "jsonb"] * len(languages))]
+    record = ", ".join(f"column{i} {kind}" for i, kind in enumerate(types, 1))
     for first in range(0, len(rows), INSERT_BATCH):
         batch = rows[first : first + INSERT_BATCH]
-        placeholders = "(" + ", ".join(["%s"] * width) + ")"
+        if as_json:
+            source = f"json_to_recordset(%s::json) AS v({record})"
+            values = [json.dumps([{f"column{i}": value for i, value in enumerate(row, 1)} for row in batch])]
+        else:
+            placeholders = "(" + ", ".join(["%s"] * width) + ")"
+            source = f"(VALUES {', '.join([placeholders] * len(batch))}) AS v"
+            values = [value for row in batch for value in row]
         sql = (
             "INSERT INTO members_notification (member_id, kind, title, body, data, dedupe_key, created_at) "
             f"SELECT v.column1, v.column2, {pick(0)}, {pick(1)}, {pick(2)}, v.column3, v.column4 "
-            f"FROM (VALUES {', '.join([placeholders] * len(batch))}) AS v "
+            f"FROM {source} "
             "JOIN members_member m ON m.id = v.column1 "
             f"WHERE m.erased_at IS NULL AND m.status <> %s{consent} "
             "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
@@ -285,7 +300,7 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
         with connection.cursor() as cursor:
             cursor.execute(
                 sql,
-                pick_params + [value for row in batch for value in row] + [Member.Status.CLOSED.value],
+                pick_params + values + [Member.Status.CLOSED.value],
             )
             new += len(cursor.fetchall())
     return new
