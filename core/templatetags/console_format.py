@@ -1,4 +1,6 @@
-"""Number formatting for the staff screens: thousands separators, yuan with two decimals."""
+"""Number formatting for the staff screens (any app's admin templates): thousands separators,
+yuan with two decimals. In core because the console, the programme's and the members' admin
+pages all load it."""
 
 from decimal import Decimal, InvalidOperation
 
