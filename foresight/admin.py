@@ -154,6 +154,7 @@ class ProposalForm(forms.ModelForm):
         if self.errors:
             return data
         try:
+            selectors.postgresql_required()
             self.policy = simulator.policy_from_form(
                 thresholds=data.get("thresholds", ""),
                 review_months=data["review_months"],
@@ -201,6 +202,14 @@ class ForecastForm(forms.ModelForm):
     class Meta:
         model = ForecastRun
         fields = ("name", "alternative_policy")
+
+    def clean(self):
+        data = super().clean()
+        try:
+            selectors.postgresql_required()
+        except LoyaltyError as error:
+            raise forms.ValidationError(error.message) from error
+        return data
 
     def clean_alternative_policy(self):
         text = self.cleaned_data["alternative_policy"].strip()

@@ -6,6 +6,8 @@ Run after ``seed_demo`` (and ``seed_programme_demo``, whose transfer the scan lo
 by ``manage.py seed_foresight_demo``; safe to run twice (it finds its runs by name).
 """
 
+from django.db import connection
+
 from . import forecast, leakage, simulator
 from .models import ForecastRun, SimulationRun
 
@@ -14,7 +16,9 @@ FORECAST = "Demo: next 12 months, and calendar-year expiry"
 
 
 def foresight_demo_seed() -> dict:
-    """Seed the demo; returns what it did."""
+    """Seed the demo; returns what it did (nothing on SQLite: foresight needs PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return {"skipped": "needs PostgreSQL"}
     done = {"leakage": leakage.leakage_detect()}
     current = simulator.current_policy()
     if current.tiers and not SimulationRun.objects.filter(name=SIMULATION).exists():

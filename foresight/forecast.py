@@ -30,6 +30,7 @@ from core.errors import LoyaltyError
 from loyalty.policies import ExpiryPolicy, expiry_policy
 
 from .models import ForecastRun
+from .selectors import postgresql_required
 
 HISTORY_MONTHS = 24
 HORIZON = 12
@@ -194,7 +195,9 @@ def _with_money(rows: list[dict]) -> list[dict]:
 def forecast(
     *, alternative: str | None = None, now: dt.datetime | None = None, store_ids: list[int] | None = None
 ) -> dict:
-    """Fit, project under the policy in force and (given) ``alternative``; a JSON-ready dict."""
+    """Fit, project under the policy in force and (given) ``alternative``; a JSON-ready dict.
+    PostgreSQL only."""
+    postgresql_required()
     now = now or timezone.now()
     alt_policy = parse_policy(alternative) if alternative else None
     now_index, earned, consumed, groups = _rows(now, store_ids)

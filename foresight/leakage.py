@@ -24,6 +24,7 @@ from loyalty.models import ORDERS_COUNTING_SQL
 from members.scoping import require_staff, staff_stores
 
 from .models import LeakageCase
+from .selectors import postgresql_required
 
 Kind = LeakageCase.Kind
 
@@ -183,7 +184,8 @@ def _params(now: dt.datetime) -> dict:
 def leakage_detect(*, now: dt.datetime | None = None, kinds: list[str] | None = None) -> dict[str, dict[str, int]]:
     """Run the detectors (all, or ``kinds``) and file their cases; per kind, how many
     cases were new and how many open ones were seen again. Clears shortfall cases whose
-    refund has been settled. Writes only ``foresight_leakagecase``."""
+    refund has been settled. Writes only ``foresight_leakagecase``. PostgreSQL only."""
+    postgresql_required()
     now = now or timezone.now()
     params = _params(now)
     report: dict[str, dict[str, int]] = {}
@@ -201,7 +203,10 @@ def leakage_detect(*, now: dt.datetime | None = None, kinds: list[str] | None = 
 
 @guarded("foresight.leakage_scan")
 def leakage_scan(*, now: dt.datetime | None = None) -> dict:
-    """The nightly scan (``foresight.tasks.leakage_scan``): every detector, once."""
+    """The nightly scan (``foresight.tasks.leakage_scan``): every detector, once; on SQLite
+    (the embedded default) it reports that it was skipped."""
+    if connection.vendor != "postgresql":
+        return {"skipped": "needs PostgreSQL"}
     return leakage_detect(now=now)
 
 

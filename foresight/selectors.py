@@ -4,10 +4,13 @@ needs-attention list, and the orders by channel (docs/foresight.md)."""
 import datetime as dt
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from core.errors import LoyaltyError
 from loyalty.models import Order
 from members.scoping import staff_stores
 
@@ -57,3 +60,19 @@ def orders_by_channel(*, stores=None, months: int = 12, now: dt.datetime | None 
         }
         for row in rows
     ]
+
+
+def postgresql_required() -> None:
+    """The leakage detectors, the simulator's replay and the forecast's fit are set-based
+    SQL written for PostgreSQL; on the embedded SQLite default they refuse with a clear
+    error instead of failing on the first statement."""
+    if connection.vendor != "postgresql":
+        raise LoyaltyError(
+            "unsupported",
+            str(
+                _(
+                    "The leakage monitor, the tier-policy simulator and the forecast need PostgreSQL: "
+                    "set DATABASE_URL to a PostgreSQL database (README.md)."
+                )
+            ),
+        )

@@ -39,6 +39,7 @@ from loyalty.policies import ExpiryPolicy
 from members.models import Member
 
 from .models import SimulationRun
+from .selectors import postgresql_required
 
 # A growth window that never ends, for the "never" expiry policy.
 NEVER_MONTHS = 1200
@@ -257,7 +258,8 @@ def _member_count(store_ids: list[int] | None) -> int:
 
 def simulate(proposal: Policy, *, now: dt.datetime | None = None, store_ids: list[int] | None = None) -> dict:
     """Replay the growth of every member (of ``store_ids``, or all) under the policy in force
-    and under ``proposal``; the figures as a JSON-ready dict. Writes nothing."""
+    and under ``proposal``; the figures as a JSON-ready dict. Writes nothing. PostgreSQL only."""
+    postgresql_required()
     now = now or timezone.now()
     current = current_policy()
     if [t.code for t in current.tiers] != [t.code for t in proposal.tiers]:
