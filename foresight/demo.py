@@ -6,10 +6,9 @@ Run after ``seed_demo`` (and ``seed_programme_demo``, whose transfer the scan lo
 by ``manage.py seed_foresight_demo``; safe to run twice (it finds its runs by name).
 """
 
-from django.db import connection
-
 from . import forecast, leakage, simulator
 from .models import ForecastRun, SimulationRun
+from .selectors import postgresql_available
 
 SIMULATION = "Demo: top tier 20% easier, no soft landing"
 FORECAST = "Demo: next 12 months, and calendar-year expiry"
@@ -17,7 +16,7 @@ FORECAST = "Demo: next 12 months, and calendar-year expiry"
 
 def foresight_demo_seed() -> dict:
     """Seed the demo; returns what it did (nothing on SQLite: foresight needs PostgreSQL)."""
-    if connection.vendor != "postgresql":
+    if not postgresql_available():
         return {"skipped": "needs PostgreSQL"}
     done = {"leakage": leakage.leakage_detect()}
     current = simulator.current_policy()

@@ -24,7 +24,7 @@ from loyalty.models import ORDERS_COUNTING_SQL
 from members.scoping import require_staff, staff_stores
 
 from .models import LeakageCase
-from .selectors import postgresql_required
+from .selectors import postgresql_available, postgresql_required
 
 Kind = LeakageCase.Kind
 
@@ -205,7 +205,7 @@ def leakage_detect(*, now: dt.datetime | None = None, kinds: list[str] | None = 
 def leakage_scan(*, now: dt.datetime | None = None) -> dict:
     """The nightly scan (``foresight.tasks.leakage_scan``): every detector, once; on SQLite
     (the embedded default) it reports that it was skipped."""
-    if connection.vendor != "postgresql":
+    if not postgresql_available():
         return {"skipped": "needs PostgreSQL"}
     return leakage_detect(now=now)
 

@@ -62,11 +62,16 @@ def orders_by_channel(*, stores=None, months: int = 12, now: dt.datetime | None 
     ]
 
 
+def postgresql_available() -> bool:
+    """Whether foresight's set-based SQL (written for PostgreSQL) can run here."""
+    return connection.vendor == "postgresql"
+
+
 def postgresql_required() -> None:
     """The leakage detectors, the simulator's replay and the forecast's fit are set-based
     SQL written for PostgreSQL; on the embedded SQLite default they refuse with a clear
     error instead of failing on the first statement."""
-    if connection.vendor != "postgresql":
+    if not postgresql_available():
         raise LoyaltyError(
             "unsupported",
             str(

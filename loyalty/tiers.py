@@ -80,6 +80,32 @@ def _review_target(tiers: list[Tier], current: Tier, growth: int) -> Tier:
     return tiers[target]
 
 
+# What the nightly sweep did to a member, by the key it is counted under in its report.
+_SWEEP_COUNTS = {
+    TierChange.Reason.UPGRADE: "upgraded",
+    TierChange.Reason.RETAINED: "retained",
+    TierChange.Reason.DOWNGRADE: "downgraded",
+}
+
+
+def _sweep_decision(
+    tiers: list[Tier], current: Tier, growth: int, review_at: dt.datetime, now: dt.datetime
+) -> tuple[Tier, str | None, dt.datetime | None]:
+    """The sweep's rule for one member in ``current`` with ``growth``: the tier they end in,
+    why (None: nothing to record, e.g. only an ended pin) and, when they keep their tier at
+    a review, their next review date. An upgrade or a downgrade starts a new period."""
+    best = _best_qualifying(tiers, growth)
+    if best is not None and best.rank > current.rank:
+        return best, TierChange.Reason.UPGRADE, None
+    if review_at > now:
+        return current, None, None
+    target = _review_target(tiers, current, growth)
+    if target.pk != current.pk:
+        return target, TierChange.Reason.DOWNGRADE, None
+    review = _review_after(review_at)
+    return current, TierChange.Reason.RETAINED, review if review > now else _review_after(now)
+
+
 def growth_expression(now: dt.datetime, member_ref: str = "member_id") -> Coalesce:
     """A member's growth at ``now`` as a correlated subquery over their growth lots.
 
@@ -107,6 +133,15 @@ def _member_growth(member_id: int, now: dt.datetime) -> int:
     )
 
 
+# The tier notices' texts, one lazy text each: the outbox reads a text shared by a batch once.
+_UP_TITLE = gettext_lazy("Welcome to %(tier)s")
+_UP_BODY = gettext_lazy("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.")
+_TIER_NOW_TITLE = gettext_lazy("Your tier is now %(tier)s")
+_DOWN_BODY = gettext_lazy(
+    "At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s."
+)
+
+
 def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Notice:
     """The notice telling the member about ``change``, for ``notices_enqueue``. One per change."""
     up = from_tier is None or to_tier.rank > from_tier.rank
@@ -118,21 +153,17 @@ def _notice(change: TierChange, *, from_tier: Tier | None, to_tier: Tier) -> Not
     }
     kind = Notification.Kind.TIER_UP if up else Notification.Kind.TIER_DOWN
     if change.reason == TierChange.Reason.PINNED:
-        title = gettext_lazy("Your tier is now %(tier)s")
+        title = _TIER_NOW_TITLE
         body = gettext_lazy("Our staff set your tier to %(tier)s.")
     elif change.reason == TierChange.Reason.REFUND:
-        title = gettext_lazy("Your tier is now %(tier)s")
+        title = _TIER_NOW_TITLE
         body = gettext_lazy(
             "After a refund you have %(growth)s growth, not enough for %(old)s. Your tier is now %(tier)s."
         )
     elif up:
-        title = gettext_lazy("Welcome to %(tier)s")
-        body = gettext_lazy("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.")
+        title, body = _UP_TITLE, _UP_BODY
     else:
-        title = gettext_lazy("Your tier is now %(tier)s")
-        body = gettext_lazy(
-            "At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s."
-        )
+        title, body = _TIER_NOW_TITLE, _DOWN_BODY
     return Notice(
         member_id=change.member_id,
         kind=kind,
@@ -426,14 +457,6 @@ def tier_pin(
 # --- the nightly sweep ----------------------------------------------------------------
 
 
-# The sweep's notices, one lazy text each: the outbox reads a text shared by a batch once.
-_UP_TITLE = gettext_lazy("Welcome to %(tier)s")
-_UP_BODY = gettext_lazy("With %(growth)s growth you are now a %(tier)s member. Your new benefits apply from today.")
-_DOWN_TITLE = gettext_lazy("Your tier is now %(tier)s")
-_DOWN_BODY = gettext_lazy(
-    "At your tier review you had %(growth)s growth, not enough to keep %(old)s. Your tier is now %(tier)s."
-)
-
 # The set-based chunk's read, under the tier rows' locks: each member's tier row and growth
 # (what growth_expression counts), one probe of the lots' member index per member.
 _SWEEP_READ_SQL = """
@@ -519,23 +542,10 @@ def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime,
         current = by_id[tier_id]
         if pinned_until is not None:
             counts["pins_cleared"] += 1
-        target, start, review = current, None, None
-        best = _best_qualifying(tiers, growth)
-        if best is not None and best.rank > current.rank:
-            target, reason = best, TierChange.Reason.UPGRADE
-            counts["upgraded"] += 1
-        elif review_at <= now:
-            target = _review_target(tiers, current, growth)
-            if target.pk == current.pk:
-                reason = TierChange.Reason.RETAINED
-                review = _review_after(review_at)
-                review = review if review > now else review_now
-                counts["retained"] += 1
-            else:
-                reason = TierChange.Reason.DOWNGRADE
-                counts["downgraded"] += 1
-        else:
-            reason = None  # an ended pin, cleared; nothing else changes
+        target, reason, review = _sweep_decision(tiers, current, growth, review_at, now)
+        start = None
+        if reason is not None:
+            counts[_SWEEP_COUNTS[reason]] += 1
         if reason in (TierChange.Reason.UPGRADE, TierChange.Reason.DOWNGRADE):
             start, review = now, review_now
             notify[member_id] = (current, target, reason == TierChange.Reason.UPGRADE)
@@ -584,7 +594,7 @@ def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime,
             Notice(
                 member_id=member_id,
                 kind=Notification.Kind.TIER_UP if up else Notification.Kind.TIER_DOWN,
-                title=_UP_TITLE if up else _DOWN_TITLE,
+                title=_UP_TITLE if up else _TIER_NOW_TITLE,
                 body=_UP_BODY if up else _DOWN_BODY,
                 params={"tier": name(to_tier), "growth": growth, "old": name(from_tier)},
                 data={"tier_change": change_id, "from_tier": from_tier.code, "to_tier": to_tier.code, "growth": growth},
@@ -624,30 +634,22 @@ def _sweep_chunk_orm(member_ids: list[int], tiers: list[Tier], now: dt.datetime,
         if state.pinned_until is not None:
             state.pinned_until = None
             counts["pins_cleared"] += 1
-        best = _best_qualifying(tiers, growth)
-        if best is not None and best.rank > current.rank:
-            change = _change(state, best, reason=TierChange.Reason.UPGRADE, growth=growth, now=now)
-            changes.append((change, current, best))
-            counts["upgraded"] += 1
-        elif state.review_at <= now:
-            target = _review_target(tiers, current, growth)
-            if target.pk == current.pk:
-                change = TierChange(
-                    member_id=state.member_id,
-                    from_tier=current,
-                    to_tier=current,
-                    reason=TierChange.Reason.RETAINED,
-                    growth=growth,
-                    created_at=now,
-                )
-                review_at = _review_after(state.review_at)
-                state.review_at = review_at if review_at > now else _review_after(now)
-                changes.append((change, current, None))
-                counts["retained"] += 1
-            else:
-                reason = TierChange.Reason.DOWNGRADE
-                changes.append((_change(state, target, reason=reason, growth=growth, now=now), current, target))
-                counts["downgraded"] += 1
+        target, reason, review = _sweep_decision(tiers, current, growth, state.review_at, now)
+        if reason == TierChange.Reason.RETAINED:
+            change = TierChange(
+                member_id=state.member_id,
+                from_tier=current,
+                to_tier=current,
+                reason=reason,
+                growth=growth,
+                created_at=now,
+            )
+            state.review_at = review
+            changes.append((change, current, None))
+        elif reason is not None:
+            changes.append((_change(state, target, reason=reason, growth=growth, now=now), current, target))
+        if reason is not None:
+            counts[_SWEEP_COUNTS[reason]] += 1
         changed.append(state)
     TierChange.objects.bulk_create([change for change, _from, _to in changes])
     notices_enqueue(

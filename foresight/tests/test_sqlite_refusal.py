@@ -12,9 +12,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def on_sqlite(monkeypatch):
-    fake = SimpleNamespace(vendor="sqlite")
-    for module in (selectors, leakage, demo):
-        monkeypatch.setattr(module, "connection", fake)
+    monkeypatch.setattr(selectors, "connection", SimpleNamespace(vendor="sqlite"))
 
 
 def test_each_part_refuses_or_skips_on_sqlite(on_sqlite):

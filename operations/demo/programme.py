@@ -4,6 +4,7 @@ import datetime as dt
 from decimal import Decimal
 
 from loyalty.models import Benefit, EarnRule, Tier
+from programme.demo import both
 
 from .run import DemoRun
 
@@ -48,13 +49,6 @@ RULES = [
     (("注册礼 100 积分", "Welcome gift: 100 points"),
      {"kind": EarnRule.Kind.SIGNUP, "applies_to": EarnRule.Applies.POINTS, "value": Decimal("100"), "priority": 80}),
 ]  # fmt: skip
-
-
-def both(field: str, texts: tuple[str, str]) -> dict[str, str]:
-    """``field`` in both languages, for a model registered in a translation.py: the Chinese
-    text in the plain field and ``<field>_zh_hans``, the English one in ``<field>_en``."""
-    chinese, english = texts
-    return {field: chinese, f"{field}_zh_hans": chinese, f"{field}_en": english}
 
 
 def programme_seed(run: DemoRun) -> None:
