@@ -6,6 +6,7 @@ fsync off (nothing here must survive a crash) and removed by ``stop``.
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +16,13 @@ from pathlib import Path
 BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 # The server refuses to run as root (CI runs as root): then it runs as the postgres user.
 SERVER_USER = "postgres" if os.geteuid() == 0 else None
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (a fixed port may be held by another run's server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _folder(port: int) -> Path:
@@ -46,10 +54,27 @@ class Cluster:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        _run(
-            str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "20",
-            "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start", server=True,
-        )  # fmt: skip
+        """Start the server; on a busy machine the first try may time out, so it gets a second.
+
+        A failure says what the server's own log says (pg_ctl only says "examine the log").
+        """
+        for attempt in (1, 2):
+            try:
+                _run(
+                    str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "log"), "-w", "-t", "60",
+                    "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1", "start",
+                    timeout=90, server=True,
+                )  # fmt: skip
+                return
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                log = self.folder / "log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+                if attempt == 2:
+                    raise RuntimeError(f"{error}\nserver log:\n{tail}") from error
+                self.stop()
+                if "could not bind" in tail or "already in use" in tail:
+                    self.port = free_port()
+                time.sleep(1)
 
     def psql(self, database: str, sql: str) -> str:
         return _run(

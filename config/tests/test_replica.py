@@ -1,7 +1,7 @@
 """The read replica, against a real streaming replica (config.routers, docs/deploy.md).
 
-A session fixture makes a primary on port 55432 from a dump of this run's test database
-and a replica of it on 55433 with pg_basebackup, and removes both at the end. The
+A session fixture makes a primary on a free port from a dump of this run's test database
+and a replica of it on another with pg_basebackup, and removes both at the end. The
 scenario (replica_scenario.py) runs in its own process, whose settings have
 DATABASE_REPLICA_URL, and pauses replay on the replica so that where a read went shows in
 what it returns.
@@ -19,14 +19,13 @@ from django.db import connection
 from . import pgcluster
 
 ROOT = Path(__file__).resolve().parents[2]
-PRIMARY_PORT, REPLICA_PORT = 55432, 55433
 
 
 @pytest.fixture(scope="session")
 def primary_and_replica(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         source = connection.settings_dict
-    primary = pgcluster.primary_create(PRIMARY_PORT)
+    primary = pgcluster.primary_create(pgcluster.free_port())
     clusters = [primary]
     try:
         pgcluster.database_copy(
@@ -44,7 +43,7 @@ def primary_and_replica(django_db_setup, django_db_blocker):
         )
         # Rows the test database may hold from the fixtures of earlier tests are not ours.
         primary.psql("loyalty", "TRUNCATE members_member, members_store, auth_user RESTART IDENTITY CASCADE")
-        replica = pgcluster.replica_create(primary, REPLICA_PORT)
+        replica = pgcluster.replica_create(primary, pgcluster.free_port())
         clusters.append(replica)
         yield primary, replica
     finally:

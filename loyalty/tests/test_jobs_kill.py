@@ -3,7 +3,7 @@
 Each test starts what it breaks, so nothing else on the machine is disturbed: a
 ``redis-server`` of its own (port 6390 + the xdist worker's number, no persistence), a
 celery worker (prefork, one child) on a queue of its own, and for the database outage a
-PostgreSQL cluster of its own (port 55440 + the worker's number) loaded with a copy of
+PostgreSQL cluster of its own (on a free port) loaded with a copy of
 this test's database.
 
 *Mid-job* is made, not waited for: the test holds the row locks of the third member's
@@ -23,6 +23,7 @@ import datetime as dt
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,12 @@ def postgresql_only():
 
 
 # --- the processes -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class Redis:
@@ -408,12 +415,16 @@ def as_postgres(args: list[str]) -> list[str]:
 
 @pytest.fixture
 def own_cluster():
-    """A PostgreSQL 15 cluster on port 55440 + the xdist worker's number, holding a copy of the test database."""
+    """A PostgreSQL 15 cluster on a free port, holding a copy of the test database.
+
+    The port is asked of the kernel: a fixed one in the ephemeral range (32768-60999) can be
+    the local end of one of this run's own client connections, and then the server cannot bind.
+    """
     if not (PG_BIN / "initdb").exists():
         pytest.skip("PostgreSQL 15 server binaries are not in /usr/lib/postgresql/15/bin")
     folder = Path(tempfile.mkdtemp(prefix="fault-pg-"))
     os.chmod(folder, 0o777)
-    data, port = folder / "data", 55440 + worker_number()
+    data, port = folder / "data", free_port()
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     subprocess.run(
