@@ -616,6 +616,23 @@ if DATABASE_POOLER not in ("", "session", "transaction"):
 if DATABASE_POOLER == "transaction":
     for _database in DATABASES.values():
         _database["DISABLE_SERVER_SIDE_CURSORS"] = True
+# The earn's and the spend's own statements are prepared once per connection and run
+# with generic plans (core.db.prepared_cursor): planning was half of PostgreSQL's time on
+# them (bench/README.md). psycopg's threshold is never reached, so nothing else is
+# prepared, and plan_cache_mode touches prepared statements only. Not behind a transaction
+# pooler, whose next transaction may run on a server connection that never prepared the
+# statement; DATABASE_PREPARED_STATEMENTS=0 turns it off anywhere.
+DATABASE_PREPARED_STATEMENTS = (
+    DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    and DATABASE_POOLER != "transaction"
+    and env_bool("DATABASE_PREPARED_STATEMENTS", True)
+)
+if DATABASE_PREPARED_STATEMENTS:
+    for _database in DATABASES.values():
+        _options = _database.setdefault("OPTIONS", {})
+        _options["prepare_threshold"] = 2**31 - 1
+        # A startup parameter: no statement of its own (pgbouncer in session mode drops it).
+        _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 
 # Prometheus metrics at /metrics (config.metrics): served to a request that brings
 # "Authorization: Bearer <METRICS_TOKEN>" or comes from METRICS_ALLOWED_NETWORKS (the

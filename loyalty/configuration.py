@@ -10,6 +10,11 @@ the same statement that locks the member's accounts (``version_expression``), so
 no statement of its own and is never older than the transaction. A new number makes the
 next reader load the configuration again (four queries).
 
+Apps above ``loyalty`` add facts of their own configuration to it
+(:func:`configuration_loader_register`, ``Programme.extra``; ``programme`` says whether any
+plan multiplies points and whether any badge is active), with the same trigger on their
+tables (programme migration 0010).
+
 Only configuration is cached: balances, lots, orders and member tiers never are. Elsewhere
 than PostgreSQL (the SQLite first run) there is no trigger and every read loads afresh.
 """
@@ -36,6 +41,17 @@ class Programme:
     tiers: list[Tier] = field(default_factory=list)  # lowest rank first
     rules: list[EarnRule] = field(default_factory=list)  # active, stores prefetched, by priority then id
     multipliers: dict[int, tuple[Decimal, str]] = field(default_factory=dict)  # tier id -> (value, title)
+    extra: dict[str, object] = field(default_factory=dict)  # name -> what its registered loader returned
+
+
+_loaders: dict[str, object] = {}
+
+
+def configuration_loader_register(name: str, loader) -> None:
+    """Have ``loader()`` read at every load of the configuration, its value kept as
+    ``Programme.extra[name]`` under the same version. The tables it reads must carry the
+    version trigger (``loyalty_programme_bump``), or a change to them would not be seen."""
+    _loaders[name] = loader
 
 
 _lock = threading.Lock()
@@ -75,7 +91,11 @@ def _load(version: int | None) -> Programme:
         .order_by("priority", "id")
     )
     return Programme(
-        version=version, tiers=list(Tier.objects.order_by("rank")), rules=list(rules), multipliers=multipliers
+        version=version,
+        tiers=list(Tier.objects.order_by("rank")),
+        rules=list(rules),
+        multipliers=multipliers,
+        extra={name: loader() for name, loader in _loaders.items()},
     )
 
 

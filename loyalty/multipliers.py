@@ -21,13 +21,15 @@ _adjusters: list[Adjuster] = []
 
 
 def earn_multiplier_adjuster_register(adjuster: Adjuster) -> None:
-    """Add ``adjuster(member=, tier=, now=) -> (value, title) | None``; once, whatever the calls."""
+    """Add ``adjuster(member=, tier=, now=, config=) -> (value, title) | None``; once,
+    whatever the calls. ``config`` is the ``loyalty.configuration.Programme`` the order is
+    evaluated under (its ``extra`` holds what the adjuster's app registered), or None."""
     if adjuster not in _adjusters:
         _adjusters.append(adjuster)
 
 
-def earn_multiplier(member: Member, tier: Multiplier, now: dt.datetime) -> Multiplier:
+def earn_multiplier(member: Member, tier: Multiplier, now: dt.datetime, config=None) -> Multiplier:
     """The multiplier an order of ``member`` earns with, from the tier's and every adjuster."""
     for adjuster in _adjusters:
-        tier = adjuster(member=member, tier=tier, now=now)
+        tier = adjuster(member=member, tier=tier, now=now, config=config)
     return tier

@@ -259,7 +259,7 @@ def evaluate(
             points = min(points, max(0, rule.cap_per_day - earned_today.get((currency, rule.pk), 0)))
         return points
 
-    tier = earn_multiplier(member, _tier_multiplier(member, config), occurred_at) if has_member else None
+    tier = earn_multiplier(member, _tier_multiplier(member, config), occurred_at, config) if has_member else None
     tier_currencies = _setting_set("LOYALTY_TIER_MULTIPLIER_CURRENCIES", DEFAULT_TIER_MULTIPLIER_CURRENCIES)
 
     for currency in CURRENCIES:

@@ -314,10 +314,13 @@ def tiers_assign_default_bulk(*, member_ids: list[int], now: dt.datetime) -> Non
         _place_members([(pk, 0) for pk in member_ids], _tiers(), now, join_only=True)
 
 
+UNSEEN = object()  # tier_upgrade_if_qualified(seen=...): the caller read no tier row
+
+
 # No savepoint: this runs inside every earn, and a failure here fails the earn anyway.
 @transaction.atomic(savepoint=False)
 def tier_upgrade_if_qualified(
-    *, member_id: int, growth: int, now: dt.datetime, tiers: list[Tier] | None = None
+    *, member_id: int, growth: int, now: dt.datetime, tiers: list[Tier] | None = None, seen=UNSEEN
 ) -> TierChange | None:
     """Move the member up as soon as ``growth`` reaches a higher tier's threshold.
 
@@ -327,10 +330,25 @@ def tier_upgrade_if_qualified(
     gets one first. Does nothing while a staff pin holds. Returns the UPGRADE change,
     or None when nothing changed. ``tiers`` (lowest rank first) saves the earn a query:
     the programme configuration it read (``loyalty.configuration``).
+
+    ``seen`` is the member's tier row (or None: no row) as the caller read it without a
+    lock, in the statement that locked the accounts (the earn). When that row already
+    holds a tier at least as high as ``growth`` qualifies for, or a pin, nothing is
+    locked and nothing changes: the earn's common path. Whatever may be stale in it
+    can only hold back an upgrade, never make a wrong one (every upgrade is decided again
+    on the locked row): a downgrade committed while the earn waited for the accounts
+    (a refund's, the sweep's) may be unseen, and the next earn or the nightly sweep,
+    which upgrades too, makes the upgrade then.
     """
     tiers = _tiers() if tiers is None else tiers
     if not tiers:
         return None
+    if seen is not UNSEEN and seen is not None:
+        best = _best_qualifying(tiers, growth)
+        current = next((tier for tier in tiers if tier.pk == seen.tier_id), None)
+        pinned = seen.pinned_until is not None and seen.pinned_until > now
+        if pinned or best is None or (current is not None and best.rank <= current.rank):
+            return None
     state = _lock_state(member_id)
     if state is None:
         # Lock the member so two first earns cannot both create the tier row.

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from members.models import Member
 
-from .models import Membership
+from .models import Badge, Membership, Plan
 
 MULTIPLY = "multiply"
 BEST = "best"
@@ -48,9 +48,26 @@ def combine_discounts(tier_percent: Decimal, paid_percent: Decimal) -> Decimal:
     return max(tier_percent, paid_percent)
 
 
-def paid_earn_multiplier(*, member: Member, tier, now: dt.datetime):
+# Facts kept with loyalty's cached configuration (loyalty.configuration.Programme.extra).
+PLANS_MULTIPLY = "programme.plans_multiply"
+BADGES_ACTIVE = "programme.badges_active"
+
+
+def plans_multiply() -> bool:
+    """Whether any plan, on sale or not (memberships outlive a plan's sale), multiplies points."""
+    return Plan.objects.filter(earn_multiplier__gt=1).exists()
+
+
+def badges_active() -> bool:
+    return Badge.objects.filter(is_active=True).exists()
+
+
+def paid_earn_multiplier(*, member: Member, tier, now: dt.datetime, config=None):
     """The adjuster ``loyalty.multipliers`` calls for each order: the plan's multiplier, if
-    the member's membership was active when the order happened, combined with the tier's."""
+    the member's membership was active when the order happened, combined with the tier's.
+    No query when the order's configuration says no plan multiplies points."""
+    if config is not None and config.extra.get(PLANS_MULTIPLY) is False:
+        return tier
     membership = membership_active(member.pk, now)
     if membership is None:
         return tier

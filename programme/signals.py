@@ -1,8 +1,9 @@
 """Events that can satisfy a badge: a new order, a check-in, a tier change. Each queues
 ``programme.evaluate_badges`` for the member after the transaction commits (the earn path
-pays one query and one enqueue after its commit, not the evaluation; nothing while no
-badge is active). Referrals are decided by an UPDATE, which sends no
-signal: the nightly sweep awards referral badges. Off with PROGRAMME_BADGES_ON_EVENTS."""
+pays one enqueue after its commit, not the evaluation, and no query: whether a badge is
+active comes with the cached programme configuration the earn ran under; nothing while no
+badge is active). Referrals are decided by an UPDATE, which sends no signal: the nightly
+sweep awards referral badges. Off with PROGRAMME_BADGES_ON_EVENTS."""
 
 import logging
 
@@ -15,14 +16,17 @@ from loyalty.models import MemberTier, Order
 from members.models import Member
 
 from . import contribution
+from .benefits import BADGES_ACTIVE
 from .models import Badge
 from .tasks import evaluate_badges
 
 logger = logging.getLogger(__name__)
 
 
-def _queue(member_id: int) -> None:
-    if not Badge.objects.filter(is_active=True).exists():
+def _queue(member_id: int, badges: bool | None = None) -> None:
+    if badges is None:
+        badges = Badge.objects.filter(is_active=True).exists()
+    if not badges:
         return  # no badge to earn: no message to the broker
     try:
         evaluate_badges.delay(member_id)
@@ -34,7 +38,11 @@ def _on_save(sender, instance, created, **kwargs) -> None:
     if not settings.PROGRAMME_BADGES_ON_EVENTS or (sender is not MemberTier and not created):
         return
     member_id = instance.member_id
-    transaction.on_commit(lambda: _queue(member_id))
+    badges = None
+    config = kwargs.get("programme")  # an earn's order: the configuration of its own version
+    if config is not None and config.version is not None:
+        badges = config.extra.get(BADGES_ACTIVE)
+    transaction.on_commit(lambda: _queue(member_id, badges))
 
 
 def _contribution_on_check_in(sender, instance, created, **kwargs) -> None:

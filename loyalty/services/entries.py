@@ -19,7 +19,7 @@ from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.signals import post_save
 from django.utils.translation import gettext as _
 
-from core.db import is_postgresql
+from core.db import is_postgresql, prepared_cursor
 from core.errors import LoyaltyError
 from members.models import Member
 
@@ -264,7 +264,7 @@ def _lock_reading_sql(
     params = {"member": member_id, "currencies": list(currencies), "now": now, "key": idempotency_key}
 
     def fetch() -> list[tuple]:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
 
@@ -311,10 +311,13 @@ def _write_credits(
     *,
     order: Order | None = None,
     lines: Sequence[OrderLine] = (),
+    config=None,
 ) -> None:
     """Save new ``entries`` (at most one per account), the ``lots`` they open (``lot.entry``
     set, same order) and the ``accounts``' figures, which :func:`_new_entry` changed in memory;
     with ``order`` (unsaved) that order first, its ``lines`` and the entries' ``order``.
+    ``config``, the programme configuration the earn ran under, goes with the order's
+    ``post_save`` as ``programme`` (its listeners read their facts from it, not the database).
 
     PostgreSQL: one statement (:func:`_write_credits_sql`); elsewhere three to five
     (:func:`_write_credits_orm`). Both write the same rows (loyalty/tests/test_earn_statements.py);
@@ -327,7 +330,9 @@ def _write_credits(
     _write_credits_sql(accounts, entries, lots, order=order, lines=lines)
     if order is not None:
         # What Order.save sends; its listeners (badges) count on it for every new order.
-        post_save.send(sender=Order, instance=order, created=True, update_fields=None, raw=False, using="default")
+        post_save.send(
+            sender=Order, instance=order, created=True, update_fields=None, raw=False, using="default", programme=config
+        )
 
 
 def _write_credits_orm(
@@ -444,7 +449,7 @@ def _write_credits_sql(
         select = f"SELECT {order_id}, e.account_id, e.id, {lot_id} FROM e{lot_join}"
     else:
         select = f"SELECT {order_id}, NULL, NULL, NULL"
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"WITH {', '.join(ctes)} {select}", params)
         rows = cursor.fetchall()
     if order is not None:
@@ -515,7 +520,7 @@ def _write_debit_sql(account: Account, entry: LedgerEntry, touched: Sequence[Lot
         [a.lot.pk for a in allocations],
         [a.amount for a in allocations],
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         entry_id, allocation_ids = cursor.fetchone()
     entry.pk = entry_id

@@ -22,6 +22,7 @@ from .. import rules
 from ..configuration import programme
 from ..models import Currency, LedgerEntry, Order, OrderLine
 from ..policies import pending_until
+from ..tiers import UNSEEN as _UNSEEN
 from ..tiers import tier_upgrade_if_qualified
 from .entries import _fingerprint, _lock_for_earn, _new_entry, _new_lot, _require_status_active, _write_credits
 from .settling import _debt_collect, _expire, _settle
@@ -225,7 +226,7 @@ def _earn(
     # first result (the insert finds the order number taken before the status refuses).
     separate = due or member.status != Member.Status.ACTIVE
     if separate:
-        _write_credits([], [], [], order=order, lines=order_lines)
+        _write_credits([], [], [], order=order, lines=order_lines, config=config)
         _require_status_active(member)
         if due:
             _settle(list(accounts.values()), now)
@@ -269,6 +270,7 @@ def _earn(
             lots,
             order=None if separate else order,
             lines=order_lines,
+            config=config,
         )
     # An order recorded after its points' expiry date (a late import) earns them, and
     # they expire at once: the balance never shows points that cannot be spent.
@@ -281,6 +283,10 @@ def _earn(
     if Currency.GROWTH in result.entries:
         growth = accounts[Currency.GROWTH]
         tier_upgrade_if_qualified(
-            member_id=member_id, growth=growth.balance + growth.pending, now=now, tiers=config.tiers
+            member_id=member_id,
+            growth=growth.balance + growth.pending,
+            now=now,
+            tiers=config.tiers,
+            seen=member._state.fields_cache.get("tier_state", _UNSEEN),
         )
     return result

@@ -157,6 +157,25 @@ def test_order_earn_crossing_threshold_upgrades_at_once(tiers):
     assert Notification.objects.filter(member=member, kind=Notification.Kind.TIER_UP).count() == 1
 
 
+def test_the_earns_unlocked_tier_row_can_only_hold_back_an_upgrade(tiers):
+    """``seen`` (the tier row the earn read with its account lock, unlocked) decides only
+    "nothing to do"; every upgrade is decided on the locked row, so a stale row is harmless."""
+    member = new_member()  # bronze
+    state = state_of(member)
+    # Seen as gold already (stale): 1000 growth is not above gold, nothing is done.
+    stale_high = MemberTier(member_id=member.pk, tier=tiers["gold"], started_at=T0, review_at=REVIEW)
+    assert tier_upgrade_if_qualified(member_id=member.pk, growth=1000, now=T0 + DAY, seen=stale_high) is None
+    assert state_of(member).tier == tiers["bronze"]
+    # Seen as bronze while the row says silver (stale low): the locked row decides, and
+    # silver is not below what 1000 growth qualifies for: no change, no second upgrade.
+    MemberTier.objects.filter(pk=state.pk).update(tier=tiers["silver"])
+    assert tier_upgrade_if_qualified(member_id=member.pk, growth=1000, now=T0 + DAY, seen=state) is None
+    assert TierChange.objects.filter(member=member, reason=TierChange.Reason.UPGRADE).count() == 0
+    # Seen right and qualifying: the upgrade happens.
+    change = tier_upgrade_if_qualified(member_id=member.pk, growth=3000, now=T0 + DAY, seen=state_of(member))
+    assert change is not None and state_of(member).tier == tiers["gold"]
+
+
 # --- the review sweep -------------------------------------------------------------------
 
 
