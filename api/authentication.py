@@ -16,6 +16,7 @@ from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from core.db import is_postgresql, prepared_first
 from core.two_factor import READY, two_factor_state
 from members.models import Member
 
@@ -34,6 +35,29 @@ def _credentials(request, scheme: str) -> str | None:
     return header[1]
 
 
+def _bearer_token(key_hash: str) -> ApiToken | None:
+    """The access or staff token of ``key_hash`` with its member and user (every API request
+    by a member or staff token asks this first): on PostgreSQL one prepared statement,
+    elsewhere the ORM's ``select_related`` query; the same instances either way."""
+    kinds = [ApiToken.Kind.ACCESS, ApiToken.Kind.STAFF]
+    if not is_postgresql():
+        return ApiToken.objects.select_related("member", "user").filter(key_hash=key_hash, kind__in=kinds).first()
+    return prepared_first(
+        ApiToken,
+        "t.key_hash = %(hash)s AND t.kind = ANY(%(kinds)s)",
+        {"hash": key_hash, "kinds": [str(kind) for kind in kinds]},
+        related=("member", "user"),
+    )
+
+
+def _store_key(key_hash: str) -> StoreApiKey | None:
+    """The store key of ``key_hash`` with its store and acting user (every till request), as
+    :func:`_bearer_token` reads a token."""
+    if not is_postgresql():
+        return StoreApiKey.objects.select_related("store", "acting_user").filter(key_hash=key_hash).first()
+    return prepared_first(StoreApiKey, "t.key_hash = %(hash)s", {"hash": key_hash}, related=("store", "acting_user"))
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -41,11 +65,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         raw = _credentials(request, self.keyword)
         if raw is None:
             return None
-        token = (
-            ApiToken.objects.select_related("member", "user")
-            .filter(key_hash=secret_hash(raw), kind__in=[ApiToken.Kind.ACCESS, ApiToken.Kind.STAFF])
-            .first()
-        )
+        token = _bearer_token(secret_hash(raw))
         now = timezone.now()
         if token is None or token.revoked_at is not None or token.expires_at <= now:
             raise exceptions.AuthenticationFailed(_("The token is invalid or has expired."), code="token_invalid")
@@ -68,7 +88,7 @@ class StoreKeyAuthentication(authentication.BaseAuthentication):
         raw = _credentials(request, self.keyword)
         if raw is None:
             return None
-        key = StoreApiKey.objects.select_related("store", "acting_user").filter(key_hash=secret_hash(raw)).first()
+        key = _store_key(secret_hash(raw))
         if key is None or not key.is_active or not key.store.is_active:
             raise exceptions.AuthenticationFailed(_("The store API key is invalid or disabled."), code="key_invalid")
         now = timezone.now()

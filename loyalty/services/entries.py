@@ -19,7 +19,7 @@ from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.signals import post_save
 from django.utils.translation import gettext as _
 
-from core.db import is_postgresql, prepared_cursor
+from core.db import from_row, is_postgresql, prepared_cursor, select_list
 from core.errors import LoyaltyError
 from members.models import Member
 
@@ -224,14 +224,9 @@ def _lock_sql(tier: bool, keyed: bool) -> tuple[str, list, list, list]:
     key = (tier, keyed)
     if key not in _LOCK_SQL:
         quote = connection.ops.quote_name
-
-        def columns(model, alias: str) -> tuple[list[str], list[str]]:
-            fields = model._meta.concrete_fields
-            return [f"{alias}.{quote(f.column)}" for f in fields], [f.attname for f in fields]
-
-        account_cols, account_names = columns(Account, "a")
-        member_cols, member_names = columns(Member, "m")
-        tier_cols, tier_names = columns(MemberTier, "t") if tier else ([], [])
+        account_cols, account_names = select_list(Account, "a")
+        member_cols, member_names = select_list(Member, "m")
+        tier_cols, tier_names = select_list(MemberTier, "t") if tier else ([], [])
         lot = quote(Lot._meta.db_table)
         extras = [
             f"EXISTS (SELECT 1 FROM {lot} l WHERE l.account_id = a.id AND l.pending AND l.available_at <= %(now)s)",
@@ -276,12 +271,12 @@ def _lock_reading_sql(
     n_account, n_member, n_tier = len(account_names), len(member_names), len(tier_names)
     member = None
     for row in rows:
-        account = Account.from_db("default", account_names, row[:n_account])
+        account = from_row(Account, account_names, row[:n_account])
         if member is None:  # the same member on every row: one instance, as the callers use it
-            member = Member.from_db("default", member_names, row[n_account : n_account + n_member])
+            member = from_row(Member, member_names, row[n_account : n_account + n_member])
         if tier and "tier_state" not in member._state.fields_cache:
             values = row[n_account + n_member : n_account + n_member + n_tier]
-            state = MemberTier.from_db("default", tier_names, values) if values[0] is not None else None
+            state = from_row(MemberTier, tier_names, values) if values[0] is not None else None
             member._state.fields_cache["tier_state"] = state
             if state is not None:
                 state._state.fields_cache["member"] = member
