@@ -20,6 +20,13 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True, params=["prepared", "unprepared"])
+def preparing(request, settings):
+    """Each read both ways: prepared (a direct connection) and as behind a transaction pooler."""
+    settings.DATABASE_PREPARED_STATEMENTS = request.param == "prepared"
+    return request.param
+
+
 def _same(a, b) -> bool:
     return type(a) is type(b) and model_to_dict(a) == model_to_dict(b) and a.pk == b.pk
 
@@ -54,10 +61,20 @@ def test_the_member_a_till_names_and_the_refusals(member):
     assert missing.value.code == "member_not_found"
 
 
-def test_each_read_is_one_statement_prepared_once_per_connection(member, django_assert_num_queries):
-    prepared_first(Member, "t.member_number = %(number)s", {"number": member.member_number})
-    with django_assert_num_queries(1):
-        prepared_first(Member, "t.member_number = %(number)s", {"number": member.member_number})
+def _prepared_count() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%member_number = $1%"])
-        assert cursor.fetchone()[0] == 1
+        return cursor.fetchone()[0]
+
+
+def test_each_read_is_one_statement_prepared_once_per_connection(member, django_assert_num_queries, preparing):
+    before = _prepared_count()
+    prepared_first(Member, "t.member_number = %(number)s", {"number": member.member_number})
+    with django_assert_num_queries(1):
+        found = prepared_first(Member, "t.member_number = %(number)s", {"number": member.member_number})
+    assert found.pk == member.pk
+    after = _prepared_count()
+    if preparing == "prepared":
+        assert after == 1 and after - before <= 1  # prepared at most once, then reused
+    else:
+        assert after == before  # nothing prepared behind a transaction pooler
