@@ -90,8 +90,14 @@ class Order(models.Model):
         MARKETPLACE = "marketplace", _("marketplace (Tmall, JD ...)")
         PARTNER = "partner", _("partner")
 
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="orders")
-    store = models.ForeignKey(Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="orders")
+    # No index of their own: order_member_recent (member, occurred_at) and the unique store +
+    # number begin with these columns, and every earn would write two more index entries.
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
+    store = models.ForeignKey(
+        Store, verbose_name=_("store"), on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     number = models.CharField(_("order number"), max_length=64)
     channel = models.CharField(
         _("channel"),
@@ -517,7 +523,10 @@ class TierChange(models.Model):
         PINNED = "pinned", _("pinned by staff")
         REFUND = "refund", _("growth taken back by a refund")
 
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="tier_changes")
+    # tier_change_member_recent (member, created_at) serves every lookup by member.
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="tier_changes", db_index=False
+    )
     from_tier = models.ForeignKey(
         Tier, verbose_name=_("from tier"), null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

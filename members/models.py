@@ -276,7 +276,10 @@ class Notification(models.Model):
         ONE_TIME_CODE = "one_time_code", _("one-time code")
         OTHER = "other", _("other")
 
-    member = models.ForeignKey(Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="notifications")
+    # notification_member_recent (member, created_at) serves every lookup by member.
+    member = models.ForeignKey(
+        Member, verbose_name=_("member"), on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     title = models.CharField(_("title"), max_length=200)
     body = models.TextField(_("message"), blank=True)
