@@ -280,7 +280,7 @@ def time_tiers(args, now) -> None:
 
     started = time.monotonic()
     with ChunkTimer(tiers, "_sweep_chunk") as sweep, ChunkTimer(tiers, "_place_chunk") as place:
-        result = jobs.evaluate_tiers(now=now)
+        result = jobs.evaluate_tiers(now=now, workers=args.workers)
     longest = max(sweep.longest, place.longest)
     report("evaluate tiers", args.members, "members", time.monotonic() - started, longest, result)
 
@@ -312,8 +312,10 @@ def time_tier_review(args, now) -> None:
             cursor.execute(statement, {"prefix": PHONE_PREFIX, "now": now})
         cursor.execute("ANALYZE loyalty_membertier")
     started = time.monotonic()
-    with ChunkTimer(tiers, "_sweep_chunk") as sweep:
-        result = jobs.evaluate_tiers(now=now)
+    # The longest chunk's work after its lock (read, write, notices), on either path.
+    with ChunkTimer(tiers, "_sweep_chunk_sql") as sweep:
+        result = jobs.evaluate_tiers(now=now, workers=args.workers)
+    result["workers"] = args.workers
     report("tier review", args.members, "members", time.monotonic() - started, sweep.longest, result)
 
 

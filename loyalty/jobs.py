@@ -361,9 +361,11 @@ def expiry_notices_chunk(lo: int, hi: int, params: dict) -> int:
 
 
 @guarded("evaluate_tiers")
-def evaluate_tiers(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict:
-    """The nightly tier sweep (upgrades, reviews, downgrades): ``loyalty.tiers.tiers_sweep``."""
-    return tiers.tiers_sweep(now=now, chunk_size=chunk_size)
+def evaluate_tiers(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int | None = None) -> dict:
+    """The nightly tier sweep (upgrades, reviews, downgrades): ``loyalty.tiers.tiers_sweep``,
+    its chunks on ``workers`` connections (default ``LOYALTY_JOB_WORKERS``)."""
+    workers = settings.LOYALTY_JOB_WORKERS if workers is None else workers
+    return tiers.tiers_sweep(now=now, chunk_size=chunk_size, workers=workers)
 
 
 # --- pre-expiry notices -------------------------------------------------------------------

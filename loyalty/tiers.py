@@ -696,7 +696,38 @@ def _place_chunk(member_ids: list[int], tiers: list[Tier], now: dt.datetime, cou
     counts["placed"] += len(placed)
 
 
-def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> dict[str, int]:
+_SWEEP_RANGE_LOCK_SQL = """
+SELECT member_id FROM loyalty_membertier WHERE member_id >= %(lo)s AND member_id < %(hi)s ORDER BY member_id FOR UPDATE
+"""
+
+
+def _sweep_ranges(tiers: list[Tier], now: dt.datetime, counts: dict[str, int], *, size: int, workers: int) -> None:
+    """The sweep's tier rows over member-id ranges of ``size`` on ``workers`` connections side
+    by side (PostgreSQL): each range one transaction that locks its tier rows and runs
+    :func:`_sweep_chunk_sql`; ranges hold disjoint members, so they never wait on each other."""
+    import threading
+
+    from members.jobs import run_in_member_chunks
+
+    guard = threading.Lock()
+
+    def step(lo: int, hi: int) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(_SWEEP_RANGE_LOCK_SQL, {"lo": lo, "hi": hi})
+            member_ids = [member_id for (member_id,) in cursor.fetchall()]
+        if not member_ids:
+            return 0
+        mine = dict.fromkeys(counts, 0)
+        _sweep_chunk_sql(member_ids, tiers, now, mine)
+        with guard:
+            for key, value in mine.items():
+                counts[key] += value
+        return len(member_ids)
+
+    run_in_member_chunks(step, size=size, workers=workers)
+
+
+def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000, workers: int = 1) -> dict[str, int]:
     """The nightly tier job: upgrades, reviews, expired pins, members without a tier.
 
     Over member-id ranges of ``chunk_size``, one transaction per chunk that locks the
@@ -711,15 +742,22 @@ def tiers_sweep(*, now: dt.datetime | None = None, chunk_size: int = 1000) -> di
 
     Safe to run twice (the second run finds nothing due) and to stop halfway (every
     finished chunk is committed; a rerun does the rest). Returns counts per outcome.
+
+    ``workers`` > 1 (PostgreSQL; the nightly task passes ``LOYALTY_JOB_WORKERS``): the tier
+    rows' chunks run on that many connections side by side (:func:`_sweep_ranges`), by
+    member-id range instead of one after the other; the same decisions and rows.
     """
     now = now or timezone.now()
     counts = {"upgraded": 0, "downgraded": 0, "retained": 0, "pins_cleared": 0, "placed": 0}
     tiers = _tiers()
     if not tiers:
         return counts
-    after = 0
-    while len(member_ids := _sweep_chunk(after, chunk_size, tiers, now, counts)) == chunk_size:
-        after = member_ids[-1]
+    if workers > 1 and is_postgresql():
+        _sweep_ranges(tiers, now, counts, size=chunk_size, workers=workers)
+    else:
+        after = 0
+        while len(member_ids := _sweep_chunk(after, chunk_size, tiers, now, counts)) == chunk_size:
+            after = member_ids[-1]
     after = 0
     while True:
         member_ids = list(

@@ -4,7 +4,7 @@ to its ORM twin (same decisions, history rows and notices)."""
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from loyalty import jobs, tasks
@@ -184,3 +184,35 @@ def test_the_set_based_review_takes_four_statements_a_chunk(tiers, adjuster, dja
     with django_assert_max_num_queries(8):
         counts = tiers_sweep(now=REVIEW)
     assert counts["upgraded"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_review_on_two_connections_writes_what_one_writes(tiers, adjuster, monkeypatch):
+    """``tiers_sweep(workers=2)``: member-id ranges on two threads, each with its own
+    connection (so the data is committed: transaction=True), against the one-connection
+    ORM twin of the same data, run first and rolled back."""
+    members = _mixed_base(adjuster) + _mixed_base_more(adjuster)
+    with pytest.raises(_RolledBack), transaction.atomic():
+        monkeypatch.setattr(tiers_module, "is_postgresql", lambda: False)
+        by_orm = tiers_sweep(now=REVIEW, chunk_size=2)
+        orm_rows = outcome()
+        monkeypatch.undo()
+        raise _RolledBack
+    assert not TierChange.objects.filter(created_at=REVIEW).exists()
+    by_threads = tiers_sweep(now=REVIEW, chunk_size=2, workers=2)
+    assert by_threads == by_orm
+    assert by_threads["upgraded"] + by_threads["downgraded"] + by_threads["retained"] >= len(members) // 2
+    assert outcome() == orm_rows
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def _mixed_base_more(adjuster) -> list:
+    """Four more members spread over other member-id ranges: two upgrades, a downgrade, a kept tier."""
+    more = [new_member(f"1370013700{i}") for i in range(4)]
+    for member, growth in zip(more, (3200, 1200, 10, 900), strict=True):
+        grow(member, growth, adjuster, at=T0 + dt.timedelta(days=30))
+    MemberTier.objects.filter(member__in=more[2:]).update(tier=tiers_module.Tier.objects.get(code="silver"))
+    return more
