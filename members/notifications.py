@@ -39,6 +39,8 @@ from django.utils import timezone, translation
 from django.utils.functional import Promise
 from django.utils.module_loading import import_string
 
+from core.db import prepared_cursor
+
 from .models import Member, Notification
 
 logger = logging.getLogger(__name__)
@@ -297,7 +299,9 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
             f"WHERE m.erased_at IS NULL AND m.status <> %s{consent} "
             "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
         )
-        with connection.cursor() as cursor:
+        # The JSON form's text is the same for every batch: prepared, and its one big
+        # parameter sent as it is instead of quoted into the statement's text.
+        with prepared_cursor() if as_json else connection.cursor() as cursor:
             cursor.execute(
                 sql,
                 pick_params + values + [Member.Status.CLOSED.value],
