@@ -442,7 +442,7 @@ def test_tier_job_calls_the_tier_sweep_under_its_lock(monkeypatch):
 
     calls = []
 
-    def sweep(*, now=None, chunk_size=1000):
+    def sweep(*, now=None, chunk_size=1000, workers=1):
         with core_jobs.job_lock("evaluate_tiers"):
             pass
         calls.append((now, chunk_size))

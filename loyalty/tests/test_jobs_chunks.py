@@ -202,7 +202,9 @@ def test_the_review_on_two_connections_writes_what_one_writes(tiers, adjuster, m
     by_threads = tiers_sweep(now=REVIEW, chunk_size=2, workers=2)
     assert by_threads == by_orm
     assert by_threads["upgraded"] + by_threads["downgraded"] + by_threads["retained"] >= len(members) // 2
-    assert outcome() == orm_rows
+    rows = outcome()
+    # The same rows; the notices' order (by id) is the threads' order, so compared as sets.
+    assert rows[:3] == orm_rows[:3] and sorted(rows[3]) == sorted(orm_rows[3])
 
 
 class _RolledBack(Exception):
