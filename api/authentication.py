@@ -16,7 +16,7 @@ from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from core.db import is_postgresql, prepared_first
+from core.db import prepared_first
 from core.two_factor import READY, two_factor_state
 from members.models import Member
 
@@ -37,25 +37,15 @@ def _credentials(request, scheme: str) -> str | None:
 
 def _bearer_token(key_hash: str) -> ApiToken | None:
     """The access or staff token of ``key_hash`` with its member and user (every API request
-    by a member or staff token asks this first): on PostgreSQL one prepared statement,
-    elsewhere the ORM's ``select_related`` query; the same instances either way."""
+    by a member or staff token asks this first), by one prepared statement on PostgreSQL."""
     kinds = [ApiToken.Kind.ACCESS, ApiToken.Kind.STAFF]
-    if not is_postgresql():
-        return ApiToken.objects.select_related("member", "user").filter(key_hash=key_hash, kind__in=kinds).first()
-    return prepared_first(
-        ApiToken,
-        "t.key_hash = %(hash)s AND t.kind = ANY(%(kinds)s)",
-        {"hash": key_hash, "kinds": [str(kind) for kind in kinds]},
-        related=("member", "user"),
-    )
+    return prepared_first(ApiToken, related=("member", "user"), key_hash=key_hash, kind__in=kinds)
 
 
 def _store_key(key_hash: str) -> StoreApiKey | None:
     """The store key of ``key_hash`` with its store and acting user (every till request), as
     :func:`_bearer_token` reads a token."""
-    if not is_postgresql():
-        return StoreApiKey.objects.select_related("store", "acting_user").filter(key_hash=key_hash).first()
-    return prepared_first(StoreApiKey, "t.key_hash = %(hash)s", {"hash": key_hash}, related=("store", "acting_user"))
+    return prepared_first(StoreApiKey, related=("store", "acting_user"), key_hash=key_hash)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

@@ -5,6 +5,8 @@ one machine. A set-based SQL path stays beside its ORM twin only where a bench f
 justifies it (bench/README.md), and a test checks that both write the same rows.
 """
 
+import functools
+
 from django.conf import settings
 from django.db import connection
 
@@ -14,6 +16,7 @@ def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+@functools.cache
 def _prepared_cursor_class():
     from django.db.backends.postgresql.base import ServerBindingCursor
 
@@ -32,9 +35,6 @@ def _prepared_cursor_class():
     return PreparedCursor
 
 
-_PREPARED: list = []
-
-
 def prepared_cursor():
     """A cursor whose statements PostgreSQL plans once per connection (a named prepared
     statement, psycopg keeps them per connection) instead of at every run: for the few hot
@@ -50,24 +50,20 @@ def prepared_cursor():
     """
     if not settings.DATABASE_PREPARED_STATEMENTS or connection.vendor != "postgresql":
         return connection.cursor()
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
     from django.db.backends.postgresql.psycopg_any import register_tzloader
     from psycopg.pq import Format
 
-    if not _PREPARED:
-        _PREPARED.append(_prepared_cursor_class())
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        raw = _PREPARED[0](connection.connection)
+        raw = _prepared_cursor_class()(connection.connection)
         raw.logged = connection.queries_logged
         # What Django's create_cursor does: timestamps read in the connection's time zone.
-        loader = connection.connection.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
+        loader = connection.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
         if connection.timezone != loader.timezone:
             register_tzloader(connection.timezone, raw)
         return connection._prepare_cursor(raw)
-
-
-_TIMESTAMPTZ_OID = 1184
 
 
 def select_list(model, alias: str) -> tuple[list[str], list[str]]:
@@ -97,15 +93,23 @@ def from_row(model, names: list[str], values):
 _FIRST_SQL: dict[tuple, tuple[str, list]] = {}
 
 
-def prepared_first(model, where: str, params: dict, *, related: tuple[str, ...] = ()):
-    """The first ``model`` row matching ``where`` (SQL on alias ``t``, named parameters), with
-    the rows of the forward foreign keys in ``related`` (as ``select_related`` would), read by
-    one prepared statement: for the reads every API request makes (its token or store key,
-    the member it names), where building and compiling the queryset cost more than the
-    query. PostgreSQL only; callers keep their ORM query for elsewhere."""
-    key = (model, where, related)
+def prepared_first(model, *, related: tuple[str, ...] = (), **filters):
+    """``model.objects.select_related(*related).filter(**filters).first()`` for the reads every
+    API request makes (its token or store key, the member it names), where building and
+    compiling the queryset cost more than the query: on PostgreSQL one prepared statement,
+    its text worked out once per process, the same instances either way. ``filters`` are
+    equalities on concrete fields (``field=value``, or ``field__in=[...]``); elsewhere the
+    ORM query itself runs."""
+    if not is_postgresql():
+        return model.objects.select_related(*related).filter(**filters).first()
+    key = (model, tuple(sorted(filters)), related)
     if key not in _FIRST_SQL:
         quote = connection.ops.quote_name
+        where = []
+        for name in sorted(filters):
+            field, _sep, lookup = name.partition("__")
+            column = f"t.{quote(model._meta.get_field(field).column)}"
+            where.append(f"{column} = ANY(%({name})s)" if lookup == "in" else f"{column} = %({name})s")
         columns, parts, joins = [], [], []
         for alias, part, join in [("t", model, None)] + [
             (f"r{n}", model._meta.get_field(name).related_model, model._meta.get_field(name))
@@ -117,10 +121,12 @@ def prepared_first(model, where: str, params: dict, *, related: tuple[str, ...] 
             if join is not None:
                 joins.append(f"LEFT JOIN {quote(part._meta.db_table)} {alias} ON {alias}.id = t.{quote(join.column)}")
         sql = (
-            f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} t {' '.join(joins)} WHERE {where} LIMIT 1"
+            f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} t {' '.join(joins)} "
+            f"WHERE {' AND '.join(where)} LIMIT 1"
         )
         _FIRST_SQL[key] = (sql, parts)
     sql, parts = _FIRST_SQL[key]
+    params = {name: list(value) if name.endswith("__in") else value for name, value in filters.items()}
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

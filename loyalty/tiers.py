@@ -24,6 +24,7 @@ notice in the outbox (``members.models.Notification``) in the same transaction.
 """
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -38,6 +39,7 @@ from django.utils.translation import gettext_lazy
 from core.bulk import insert_rows, update_rows
 from core.db import is_postgresql
 from core.errors import LoyaltyError
+from members.jobs import run_in_member_chunks
 from members.models import Member, Notification
 from members.notifications import Notice, in_languages, notices_enqueue
 
@@ -705,10 +707,6 @@ def _sweep_ranges(tiers: list[Tier], now: dt.datetime, counts: dict[str, int], *
     """The sweep's tier rows over member-id ranges of ``size`` on ``workers`` connections side
     by side (PostgreSQL): each range one transaction that locks its tier rows and runs
     :func:`_sweep_chunk_sql`; ranges hold disjoint members, so they never wait on each other."""
-    import threading
-
-    from members.jobs import run_in_member_chunks
-
     guard = threading.Lock()
 
     def step(lo: int, hi: int) -> int:

@@ -16,8 +16,7 @@ from loyalty.models import MemberTier, Order
 from members.models import Member
 
 from . import contribution
-from .benefits import BADGES_ACTIVE
-from .models import Badge
+from .benefits import BADGES_ACTIVE, badges_active
 from .tasks import evaluate_badges
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 def _queue(member_id: int, badges: bool | None = None) -> None:
     if badges is None:
-        badges = Badge.objects.filter(is_active=True).exists()
+        badges = badges_active()
     if not badges:
         return  # no badge to earn: no message to the broker
     try:

@@ -63,15 +63,17 @@ def test_the_member_a_till_names_and_the_refusals(member):
 
 def _prepared_count() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%member_number = $1%"])
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ['%"member_number" = $1%']
+        )
         return cursor.fetchone()[0]
 
 
 def test_each_read_is_one_statement_prepared_once_per_connection(member, django_assert_num_queries, preparing):
     before = _prepared_count()
-    prepared_first(Member, "t.member_number = %(number)s", {"number": member.member_number})
+    prepared_first(Member, member_number=member.member_number)
     with django_assert_num_queries(1):
-        found = prepared_first(Member, "t.member_number = %(number)s", {"number": member.member_number})
+        found = prepared_first(Member, member_number=member.member_number)
     assert found.pk == member.pk
     after = _prepared_count()
     if preparing == "prepared":

@@ -13,7 +13,7 @@ from rest_framework import status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from core.db import is_postgresql, prepared_first
+from core.db import prepared_first
 from core.errors import LoyaltyError
 from members.member_code import looks_like_member_code, member_code_verify
 from members.models import Member, Store
@@ -113,13 +113,7 @@ def member_by_number(raw: str) -> Member:
     """The member with this member number (spaces and dashes ignored), or ``member_not_found``;
     a record merged into another one answers with the one it was merged into (``merge_followed``)."""
     number = clean_member_number(raw)
-    member = None
-    if is_valid_member_number(number):
-        member = (
-            prepared_first(Member, "t.member_number = %(number)s", {"number": number})
-            if is_postgresql()
-            else Member.objects.filter(member_number=number).first()
-        )
+    member = prepared_first(Member, member_number=number) if is_valid_member_number(number) else None
     if member is None or member.erased_at is not None:
         raise LoyaltyError("member_not_found", _("No member has the number “%(number)s”.") % {"number": raw})
     return follow_merge(member)
