@@ -477,38 +477,59 @@ def tier_pin(
 # --- the nightly sweep ----------------------------------------------------------------
 
 
-# The set-based chunk's read, under the tier rows' locks: each member's tier row and growth
-# (what growth_expression counts), one probe of the lots' member index per member.
-_SWEEP_READ_SQL = """
-SELECT s.id, s.member_id, s.tier_id, s.review_at, s.pinned_until,
-       COALESCE((
-           SELECT SUM(l.remaining)::bigint FROM loyalty_lot l
-           WHERE l.member_id = s.member_id AND l.currency = %(growth)s AND l.remaining > 0
-             AND (l.expires_at IS NULL OR l.expires_at > %(now)s)
-       ), 0)
-FROM loyalty_membertier s
-WHERE s.member_id = ANY(%(ids)s) AND (s.pinned_until IS NULL OR s.pinned_until <= %(now)s)
-ORDER BY s.id
-"""
-
-# The set-based chunk's write: the tier rows and their history in one statement. Every row
-# written loses its pin (an ended pin is cleared; a change starts unpinned); started_at
-# changes with the tier only (NULL: kept).
-_SWEEP_WRITE_SQL = """
-WITH states AS (
+# The set-based chunk, under the tier rows' locks: every member's growth (what
+# growth_expression counts, one probe of the lots' member index each), the decision looked
+# up in the chunk's table of them (:func:`_sweep_table`), the tier rows and their history
+# written, and back the changes that get a notice with the chunk's counts (one row at least).
+_SWEEP_SQL = """
+WITH due AS MATERIALIZED (
+    SELECT k.id, k.member_id, k.tier_id, k.review_at, k.unpinned, k.growth,
+           (%(targets)s::bigint[])[k.slot] AS target_id, (%(reasons)s::text[])[k.slot] AS reason,
+           (%(new_periods)s::boolean[])[k.slot] AS new_period
+    FROM (
+        SELECT s.id, s.member_id, s.tier_id, s.review_at, s.pinned_until IS NOT NULL AS unpinned, g.growth,
+               -- The decision's slot in the table: by tier, growth band (width_bucket), due or not.
+               (array_position(%(tiers)s::bigint[], s.tier_id) - 1) * %(stride)s
+                   + width_bucket(g.growth, %(bounds)s::bigint[]) * 2 + (s.review_at <= %(now)s)::int + 1 AS slot
+        FROM loyalty_membertier s
+        CROSS JOIN LATERAL (
+            SELECT COALESCE(SUM(l.remaining), 0)::bigint AS growth FROM loyalty_lot l
+            WHERE l.member_id = s.member_id AND l.currency = %(growth)s AND l.remaining > 0
+              AND (l.expires_at IS NULL OR l.expires_at > %(now)s)
+        ) g
+        WHERE s.member_id = ANY(%(ids)s::bigint[]) AND (s.pinned_until IS NULL OR s.pinned_until <= %(now)s)
+    ) k
+    WHERE (%(reasons)s::text[])[k.slot] IS NOT NULL OR k.unpinned
+), states AS (
+    -- Every row written loses its pin (an ended pin is cleared; a change starts unpinned).
+    -- A retained member's next review: review_months after the last one in local time
+    -- (_review_after), or after now when that has passed too.
     UPDATE loyalty_membertier s
-    SET tier_id = v.tier_id, started_at = COALESCE(v.started_at, s.started_at), review_at = v.review_at,
+    SET tier_id = due.target_id,
+        started_at = CASE WHEN due.new_period THEN %(now)s ELSE s.started_at END,
+        review_at = CASE
+            WHEN due.new_period THEN %(review_now)s
+            WHEN due.reason = %(retained)s THEN (
+                SELECT CASE WHEN r.at > %(now)s THEN r.at ELSE %(review_now)s END
+                FROM (SELECT ((due.review_at AT TIME ZONE %(zone)s) + make_interval(months => %(months)s))
+                             AT TIME ZONE %(zone)s AS at) r
+            )
+            ELSE s.review_at END,
         pinned_until = NULL
-    FROM unnest(%(state_ids)s::bigint[], %(tier_ids)s::bigint[], %(started)s::timestamptz[],
-                %(reviews)s::timestamptz[]) AS v(id, tier_id, started_at, review_at)
-    -- "= ANY": probe the primary key (the planner, guessing 100 rows for unnest, hashes the table).
-    WHERE s.id = v.id AND s.id = ANY(%(state_ids)s::bigint[])
+    FROM due
+    -- "= ANY": probe the member index (the planner's guess for the CTE would hash the table).
+    WHERE s.id = due.id AND s.member_id = ANY(%(ids)s::bigint[])
+), changes AS (
+    INSERT INTO loyalty_tierchange (member_id, from_tier_id, to_tier_id, reason, growth, note, operator_id,
+                                    created_at)
+    SELECT member_id, tier_id, target_id, reason, growth, '', NULL, %(now)s FROM due WHERE reason IS NOT NULL
+    RETURNING id, member_id, from_tier_id, to_tier_id, reason, growth
 )
-INSERT INTO loyalty_tierchange (member_id, from_tier_id, to_tier_id, reason, growth, note, operator_id, created_at)
-SELECT v.member_id, v.from_tier_id, v.to_tier_id, v.reason, v.growth, '', NULL, %(now)s
-FROM unnest(%(members)s::bigint[], %(froms)s::bigint[], %(tos)s::bigint[], %(reasons)s::text[],
-            %(growths)s::bigint[]) AS v(member_id, from_tier_id, to_tier_id, reason, growth)
-RETURNING member_id, id
+SELECT k.retained, k.unpinned, c.member_id, c.id, c.from_tier_id, c.to_tier_id, c.reason, c.growth
+FROM (SELECT count(*) FILTER (WHERE reason = %(retained)s) AS retained, count(*) FILTER (WHERE unpinned) AS unpinned
+      FROM due) k
+LEFT JOIN changes c ON c.reason <> %(retained)s
+ORDER BY c.member_id
 """
 
 
@@ -538,66 +559,55 @@ def _sweep_chunk(after: int, size: int, tiers: list[Tier], now: dt.datetime, cou
     return member_ids
 
 
-def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
-    """:func:`_sweep_chunk_orm` in three statements (read, write, notices) and plain tuples:
-    the same decisions, rows and notices (a test holds the two to that)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_SWEEP_READ_SQL, {"ids": member_ids, "now": now, "growth": Currency.GROWTH.value})
-        rows = cursor.fetchall()
-    if not rows:
-        return
-    by_id = {tier.pk: tier for tier in tiers}
-    # The lowest qualify threshold above each tier: below it nothing can move a member up.
-    next_qualify = {
-        tier.pk: min((t.qualify_threshold for t in tiers if t.rank > tier.rank), default=None) for tier in tiers
+def _sweep_table(tiers: list[Tier], now: dt.datetime) -> dict[str, list | int]:
+    """:func:`_sweep_decision` for every tier, growth band and due-or-not: the decision table
+    that :data:`_SWEEP_SQL` looks each member up in, as its parameters.
+
+    The rule compares growth with the tiers' thresholds only, so it decides alike for every
+    growth between two neighbouring thresholds: band ``b`` holds the growths at or above
+    the ``b``-th threshold and below the next (``width_bucket`` in SQL), and one growth of
+    each band stands for all of them. The rule stays in Python, in one place."""
+    bounds = sorted({tier.qualify_threshold for tier in tiers} | {tier.retain_threshold for tier in tiers})
+    targets, reasons, new_periods = [], [], []
+    # Slot order: tier (rank order), band, then not due before due, as the SQL counts them.
+    for tier in tiers:
+        for growth in [bounds[0] - 1, *bounds]:
+            for review_at in (now + dt.timedelta(days=1), now):
+                target, reason, _review = _sweep_decision(tiers, tier, growth, review_at, now)
+                targets.append(target.pk)
+                reasons.append(reason.value if reason else None)
+                new_periods.append(reason in (TierChange.Reason.UPGRADE, TierChange.Reason.DOWNGRADE))
+    return {
+        "tiers": [tier.pk for tier in tiers],
+        "bounds": bounds,
+        "stride": 2 * (len(bounds) + 1),
+        "targets": targets,
+        "reasons": reasons,
+        "new_periods": new_periods,
     }
-    review_now = _review_after(now)
-    state_ids, tier_ids, started, reviews = [], [], [], []
-    members, froms, tos, reasons, growths = [], [], [], [], []
-    notify: dict[int, tuple[Tier, Tier, bool]] = {}  # member -> (from, to, up)
-    for state_id, member_id, tier_id, review_at, pinned_until, growth in rows:
-        threshold = next_qualify[tier_id]
-        if review_at > now and pinned_until is None and (threshold is None or growth < threshold):
-            continue
-        current = by_id[tier_id]
-        if pinned_until is not None:
-            counts["pins_cleared"] += 1
-        target, reason, review = _sweep_decision(tiers, current, growth, review_at, now)
-        start = None
-        if reason is not None:
-            counts[_SWEEP_COUNTS[reason]] += 1
-        if reason in (TierChange.Reason.UPGRADE, TierChange.Reason.DOWNGRADE):
-            start, review = now, review_now
-            notify[member_id] = (current, target, reason == TierChange.Reason.UPGRADE)
-        state_ids.append(state_id)
-        tier_ids.append(target.pk)
-        started.append(start)
-        reviews.append(review or review_at)
-        if reason is not None:
-            members.append(member_id)
-            froms.append(current.pk)
-            tos.append(target.pk)
-            reasons.append(reason.value)
-            growths.append(growth)
-    if not state_ids:
-        return
+
+
+def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime, counts: dict[str, int]) -> None:
+    """:func:`_sweep_chunk_orm` in two statements (:data:`_SWEEP_SQL`, the notices): the
+    same decisions, rows and notices (a test holds the two to that)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _SWEEP_WRITE_SQL,
+            _SWEEP_SQL,
             {
-                "state_ids": state_ids,
-                "tier_ids": tier_ids,
-                "started": started,
-                "reviews": reviews,
-                "members": members,
-                "froms": froms,
-                "tos": tos,
-                "reasons": reasons,
-                "growths": growths,
+                **_sweep_table(tiers, now),
+                "ids": member_ids,
                 "now": now,
+                "growth": Currency.GROWTH.value,
+                "review_now": _review_after(now),
+                "retained": TierChange.Reason.RETAINED.value,
+                "zone": timezone.get_current_timezone_name(),
+                "months": settings.LOYALTY_TIER_REVIEW_MONTHS,
             },
         )
-        change_ids = dict(cursor.fetchall())
+        rows = cursor.fetchall()
+    counts["retained"] += rows[0][0]
+    counts["pins_cleared"] += rows[0][1]
+    by_id = {tier.pk: tier for tier in tiers}
     names: dict[int, dict] = {}
 
     def name(tier: Tier) -> dict:
@@ -605,11 +615,13 @@ def _sweep_chunk_sql(member_ids: list[int], tiers: list[Tier], now: dt.datetime,
             names[tier.pk] = in_languages(tier, "name")
         return names[tier.pk]
 
-    growth_of = dict(zip(members, growths, strict=True))
     notices = []
-    for member_id, (from_tier, to_tier, up) in notify.items():
-        change_id = change_ids[member_id]
-        growth = growth_of[member_id]
+    for _retained, _unpinned, member_id, change_id, from_id, to_id, reason, growth in rows:
+        if member_id is None:  # no change with a notice: the counts' row alone
+            continue
+        up = reason == TierChange.Reason.UPGRADE
+        counts[_SWEEP_COUNTS[TierChange.Reason(reason)]] += 1
+        from_tier, to_tier = by_id[from_id], by_id[to_id]
         notices.append(
             Notice(
                 member_id=member_id,

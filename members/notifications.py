@@ -280,7 +280,8 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
     pick_params = ([settings.LANGUAGE_CODE, *languages]) * 3
     width = 4 + 3 * len(languages)
     new = 0
-    types = ["bigint", "text", "text", "timestamptz", *(["text", "text", "jsonb"] * len(languages))]
+    # Each language's data as json (its text kept, not parsed): only the member's becomes jsonb.
+    types = ["bigint", "text", "text", "timestamptz", *(["text", "text", "json"] * len(languages))]
     record = ", ".join(f"column{i} {kind}" for i, kind in enumerate(types, 1))
     for first in range(0, len(rows), INSERT_BATCH):
         batch = rows[first : first + INSERT_BATCH]
@@ -293,7 +294,8 @@ def notices_enqueue(notices: Iterable[Notice], *, now: dt.datetime | None = None
             values = [value for row in batch for value in row]
         sql = (
             "INSERT INTO members_notification (member_id, kind, title, body, data, dedupe_key, created_at) "
-            f"SELECT v.column1, v.column2, {pick(0)}, {pick(1)}, {pick(2)}, v.column3, v.column4 "
+            f"SELECT v.column1, v.column2, {pick(0)}, {pick(1)}, ({pick(2)}){'::jsonb' if as_json else ''}, "
+            "v.column3, v.column4 "
             f"FROM {source} "
             "JOIN members_member m ON m.id = v.column1 "
             f"WHERE m.erased_at IS NULL AND m.status <> %s{consent} "

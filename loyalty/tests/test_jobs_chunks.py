@@ -177,6 +177,70 @@ def test_the_set_based_review_writes_what_the_orm_review_writes(tiers, adjuster,
     assert len(orm_rows[2]) == 4  # the upgrade's and the three downgrades' notices
 
 
+SHANGHAI = timezone.get_fixed_timezone(8 * 60)
+
+
+# (months, now, review dates): month ends reached from a local date whose UTC date is the
+# day before (00:15 in Shanghai), a leap year's February, a review so late that the next one
+# would have passed too (counted from now), and a review due right now.
+KEPT_TIER_DATES = [
+    (
+        1,
+        dt.datetime(2028, 2, 15, 23, 30, tzinfo=SHANGHAI),
+        [
+            dt.datetime(2028, 1, 31, 0, 15, tzinfo=SHANGHAI),  # 29 February 00:15 (UTC: 1 March)
+            dt.datetime(2028, 1, 31, 23, 30, tzinfo=SHANGHAI),
+            dt.datetime(2028, 1, 20, 9, 0, tzinfo=SHANGHAI),
+            dt.datetime(2027, 6, 1, 12, 0, tzinfo=SHANGHAI),
+        ],
+    ),
+    (
+        12,
+        dt.datetime(2028, 3, 10, 12, 0, tzinfo=SHANGHAI),
+        [
+            dt.datetime(2028, 2, 29, 0, 15, tzinfo=SHANGHAI),  # 28 February 2029 00:15 (UTC: 1 March)
+            dt.datetime(2027, 3, 31, 0, 15, tzinfo=SHANGHAI),
+            dt.datetime(2027, 8, 31, 23, 59, 59, 999999, tzinfo=SHANGHAI),
+            dt.datetime(2025, 5, 3, 12, 0, tzinfo=SHANGHAI),
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("months", "now", "dates"), KEPT_TIER_DATES)
+def test_the_set_based_review_dates_a_kept_tier_as_the_orm_review_does(
+    tiers, months, now, dates, settings, monkeypatch
+):
+    """A kept tier's next review in SQL (local calendar months, clamped to the month's end)
+    against the ORM twin and :func:`tiers._review_after`."""
+    settings.LOYALTY_TIER_REVIEW_MONTHS = months
+    dates = [*dates, now]
+    members = [new_member(f"1360013600{i}") for i in range(len(dates))]
+    for member, review_at in zip(members, dates, strict=True):
+        MemberTier.objects.filter(member=member).update(tier=tiers["bronze"], review_at=review_at)
+
+    def reviews() -> list:
+        rows = MemberTier.objects.filter(member__in=members).order_by("member_id")
+        return [timezone.localtime(at) for at in rows.values_list("review_at", flat=True)]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SAVEPOINT before_sweep")
+    monkeypatch.setattr(tiers_module, "is_postgresql", lambda: False)
+    by_orm = tiers_sweep(now=now)
+    orm_reviews = reviews()
+    with connection.cursor() as cursor:
+        cursor.execute("ROLLBACK TO SAVEPOINT before_sweep")
+    monkeypatch.undo()
+    by_sql = tiers_sweep(now=now)
+
+    assert by_sql == by_orm and by_sql["retained"] == len(dates)
+    assert reviews() == orm_reviews
+    expected = [tiers_module._review_after(at) for at in dates]
+    assert orm_reviews == [at if at > now else tiers_module._review_after(now) for at in expected]
+    first = orm_reviews[0]
+    assert (first.month, first.day, first.hour, first.minute) == ((2, 29, 0, 15) if months == 1 else (2, 28, 0, 15))
+
+
 def test_the_set_based_review_takes_four_statements_a_chunk(tiers, adjuster, django_assert_max_num_queries):
     _mixed_base(adjuster)
     # Tiers; the one chunk: its savepoint, the lock (which is the chunk's ids), the read, the
