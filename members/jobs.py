@@ -7,6 +7,7 @@ jobs (birthdays, monthly coupons) catch up on missed periods through :func:`job_
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -70,19 +71,40 @@ def run_in_member_chunks(
     if ranges is None:
         ranges = member_id_ranges(size=size)
     if workers > 1 and is_postgresql():
-
-        def run_in_thread(bounds: tuple[int, int]) -> tuple[int, float]:
-            try:
-                return run(bounds)
-            finally:
-                connection.close()  # this thread's own connection
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(run_in_thread, ranges))
+        results = _run_in_threads(run, iter(ranges), workers)
     else:
         results = [run(bounds) for bounds in ranges]
     longest = max((seconds for _count, seconds in results), default=0.0)
     return {"count": sum(count for count, _s in results), "chunks": len(results), "longest_chunk_s": round(longest, 3)}
+
+
+def _run_in_threads(run: Callable[[tuple[int, int]], tuple[int, float]], ranges: Iterator, workers: int) -> list:
+    """``run`` over ``ranges`` on ``workers`` threads, each taking the next range until none
+    is left, on its own connection for all of them (closed when the thread is done: a new
+    connection a range cost more than some ranges' work). A range that fails stops the
+    others from taking more; its error is raised once every thread has stopped."""
+    guard = threading.Lock()
+    failed = threading.Event()
+
+    def take() -> tuple[int, int] | None:
+        with guard:
+            return None if failed.is_set() else next(ranges, None)
+
+    def worker() -> list:
+        done = []
+        try:
+            while (bounds := take()) is not None:
+                done.append(run(bounds))
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            connection.close()  # this thread's own connection
+        return done
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(worker) for _worker in range(workers)]
+    return [result for future in futures for result in future.result()]
 
 
 # --- catching up on missed periods ----------------------------------------------------------
