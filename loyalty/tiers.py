@@ -499,7 +499,8 @@ WITH due AS MATERIALIZED (
         ) g
         WHERE s.member_id = ANY(%(ids)s::bigint[]) AND (s.pinned_until IS NULL OR s.pinned_until <= %(now)s)
     ) k
-    WHERE (%(reasons)s::text[])[k.slot] IS NOT NULL OR k.unpinned
+    -- A tier made since the sweep read them has no slot: its members wait for the next run.
+    WHERE k.slot IS NOT NULL AND ((%(reasons)s::text[])[k.slot] IS NOT NULL OR k.unpinned)
 ), states AS (
     -- Every row written loses its pin (an ended pin is cleared; a change starts unpinned).
     -- A retained member's next review: review_months after the last one in local time

@@ -1,5 +1,6 @@
 """Tiers: default on joining, upgrade on earn, review sweep, soft landing, pins."""
 
+import bisect
 import datetime as dt
 import threading
 from zoneinfo import ZoneInfo
@@ -7,9 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from core.errors import LoyaltyError
 from loyalty import services
+from loyalty import tiers as tiers_module
 from loyalty.models import Currency, MemberTier, Tier, TierChange
 from loyalty.selectors import ledger_violations
 from loyalty.tiers import tier_assign_default, tier_pin, tier_progress, tier_upgrade_if_qualified, tiers_sweep
@@ -652,3 +657,41 @@ def test_a_refund_inside_the_return_window_also_reviews_the_tier(tiers):
     assert state_of(member).tier == tiers["gold"]  # pending growth counts for tiers
     services.order_refund(order=order, amount="3000.00", number="R1", now=T0 + DAY)  # cancels the pending lot
     assert state_of(member).tier == tiers["bronze"]
+
+
+# --- the sweep's decision table (tiers._sweep_table) ------------------------------------------
+
+_thresholds = st.integers(min_value=0, max_value=5000)
+
+
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    tier_thresholds=st.lists(st.tuples(_thresholds, _thresholds), min_size=1, max_size=5),
+    growth=st.integers(min_value=0, max_value=6000),
+    current_index=st.integers(min_value=0, max_value=4),
+    due=st.booleans(),
+    soft_landing=st.booleans(),
+)
+def test_the_sweep_table_decides_every_growth_as_the_rule_does(
+    tier_thresholds, growth, current_index, due, soft_landing, settings
+):
+    """The SQL sweep looks decisions up by slot (tier, ``width_bucket`` band, due), one
+    growth standing for its band; for any tiers and growth that slot holds what
+    ``_sweep_decision`` says for the growth itself."""
+    settings.LOYALTY_TIER_SOFT_LANDING = soft_landing
+    tiers = [
+        Tier(pk=10 + rank, code=f"t{rank}", rank=rank, qualify_threshold=qualify, retain_threshold=retain)
+        for rank, (qualify, retain) in enumerate(tier_thresholds)
+    ]
+    current = tiers[current_index % len(tiers)]
+    now = dt.datetime(2027, 5, 1, tzinfo=SHANGHAI)
+    review_at = now if due else now + DAY
+
+    table = tiers_module._sweep_table(tiers, now)
+    band = bisect.bisect_right(table["bounds"], growth)  # PostgreSQL's width_bucket(growth, bounds)
+    slot = table["tiers"].index(current.pk) * table["stride"] + band * 2 + int(due)  # 0-based
+    target, reason, _review = tiers_module._sweep_decision(tiers, current, growth, review_at, now)
+
+    assert table["targets"][slot] == target.pk
+    assert table["reasons"][slot] == (reason.value if reason else None)
+    assert table["new_periods"][slot] == (reason in (TierChange.Reason.UPGRADE, TierChange.Reason.DOWNGRADE))
