@@ -80,10 +80,12 @@ def programme_demo_seed() -> dict:
                 "window_days": 365 if condition == Badge.Condition.SPEND else None,
             },
         )
+    # One filter() for both account conditions: one join, the points account only (two
+    # filter() calls joined the accounts twice and listed a member once per account).
     rich = list(
-        Member.objects.filter(status=Member.Status.ACTIVE, erased_at__isnull=True, accounts__currency="points")
-        .filter(accounts__balance__gte=300)
-        .order_by("pk")[:3]
+        Member.objects.filter(
+            status=Member.Status.ACTIVE, erased_at__isnull=True, accounts__currency="points", accounts__balance__gte=300
+        ).order_by("pk")[:3]
     )
     done = {"plan": plan.code, "paying_member": None, "transfer": None, "badges": 0, "fan": None}
     if len(rich) < 3:
