@@ -54,6 +54,7 @@ def ensure_members(count: int) -> tuple[list[int], list[int]]:
     """The bench stores and ``count`` bench members (created once, reused by later runs)."""
     from django.conf import settings
 
+    from loyalty.models import Account, Currency
     from members.models import Member, Store
     from operations.actions import member_create
 
@@ -75,6 +76,12 @@ def ensure_members(count: int) -> tuple[list[int], list[int]]:
     for n in range(existing, count):
         member_create(phone=f"+86137{n:08d}", name=f"压测会员{n}", home_store=stores[n % len(stores)], source="import")
     member_ids = list(Member.objects.filter(home_store__in=stores).order_by("id").values_list("id", flat=True)[:count])
+    # Members who have bought before, as nearly every earn's member is: their accounts open.
+    # (A member's first earn opens them, two statements more; loyalty/tests/test_earn_statements.py.)
+    Account.objects.bulk_create(
+        [Account(member_id=member_id, currency=currency) for member_id in member_ids for currency in Currency.values],
+        ignore_conflicts=True,
+    )
     return member_ids, [store.pk for store in stores]
 
 

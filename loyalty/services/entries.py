@@ -43,11 +43,19 @@ def _lock_accounts(member_id: int, currencies: Sequence[str] = CURRENCIES) -> di
 
     accounts = fetch()
     if len(accounts) < len(currencies):
-        for currency in currencies:
-            if currency not in accounts:
-                Account.objects.get_or_create(member_id=member_id, currency=currency)
+        _open_accounts(member_id, currencies)
         accounts = fetch()
     return accounts
+
+
+def _open_accounts(member_id: int, currencies: Sequence[str]) -> None:
+    """Open the member's accounts in ``currencies`` that do not exist yet: one
+    ``INSERT ... ON CONFLICT DO NOTHING`` (a member's first earn opens both). A writer
+    opening the same account at the same time waits for the other's commit and then
+    inserts nothing; the caller locks what is there afterwards."""
+    Account.objects.bulk_create(
+        [Account(member_id=member_id, currency=currency) for currency in currencies], ignore_conflicts=True
+    )
 
 
 def _require_active(member_id: int) -> None:
@@ -209,7 +217,7 @@ def _lock_reading(
 
     rows = fetch()
     if len(rows) < len(currencies):
-        _lock_accounts(member_id, currencies)
+        _open_accounts(member_id, currencies)
         rows = fetch()
     return {account.currency: account for account in rows}
 
@@ -265,7 +273,7 @@ def _lock_reading_sql(
 
     rows = fetch()
     if len(rows) < len(currencies):
-        _lock_accounts(member_id, currencies)
+        _open_accounts(member_id, currencies)
         rows = fetch()
     accounts: dict[str, Account] = {}
     n_account, n_member, n_tier = len(account_names), len(member_names), len(tier_names)

@@ -75,6 +75,25 @@ def test_an_earn_with_lines_and_nothing_due_takes_at_most_4_statements(tiers, st
     assert result.entries[Currency.GROWTH].pending_amount == 120
 
 
+def test_a_members_first_earn_opens_both_accounts_in_one_statement(tiers, store, django_assert_max_num_queries):
+    earn(member_create(phone="13800138001"), store, "W0")  # loads the programme
+    member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
+    # The four of the common path, one INSERT ... ON CONFLICT DO NOTHING for both accounts
+    # and the account lock again (it found none the first time).
+    with CaptureQueriesContext(connection) as queries:
+        with django_assert_max_num_queries(6 if connection.vendor == "postgresql" else 17):
+            earn(member, store, "W1", now=NOW + dt.timedelta(minutes=1))
+    inserts = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("INSERT") and 'INTO "loyalty_account"' in q["sql"]
+    ]
+    assert len(inserts) == 1
+    assert sorted(Account.objects.filter(member=member).values_list("currency", flat=True)) == sorted(
+        [Currency.GROWTH, Currency.POINTS]
+    )
+
+
 def test_a_replay_still_returns_the_first_result(tiers, store):
     member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
     first = earn(member, store, "W0")
