@@ -80,9 +80,9 @@ def test_a_members_first_earn_opens_both_accounts_in_one_statement(tiers, store,
     member = member_create(phone="13800138000", joined_at=NOW - dt.timedelta(days=30))
     # The four of the common path, one INSERT ... ON CONFLICT DO NOTHING for both accounts
     # and the account lock again (it found none the first time).
-    with CaptureQueriesContext(connection) as queries:
-        with django_assert_max_num_queries(6 if connection.vendor == "postgresql" else 17):
-            earn(member, store, "W1", now=NOW + dt.timedelta(minutes=1))
+    limit = 6 if connection.vendor == "postgresql" else 17
+    with CaptureQueriesContext(connection) as queries, django_assert_max_num_queries(limit):
+        earn(member, store, "W1", now=NOW + dt.timedelta(minutes=1))
     inserts = [
         q["sql"]
         for q in queries.captured_queries
