@@ -47,6 +47,7 @@ from .resources import (
     RowReader,
     _text,
     duplicate_phone_message,
+    merged_record_problem,
     opening_balance_award,
     opening_balance_key,
     opening_balance_problem,
@@ -115,6 +116,10 @@ def _check_chunk(
         if "phone" in row.errors:
             continue
         row.member = existing.get(row.values["phone"])
+        merged = merged_record_problem(row.member)
+        if merged:
+            row.errors["phone"] = [merged]
+            continue
         if "opening_points" in row.errors:
             continue
         status = row.member.status if row.member else None

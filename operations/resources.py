@@ -72,6 +72,22 @@ def duplicate_phone_message(phone: str, first_row: int) -> str:
     return _("%(phone)s is also on row %(row)s; list each member once.") % {"phone": phone, "row": first_row}
 
 
+def merged_record_problem(member: Member | None) -> str | None:
+    """Why a row cannot update ``member``: its phone is on a record merged into another.
+
+    The merged record is closed and only points at the kept one (docs/merge.md); a row
+    written to it would change a profile nobody sees, and a row written to the kept member
+    would give that member a phone it does not have. So the row is refused, with the kept
+    member to use instead."""
+    if member is None or member.merged_into_id is None:
+        return None
+    kept = Member.objects.values_list("member_number", "phone").get(pk=member.merged_into_id)
+    return _(
+        "This phone is on member %(merged)s, which was merged into member %(kept)s. "
+        "Put the row under %(kept)s's phone %(phone)s, or leave it out."
+    ) % {"merged": member.member_number, "kept": kept[0], "phone": kept[1]}
+
+
 def opening_balance_problem(*, points: int, status: str | None, earlier: int | None) -> str | None:
     """Why a row's opening balance cannot be written, or None when it can (or there is nothing to do).
 
@@ -343,8 +359,11 @@ class MemberResource(resources.ModelResource):
             errors = error.update_error_dict(errors)
         if "phone" not in errors:
             first = self.first_row_of_phone.get(instance.phone)
+            merged = merged_record_problem(instance) if instance.pk else None
             if first is not None and first != spreadsheet_row(kwargs.get("row_number") or 0):
                 errors["phone"] = [ValidationError(duplicate_phone_message(instance.phone, first))]
+            elif merged:
+                errors["phone"] = [ValidationError(merged)]
             elif "opening_points" not in errors:
                 problem = self._plan_opening_balance(instance)
                 if problem:

@@ -167,6 +167,34 @@ def test_existing_members_are_updated_by_phone_not_duplicated(store, operator):
     assert ledger_violations() == []
 
 
+def test_a_row_naming_a_merged_records_phone_is_refused_on_both_paths(store, operator):
+    from django.core.management import call_command
+
+    from operations.merge import member_merge
+    from operations.tests.test_import import row_errors, run_import
+
+    call_command("setup_roles", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    keep = member_create(phone="13900139000", name="Kept")
+    merged = member_create(phone="13800138000", name="Merged")
+    member_merge(keep=keep, merged=merged, reason="same person, two phones", actor=operator)
+    text = HEADER + "13800138000,New Name,female,,,sh01,0\n13700137000,Someone New,,,,,\n"
+    message = (
+        f"This phone is on member {merged.member_number}, which was merged into member {keep.member_number}. "
+        f"Put the row under {keep.member_number}'s phone +8613900139000, or leave it out."
+    )
+    before = Member.objects.count()
+
+    job = checked_job(text, operator)
+
+    assert job.status == ImportJob.Status.INVALID
+    assert errors_by_row(job) == {2: {"phone": [message]}}
+    assert row_errors(run_import(text)) == {2: {"phone": [message]}}  # the admin's import says the same
+    assert Member.objects.count() == before  # all or nothing: the good row waits too
+    merged.refresh_from_db()
+    keep.refresh_from_db()
+    assert (merged.name, merged.gender, keep.name) == ("Merged", Member.Gender.UNKNOWN, "Kept")
+
+
 def test_reimporting_the_same_file_changes_nothing(store, operator):
     imported_job(GOOD_FILE, operator)
     members = {m.pk: (m.name, m.email, m.birthday, m.member_number) for m in Member.objects.all()}
