@@ -206,7 +206,9 @@ class Member(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name or self.member_number} ({self.phone})"
+        # The card number, not the phone: this text lands in admin history, logs and
+        # select boxes, where a phone number is personal data nobody needs.
+        return f"{self.name} ({self.member_number})" if self.name else self.member_number
 
     @property
     def is_active(self) -> bool:

@@ -23,6 +23,15 @@ def test_invalid_phone_is_refused_with_a_message(raw):
 
 
 @pytest.mark.django_db
+def test_a_member_reads_as_name_and_card_number_never_the_phone():
+    named = member_create(phone="13800138000", name="王芳")
+    unnamed = member_create(phone="13900139000")
+    assert str(named) == f"王芳 ({named.member_number})"
+    assert str(unnamed) == unnamed.member_number
+    assert "13800138000" not in str(named) and "13900139000" not in str(unnamed)
+
+
+@pytest.mark.django_db
 def test_member_create_normalises_the_phone_and_issues_a_card_number():
     member = member_create(phone="138 0013 8000", name="王芳", consents=("sms",), source="web")
     assert member.phone == "+8613800138000"
