@@ -89,6 +89,7 @@ STATUS_BY_CODE = {
     "member_erased": status.HTTP_409_CONFLICT,
     "idempotency_in_flight": status.HTTP_409_CONFLICT,
     "refund_too_large": status.HTTP_409_CONFLICT,
+    "order_busy": status.HTTP_409_CONFLICT,
     "points_over_limit": status.HTTP_409_CONFLICT,
     # (paid membership, transfers, badges)
     "plan_unavailable": status.HTTP_409_CONFLICT,

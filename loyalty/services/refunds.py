@@ -46,6 +46,29 @@ def _proportional(earned: int, part: Decimal, whole: Decimal) -> int:
     return int(earned * part // whole)
 
 
+def _lock_for_refund(order: Order) -> tuple[dict[str, Account], Order]:
+    """Lock the accounts of every member a refund of ``order`` may write to, in member-id
+    order, then the order; return the order's member's accounts and the locked order.
+
+    Those members are the order's and, when a merge moved the order, the merged records
+    that hold its entries (and the checkout spend): the refund takes back from and gives
+    back into their lots. Locking them all first, in the order merges and transfers use
+    (``accounts_lock_pair``), is what keeps a refund and a merge undo from waiting on each
+    other's accounts (a deadlock). Should a merge or its undo move the order between the
+    read of its member and the lock, the locks are taken again for the new member."""
+    member_id = order.member_id
+    for _attempt in range(3):
+        owners = {member_id, *order.entries.values_list("member_id", flat=True).distinct()}
+        locked = {owner: _lock_accounts(owner) for owner in sorted(owners)}
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.member_id in locked:
+            return locked[order.member_id], order
+        member_id = order.member_id
+    raise LoyaltyError(
+        "order_busy", _("This order is being moved between member records right now. Try the refund again.")
+    )
+
+
 @transaction.atomic
 def order_refund(
     *,
@@ -80,8 +103,7 @@ def order_refund(
     amount = clean_money(amount, field_name=_("Refund amount"))
     request_hash = _fingerprint({"amount": str(amount)})
 
-    accounts = _lock_accounts(order.member_id)
-    order = Order.objects.select_for_update().get(pk=order.pk)
+    accounts, order = _lock_for_refund(order)
     existing = Refund.objects.filter(order=order, number=number).first()
     if existing is not None:
         if existing.request_hash != request_hash:

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection
 
+from core.errors import LoyaltyError
 from loyalty import services
 from loyalty.models import Account, Currency, Order
 from loyalty.selectors import ledger_violations
@@ -96,4 +97,46 @@ def test_two_merges_of_the_same_pair_either_way_do_not_deadlock(brand):
     assert refusals(outcomes) == {"member_already_merged": 1} or refusals(outcomes) == {"member_not_mergeable": 1}
     assert held(a, b) == 30
     assert MemberMerge.objects.count() == 1
+    assert ledger_violations() == []
+
+
+def test_a_refund_of_a_moved_order_racing_the_merge_undo_does_not_deadlock(brand, monkeypatch):
+    """The refund gives the checkout's points back into the merged record's account and
+    takes the earned points back from the kept member's: it locks both members' accounts,
+    in id order, before anything else, as the undo does. A pause after the refund's first
+    locks lets the undo start in between; a refund that locked the kept member's accounts
+    alone, then the merged record's, deadlocked with it (the merged record's id is lower)."""
+    import time
+
+    from loyalty.checkout import order_checkout
+    from loyalty.services import refunds
+    from operations.merge import member_merge_undo
+
+    store = StoreFactory()
+    merged, keep = MemberFactory(home_store=store), MemberFactory(home_store=store)  # merged.pk < keep.pk
+    services.points_award(member=merged, currency="points", amount=1000, reason="gift", idempotency_key="g")
+    order_checkout(member=merged, store=store, number="C-1", amount=Decimal("100.00"), points=500)
+    merge = member_merge(keep=keep, merged=merged, reason="two phones", actor=brand)
+    assert Order.objects.get(number="C-1").member_id == keep.pk
+
+    give_back = refunds._return_points_paid
+
+    def slow_give_back(*args, **kwargs):
+        time.sleep(0.5)  # the undo has started and waits for a lock the refund holds
+        return give_back(*args, **kwargs)
+
+    monkeypatch.setattr(refunds, "_return_points_paid", slow_give_back)
+    order = Order.objects.get(number="C-1")
+    outcomes = run_concurrently(
+        lambda: services.order_refund(order=order, number="R-1", amount=Decimal("100.00")),
+        lambda: (time.sleep(0.1), member_merge_undo(merge=merge, reason="wrong person", actor=brand))[1],
+    )
+
+    unexpected = [o for o in outcomes if isinstance(o, Exception) and not isinstance(o, LoyaltyError)]
+    assert unexpected == []
+    assert not isinstance(outcomes[0], Exception), outcomes[0]  # the refund went through
+    # Whichever wrote first, the full refund gave back the 500 points paid and cancelled
+    # what the order earned (still pending): the two records hold the gift, no more.
+    assert held(keep, merged) == 1000
+    assert held(keep, merged, currency=Currency.GROWTH) == 0
     assert ledger_violations() == []
