@@ -101,7 +101,8 @@ def _check_chunk(
             if first != number:
                 errors["phone"] = [duplicate_phone_message(values["phone"], first)]
     phones = [row.values["phone"] for row in checked if "phone" not in row.errors]
-    members = Member.objects.filter(phone__in=phones).order_by("id")
+    # With the record a merged one points at, for merged_record_problem's message.
+    members = Member.objects.filter(phone__in=phones).select_related("merged_into").order_by("id")
     if lock:
         members = members.select_for_update(of=("self",), no_key=True)
     existing = {member.phone: member for member in members}

@@ -81,11 +81,11 @@ def merged_record_problem(member: Member | None) -> str | None:
     member to use instead."""
     if member is None or member.merged_into_id is None:
         return None
-    kept = Member.objects.values_list("member_number", "phone").get(pk=member.merged_into_id)
+    kept = member.merged_into
     return _(
         "This phone is on member %(merged)s, which was merged into member %(kept)s. "
         "Put the row under %(kept)s's phone %(phone)s, or leave it out."
-    ) % {"merged": member.member_number, "kept": kept[0], "phone": kept[1]}
+    ) % {"merged": member.member_number, "kept": kept.member_number, "phone": kept.phone}
 
 
 def opening_balance_problem(*, points: int, status: str | None, earlier: int | None) -> str | None:
@@ -359,10 +359,9 @@ class MemberResource(resources.ModelResource):
             errors = error.update_error_dict(errors)
         if "phone" not in errors:
             first = self.first_row_of_phone.get(instance.phone)
-            merged = merged_record_problem(instance) if instance.pk else None
             if first is not None and first != spreadsheet_row(kwargs.get("row_number") or 0):
                 errors["phone"] = [ValidationError(duplicate_phone_message(instance.phone, first))]
-            elif merged:
+            elif merged := merged_record_problem(instance):
                 errors["phone"] = [ValidationError(merged)]
             elif "opening_points" not in errors:
                 problem = self._plan_opening_balance(instance)

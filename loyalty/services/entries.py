@@ -48,6 +48,15 @@ def _lock_accounts(member_id: int, currencies: Sequence[str] = CURRENCIES) -> di
     return accounts
 
 
+def _lock_members_accounts(
+    member_ids: Iterable[int], currencies: Sequence[str] = CURRENCIES
+) -> dict[int, dict[str, Account]]:
+    """Several members' accounts, locked in member-id order, then account-id order within a
+    member: the order every writer of more than one member uses (transfers, merges, refunds
+    of a moved order), so no two of them can wait on each other."""
+    return {member_id: _lock_accounts(member_id, currencies) for member_id in sorted(set(member_ids))}
+
+
 def _open_accounts(member_id: int, currencies: Sequence[str]) -> None:
     """Open the member's accounts in ``currencies`` that do not exist yet: one
     ``INSERT ... ON CONFLICT DO NOTHING`` (a member's first earn opens both). A writer

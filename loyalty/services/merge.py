@@ -31,16 +31,15 @@ from members.models import MemberMerge
 
 from ..models import Account, Allocation, LedgerEntry, Lot, Order
 from ..tiers import tier_upgrade_if_qualified
-from .entries import CURRENCIES, _fingerprint, _lock_accounts, _new_entry, _save_entry
+from .entries import CURRENCIES, _fingerprint, _lock_members_accounts, _new_entry, _save_entry
 from .settling import _settle
 
 MERGE = LedgerEntry.Kind.MERGE
 
 
 def accounts_lock_pair(first_id: int, second_id: int) -> dict[int, dict[str, Account]]:
-    """Both members' accounts (every currency), locked in member-id order, then account-id
-    order within a member: the order every two-member writer (transfers, merges) uses."""
-    return {member_id: _lock_accounts(member_id, CURRENCIES) for member_id in sorted({first_id, second_id})}
+    """Both members' accounts (every currency), locked as :func:`_lock_members_accounts` does."""
+    return _lock_members_accounts((first_id, second_id))
 
 
 def _require_no_debt(accounts: Sequence[Account]) -> None:

@@ -20,7 +20,15 @@ from core.errors import LoyaltyError
 
 from ..models import Account, Allocation, Currency, LedgerEntry, Lot, Order, Refund
 from ..tiers import tier_review_after_refund
-from .entries import _consume, _fingerprint, _lock_accounts, _new_entry, _open_lots, _save_entry
+from .entries import (
+    _consume,
+    _fingerprint,
+    _lock_accounts,
+    _lock_members_accounts,
+    _new_entry,
+    _open_lots,
+    _save_entry,
+)
 from .merge import merged_points_forward
 from .settling import _settle
 from .spending import _give_back
@@ -53,13 +61,12 @@ def _lock_for_refund(order: Order) -> tuple[dict[str, Account], Order]:
     Those members are the order's and, when a merge moved the order, the merged records
     that hold its entries (and the checkout spend): the refund takes back from and gives
     back into their lots. Locking them all first, in the order merges and transfers use
-    (``accounts_lock_pair``), is what keeps a refund and a merge undo from waiting on each
-    other's accounts (a deadlock). Should a merge or its undo move the order between the
+    (``_lock_members_accounts``), is what keeps a refund and a merge undo from waiting on
+    each other's accounts (a deadlock). Should a merge or its undo move the order between the
     read of its member and the lock, the locks are taken again for the new member."""
     member_id = order.member_id
     for _attempt in range(3):
-        owners = {member_id, *order.entries.values_list("member_id", flat=True).distinct()}
-        locked = {owner: _lock_accounts(owner) for owner in sorted(owners)}
+        locked = _lock_members_accounts([member_id, *order.entries.values_list("member_id", flat=True).distinct()])
         order = Order.objects.select_for_update().get(pk=order.pk)
         if order.member_id in locked:
             return locked[order.member_id], order

@@ -34,6 +34,7 @@ from .entries import (
     _consume,
     _fingerprint,
     _lock_accounts,
+    _lock_members_accounts,
     _new_entry,
     _open_lots,
     _replayed_entry,
@@ -51,7 +52,8 @@ OUT_KINDS = (LedgerEntry.Kind.TRANSFER, LedgerEntry.Kind.SPEND)
 def _lock_pair(first_id: int, second_id: int) -> dict[int, Account]:
     """Both members' points accounts, locked in member-id order (so two transfers between
     the same members, either way, cannot deadlock)."""
-    return {member_id: _lock_accounts(member_id, (POINTS,))[POINTS] for member_id in sorted({first_id, second_id})}
+    locked = _lock_members_accounts((first_id, second_id), (POINTS,))
+    return {member_id: accounts[POINTS] for member_id, accounts in locked.items()}
 
 
 @transaction.atomic
